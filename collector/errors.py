@@ -1,0 +1,41 @@
+"""One exception per failure kind. Only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CollectorError(Exception):
+    """Base class of every error the collector reports to a user."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem found in a configuration file."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        field = self.field or "(document)"
+        return f"{where}: {field}: {self.message}"
+
+
+class ConfigError(CollectorError):
+    """The configuration is invalid. Carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the configuration")
+
+
+class SelectionError(CollectorError):
+    """A suite or benchmark selected on the command line does not exist."""
+
+
+class OutputError(CollectorError):
+    """A result file could not be written."""

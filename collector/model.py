@@ -1,0 +1,303 @@
+"""Immutable domain objects: what to benchmark (BenchmarkSpec) and what came out (RunResult).
+
+Every object validates in its constructor (pydantic, frozen), so an invalid result can never
+be built, stored or exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from collector.metrics import METRICS
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Task(str, Enum):
+    AUTO = "auto"
+    TEXT_GENERATION = "text-generation"
+    TEXT_CLASSIFICATION = "text-classification"
+    FEATURE_EXTRACTION = "feature-extraction"
+    IMAGE_CLASSIFICATION = "image-classification"
+    SPEECH_RECOGNITION = "speech-recognition"
+    ZERO_SHOT_IMAGE_CLASSIFICATION = "zero-shot-image-classification"
+
+
+GENERATION_TASKS = frozenset({Task.TEXT_GENERATION, Task.SPEECH_RECOGNITION})
+
+
+class Backend(str, Enum):
+    EAGER = "eager"
+    COMPILE = "compile"
+
+
+class Dtype(str, Enum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+class SyntheticSource(Frozen):
+    """A model built from a transformers config with random weights and a fixed seed."""
+
+    source: Literal["synthetic"]
+    architecture: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    config: dict[str, Any] = Field(default_factory=dict)
+    seed: Annotated[int, Field(ge=0)] = 0
+    trust_remote_code: bool = False
+
+
+class HubSource(Frozen):
+    """A model on the Hugging Face Hub (needs network or a warm local cache)."""
+
+    source: Literal["hub"]
+    id: Annotated[str, Field(min_length=1)]
+    revision: Annotated[str, Field(min_length=1)] = "main"
+    trust_remote_code: bool = False
+
+
+class LocalSource(Frozen):
+    """A model saved with save_pretrained in a local directory."""
+
+    source: Literal["local"]
+    path: Annotated[str, Field(min_length=1)]
+    trust_remote_code: bool = False
+
+
+ModelSource = Annotated[SyntheticSource | HubSource | LocalSource, Field(discriminator="source")]
+
+
+def describe_source(source: SyntheticSource | HubSource | LocalSource) -> str:
+    if isinstance(source, SyntheticSource):
+        return f"synthetic:{source.architecture}"
+    if isinstance(source, HubSource):
+        return f"{source.id}@{source.revision}"
+    return f"local:{source.path}"
+
+
+class MeasurementSettings(Frozen):
+    """When to stop measuring: a stable median, within bounds of count and time."""
+
+    warmup_iterations: Annotated[int, Field(ge=0)] = 3
+    min_iterations: Annotated[int, Field(ge=1)] = 10
+    max_iterations: Annotated[int, Field(ge=1)] | None = None
+    min_duration_s: Annotated[float, Field(ge=0)] = 1.0
+    max_duration_s: Annotated[float, Field(gt=0)] = 20.0
+    target_rel_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MeasurementSettings:
+        if self.min_duration_s > self.max_duration_s:
+            raise ValueError(
+                f"min_duration_s ({self.min_duration_s}) must not exceed "
+                f"max_duration_s ({self.max_duration_s})"
+            )
+        if self.max_iterations is not None and self.max_iterations < self.min_iterations:
+            raise ValueError(
+                f"max_iterations ({self.max_iterations}) must not be below "
+                f"min_iterations ({self.min_iterations})"
+            )
+        return self
+
+
+class CompileSettings(Frozen):
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "default"
+    )
+    fullgraph: bool = False
+    dynamic: bool | None = None
+
+
+class BenchmarkSpec(Frozen):
+    """One fully expanded benchmark: a single point of a matrix."""
+
+    suite: Annotated[str, Field(pattern=NAME_PATTERN)]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    model: ModelSource
+    task: Task = Task.AUTO
+    backend: Backend = Backend.EAGER
+    device: Annotated[str, Field(pattern=DEVICE_PATTERN)] = "cpu"
+    dtype: Dtype = Dtype.FLOAT32
+    batch_size: Annotated[int, Field(ge=1)] = 1
+    sequence_length: Annotated[int, Field(ge=1)] = 128
+    new_tokens: Annotated[int, Field(ge=1)] = 32
+    threads: Annotated[int, Field(ge=1)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    memory_limit_mb: Annotated[int, Field(ge=1)] | None = None
+    measurement: MeasurementSettings = MeasurementSettings()
+    compile: CompileSettings = CompileSettings()
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the workload. Names, suite and measurement knobs are labels, not
+        identity: renaming a benchmark or tightening its CI target keeps its history."""
+        ident: dict[str, Any] = {
+            "model": self.model.model_dump(mode="json", exclude={"trust_remote_code"}),
+            "task": self.task.value,
+            "backend": self.backend.value,
+            "device": self.device,
+            "dtype": self.dtype.value,
+            "batch_size": self.batch_size,
+            "sequence_length": self.sequence_length,
+            "new_tokens": self.new_tokens,
+            "threads": self.threads,
+        }
+        if self.backend is Backend.COMPILE:
+            ident["compile"] = self.compile.model_dump(mode="json")
+        return ident
+
+    def series_id(self, host: str) -> str:
+        """Stable series identity: hash of the canonical spec identity plus the host."""
+        canonical = json.dumps({"spec": self.identity(), "host": host}, sort_keys=True,
+                               separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        parts = [self.name, f"bs={self.batch_size}"]
+        if self.task not in {Task.IMAGE_CLASSIFICATION}:
+            parts.append(f"seq={self.sequence_length}")
+        parts += [self.dtype.value, self.backend.value, self.device]
+        return " ".join(parts)
+
+
+class FailureKind(str, Enum):
+    EXCEPTION = "exception"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"
+    MODEL_UNAVAILABLE = "model_unavailable"
+
+
+class Failure(Frozen):
+    kind: FailureKind
+    message: Annotated[str, Field(min_length=1)]
+    exception_type: str | None = None
+    traceback_tail: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+
+
+class Environment(Frozen):
+    """Where a result was measured. Versions come from package metadata in the parent and
+    from the live modules in the worker."""
+
+    host: str
+    os: str
+    kernel: str
+    cpu_model: str
+    cpu_logical_cores: int
+    cpu_physical_cores: int | None = None
+    memory_total_bytes: int
+    python_version: str
+    collector_version: str
+    torch_version: str | None = None
+    transformers_version: str | None = None
+    torch_threads: int | None = None
+    cuda_version: str | None = None
+    cudnn_version: str | None = None
+    gpu_name: str | None = None
+    gpu_driver: str | None = None
+    gpu_count: int | None = None
+
+
+class MeasurementInfo(Frozen):
+    iterations: Annotated[int, Field(ge=0)]
+    warmup_iterations: Annotated[int, Field(ge=0)]
+    duration_s: Annotated[float, Field(ge=0)]
+    target_rel_ci: float
+    achieved_rel_ci: float | None
+    converged: bool
+    stop_reason: Literal["converged", "max_duration", "max_iterations"]
+
+
+class NoiseProbe(Frozen):
+    """What else the machine did while we measured, for flagging contaminated runs."""
+
+    wall_s: Annotated[float, Field(ge=0)]
+    self_cpu_s: Annotated[float, Field(ge=0)]
+    other_cpu_s: Annotated[float, Field(ge=0)]
+    other_cpu_fraction: Annotated[float, Field(ge=0)]
+    loadavg_1m_start: float | None = None
+    loadavg_1m_end: float | None = None
+    gpu: dict[str, Any] | None = None
+
+
+class BenchmarkResult(Frozen):
+    spec: BenchmarkSpec
+    series_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    status: Literal["ok", "failed"]
+    resolved_task: Task | None = None
+    started_at: datetime
+    finished_at: datetime
+    environment: Environment
+    metrics: dict[str, float] = Field(default_factory=dict)
+    samples: dict[str, list[float]] = Field(default_factory=dict)
+    measurement: MeasurementInfo | None = None
+    noise: NoiseProbe | None = None
+    failure: Failure | None = None
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric(s): {', '.join(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _status_consistent(self) -> BenchmarkResult:
+        if self.status == "failed" and self.failure is None:
+            raise ValueError("a failed result needs a failure")
+        if self.status == "ok" and self.failure is not None:
+            raise ValueError("a successful result cannot carry a failure")
+        if self.finished_at < self.started_at:
+            raise ValueError("finished_at is before started_at")
+        return self
+
+
+class RunResult(Frozen):
+    """One invocation of one suite on one host: every benchmark's result."""
+
+    run_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    suite: str
+    host: str
+    started_at: datetime
+    finished_at: datetime
+    collector_version: str
+    results: tuple[BenchmarkResult, ...]
+
+    @property
+    def status(self) -> Literal["ok", "failed", "partial"]:
+        failed = sum(r.status == "failed" for r in self.results)
+        if failed == 0:
+            return "ok"
+        return "failed" if failed == len(self.results) else "partial"
+
+
+RESULTS_FORMAT = "collector-results"
+RESULTS_FORMAT_VERSION = 1
+
+
+def results_document(runs: list[RunResult]) -> dict[str, Any]:
+    """The documented, versioned JSON document (docs/results-format.md)."""
+    return {
+        "format": RESULTS_FORMAT,
+        "format_version": RESULTS_FORMAT_VERSION,
+        "runs": [
+            {**run.model_dump(mode="json"), "status": run.status} for run in runs
+        ],
+    }
+
+

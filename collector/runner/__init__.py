@@ -1,0 +1,61 @@
+"""Runs one BenchmarkSpec in an isolated worker and turns the outcome into a BenchmarkResult.
+
+This package's __init__ and isolation module never import torch; only `worker` and `tasks`
+(loaded inside worker processes) do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from collector.model import (
+    BenchmarkResult,
+    BenchmarkSpec,
+    Environment,
+    MeasurementInfo,
+    NoiseProbe,
+    Task,
+)
+from collector.runner.isolation import ProgressCallback, Target, WorkerPool
+
+__all__ = ["WorkerPool", "run_benchmark"]
+
+
+def _default_target() -> Target:
+    from collector.runner.entry import benchmark
+
+    return benchmark
+
+
+def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environment, *,
+                  on_progress: ProgressCallback | None = None,
+                  target: Target | None = None,
+                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                  ) -> BenchmarkResult:
+    """Run one benchmark to completion or failure; never raises for a benchmark's fault."""
+    started = now()
+    outcome = pool.run(target or _default_target(), {"spec": spec.model_dump(mode="json")},
+                       timeout_s=spec.timeout_s,
+                       memory_limit_bytes=(spec.memory_limit_mb * 2**20
+                                           if spec.memory_limit_mb else None),
+                       on_progress=on_progress)
+    finished = now()
+    series_id = spec.series_id(environment.host)
+    if outcome.payload is None:
+        assert outcome.failure is not None
+        return BenchmarkResult(spec=spec, series_id=series_id, status="failed",
+                               started_at=started, finished_at=finished,
+                               environment=environment, failure=outcome.failure)
+    body: dict[str, Any] = outcome.payload
+    env = environment.model_copy(update=body.get("environment", {}))
+    return BenchmarkResult(
+        spec=spec, series_id=series_id, status="ok",
+        resolved_task=Task(body["resolved_task"]),
+        started_at=started, finished_at=finished,
+        environment=Environment.model_validate(env.model_dump()),
+        metrics=body["metrics"], samples=body["samples"],
+        measurement=MeasurementInfo.model_validate(body["measurement"]),
+        noise=NoiseProbe.model_validate(body["noise"]),
+    )

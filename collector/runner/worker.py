@@ -1,0 +1,304 @@
+"""Worker side: the only module tree that imports torch and transformers.
+
+Runs one benchmark inside a fresh worker process: load the model from disk onto the device,
+build inputs, time the first call, warm up, measure until stable, and send back a plain-JSON
+payload (metrics, raw samples, measurement info, noise probe, environment additions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from collector.environment import NoiseMeter
+from collector.model import (
+    GENERATION_TASKS,
+    Backend,
+    BenchmarkSpec,
+    FailureKind,
+    HubSource,
+    LocalSource,
+    SyntheticSource,
+    Task,
+)
+from collector.runner.isolation import WorkerFailure
+from collector.runner.measure import measure
+from collector.runner.tasks import AUTO_CLASSES, infer_task
+from collector.runner.tasks import forward, generation
+from collector.runner.tasks.inputs import build_inputs
+from collector.stats import summarize
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory: the kernel's high-water mark instead of a sampling thread (exact, zero overhead).
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_bytes() -> int:
+    value = _status_bytes("VmHWM")
+    if value is not None:
+        return value
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Model loading
+
+
+def _model_class_name(spec: BenchmarkSpec, config: Any) -> str | None:
+    if isinstance(spec.model, SyntheticSource):
+        return spec.model.architecture
+    names = getattr(config, "architectures", None) or []
+    return names[0] if names and hasattr(transformers, names[0]) else None
+
+
+def _checkpoint(spec: BenchmarkSpec, workdir: Path) -> str:
+    """A directory (or hub snapshot) holding the model's files on local disk."""
+    source = spec.model
+    if isinstance(source, SyntheticSource):
+        if not hasattr(transformers, source.architecture):
+            raise WorkerFailure(FailureKind.EXCEPTION,
+                                f"unknown architecture {source.architecture!r}")
+        cls = getattr(transformers, source.architecture)
+        config = cls.config_class(**source.config)
+        torch.manual_seed(source.seed)
+        model = cls(config)
+        path = workdir / "synthetic-model"
+        model.save_pretrained(path)
+        del model
+        return str(path)
+    if isinstance(source, LocalSource):
+        path = Path(source.path).expanduser()
+        if not (path / "config.json").is_file():
+            what = "does not exist" if not path.exists() else "has no config.json"
+            raise WorkerFailure(FailureKind.MODEL_UNAVAILABLE,
+                                f"local model directory {str(path)!r} {what}")
+        return str(path)
+    assert isinstance(source, HubSource)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return str(snapshot_download(source.id, revision=source.revision))
+    except Exception as exc:
+        raise WorkerFailure(FailureKind.MODEL_UNAVAILABLE, (
+            f"hub model {source.id!r} at revision {source.revision!r} could not be fetched "
+            f"and is not in the local cache ({type(exc).__name__}: {str(exc)[:300]})"
+        )) from None
+
+
+def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[], None] | None,
+          ) -> tuple[Any, Task, float]:
+    trust = spec.model.trust_remote_code
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust)
+    arch = _model_class_name(spec, config)
+    if spec.task is not Task.AUTO:
+        task = spec.task
+        if arch is None or (not isinstance(spec.model, SyntheticSource)
+                            and _task_of(arch) is not task):
+            arch = None
+    elif arch is not None:
+        task = infer_task(arch)
+    else:
+        raise WorkerFailure(FailureKind.EXCEPTION, (
+            "the model's config names no transformers architecture; set 'task' explicitly"))
+    cls = getattr(transformers, arch if arch is not None else AUTO_CLASSES[task])
+    start = time.perf_counter_ns()
+    model = cls.from_pretrained(path, dtype=_DTYPES[spec.dtype.value], trust_remote_code=trust)
+    model.to(device)
+    model.eval()
+    if sync is not None:
+        sync()
+    load_s = (time.perf_counter_ns() - start) / 1e9
+    return model, task, load_s
+
+
+def _task_of(arch: str) -> Task | None:
+    try:
+        return infer_task(arch)
+    except WorkerFailure:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def _device(spec: BenchmarkSpec) -> tuple[torch.device, Callable[[], None] | None]:
+    device = torch.device(spec.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise WorkerFailure(FailureKind.EXCEPTION,
+                                "device 'cuda' requested but CUDA is not available here")
+        torch.cuda.set_device(device)
+        return device, lambda: torch.cuda.synchronize(device)
+    return device, None
+
+
+def _gpu_environment(device: torch.device) -> dict[str, Any]:
+    if device.type != "cuda":
+        return {}
+    props = torch.cuda.get_device_properties(device)
+    env: dict[str, Any] = {"cuda_version": str(torch.version.cuda), "gpu_name": str(props.name),
+                           "gpu_count": torch.cuda.device_count()}
+    cudnn = torch.backends.cudnn.version()
+    env["cudnn_version"] = str(cudnn) if cudnn else None
+    gpu = _nvml_state(device)
+    if gpu.get("driver"):
+        env["gpu_driver"] = gpu["driver"]
+    return env
+
+
+def _nvml_state(device: torch.device) -> dict[str, Any]:
+    """Clocks, throttling and temperature through NVML where the library is installed."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        state = {
+            "driver": pynvml.nvmlSystemGetDriverVersion(),
+            "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+            "temperature_c": pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU),
+            "throttle_reasons": int(pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)),
+        }
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in state.items()}
+    except Exception:  # NVML is diagnostics only; never fail a benchmark over it
+        return {}
+
+
+def run(conn: Connection, payload: dict[str, Any]) -> None:
+    """Worker entry: run payload['spec'] and send ('result', body) on the connection."""
+    spec = BenchmarkSpec.model_validate(payload["spec"])
+
+    def progress(body: dict[str, Any]) -> None:
+        conn.send(("progress", body))
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    if spec.threads is not None:
+        torch.set_num_threads(spec.threads)
+    device, sync = _device(spec)
+    with tempfile.TemporaryDirectory(prefix="collector-worker-") as tmp:
+        workdir = Path(tmp)
+        # A cold compile every time: a fresh Inductor cache per benchmark.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(workdir / "inductor"))
+        progress({"phase": "loading"})
+        path = _checkpoint(spec, workdir)
+        model, task, load_s = _load(spec, path, device, sync)
+        body = _measure_model(spec, model, task, device, sync, progress)
+    body["metrics"]["load_time_seconds"] = load_s
+    body["environment"] = {"torch_version": str(torch.__version__),
+                           "transformers_version": str(transformers.__version__),
+                           "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
+    conn.send(("result", body))
+
+
+def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device,
+                   sync: Callable[[], None] | None,
+                   progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    metrics: dict[str, float] = {}
+    load_peak = peak_rss_bytes()
+    metrics["load_peak_rss_bytes"] = float(load_peak)
+    metrics["model_size_bytes"] = float(
+        sum(p.numel() * p.element_size() for p in model.parameters())
+        + sum(b.numel() * b.element_size() for b in model.buffers()))
+    dtype = _DTYPES[spec.dtype.value]
+    inputs, prompt_tokens = build_inputs(task, model.config, spec, dtype, device)
+    generating = task in GENERATION_TASKS
+
+    if spec.backend is Backend.COMPILE:
+        compiled = torch.compile(model.forward if generating else model, mode=spec.compile.mode,
+                                 fullgraph=spec.compile.fullgraph, dynamic=spec.compile.dynamic)
+        if generating:
+            model.forward = compiled
+        else:
+            model = compiled
+    step: Callable[[], Any] = (
+        generation.make_step(model, inputs, spec.new_tokens, sync) if generating
+        else forward.make_step(model, inputs))
+
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    progress({"phase": "first call"})
+    start = time.perf_counter_ns()
+    step()
+    if sync is not None:
+        sync()
+    first_call_s = (time.perf_counter_ns() - start) / 1e9
+    progress({"phase": "warmup"})
+    meter = NoiseMeter().start()
+    measured = measure(step, spec.measurement, sync=sync, on_progress=progress)
+    noise = meter.stop(gpu=_nvml_state(device) or None)
+
+    latencies = [ns / 1e9 for ns in measured.samples_ns]
+    summary = summarize(latencies)
+    metrics.update({
+        "first_call_seconds": first_call_s,
+        "latency_p50_seconds": summary.p50,
+        "latency_p90_seconds": summary.p90,
+        "latency_p99_seconds": summary.p99,
+        "latency_mean_seconds": summary.mean,
+        "latency_min_seconds": summary.min,
+        "latency_stdev_seconds": summary.stdev,
+        "latency_cv_ratio": summary.cv,
+        "throughput_samples_per_second": spec.batch_size / summary.p50,
+        "peak_rss_bytes": float(peak_rss_bytes()),
+    })
+    if spec.backend is Backend.COMPILE:
+        metrics["compile_time_seconds"] = max(first_call_s - summary.p50, 0.0)
+    if prompt_tokens and not generating:
+        metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens
+                                                         / summary.p50)
+    samples: dict[str, list[float]] = {"latency_seconds": latencies}
+    if generating:
+        token_metrics, token_samples = generation.token_metrics(
+            measured.payloads, spec.batch_size, prompt_tokens)
+        metrics.update(token_metrics)
+        samples.update(token_samples)
+    if device.type == "cuda":
+        metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
+        metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
+    with contextlib.suppress(Exception):
+        del model
+    assert measured.info is not None
+    return {
+        "resolved_task": task.value,
+        "metrics": metrics,
+        "samples": samples,
+        "measurement": measured.info.model_dump(mode="json"),
+        "noise": noise.model_dump(mode="json"),
+    }

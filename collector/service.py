@@ -1,0 +1,110 @@
+"""Composition root for `run-once`: expand the config, run every benchmark in isolation, one
+at a time, and gather one RunResult per suite. Storage and export join here in later issues."""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from collector import __version__
+from collector.config import Config, Suite
+from collector.environment import capture_host
+from collector.errors import SelectionError
+from collector.model import BenchmarkResult, BenchmarkSpec, Environment, RunResult
+from collector.runner import WorkerPool, run_benchmark
+from collector.runner.isolation import Target
+
+
+class Reporter(Protocol):
+    """What the service tells its caller while it runs (the CLI draws progress with it)."""
+
+    def start(self, total: int) -> None: ...
+    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None: ...
+    def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None: ...
+    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None: ...
+    def finish(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total: int) -> None:
+        pass
+
+    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:
+        pass
+
+    def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None:
+        pass
+
+    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which suites and benchmarks to run; None means all. Benchmark names accept globs."""
+
+    suites: Sequence[str] | None = None
+    benchmarks: Sequence[str] | None = None
+
+    def apply(self, config: Config) -> list[Suite]:
+        known = [s.name for s in config.suites]
+        if self.suites:
+            missing = [name for name in self.suites if name not in known]
+            if missing:
+                raise SelectionError(f"unknown suite(s): {', '.join(missing)}; the config "
+                                     f"defines: {', '.join(known)}")
+        chosen = [s for s in config.suites if not self.suites or s.name in self.suites]
+        if self.benchmarks:
+            patterns = list(self.benchmarks)
+            chosen = [Suite(s.name, s.description, tuple(
+                b for b in s.benchmarks if any(fnmatch.fnmatchcase(b.name, p) for p in patterns)))
+                for s in chosen]
+            chosen = [s for s in chosen if s.benchmarks]
+            if not chosen:
+                raise SelectionError(f"no benchmark matches {', '.join(patterns)}")
+        return chosen
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_once(config: Config, *, selection: Selection = Selection(),
+             reporter: Reporter | None = None, start_method: str = "forkserver",
+             host: str | None = None,
+             environment: Callable[[str | None], Environment] = capture_host,
+             target: Target | None = None) -> list[RunResult]:
+    """Run the selected suites now. Benchmark failures are results, not exceptions."""
+    suites = selection.apply(config)
+    report = reporter or SilentReporter()
+    env = environment(host)
+    total = sum(len(s.benchmarks) for s in suites)
+    report.start(total)
+    runs: list[RunResult] = []
+    index = 0
+    try:
+        with WorkerPool(start_method) as pool:
+            for suite in suites:
+                started = _now()
+                results = []
+                for spec in suite.benchmarks:
+                    report.benchmark_started(index, spec)
+                    result = run_benchmark(
+                        pool, spec, env, target=target,
+                        on_progress=lambda body, spec=spec: report.progress(spec, body))
+                    report.benchmark_finished(index, result)
+                    results.append(result)
+                    index += 1
+                runs.append(RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
+                                      started_at=started, finished_at=_now(),
+                                      collector_version=__version__, results=tuple(results)))
+    finally:
+        report.finish()
+    return runs

@@ -1,0 +1,65 @@
+"""Tiny synthetic models and fast measurement settings shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+FAST_MEASUREMENT = {"warmup_iterations": 1, "min_iterations": 3, "min_duration_s": 0.0,
+                    "max_duration_s": 0.3}
+
+TINY_MODELS: dict[str, dict[str, Any]] = {
+    "gpt2": {"source": "synthetic", "architecture": "GPT2LMHeadModel",
+             "config": {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 128,
+                        "vocab_size": 512, "bos_token_id": 1, "eos_token_id": 2}},
+    "llama": {"source": "synthetic", "architecture": "LlamaForCausalLM",
+              "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                         "num_attention_heads": 2, "num_key_value_heads": 1,
+                         "vocab_size": 512, "max_position_embeddings": 128,
+                         "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}},
+    "bert": {"source": "synthetic", "architecture": "BertForSequenceClassification",
+             "config": {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
+                        "intermediate_size": 64, "vocab_size": 512}},
+    "bert-base": {"source": "synthetic", "architecture": "BertModel",
+                  "config": {"num_hidden_layers": 1, "hidden_size": 32,
+                             "num_attention_heads": 2, "intermediate_size": 64,
+                             "vocab_size": 512}},
+    "vit": {"source": "synthetic", "architecture": "ViTForImageClassification",
+            "config": {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
+                       "intermediate_size": 64, "image_size": 32, "patch_size": 8,
+                       "num_labels": 3}},
+    "whisper": {"source": "synthetic", "architecture": "WhisperForConditionalGeneration",
+                "config": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1,
+                           "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                           "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_mel_bins": 16,
+                           "max_source_positions": 16, "max_target_positions": 32,
+                           "vocab_size": 512, "pad_token_id": 0, "bos_token_id": 1,
+                           "eos_token_id": 2, "decoder_start_token_id": 1}},
+    "clip": {"source": "synthetic", "architecture": "CLIPModel",
+             "config": {"projection_dim": 16,
+                        "text_config": {"hidden_size": 32, "intermediate_size": 64,
+                                        "num_hidden_layers": 1, "num_attention_heads": 2,
+                                        "vocab_size": 512, "max_position_embeddings": 32,
+                                        "bos_token_id": 1, "eos_token_id": 2,
+                                        "pad_token_id": 0},
+                        "vision_config": {"hidden_size": 32, "intermediate_size": 64,
+                                          "num_hidden_layers": 1, "num_attention_heads": 2,
+                                          "image_size": 32, "patch_size": 8}}},
+}
+
+
+def spec_dict(model: str, **overrides: Any) -> dict[str, Any]:
+    """A BenchmarkSpec as a dict: a tiny model, short inputs, fast measurement."""
+    spec: dict[str, Any] = {"suite": "test", "name": model, "model": TINY_MODELS[model],
+                            "sequence_length": 8, "new_tokens": 4, "timeout_s": 120,
+                            "measurement": FAST_MEASUREMENT}
+    spec.update(overrides)
+    return spec
+
+
+def benchmark_yaml(model: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A benchmark entry as it appears in a config file."""
+    entry: dict[str, Any] = {"name": name or model, "model": TINY_MODELS[model],
+                             "sequence_length": 8, "new_tokens": 4,
+                             "measurement": FAST_MEASUREMENT}
+    entry.update(fields)
+    return entry

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from collector.config import load_config
+from collector.errors import ConfigError
+from collector.model import Backend, Dtype, SyntheticSource, Task
+
+GOOD = """\
+version: 1
+defaults:
+  dtype: float32
+  measurement: {min_iterations: 5, max_duration_s: 2}
+suites:
+  nlp:
+    defaults:
+      batch_size: 2
+      measurement: {target_rel_ci: 0.02}
+    benchmarks:
+      - name: gpt2-tiny
+        model:
+          source: synthetic
+          architecture: GPT2LMHeadModel
+          config: {n_layer: 1}
+        matrix:
+          batch_size: [1, 4]
+          sequence_length: [16, 32]
+          backend: [eager, compile]
+      - name: bert-hub
+        model: {source: hub, id: bert-base-uncased, revision: abc123}
+        task: text-classification
+        dtype: bfloat16
+        measurement: {min_iterations: 7}
+      - name: local-remote-code
+        model: {source: local, path: /models/x, trust_remote_code: true}
+        task: feature-extraction
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_valid_config_expands_matrix_and_layers_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    (suite,) = config.suites
+    gpt2 = [s for s in suite.benchmarks if s.name == "gpt2-tiny"]
+    assert len(gpt2) == 8  # 2 batch sizes x 2 lengths x 2 backends
+    assert {(s.batch_size, s.sequence_length, s.backend) for s in gpt2} == {
+        (b, n, k) for b in (1, 4) for n in (16, 32) for k in (Backend.EAGER, Backend.COMPILE)}
+    # File-level measurement defaults merge field by field with the suite's.
+    assert all(s.measurement.min_iterations == 5 for s in gpt2)
+    assert all(s.measurement.target_rel_ci == 0.02 for s in gpt2)
+    assert all(s.measurement.max_duration_s == 2 for s in gpt2)
+    bert = next(s for s in suite.benchmarks if s.name == "bert-hub")
+    assert bert.batch_size == 2  # suite default
+    assert bert.dtype is Dtype.BFLOAT16  # benchmark beats file default
+    assert bert.task is Task.TEXT_CLASSIFICATION
+    assert bert.measurement.min_iterations == 7
+    assert isinstance(gpt2[0].model, SyntheticSource)
+
+
+def test_trust_remote_code_is_off_unless_a_model_opts_in(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    by_name = {s.name: s for s in config.suites[0].benchmarks}
+    assert by_name["gpt2-tiny"].model.trust_remote_code is False
+    assert by_name["bert-hub"].model.trust_remote_code is False
+    assert by_name["local-remote-code"].model.trust_remote_code is True
+
+
+def test_specs_are_immutable(tmp_path: Path) -> None:
+    spec = load_config(write(tmp_path, GOOD)).suites[0].benchmarks[0]
+    with pytest.raises(Exception, match="frozen"):
+        spec.batch_size = 99  # type: ignore[misc]  # the point: assignment must fail
+
+
+def test_default_config_is_valid() -> None:
+    config = load_config(Path(__file__).parents[2] / "configs" / "default.yml")
+    assert config.benchmark_count >= 6
+
+
+def test_example_configs_are_valid() -> None:
+    examples = sorted((Path(__file__).parents[2] / "configs" / "examples").glob("*.yml"))
+    assert examples
+    for path in examples:
+        assert load_config(path).benchmark_count > 0
+
+
+BENCH = """\
+suites:
+  s:
+    benchmarks:
+      - name: b
+        model:
+          source: synthetic
+          architecture: GPT2LMHeadModel
+"""
+
+# (name, yaml text, expected (line, field, message fragment) of every problem)
+MALFORMED = [
+    ("bad yaml", "suites:\n  s: [unclosed\n", [(3, "", "invalid YAML")]),
+    ("duplicate key", "suites: {}\nsuites: {}\n", [(2, "", "found duplicate key")]),
+    ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
+    ("empty file", "", [(1, "", "got an empty file")]),
+    ("unknown top-level key", BENCH + "colour: red\n",
+     [(8, "colour", "unknown key; expected one of: defaults, suites, version")]),
+    ("unknown benchmark key", BENCH + "        batchsize: 4\n",
+     [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: backend, "
+       "batch_size")]),
+    ("unknown model key", BENCH.replace("GPT2LMHeadModel", "GPT2LMHeadModel\n          rev: 1"),
+     [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
+       "config, seed, source, trust_remote_code")]),
+    ("wrong type", BENCH + "        batch_size: four\n",
+     [(8, "suites.s.benchmarks[0].batch_size", "unable to parse string as an integer (got 'four')")]),
+    ("bad enum", BENCH + "        dtype: float64\n",
+     [(8, "suites.s.benchmarks[0].dtype",
+       "Input should be 'float32', 'float16' or 'bfloat16' (got 'float64')")]),
+    ("bad device", BENCH + "        device: tpu\n",
+     [(8, "suites.s.benchmarks[0].device", "should match pattern")]),
+    ("empty matrix", BENCH + "        matrix: {batch_size: []}\n",
+     [(8, "suites.s.benchmarks[0].matrix.batch_size", "at least 1 item")]),
+    ("negative iterations", BENCH + "        measurement: {min_iterations: -3}\n",
+     [(8, "suites.s.benchmarks[0].measurement.min_iterations",
+       "greater than or equal to 1 (got -3)")]),
+    ("unknown architecture", BENCH.replace("GPT2LMHeadModel", "NoSuchModelForAnything"),
+     [(7, "suites.s.benchmarks[0].model.architecture",
+       "unknown architecture (got 'NoSuchModelForAnything')")]),
+    ("unknown source", BENCH.replace("synthetic", "ftp"),
+     [(6, "suites.s.benchmarks[0].model", "does not match any of the expected tags")]),
+    ("missing model", "suites:\n  s:\n    benchmarks:\n      - name: b\n",
+     [(4, "suites.s.benchmarks[0].model", "required field is missing")]),
+    ("no suites", "version: 1\n", [(1, "suites", "required field is missing")]),
+    ("value and matrix", BENCH + "        batch_size: 2\n        matrix: {batch_size: [1, 2]}\n",
+     [(9, "suites.s.benchmarks[0].matrix.batch_size", "set both as a value and in matrix")]),
+    ("min above max duration",
+     BENCH + "        measurement: {min_duration_s: 5, max_duration_s: 1}\n",
+     [(8, "suites.s.benchmarks[0].measurement", "min_duration_s (5.0) must not exceed "
+       "max_duration_s (1.0)")]),
+    ("bad version", "version: 2\n" + BENCH, [(1, "version", "Input should be 1 (got 2)")]),
+    ("duplicate benchmark name", BENCH + BENCH.split("benchmarks:\n")[1],
+     [(8, "suites.s.benchmarks[1].name", "duplicate benchmark name (got 'b')")]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in MALFORMED],
+                         ids=[name for name, _, _ in MALFORMED])
+def test_malformed_configs_name_file_line_field_and_value(
+        tmp_path: Path, text: str, expected: list[tuple[int, str, str]]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = caught.value.problems
+    assert len(problems) == len(expected), [str(p) for p in problems]
+    for problem, (line, field, fragment) in zip(problems, expected, strict=True):
+        assert problem.file == str(path)
+        assert problem.line == line, str(problem)
+        assert problem.field == field, str(problem)
+        assert fragment in problem.message, str(problem)
+        assert str(problem).startswith(f"{path}:{line}: ")
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = BENCH + """\
+        dtype: float64
+        batch_size: 0
+      - name: c
+        model: {source: synthetic, architecture: NotAModel}
+      - name: d
+        model: {source: hub, id: x}
+        colour: red
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    fields = [p.field for p in caught.value.problems]
+    assert fields == ["suites.s.benchmarks[0].dtype", "suites.s.benchmarks[0].batch_size",
+                      "suites.s.benchmarks[1].model.architecture",
+                      "suites.s.benchmarks[2].colour"]
+    assert [p.line for p in caught.value.problems] == [8, 9, 11, 14]
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yml")
+    assert caught.value.problems[0].message == "file not found"
+
+
+def test_architecture_check_is_skipped_with_a_note_without_transformers(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BENCH), architecture_known=lambda name: None)
+    assert config.benchmark_count == 1
+    assert "not checked" in config.notes[0]
