@@ -47,9 +47,10 @@ TINY_MODELS: dict[str, dict[str, Any]] = {
 }
 
 
-def spec_dict(model: str, **overrides: Any) -> dict[str, Any]:
+def spec_dict(model_name: str, **overrides: Any) -> dict[str, Any]:
     """A BenchmarkSpec as a dict: a tiny model, short inputs, fast measurement."""
-    spec: dict[str, Any] = {"suite": "test", "name": model, "model": TINY_MODELS[model],
+    spec: dict[str, Any] = {"suite": "test", "name": model_name,
+                            "model": TINY_MODELS[model_name],
                             "sequence_length": 8, "new_tokens": 4, "timeout_s": 120,
                             "measurement": FAST_MEASUREMENT}
     spec.update(overrides)

@@ -36,7 +36,11 @@ def measure(step: Callable[[], Any], settings: MeasurementSettings, *,
             sync: Callable[[], None] | None = None,
             on_progress: ProgressFn | None = None,
             clock: Callable[[], int] = time.perf_counter_ns) -> Measured:
-    """Run `step` until the CI of the median is within target, bounded by the settings."""
+    """Run `step` until the CI of the median is within target, bounded by the settings.
+
+    min_iterations always run (the worker's hard timeout bounds a slow step); after that the
+    loop stops at the first of: target reached (once min_duration_s has passed as well),
+    max_iterations, max_duration_s."""
     for _ in range(settings.warmup_iterations):
         step()
         if sync is not None:
@@ -72,7 +76,7 @@ def measure(step: Callable[[], Any], settings: MeasurementSettings, *,
         if max_iterations is not None and n >= max_iterations:
             stop_reason = "max_iterations"
             break
-        if elapsed >= max_ns:
+        if elapsed >= max_ns and n >= settings.min_iterations:
             break
         if on_progress is not None and t1 >= next_progress:
             on_progress({"phase": "measuring", "iterations": n, "elapsed_s": elapsed / 1e9,
