@@ -1,3 +1,5 @@
 from collector.cli import main
 
-raise SystemExit(main())
+# Guarded: multiprocessing re-imports the main module in spawned workers.
+if __name__ == "__main__":
+    raise SystemExit(main())

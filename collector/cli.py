@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector import __version__
-from collector.errors import CollectorError, ConfigError, OutputError, SelectionError
+from collector.errors import CollectorError, ConfigError, OutputError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,9 +69,15 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
+def _error(message: str) -> None:
+    from rich.markup import escape
+
+    _stderr().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _print_problems(error: ConfigError) -> None:
     console = _stderr()
-    console.print(f"[bold red]error:[/] {error}", highlight=False)
+    console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     for problem in error.problems:
         console.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
 
@@ -105,6 +111,7 @@ def _write_output(path: Path, document: dict[str, Any]) -> None:
 
 def _run_once(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from collector.config import load_config
     from collector.model import results_document
@@ -128,7 +135,7 @@ def _run_once(args: argparse.Namespace) -> int:
         Console(width=200 if not sys.stdout.isatty() else None).print(results_table(runs))
     failures = failures_text(runs)
     for line in failures:
-        err.print(f"[red]failed:[/] {line}", highlight=False, soft_wrap=True)
+        err.print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if output is not None:
         _write_output(output, document)
         err.print(f"results written to {output}", highlight=False, markup=False)
@@ -144,17 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE
-    except SelectionError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_USAGE
-    except OutputError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_OUTPUT
-    except CollectorError as exc:  # any other documented failure kind
-        _stderr().print(f"[bold red]error:[/] {exc}", highlight=False)
-        return EXIT_USAGE
+    except CollectorError as exc:  # every other documented failure kind
+        _error(str(exc))
+        return EXIT_OUTPUT if isinstance(exc, OutputError) else EXIT_USAGE
     except KeyboardInterrupt:
-        _stderr().print("interrupted", highlight=False)
+        _error("interrupted")
         return EXIT_INTERRUPTED
 
 

@@ -10,6 +10,7 @@ transformers is absent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import types
 from collections.abc import Callable, Sequence
@@ -372,6 +373,11 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
             bench = _Benchmark.model_validate(raw)
         except ValidationError as exc:
             check.problems.extend(_problems_from(exc, check.file, check.root, _Benchmark, loc))
+            # The model may be fine while another field is not: still check its architecture.
+            raw_model = raw.get("model")
+            if isinstance(raw_model, dict) and raw_model.get("source") == "synthetic":
+                with contextlib.suppress(ValidationError):
+                    check.architecture(SyntheticSource.model_validate(raw_model), loc)
             continue
         if bench.name in first_index:
             check.add((*loc, "name"), f"duplicate benchmark name (got {bench.name!r}); first "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -45,7 +46,7 @@ class RichReporter:
         self._overall = self._progress.add_task("benchmarks", total=total)
         self._current = self._progress.add_task("", total=None)
 
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:
+    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:  # noqa: ARG002 - Reporter protocol
         if self._progress is not None:
             self._progress.update(self._current, description=f"{spec.suite}/{spec.label}: "
                                                              "starting worker")
@@ -68,7 +69,7 @@ class RichReporter:
         else:
             assert result.failure is not None
             line = (f"[red]FAILED[/] {spec.suite}/{spec.label}: {result.failure.kind.value}: "
-                    f"{result.failure.message}")
+                    f"{escape(result.failure.message)}")
         if self._progress is not None:
             self._progress.console.print(line, highlight=False)
             self._progress.advance(self._overall)

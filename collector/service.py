@@ -4,6 +4,7 @@ at a time, and gather one RunResult per suite. Storage and export join here in l
 from __future__ import annotations
 
 import fnmatch
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -96,9 +97,8 @@ def run_once(config: Config, *, selection: Selection = Selection(),
                 results = []
                 for spec in suite.benchmarks:
                     report.benchmark_started(index, spec)
-                    result = run_benchmark(
-                        pool, spec, env, target=target,
-                        on_progress=lambda body, spec=spec: report.progress(spec, body))
+                    result = run_benchmark(pool, spec, env, target=target,
+                                           on_progress=functools.partial(report.progress, spec))
                     report.benchmark_finished(index, result)
                     results.append(result)
                     index += 1

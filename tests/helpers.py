@@ -57,9 +57,9 @@ def spec_dict(model_name: str, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def benchmark_yaml(model: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
+def benchmark_yaml(model_name: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
     """A benchmark entry as it appears in a config file."""
-    entry: dict[str, Any] = {"name": name or model, "model": TINY_MODELS[model],
+    entry: dict[str, Any] = {"name": name or model_name, "model": TINY_MODELS[model_name],
                              "sequence_length": 8, "new_tokens": 4,
                              "measurement": FAST_MEASUREMENT}
     entry.update(fields)

@@ -23,7 +23,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from multiprocessing.context import ForkServerContext, SpawnContext
+from typing import Any, cast
 
 from collector.model import Failure, FailureKind
 
@@ -53,7 +54,7 @@ class WorkerOutcome:
     wall_s: float
 
 
-class WorkerFailure(Exception):  # noqa: N818 - raised inside workers to pick a failure kind
+class WorkerFailure(Exception):
     """Raised by worker code to report a failure of a specific kind with a clean message."""
 
     def __init__(self, kind: FailureKind, message: str) -> None:
@@ -111,7 +112,8 @@ class WorkerPool:
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
         self.start_method = start_method
-        self._ctx = multiprocessing.get_context(start_method)
+        self._ctx = cast("ForkServerContext | SpawnContext",
+                         multiprocessing.get_context(start_method))
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(list(preload))
 
@@ -124,7 +126,8 @@ class WorkerPool:
     def close(self) -> None:
         """Nothing to release: the forkserver exits with this process."""
 
-    def run(self, target: Target, payload: Any, *, timeout_s: float,
+    # One wait loop handles every way a worker can end, in order; split up it reads worse.
+    def run(self, target: Target, payload: Any, *, timeout_s: float,  # noqa: PLR0912
             memory_limit_bytes: int | None = None,
             on_progress: ProgressCallback | None = None) -> WorkerOutcome:
         started = time.monotonic()

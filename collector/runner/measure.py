@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from collector.model import MeasurementInfo, MeasurementSettings
 from collector.stats import median_ci
@@ -54,7 +54,7 @@ def measure(step: Callable[[], Any], settings: MeasurementSettings, *,
     next_check = settings.min_iterations
     next_progress = 0
     rel_ci: float | None = None
-    stop_reason = "max_duration"
+    stop_reason: Literal["converged", "max_duration", "max_iterations"] = "max_duration"
     start = clock()
     while True:
         t0 = clock()
@@ -92,6 +92,6 @@ def measure(step: Callable[[], Any], settings: MeasurementSettings, *,
         target_rel_ci=settings.target_rel_ci,
         achieved_rel_ci=rel_ci,
         converged=stop_reason == "converged",
-        stop_reason=stop_reason,  # type: ignore[arg-type]  # one of the Literal's values
+        stop_reason=stop_reason,
     )
     return Measured(samples, payloads, info)

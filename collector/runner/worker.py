@@ -32,8 +32,7 @@ from collector.model import (
 )
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
-from collector.runner.tasks import AUTO_CLASSES, infer_task
-from collector.runner.tasks import forward, generation
+from collector.runner.tasks import AUTO_CLASSES, forward, generation, infer_task
 from collector.runner.tasks.inputs import build_inputs
 from collector.stats import summarize
 
@@ -122,6 +121,7 @@ def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[
     trust = spec.model.trust_remote_code
     config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust)
     arch = _model_class_name(spec, config)
+    task: Task
     if spec.task is not Task.AUTO:
         task = spec.task
         if arch is None or (not isinstance(spec.model, SyntheticSource)
@@ -218,7 +218,7 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
         progress({"phase": "loading"})
         path = _checkpoint(spec, workdir)
         model, task, load_s = _load(spec, path, device, sync)
-        body = _measure_model(spec, model, task, device, sync, progress)
+        body = _measure_model(spec, model, task, device, sync=sync, progress=progress)
     body["metrics"]["load_time_seconds"] = load_s
     body["environment"] = {"torch_version": str(torch.__version__),
                            "transformers_version": str(transformers.__version__),
@@ -226,7 +226,7 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     conn.send(("result", body))
 
 
-def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device,
+def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device, *,
                    sync: Callable[[], None] | None,
                    progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     metrics: dict[str, float] = {}

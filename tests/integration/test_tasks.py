@@ -37,7 +37,7 @@ GENERATION_METRICS = FORWARD_METRICS | {
     ("clip", Task.ZERO_SHOT_IMAGE_CLASSIFICATION,
      FORWARD_METRICS | {"throughput_input_tokens_per_second"}, True),
 ])
-def test_task_end_to_end(pool: WorkerPool, host_env: Environment, model: str, task: Task,
+def test_task_end_to_end(pool: WorkerPool, host_env: Environment, *, model: str, task: Task,
                          expected: set[str], tokens: bool) -> None:
     spec = BenchmarkSpec.model_validate(spec_dict(model, batch_size=2))
     result = run_benchmark(pool, spec, host_env)
@@ -46,7 +46,7 @@ def test_task_end_to_end(pool: WorkerPool, host_env: Environment, model: str, ta
     assert result.resolved_task is task
     assert set(result.metrics) == expected
     for name, value in result.metrics.items():
-        assert math.isfinite(value) and value > 0 or name == "latency_stdev_seconds", name
+        assert (math.isfinite(value) and value > 0) or name == "latency_stdev_seconds", name
         assert name in METRICS
     m = result.metrics
     assert m["latency_min_seconds"] <= m["latency_p50_seconds"] <= m["latency_p90_seconds"]

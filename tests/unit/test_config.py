@@ -116,7 +116,8 @@ MALFORMED = [
      [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
        "config, seed, source, trust_remote_code")]),
     ("wrong type", BENCH + "        batch_size: four\n",
-     [(8, "suites.s.benchmarks[0].batch_size", "unable to parse string as an integer (got 'four')")]),
+     [(8, "suites.s.benchmarks[0].batch_size",
+       "unable to parse string as an integer (got 'four')")]),
     ("bad enum", BENCH + "        dtype: float64\n",
      [(8, "suites.s.benchmarks[0].dtype",
        "Input should be 'float32', 'float16' or 'bfloat16' (got 'float64')")]),
@@ -190,6 +191,6 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_architecture_check_is_skipped_with_a_note_without_transformers(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, BENCH), architecture_known=lambda name: None)
+    config = load_config(write(tmp_path, BENCH), architecture_known=lambda _name: None)
     assert config.benchmark_count == 1
     assert "not checked" in config.notes[0]

@@ -17,7 +17,7 @@ def test_percentile_matches_linear_interpolation() -> None:
     assert percentile([5.0], 99) == 5.0
     with pytest.raises(ValueError, match="no values"):
         percentile([], 50)
-    with pytest.raises(ValueError, match="within 0..100"):
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
         percentile(values, 101)
 
 

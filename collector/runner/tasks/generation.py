@@ -9,6 +9,7 @@ weights that happen to emit EOS early don't shorten the measurement.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from collector.stats import mean, percentile
 
 
-class _TokenClock(StoppingCriteria):  # type: ignore[misc]  # transformers is untyped here
+class _TokenClock(StoppingCriteria):
     def __init__(self, sync: Callable[[], None] | None) -> None:
         self.stamps: list[int] = []
         self._sync = sync
@@ -56,8 +57,7 @@ def token_metrics(token_times_ns: Sequence[Sequence[int]], batch_size: int,
                   prompt_tokens: int) -> tuple[dict[str, float], dict[str, list[float]]]:
     """TTFT, inter-token latency, decode and prefill rates from per-call token timestamps."""
     ttft = [times[0] / 1e9 for times in token_times_ns if times]
-    itl = [(b - a) / 1e9 for times in token_times_ns for a, b in zip(times, times[1:],
-                                                                    strict=False)]
+    itl = [(b - a) / 1e9 for times in token_times_ns for a, b in itertools.pairwise(times)]
     decode_rates = [batch_size * (len(times) - 1) / ((times[-1] - times[0]) / 1e9)
                     for times in token_times_ns if len(times) > 1 and times[-1] > times[0]]
     metrics: dict[str, float] = {}

@@ -1,0 +1,141 @@
+"""The real `collector` command in a subprocess: output, files and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.helpers import benchmark_yaml
+
+ROOT = Path(__file__).parents[2]
+
+
+def collector(*args: str, cwd: Path = ROOT,
+              timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def write_config(path: Path, benchmarks: list[dict[str, Any]], **suite: Any) -> Path:
+    yaml = YAML()
+    with path.open("w") as handle:
+        yaml.dump({"version": 1, "suites": {"t": {"benchmarks": benchmarks, **suite}}}, handle)
+    return path
+
+
+def test_run_once_prints_a_table_and_writes_versioned_json(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert"), benchmark_yaml("vit")])
+    out = tmp_path / "results.json"
+    proc = collector("run-once", "--config", str(config), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "bert bs=1 seq=8 float32 eager cpu" in proc.stdout
+    assert "text-classification" in proc.stdout and "image-classification" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "collector-results"
+    assert doc["format_version"] == 1
+    (run,) = doc["runs"]
+    assert run["status"] == "ok"
+    assert [r["spec"]["name"] for r in run["results"]] == ["bert", "vit"]
+    assert all(r["metrics"]["latency_p50_seconds"] > 0 for r in run["results"])
+    assert "Traceback" not in proc.stderr
+
+
+def test_format_json_prints_the_document(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert")])
+    proc = collector("run-once", "--config", str(config), "--format", "json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    result = doc["runs"][0]["results"][0]
+    assert result["status"] == "ok"
+    assert len(result["samples"]["latency_seconds"]) == result["measurement"]["iterations"]
+    assert result["environment"]["torch_threads"] >= 1
+
+
+def test_failures_are_recorded_and_the_rest_still_run(tmp_path: Path) -> None:
+    bad_model = benchmark_yaml("bert", name="bad-config")
+    bad_model["model"] = {**bad_model["model"], "config": {"hidden_size": 30,
+                                                           "num_attention_heads": 4}}
+    benchmarks = [
+        bad_model,
+        benchmark_yaml("bert", name="missing-local", model={"source": "local",
+                                                             "path": str(tmp_path / "none")},
+                       task="text-classification"),
+        benchmark_yaml("bert", name="offline-hub", model={"source": "hub",
+                                                           "id": "bert-base-uncased"}),
+        benchmark_yaml("bert", name="too-slow", timeout_s=0.05),
+        benchmark_yaml("bert", name="good"),
+    ]
+    config = write_config(tmp_path / "c.yml", benchmarks)
+    out = tmp_path / "r.json"
+    proc = collector("run-once", "--config", str(config), "--output", str(out))
+    assert proc.returncode == 1, proc.stderr
+    results = {r["spec"]["name"]: r for r in json.loads(out.read_text())["runs"][0]["results"]}
+    assert results["good"]["status"] == "ok"
+    kinds = {name: r["failure"]["kind"] for name, r in results.items() if r["failure"]}
+    assert kinds == {"bad-config": "exception", "missing-local": "model_unavailable",
+                     "offline-hub": "model_unavailable", "too-slow": "timeout"}
+    assert "failed: t/bad-config" in proc.stderr
+    assert "Traceback" not in proc.stderr  # the traceback tail is in the results file
+    assert results["bad-config"]["failure"]["traceback_tail"]
+    assert json.loads(out.read_text())["runs"][0]["status"] == "partial"
+
+
+def test_invalid_config_exits_2_with_every_problem_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yml"
+    config.write_text("suites:\n  s:\n    benchmarks:\n      - name: b\n        model: "
+                      "{source: synthetic, architecture: Nope}\n        dtype: float64\n")
+    for command in (("run-once", "--config", str(config)), ("check-config", str(config))):
+        proc = collector(*command)
+        assert proc.returncode == 2
+        assert f"{config}:5: suites.s.benchmarks[0].model.architecture: unknown architecture" in (
+            proc.stderr)
+        assert f"{config}:6: suites.s.benchmarks[0].dtype:" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_check_config_accepts_the_shipped_configs() -> None:
+    for path in ("configs/default.yml", "configs/examples/reference-models.yml"):
+        proc = collector("check-config", path)
+        assert proc.returncode == 0, proc.stderr
+        assert "OK" in proc.stdout
+
+
+def test_unknown_suite_exits_2_and_lists_the_suites(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert")])
+    proc = collector("run-once", "--config", str(config), "--suite", "nope")
+    assert proc.returncode == 2
+    assert "unknown suite(s): nope; the config defines: t" in proc.stderr
+
+
+def test_unwritable_output_fails_before_running(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert")])
+    proc = collector("run-once", "--config", str(config), "--output",
+                     str(tmp_path / "missing" / "r.json"))
+    assert proc.returncode == 3
+    assert "does not exist" in proc.stderr
+    assert "bert" not in proc.stdout
+
+
+@pytest.mark.parametrize("args", [("--help",), ("check-config", "configs/default.yml")])
+def test_cli_paths_that_need_no_worker_never_import_torch(args: tuple[str, ...]) -> None:
+    code = ("import sys\nfrom collector.cli import main\ntry:\n    main(list(sys.argv[1:]))\n"
+            "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert "TORCH False" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_spawn_isolation_from_the_command_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert")])
+    proc = collector("run-once", "--config", str(config), "--isolation", "spawn",
+                     "--format", "json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["runs"][0]["results"][0]["status"] == "ok"
