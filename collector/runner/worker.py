@@ -36,6 +36,7 @@ from collector.runner.tasks import AUTO_CLASSES, forward, generation, infer_task
 from collector.runner.tasks.inputs import build_inputs
 from collector.stats import summarize
 
+HUB_FILES = ["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -90,6 +91,14 @@ def _checkpoint(spec: BenchmarkSpec, workdir: Path) -> str:
             raise WorkerFailure(FailureKind.EXCEPTION,
                                 f"unknown architecture {source.architecture!r}")
         cls = getattr(transformers, source.architecture)
+        # transformers keeps unknown keys silently; a typo (n_layers for n_layer) would
+        # benchmark a different model than the one asked for.
+        defaults = cls.config_class()
+        unknown = sorted(k for k in source.config if not hasattr(defaults, k))
+        if unknown:
+            raise WorkerFailure(FailureKind.EXCEPTION, (
+                f"unknown {cls.config_class.__name__} key(s) in model.config: "
+                f"{', '.join(unknown)}"))
         config = cls.config_class(**source.config)
         torch.manual_seed(source.seed)
         model = cls(config)
@@ -108,7 +117,14 @@ def _checkpoint(spec: BenchmarkSpec, workdir: Path) -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return str(snapshot_download(source.id, revision=source.revision))
+        # Only what from_pretrained needs: configs, safetensors weights, remote code; the
+        # legacy .bin weights only where a repository has no safetensors.
+        path = Path(snapshot_download(source.id, revision=source.revision,
+                                      allow_patterns=HUB_FILES))
+        if not any(path.glob("*.safetensors")):
+            snapshot_download(source.id, revision=source.revision,
+                              allow_patterns=["pytorch_model*.bin"])
+        return str(path)
     except Exception as exc:
         raise WorkerFailure(FailureKind.MODEL_UNAVAILABLE, (
             f"hub model {source.id!r} at revision {source.revision!r} could not be fetched "

@@ -163,3 +163,12 @@ def test_torch_compile_on_the_causal_lm(pool: WorkerPool, host_env: Environment)
     assert m["compile_time_seconds"] == pytest.approx(
         m["first_call_seconds"] - m["latency_p50_seconds"])
     assert compiled.series_id != eager.series_id
+
+
+def test_misspelt_synthetic_config_key_fails_instead_of_being_ignored(
+        pool: WorkerPool, host_env: Environment) -> None:
+    bad = spec_dict("gpt2")
+    bad["model"] = {**bad["model"], "config": {**bad["model"]["config"], "n_layers": 12}}
+    result = run_benchmark(pool, BenchmarkSpec.model_validate(bad), host_env)
+    assert result.failure is not None
+    assert result.failure.message == "unknown GPT2Config key(s) in model.config: n_layers"
