@@ -5,6 +5,8 @@ Exit codes (also in the README):
   1  one or more benchmarks failed (the others ran; all results are printed and written)
   2  invalid configuration or command line
   3  results could not be written to --output
+  4  a history store failed: the local store could not keep the runs, or (db commands)
+     the database could not be reached, migrated or synced; runs wait in the outbox
   130 interrupted (Ctrl-C)
 """
 
@@ -19,17 +21,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector import __version__
-from collector.errors import CollectorError, ConfigError, OutputError
+from collector.errors import (
+    CollectorError,
+    ConfigError,
+    OutputError,
+    PermanentStoreError,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from collector.config import StorageSettings
     from collector.model import RunResult
+    from collector.store import Stores
 
 EXIT_OK = 0
 EXIT_BENCHMARK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_OUTPUT = 3
+EXIT_STORE = 4
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "configs/default.yml"
 
@@ -57,6 +68,27 @@ def _parser() -> argparse.ArgumentParser:
                           "(default), or a brand new interpreter per benchmark")
     run.add_argument("--host", help="host name recorded in results (default: this machine's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    run.add_argument("--local-store", metavar="PATH",
+                     help="SQLite file for the local store and outbox (default: "
+                          "storage.local_path, else $COLLECTOR_DATA_DIR/collector.db, else "
+                          "~/.local/share/collector/collector.db)")
+
+    db = commands.add_parser("db", help="the history database: migrate, status, sync")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    for name, text in (("migrate", "apply pending schema migrations (local and PostgreSQL)"),
+                       ("status", "show the storage mode, migrations and outbox backlog"),
+                       ("sync", "forward runs waiting in the outbox to PostgreSQL"),
+                       ("create-reader", "create or update a read-only log-in role for "
+                                         "dashboards; password from "
+                                         "$COLLECTOR_READER_PASSWORD")):
+        action = db_commands.add_parser(name, help=text)
+        action.add_argument("--config", "-c",
+                            default=os.environ.get("COLLECTOR_CONFIG", DEFAULT_CONFIG),
+                            help="configuration file for its storage section (optional)")
+        action.add_argument("--local-store", metavar="PATH", help="SQLite file of the local "
+                                                                  "store")
+        if name == "create-reader":
+            action.add_argument("name", help="role name, e.g. grafana")
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", help="configuration file")
@@ -125,9 +157,14 @@ def _run_once(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     err = _stderr()
     reporter = None if args.no_progress else RichReporter(err)
-    runs: list[RunResult] = run_once(
-        config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
-        start_method=args.isolation, host=args.host)
+    stores = _open_stores(config.storage, args.local_store)
+    try:
+        outcome = run_once(
+            config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
+            start_method=args.isolation, host=args.host, stores=stores)
+    finally:
+        stores.close()
+    runs: list[RunResult] = outcome.runs
     document = results_document(runs)
     if args.format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -139,7 +176,112 @@ def _run_once(args: argparse.Namespace) -> int:
     if output is not None:
         _write_output(output, document)
         err.print(f"results written to {output}", highlight=False, markup=False)
+    if outcome.store_error is not None:
+        _error(f"results were not stored: {outcome.store_error}")
+        return EXIT_STORE
+    err.print(f"stored in {stores.local.path}", highlight=False, markup=False)
+    if outcome.sync is not None and not outcome.sync.ok:
+        err.print(f"[yellow]warning:[/] {outcome.sync.pending} run(s) wait in the outbox for "
+                  f"PostgreSQL: {escape(outcome.sync.error or '')}; `collector db sync` "
+                  "forwards them", highlight=False, soft_wrap=True)
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
+
+
+def _open_stores(settings: StorageSettings, local_store: str | None) -> Stores:
+    from collector.store import Stores, resolve_database_url
+
+    url = resolve_database_url(settings.database_url_env, settings.database_url_file)
+    return Stores.open(local_store or settings.local_path, url,
+                       schema=settings.schema_policy)
+
+
+def _storage_settings(path: str) -> StorageSettings:
+    """The config's storage section; defaults when the default config is absent."""
+    from collector.config import StorageSettings, load_config
+
+    if path == DEFAULT_CONFIG and not Path(path).exists():
+        return StorageSettings()
+    return load_config(path).storage
+
+
+def _db(args: argparse.Namespace) -> int:
+    settings = _storage_settings(args.config)
+    stores = _open_stores(settings, args.local_store)
+    try:
+        if args.db_command == "sync":
+            return _db_sync(stores, settings)
+        if args.db_command == "create-reader":
+            return _db_create_reader(stores, args.name)
+        return _db_migrate_or_status(stores, settings, migrating=args.db_command == "migrate")
+    finally:
+        stores.close()
+
+
+def _out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _db_sync(stores: Stores, settings: StorageSettings) -> int:
+    report = stores.sync()
+    if report is None:
+        raise PermanentStoreError(f"no database configured: set {settings.database_url_env} "
+                                  "or storage.database_url_file")
+    _out().print(f"delivered {report.delivered}, already present {report.already_there}, "
+                 f"pending {report.pending}", markup=False)
+    if not report.ok:
+        _error(f"{report.pending} run(s) still pending: {report.error}")
+        return EXIT_STORE
+    return EXIT_OK
+
+
+def _db_create_reader(stores: Stores, name: str) -> int:
+    password = os.environ.get("COLLECTOR_READER_PASSWORD")
+    if not password:
+        raise PermanentStoreError("set COLLECTOR_READER_PASSWORD to the new role's password")
+    stores.remote().create_reader(name, password)
+    _out().print(f"role {name} can now log in and SELECT (member of collector_readonly)",
+                 markup=False)
+    return EXIT_OK
+
+
+def _db_migrate_or_status(stores: Stores, settings: StorageSettings, *, migrating: bool) -> int:
+    from collector.store.migrate import MigrationTarget, migrate, plan
+
+    out = _out()
+    targets: list[tuple[str, MigrationTarget]] = [(f"local store {stores.local.path}",
+                                                   stores.local)]
+    if stores.database_url is not None:
+        remote = stores.remote()
+        targets.append((f"PostgreSQL {remote.redacted_url} (mode: {remote.mode})", remote))
+    for where, target in targets:
+        if migrating:
+            applied = migrate(target)
+            names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
+            out.print(f"{where}: applied {names}", markup=False)
+            continue
+        state = plan(target)
+        out.print(where, markup=False)
+        for row in state.applied:
+            out.print(f"  applied   {row.version:04d}_{row.name}  {row.applied_at}", markup=False)
+        for migration in state.pending:
+            out.print(f"  pending   {migration.version:04d}_{migration.name}", markup=False)
+        for migration in state.unavailable:
+            out.print(f"  optional  {migration.version:04d}_{migration.name} (needs the "
+                      f"{migration.requires} extension, not available here)", markup=False)
+    if migrating and stores.database_url is not None:
+        stores.remote().apply_timescale_policies(settings.timescaledb.compress_after,
+                                                 settings.timescaledb.retain_for)
+    if not migrating:
+        out.print(f"outbox: {stores.local.pending_count()} run(s) pending", markup=False)
+        if stores.database_url is None:
+            out.print("no database configured: local store only", markup=False)
+    return EXIT_OK
+
+
+_EXIT_CODES: tuple[tuple[type[CollectorError], int], ...] = (
+    (OutputError, EXIT_OUTPUT), (StoreError, EXIT_STORE), (CollectorError, EXIT_USAGE))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,13 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args)
+        if args.command == "db":
+            return _db(args)
         return _run_once(args)
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE
     except CollectorError as exc:  # every other documented failure kind
         _error(str(exc))
-        return EXIT_OUTPUT if isinstance(exc, OutputError) else EXIT_USAGE
+        return next(code for kind, code in _EXIT_CODES if isinstance(exc, kind))
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED

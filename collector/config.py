@@ -11,6 +11,7 @@ transformers is absent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import types
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from collector.errors import ConfigError, ConfigProblem
 from collector.model import (
@@ -39,7 +40,9 @@ MATRIX_AXES = ("batch_size", "sequence_length", "new_tokens", "dtype", "backend"
 _PositiveInt = Annotated[int, Field(ge=1)]
 _Device = Annotated[str, Field(pattern=DEVICE_PATTERN)]
 _Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+_INTERVAL = r"^[0-9]+ ?(second|minute|hour|day|week|month|year)s?$"
 Loc = tuple[int | str, ...]
+_SECRET_FIELDS = {"database_url", "password"}  # never echoed back in error messages
 
 
 class _Strict(BaseModel):
@@ -95,9 +98,40 @@ class _Suite(_Strict):
     benchmarks: Annotated[list[dict[str, Any]], Field(min_length=1)]
 
 
+class TimescaleSettings(_Strict):
+    """Policies applied to the measurements hypertable (TimescaleDB only)."""
+
+    compress_after: Annotated[str, Field(pattern=_INTERVAL)] | None = "7 days"
+    retain_for: Annotated[str, Field(pattern=_INTERVAL)] | None = None
+
+
+class StorageSettings(_Strict):
+    """Where results are kept. The database URL is a secret: it comes from an environment
+    variable (named here) or a file, never from the config itself."""
+
+    local_path: str | None = None
+    database_url_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
+        "COLLECTOR_DATABASE_URL")
+    database_url_file: str | None = None
+    schema_policy: Literal["migrate", "refuse"] = Field("migrate", alias="schema")
+    timescaledb: TimescaleSettings = TimescaleSettings()
+    database_url: Any = None
+    password: Any = None
+
+    @field_validator("database_url", "password")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("secrets never go in the config; put the URL in the environment "
+                             "variable named by database_url_env (default "
+                             "COLLECTOR_DATABASE_URL) or in database_url_file")
+        return value
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     defaults: _Settings | None = None
+    storage: StorageSettings = StorageSettings()
     suites: Annotated[dict[_Name, _Suite], Field(min_length=1)]
 
 
@@ -113,6 +147,7 @@ class Config:
     path: str
     suites: tuple[Suite, ...]
     notes: tuple[str, ...] = ()
+    storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
 
     def suite(self, name: str) -> Suite | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -269,7 +304,8 @@ def _problems_from(exc: ValidationError, file: str, root: Any, top: Any,
             message = "required field is missing"
         else:
             message = err["msg"].removeprefix("Value error, ")
-            if not isinstance(err.get("input"), dict | list) and "input" in err:
+            secret = bool(rel) and rel[-1] in _SECRET_FIELDS
+            if not isinstance(err.get("input"), dict | list) and "input" in err and not secret:
                 message = f"{message} (got {_short(err['input'])})"
         problems.append(ConfigProblem(
             file, _line_of(root, loc, key=kind in ("extra_forbidden", "missing")),
@@ -445,4 +481,4 @@ def load_config(path: str | Path, *,
                    for name, suite in parsed.suites.items())
     if check.problems:
         raise ConfigError(sorted(check.problems, key=lambda p: (p.line or 0, p.field)))
-    return Config(file, suites, tuple(check.notes))
+    return Config(file, suites, tuple(check.notes), parsed.storage)

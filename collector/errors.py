@@ -39,3 +39,20 @@ class SelectionError(CollectorError):
 
 class OutputError(CollectorError):
     """A result file could not be written."""
+
+
+class StoreError(CollectorError):
+    """A history store could not do what was asked."""
+
+
+class TemporaryStoreError(StoreError):
+    """Worth retrying: the server is unreachable, restarting or shutting down."""
+
+
+class PermanentStoreError(StoreError):
+    """Retrying will not help: permission denied, schema mismatch, bad credentials."""
+
+
+class SchemaError(PermanentStoreError):
+    """The database schema is older than this collector (and migration is refused), newer
+    than it knows, or an applied migration was edited."""

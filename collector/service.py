@@ -14,10 +14,11 @@ from typing import Any, Protocol
 from collector import __version__
 from collector.config import Config, Suite
 from collector.environment import capture_host
-from collector.errors import SelectionError
+from collector.errors import SelectionError, StoreError
 from collector.model import BenchmarkResult, BenchmarkSpec, Environment, RunResult
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
+from collector.store import Stores, SyncReport
 
 
 class Reporter(Protocol):
@@ -77,18 +78,29 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    runs: list[RunResult]
+    store_error: str | None = None  # the local store could not keep the runs
+    sync: SyncReport | None = None  # forwarding to PostgreSQL, when one is configured
+
+
 def run_once(config: Config, *, selection: Selection = Selection(),
              reporter: Reporter | None = None, start_method: str = "forkserver",
-             host: str | None = None,
+             host: str | None = None, stores: Stores | None = None,
              environment: Callable[[str | None], Environment] = capture_host,
-             target: Target | None = None) -> list[RunResult]:
-    """Run the selected suites now. Benchmark failures are results, not exceptions."""
+             target: Target | None = None) -> Outcome:
+    """Run the selected suites now, keep every run in the local store (one transaction per
+    run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
+    failures are results, not exceptions; a database that is away is a report, not an
+    error: the runs wait in the outbox."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     env = environment(host)
     total = sum(len(s.benchmarks) for s in suites)
     report.start(total)
     runs: list[RunResult] = []
+    store_error: str | None = None
     index = 0
     try:
         with WorkerPool(start_method) as pool:
@@ -102,9 +114,16 @@ def run_once(config: Config, *, selection: Selection = Selection(),
                     report.benchmark_finished(index, result)
                     results.append(result)
                     index += 1
-                runs.append(RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
-                                      started_at=started, finished_at=_now(),
-                                      collector_version=__version__, results=tuple(results)))
+                run = RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
+                                started_at=started, finished_at=_now(),
+                                collector_version=__version__, results=tuple(results))
+                runs.append(run)
+                if stores is not None and store_error is None:
+                    try:
+                        stores.local.record_run(run)
+                    except StoreError as exc:
+                        store_error = str(exc)
     finally:
         report.finish()
-    return runs
+    sync = stores.sync() if stores is not None and store_error is None else None
+    return Outcome(runs, store_error, sync)

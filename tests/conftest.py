@@ -8,6 +8,17 @@ from collector.environment import capture_host
 from collector.model import Environment
 from collector.runner import WorkerPool
 
+pytest_plugins = ["tests.fixtures_pg"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every collector it starts) gets its own local store; no test ever
+    sees a database URL it did not set itself."""
+    monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.delenv("COLLECTOR_DATABASE_URL", raising=False)
+
 
 @pytest.fixture(scope="session")
 def pool() -> Iterator[WorkerPool]:

@@ -64,3 +64,54 @@ def benchmark_yaml(model_name: str, name: str | None = None, **fields: Any) -> d
                              "measurement": FAST_MEASUREMENT}
     entry.update(fields)
     return entry
+
+
+def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
+             models: tuple[str, ...] = ("bert", "vit"), latency: float = 0.01,
+             samples: int = 20, fail: str | None = None,
+             run_id: str | None = None) -> Any:
+    """A RunResult as the engine would produce it, without running anything: one result
+    per model, latency metrics around `latency`, `samples` raw samples each; the model
+    named `fail` (if any) fails with a timeout."""
+    import uuid
+    from datetime import datetime, timedelta, timezone
+
+    from collector.environment import capture_host
+    from collector.model import (
+        BenchmarkResult,
+        BenchmarkSpec,
+        Failure,
+        FailureKind,
+        MeasurementInfo,
+        RunResult,
+        Task,
+    )
+
+    start = when or datetime.now(timezone.utc)
+    env = capture_host(host)
+    results = []
+    for offset, model_name in enumerate(models):
+        spec = BenchmarkSpec.model_validate(spec_dict(model_name, suite=suite))
+        began = start + timedelta(seconds=offset)
+        ended = began + timedelta(milliseconds=500)
+        common: dict[str, Any] = {"spec": spec, "series_id": spec.series_id(host),
+                                  "started_at": began, "finished_at": ended,
+                                  "environment": env}
+        if model_name == fail:
+            results.append(BenchmarkResult(**common, status="failed", failure=Failure(
+                kind=FailureKind.TIMEOUT, message="took too long")))
+            continue
+        values = [latency * (1 + 0.01 * (i % 5)) for i in range(samples)]
+        results.append(BenchmarkResult(
+            **common, status="ok", resolved_task=Task.TEXT_CLASSIFICATION,
+            metrics={"latency_p50_seconds": latency, "latency_p90_seconds": latency * 1.1,
+                     "throughput_samples_per_second": 1 / latency,
+                     "peak_rss_bytes": 3e8},
+            samples={"latency_seconds": values},
+            measurement=MeasurementInfo(iterations=samples, warmup_iterations=1,
+                                        duration_s=0.2, target_rel_ci=0.01,
+                                        achieved_rel_ci=0.005, converged=True,
+                                        stop_reason="converged")))
+    return RunResult(run_id=run_id or uuid.uuid4().hex, suite=suite, host=host,
+                     started_at=start, finished_at=start + timedelta(seconds=len(models)),
+                     collector_version="0.1.0", results=tuple(results))

@@ -108,7 +108,7 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
     ("empty file", "", [(1, "", "got an empty file")]),
     ("unknown top-level key", BENCH + "colour: red\n",
-     [(8, "colour", "unknown key; expected one of: defaults, suites, version")]),
+     [(8, "colour", "unknown key; expected one of: defaults, storage, suites, version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
      [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: backend, "
        "batch_size")]),
@@ -194,3 +194,21 @@ def test_architecture_check_is_skipped_with_a_note_without_transformers(tmp_path
     config = load_config(write(tmp_path, BENCH), architecture_known=lambda _name: None)
     assert config.benchmark_count == 1
     assert "not checked" in config.notes[0]
+
+
+def test_storage_section_is_validated_and_refuses_secrets(tmp_path: Path) -> None:
+    text = BENCH.replace("suites:", "storage:\n  database_url: postgresql://u:hunter2@h/db\n"
+                         "  schema: sometimes\nsuites:", 1)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    messages = {p.field: p.message for p in caught.value.problems}
+    assert "secrets never go in the config" in messages["storage.database_url"]
+    assert "hunter2" not in messages["storage.database_url"]
+    assert "'migrate' or 'refuse'" in messages["storage.schema"]
+
+
+def test_storage_defaults(tmp_path: Path) -> None:
+    storage = load_config(write(tmp_path, BENCH)).storage
+    assert storage.database_url_env == "COLLECTOR_DATABASE_URL"
+    assert storage.schema_policy == "migrate"
+    assert storage.timescaledb.compress_after == "7 days"

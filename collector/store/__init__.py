@@ -1,0 +1,71 @@
+"""History stores: the embedded SQLite store (always; it is also the outbox) and PostgreSQL
+(when a database URL is configured through the environment or a file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from collector.errors import PermanentStoreError
+from collector.store.migrate import SchemaPolicy
+from collector.store.outbox import RetryPolicy, SyncReport, forward_pending
+from collector.store.sqlite import SQLiteStore, default_local_path
+
+if TYPE_CHECKING:
+    from collector.store.postgres import PostgresStore
+
+__all__ = ["SQLiteStore", "Stores", "SyncReport", "default_local_path", "resolve_database_url"]
+
+
+def resolve_database_url(url_env: str, url_file: str | None) -> str | None:
+    """The PostgreSQL URL from a file (Docker/Kubernetes secrets) or an environment
+    variable; None when neither is set (local store only)."""
+    if url_file:
+        try:
+            value = Path(url_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise PermanentStoreError(
+                f"cannot read the database URL file {url_file}: {exc.strerror}") from None
+        return value or None
+    return os.environ.get(url_env) or None
+
+
+@dataclass
+class Stores:
+    """The local store plus, where configured, the remote one it forwards to."""
+
+    local: SQLiteStore
+    database_url: str | None = None
+    schema: SchemaPolicy = "migrate"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    _remote: PostgresStore | None = None
+
+    @classmethod
+    def open(cls, local_path: str | Path | None, database_url: str | None, *,
+             schema: SchemaPolicy = "migrate", retry: RetryPolicy | None = None) -> Stores:
+        local = SQLiteStore(local_path or default_local_path(), schema=schema)
+        return cls(local, database_url, schema, retry or RetryPolicy())
+
+    def remote(self) -> PostgresStore:
+        """The PostgreSQL store, connected (and its schema checked) on first use."""
+        if self.database_url is None:
+            raise PermanentStoreError("no database configured (set COLLECTOR_DATABASE_URL or "
+                                      "storage.database_url_file)")
+        if self._remote is None:
+            from collector.store.postgres import PostgresStore
+
+            self._remote = PostgresStore(self.database_url, schema=self.schema)
+        return self._remote
+
+    def sync(self) -> SyncReport | None:
+        """Forward pending runs; None when no database is configured."""
+        if self.database_url is None:
+            return None
+        return forward_pending(self.local, self.remote, policy=self.retry)
+
+    def close(self) -> None:
+        self.local.close()
+        if self._remote is not None:
+            self._remote.close()

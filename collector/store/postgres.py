@@ -1,0 +1,273 @@
+"""The history store on PostgreSQL (TimescaleDB when the extension is there), via psycopg 3.
+
+One transaction per run; raw samples and measurements go in with COPY. Errors are sorted into
+temporary (retry: the server is away or restarting) and permanent (permission, schema,
+credentials: retrying will not help). The connection URL comes from the environment or a
+file, never from the config, and is only ever shown with its password replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
+from collector.history import SERIES_FILTERS, FailureRecord, LatestValue, Point, SeriesInfo
+from collector.model import RunResult
+from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
+from collector.store.rows import (
+    FAILURE_COLUMNS,
+    MEASUREMENT_COLUMNS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    SAMPLE_COLUMNS,
+    SERIES_COLUMNS,
+    run_rows,
+)
+
+_JSONB = {"environment", "spec", "identity", "measurement", "noise"}
+_MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collector
+# SQLSTATE classes that mean "the server is away or not ready": worth retrying.
+_TEMPORARY_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+_PERMANENT_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf",
+                      "authentication failed", "permission denied")
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced: the only form ever logged or printed."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def classify(exc: Exception, url: str) -> StoreError:
+    """A psycopg error as a temporary or permanent store error, password-free."""
+    where = redact(url)
+    state = getattr(exc, "sqlstate", None)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = text.replace(urlsplit(url).password or "\0", "***")
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return PermanentStoreError(f"permission denied on {where}: {text}")
+    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
+        return SchemaError(f"schema mismatch on {where}: {text}; run `collector db migrate`")
+    if state in _TEMPORARY_STATES:
+        return TemporaryStoreError(f"{where} temporarily unavailable: {text}")
+    if isinstance(exc, psycopg.OperationalError):
+        if any(marker in text for marker in _PERMANENT_CONNECT):
+            return PermanentStoreError(f"cannot use {where}: {text}")
+        return TemporaryStoreError(f"{where} unreachable: {text}")
+    return PermanentStoreError(f"database error on {where}: {text}")
+
+
+def _insert(table: str, columns: Sequence[str], suffix: str = "") -> sql.Composed:
+    marks = [sql.SQL("%s::jsonb" if c in _JSONB else "%s") for c in columns]
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) {}").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(marks), sql.SQL(suffix))
+
+
+def _copy(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+class PostgresStore:
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, schema: SchemaPolicy = "migrate",
+                 migrations: list[Migration] | None = None, connect_timeout: float = 5.0,
+                 bulk: Literal["copy", "executemany"] = "copy") -> None:
+        self._url = url
+        self.redacted_url = redact(url)
+        self._connect_timeout = connect_timeout
+        self._bulk = bulk
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._guard():
+            self._connection().execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, checksum text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())")
+        with self._guard():
+            ensure_schema(self, schema, migrations)
+
+    # -- connection and errors -------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self._url, autocommit=True,
+                                         connect_timeout=max(1, int(self._connect_timeout)))
+        return self._conn
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._conn is not None and (self._conn.broken or isinstance(
+                    exc, psycopg.OperationalError)):
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+            raise classify(exc, self._url) from None
+
+    # -- migrations ------------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[Applied]:
+        rows = self._connection().execute(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        return [Applied(*row) for row in rows]
+
+    def apply_migration(self, migration: Migration) -> bool:
+        conn = self._connection()
+        with conn.transaction():
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
+                            (migration.version,)).fetchone():
+                return False
+            conn.execute(migration.sql.encode())  # no parameters: multi-statement script
+            conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
+                         "VALUES (%s, %s, %s)",
+                         (migration.version, migration.name, migration.checksum))
+        return True
+
+    def available_extensions(self) -> set[str]:
+        rows = self._connection().execute("SELECT name FROM pg_available_extensions")
+        return {name for (name,) in rows}
+
+    @contextlib.contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        conn = self._connection()
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+
+    @property
+    def mode(self) -> str:
+        """'timescaledb X.Y' when the extension is installed here, else 'postgresql'."""
+        with self._guard():
+            row = self._connection().execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        return f"timescaledb {row[0]}" if row else "postgresql"
+
+    def apply_timescale_policies(self, compress_after: str | None,
+                                 retain_for: str | None) -> None:
+        """Compression and retention of measurements (TimescaleDB only; a no-op elsewhere)."""
+        if not self.mode.startswith("timescaledb"):
+            return
+        with self._guard():
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT remove_compression_policy('measurements', "
+                             "if_exists => true)")
+                if compress_after:
+                    conn.execute("SELECT add_compression_policy('measurements', "
+                                 "compress_after => %s::interval)", (compress_after,))
+                conn.execute("SELECT remove_retention_policy('measurements', if_exists => true)")
+                if retain_for:
+                    conn.execute("SELECT add_retention_policy('measurements', "
+                                 "drop_after => %s::interval)", (retain_for,))
+
+    def create_reader(self, name: str, password: str) -> None:
+        """A log-in role that can SELECT and nothing else (member of collector_readonly)."""
+        with self._guard():
+            conn = self._connection()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                  (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            with conn.transaction():
+                conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(password)))
+                conn.execute(sql.SQL("GRANT collector_readonly TO {}").format(
+                    sql.Identifier(name)))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def record_run(self, run: RunResult) -> bool:
+        rows = run_rows(run)
+        with self._guard():
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(_insert("runs", RUN_COLUMNS,
+                                    "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
+                            rows.run)
+                if cur.fetchone() is None:
+                    return False
+                cur.executemany(_insert("series", SERIES_COLUMNS,
+                                        "ON CONFLICT (series_id) DO NOTHING"), rows.series)
+                cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
+                self._bulk_write(cur, "measurements", MEASUREMENT_COLUMNS, rows.measurements)
+                self._bulk_write(cur, "samples", SAMPLE_COLUMNS, rows.samples)
+                cur.executemany(_insert("failures", FAILURE_COLUMNS), rows.failures)
+        return True
+
+    def _bulk_write(self, cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
+                    rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self._bulk == "executemany":
+            cur.executemany(_insert(table, columns), rows)
+            return
+        with cur.copy(_copy(table, columns)) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def _query(self, query: str | sql.Composed, params: Sequence[Any] = ()) -> list[Any]:
+        with self._guard():
+            return self._connection().execute(query, params).fetchall()
+
+    def history(self, series_id: str, metric: str, start: datetime | None = None,
+                end: datetime | None = None) -> list[Point]:
+        rows = self._query(
+            "SELECT time, value, run_id FROM measurements WHERE series_id = %s AND metric = %s "
+            "AND (%s::timestamptz IS NULL OR time >= %s) "
+            "AND (%s::timestamptz IS NULL OR time < %s) ORDER BY time",
+            (series_id, metric, start, start, end, end))
+        return [Point(t, float(v), r.hex) for t, v, r in rows]
+
+    def latest(self, metric: str | None = None) -> list[LatestValue]:
+        rows = self._query(
+            "SELECT DISTINCT ON (series_id, metric) series_id, metric, unit, value, time, run_id "
+            "FROM measurements WHERE (%s::text IS NULL OR metric = %s) "
+            "ORDER BY series_id, metric, time DESC", (metric, metric))
+        return [LatestValue(s, m, u, float(v), t, r.hex) for s, m, u, v, t, r in rows]
+
+    def list_series(self, **filters: str | int) -> list[SeriesInfo]:
+        unknown = sorted(set(filters) - set(SERIES_FILTERS))
+        if unknown:
+            raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+        conditions = sql.SQL("").join(
+            sql.SQL(" AND {} = %s").format(sql.Identifier(name)) for name in filters)
+        query = sql.SQL(
+            "SELECT series_id, host, suite, name, model, source, revision, task, backend, "
+            "device, dtype, batch_size, sequence_length, new_tokens FROM series WHERE TRUE"
+            "{} ORDER BY series_id").format(conditions)
+        return [SeriesInfo(*row) for row in self._query(query, list(filters.values()))]
+
+    def failures(self, series_id: str | None = None,
+                 since: datetime | None = None) -> list[FailureRecord]:
+        rows = self._query(
+            "SELECT run_id, series_id, time, kind, message, exception_type, traceback_tail "
+            "FROM failures WHERE (%s::text IS NULL OR series_id = %s) "
+            "AND (%s::timestamptz IS NULL OR time >= %s) ORDER BY time DESC",
+            (series_id, series_id, since, since))
+        return [FailureRecord(r.hex, s, t, k, m, e, tb) for r, s, t, k, m, e, tb in rows]
+
+    def run_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM runs")[0][0])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -1,0 +1,237 @@
+"""The embedded local store (SQLite): history without a server, and the outbox.
+
+Every run lands here first, in one transaction, with its JSON document in the outbox; the
+forwarder later copies pending runs to PostgreSQL in order and marks them delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from collector.errors import PermanentStoreError, TemporaryStoreError
+from collector.history import SERIES_FILTERS, FailureRecord, LatestValue, Point, SeriesInfo
+from collector.model import RunResult
+from collector.store.migrate import (
+    Applied,
+    Migration,
+    SchemaPolicy,
+    ensure_schema,
+    split_statements,
+)
+from collector.store.rows import (
+    FAILURE_COLUMNS,
+    MEASUREMENT_COLUMNS,
+    RESULT_COLUMNS,
+    RUN_COLUMNS,
+    SAMPLE_COLUMNS,
+    SERIES_COLUMNS,
+    parse_time,
+    run_rows,
+)
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_local_path() -> Path:
+    """$COLLECTOR_DATA_DIR, else $XDG_DATA_HOME/collector, else ~/.local/share/collector."""
+    base = os.environ.get("COLLECTOR_DATA_DIR")
+    if base:
+        return Path(base) / "collector.db"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    root = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return root / "collector" / "collector.db"
+
+
+def _ts(value: datetime) -> str:
+    """One textual form for every time, so text order is time order."""
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _sql_values(row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_ts(v) if isinstance(v, datetime) else v for v in row)
+
+
+def _insert(table: str, columns: Sequence[str], conflict: str = "") -> str:
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT {conflict} INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - table and column names are ours
+
+
+class SQLiteStore:
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, schema: SchemaPolicy = "migrate",
+                 migrations: list[Migration] | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None,
+                                         timeout=_BUSY_TIMEOUT_MS / 1000,
+                                         check_same_thread=False)
+            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        except (OSError, sqlite3.Error) as exc:
+            raise PermanentStoreError(f"cannot open the local store {self.path}: {exc}") from None
+        ensure_schema(self, schema, migrations)
+
+    # -- migrations ------------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[Applied]:
+        rows = self._conn.execute(
+            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        return [Applied(*row) for row in rows]
+
+    def apply_migration(self, migration: Migration) -> bool:
+        with self._transaction():
+            done = self._conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                      (migration.version,)).fetchone()
+            if done:
+                return False
+            for statement in split_statements(migration.sql):
+                self._conn.execute(statement)
+            self._conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
+                "VALUES (?, ?, ?, ?)", (migration.version, migration.name, migration.checksum,
+                                        _ts(datetime.now(timezone.utc))))
+        return True
+
+    def available_extensions(self) -> set[str]:
+        return set()
+
+    @contextlib.contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        yield  # apply_migration re-checks inside BEGIN IMMEDIATE, which serialises writers
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite errors become store
+        errors (locked or busy: temporary; anything else: permanent)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TemporaryStoreError(f"local store {self.path} busy: {exc}") from None
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise TemporaryStoreError(f"local store {self.path} busy: {exc}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise PermanentStoreError(f"local store {self.path}: {exc}") from None
+            raise
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def record_run(self, run: RunResult) -> bool:
+        rows = run_rows(run)
+        with self._transaction():
+            cur = self._conn.execute(_insert("runs", RUN_COLUMNS, "OR IGNORE"),
+                                     _sql_values(rows.run))
+            if cur.rowcount == 0:
+                return False
+            self._conn.executemany(_insert("series", SERIES_COLUMNS, "OR IGNORE"),
+                                   [_sql_values(r) for r in rows.series])
+            for table, columns, values in (
+                ("results", RESULT_COLUMNS, rows.results),
+                ("measurements", MEASUREMENT_COLUMNS, rows.measurements),
+                ("samples", SAMPLE_COLUMNS, rows.samples),
+                ("failures", FAILURE_COLUMNS, rows.failures),
+            ):
+                self._conn.executemany(_insert(table, columns), [_sql_values(r) for r in values])
+            self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
+                               (run.run_id, run.model_dump_json()))
+        return True
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def pending(self, limit: int = 100) -> list[RunResult]:
+        """Runs not yet delivered to PostgreSQL, oldest first."""
+        rows = self._conn.execute("SELECT document FROM outbox WHERE delivered_at IS NULL "
+                                  "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [RunResult.model_validate_json(doc) for (doc,) in rows]
+
+    def pending_count(self) -> int:
+        (count,) = self._conn.execute(
+            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()
+        return int(count)
+
+    def mark_delivered(self, run_id: str) -> None:
+        self._conn.execute("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, "
+                           "last_error = NULL WHERE run_id = ?",
+                           (_ts(datetime.now(timezone.utc)), run_id))
+
+    def mark_attempt(self, run_id: str, error: str) -> None:
+        self._conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+                           "WHERE run_id = ?", (error[:2000], run_id))
+
+    def last_error(self) -> str | None:
+        row = self._conn.execute("SELECT last_error FROM outbox WHERE delivered_at IS NULL "
+                                 "AND last_error IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def history(self, series_id: str, metric: str, start: datetime | None = None,
+                end: datetime | None = None) -> list[Point]:
+        sql = "SELECT time, value, run_id FROM measurements WHERE series_id = ? AND metric = ?"
+        params: list[Any] = [series_id, metric]
+        if start is not None:
+            sql += " AND time >= ?"
+            params.append(_ts(start))
+        if end is not None:
+            sql += " AND time < ?"
+            params.append(_ts(end))
+        rows = self._conn.execute(sql + " ORDER BY time", params)
+        return [Point(parse_time(t), float(v), r) for t, v, r in rows]
+
+    def latest(self, metric: str | None = None) -> list[LatestValue]:
+        rows = self._conn.execute(
+            "SELECT m.series_id, m.metric, m.unit, m.value, m.time, m.run_id "
+            "FROM measurements m JOIN (SELECT series_id, metric, max(time) AS time "
+            "FROM measurements WHERE (? IS NULL OR metric = ?) GROUP BY series_id, metric) AS l "
+            "USING (series_id, metric, time) ORDER BY m.series_id, m.metric", (metric, metric))
+        return [LatestValue(s, m, u, float(v), parse_time(t), r) for s, m, u, v, t, r in rows]
+
+    def list_series(self, **filters: str | int) -> list[SeriesInfo]:
+        unknown = sorted(set(filters) - set(SERIES_FILTERS))
+        if unknown:
+            raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+        # Column names come from SERIES_FILTERS (checked above), values are parameters.
+        where = "".join(f" AND {name} = ?" for name in filters)
+        rows = self._conn.execute(
+            "SELECT series_id, host, suite, name, model, source, revision, task, backend, "  # noqa: S608
+            "device, dtype, batch_size, sequence_length, new_tokens FROM series WHERE 1 = 1"
+            + where + " ORDER BY series_id", list(filters.values()))
+        return [SeriesInfo(*row) for row in rows]
+
+    def failures(self, series_id: str | None = None,
+                 since: datetime | None = None) -> list[FailureRecord]:
+        sql = ("SELECT run_id, series_id, time, kind, message, exception_type, traceback_tail "
+               "FROM failures WHERE 1 = 1")
+        params: list[Any] = []
+        if series_id is not None:
+            sql += " AND series_id = ?"
+            params.append(series_id)
+        if since is not None:
+            sql += " AND time >= ?"
+            params.append(_ts(since))
+        rows = self._conn.execute(sql + " ORDER BY time DESC", params)
+        return [FailureRecord(r, s, parse_time(t), k, m, e, tb) for r, s, t, k, m, e, tb in rows]
+
+    def run_count(self) -> int:
+        (count,) = self._conn.execute("SELECT count(*) FROM runs").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        self._conn.close()

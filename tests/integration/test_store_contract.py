@@ -1,0 +1,135 @@
+"""One contract, two real stores: the embedded SQLite store and a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.errors import StoreError
+from collector.history import Store
+from collector.store import SQLiteStore
+from collector.store.postgres import PostgresStore
+from tests.helpers import make_run
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened: Store
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "local.db")
+    else:
+        opened = PostgresStore(request.getfixturevalue("pg_url"))
+    yield opened
+    opened.close()
+
+
+def test_record_and_read_back_a_run(store: Store) -> None:
+    run = make_run(when=T0, latency=0.02)
+    assert store.record_run(run) is True
+    assert store.run_count() == 1
+    bert, vit = run.results
+    points = store.history(bert.series_id, "latency_p50_seconds")
+    assert [(p.value, p.run_id) for p in points] == [(0.02, run.run_id)]
+    assert points[0].time == bert.finished_at
+    series = store.list_series()
+    assert {s.series_id for s in series} == {bert.series_id, vit.series_id}
+    info = next(s for s in series if s.series_id == bert.series_id)
+    assert (info.host, info.suite, info.name, info.model, info.source) == (
+        "host-a", "s", "bert", "BertForSequenceClassification", "synthetic")
+    assert (info.task, info.backend, info.device, info.dtype) == (
+        "text-classification", "eager", "cpu", "float32")
+    assert (info.batch_size, info.sequence_length, info.new_tokens) == (1, 8, 4)
+
+
+def test_recording_is_idempotent_by_run_id(store: Store) -> None:
+    run = make_run(when=T0)
+    assert store.record_run(run) is True
+    assert store.record_run(run) is False
+    assert store.run_count() == 1
+    assert len(store.history(run.results[0].series_id, "latency_p50_seconds")) == 1
+
+
+def test_history_is_ordered_and_range_filtered(store: Store) -> None:
+    runs = [make_run(when=T0 + timedelta(hours=h), latency=0.01 * (h + 1)) for h in range(5)]
+    for run in reversed(runs):  # stored out of order, read back in time order
+        store.record_run(run)
+    series_id = runs[0].results[0].series_id
+    all_points = store.history(series_id, "latency_p50_seconds")
+    assert [round(p.value, 3) for p in all_points] == [0.01, 0.02, 0.03, 0.04, 0.05]
+    window = store.history(series_id, "latency_p50_seconds",
+                           start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=3))
+    assert [round(p.value, 3) for p in window] == [0.02, 0.03]
+    assert store.history(series_id, "no_such_metric") == []
+
+
+def test_latest_value_per_series_and_metric(store: Store) -> None:
+    store.record_run(make_run(when=T0, latency=0.05))
+    newest = make_run(when=T0 + timedelta(days=1), latency=0.03)
+    store.record_run(newest)
+    store.record_run(make_run(when=T0 - timedelta(days=1), latency=0.09))
+    latest = store.latest("latency_p50_seconds")
+    assert {(v.series_id, v.value, v.run_id) for v in latest} == {
+        (r.series_id, 0.03, newest.run_id) for r in newest.results}
+    assert all(v.unit == "seconds" for v in latest)
+    every = store.latest()
+    assert {v.metric for v in every} == {"latency_p50_seconds", "latency_p90_seconds",
+                                         "throughput_samples_per_second", "peak_rss_bytes"}
+
+
+def test_series_filters(store: Store) -> None:
+    store.record_run(make_run(when=T0, host="host-a"))
+    store.record_run(make_run(when=T0, host="host-b", models=("bert",)))
+    assert {s.host for s in store.list_series(name="bert")} == {"host-a", "host-b"}
+    assert [s.name for s in store.list_series(host="host-b")] == ["bert"]
+    assert store.list_series(batch_size=1, host="host-a", task="text-classification")
+    assert store.list_series(dtype="bfloat16") == []
+    with pytest.raises(ValueError, match="unknown series filter"):
+        store.list_series(colour="red")
+
+
+def test_failures_are_recorded_and_read(store: Store) -> None:
+    run = make_run(when=T0, fail="vit")
+    store.record_run(run)
+    store.record_run(make_run(when=T0 + timedelta(hours=1)))
+    failures = store.failures()
+    assert len(failures) == 1
+    failure = failures[0]
+    assert (failure.kind, failure.message, failure.run_id) == (
+        "timeout", "took too long", run.run_id)
+    assert failure.series_id == run.results[1].series_id
+    assert store.failures(since=T0 + timedelta(minutes=30)) == []
+    assert store.failures(series_id=run.results[0].series_id) == []
+
+
+def _raw(store: Store, statement: str, params: tuple[Any, ...]) -> None:
+    """Write behind the store's back, with the store's own connection."""
+    conn: Any = store._conn  # type: ignore[attr-defined]  # test reaches into the adapter
+    if isinstance(store, SQLiteStore):
+        conn.execute(statement.replace("%s", "?"), params)
+    else:
+        conn.execute(statement, params)
+
+
+def test_a_run_is_written_atomically(store: Store) -> None:
+    """A real constraint violation half-way through (samples come after runs, series,
+    results and measurements) leaves nothing behind."""
+    run = make_run(when=T0)
+    first = run.results[0]
+    _raw(store, "INSERT INTO samples (run_id, series_id, metric, idx, value) "
+                "VALUES (%s, %s, %s, %s, %s)",
+         (run.run_id, first.series_id, "latency_seconds", 0, 1.0))
+    with pytest.raises(StoreError):
+        store.record_run(run)
+    assert store.run_count() == 0
+    assert store.list_series() == []
+    assert store.latest() == []
+    _raw(store, "DELETE FROM samples WHERE run_id = %s", (run.run_id,))
+    assert store.record_run(run) is True  # nothing half-written blocks the retry
+    assert store.run_count() == 1
+    assert len(store.latest("latency_p50_seconds")) == 2
