@@ -187,12 +187,14 @@ def _run_once(args: argparse.Namespace) -> int:
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
 
 
-def _open_stores(settings: StorageSettings, local_store: str | None) -> Stores:
+def _open_stores(settings: StorageSettings, local_store: str | None, *,
+                 manage_schema: bool = True) -> Stores:
+    """Both stores; `manage_schema=False` (db commands) leaves migrating to the command."""
     from collector.store import Stores, resolve_database_url
 
     url = resolve_database_url(settings.database_url_env, settings.database_url_file)
     return Stores.open(local_store or settings.local_path, url,
-                       schema=settings.schema_policy)
+                       schema=settings.schema_policy if manage_schema else None)
 
 
 def _storage_settings(path: str) -> StorageSettings:
@@ -206,7 +208,8 @@ def _storage_settings(path: str) -> StorageSettings:
 
 def _db(args: argparse.Namespace) -> int:
     settings = _storage_settings(args.config)
-    stores = _open_stores(settings, args.local_store)
+    stores = _open_stores(settings, args.local_store,
+                          manage_schema=args.db_command in ("sync", "create-reader"))
     try:
         if args.db_command == "sync":
             return _db_sync(stores, settings)

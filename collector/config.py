@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -443,7 +444,8 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
         axes = {a: v for a in MATRIX_AXES if (v := _axis_values(levels, a)) is not None}
         for combo in itertools.product(*axes.values()):
             spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
-            workload = spec.model_dump_json(exclude={"name", "measurement"})
+            # Two benchmarks with one series identity would write one series twice per run.
+            workload = json.dumps(spec.identity(), sort_keys=True)
             if workload in workloads:
                 if workloads[workload] == bench.name:
                     break  # already reported as a duplicate name

@@ -38,13 +38,13 @@ class Stores:
 
     local: SQLiteStore
     database_url: str | None = None
-    schema: SchemaPolicy = "migrate"
+    schema: SchemaPolicy | None = "migrate"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     _remote: PostgresStore | None = None
 
     @classmethod
     def open(cls, local_path: str | Path | None, database_url: str | None, *,
-             schema: SchemaPolicy = "migrate", retry: RetryPolicy | None = None) -> Stores:
+             schema: SchemaPolicy | None = "migrate", retry: RetryPolicy | None = None) -> Stores:
         local = SQLiteStore(local_path or default_local_path(), schema=schema)
         return cls(local, database_url, schema, retry or RetryPolicy())
 

@@ -125,11 +125,12 @@ def migrate(target: MigrationTarget, migrations: list[Migration] | None = None,
         return [m for m in todo if target.apply_migration(m)]
 
 
-def ensure_schema(target: MigrationTarget, policy: SchemaPolicy,
+def ensure_schema(target: MigrationTarget, policy: SchemaPolicy | None,
                   migrations: list[Migration] | None = None) -> list[Migration]:
-    """On start-up: bring the schema up to date, or refuse clearly if told to."""
+    """On start-up: bring the schema up to date, or refuse clearly if told to. With no
+    policy (the `db` commands), only check that it is not newer or edited."""
     current = plan(target, migrations)
-    if current.current:
+    if current.current or policy is None:
         return []
     if policy == "refuse":
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in current.pending)

@@ -61,18 +61,16 @@ def forward_pending(local: SQLiteStore, open_remote: Callable[[], Store], *,
         remote = with_retry(open_remote, policy, sleep)
         while batch := local.pending(limit=50):
             for run in batch:
-                try:
-                    fresh = with_retry(functools.partial(remote.record_run, run), policy,
-                                       sleep)
-                except StoreError as exc:
-                    local.mark_attempt(run.run_id, str(exc))
-                    raise
+                fresh = with_retry(functools.partial(remote.record_run, run), policy, sleep)
                 if after_remote_commit is not None:
                     after_remote_commit(run.run_id)
                 local.mark_delivered(run.run_id)
                 delivered += fresh
                 already += not fresh
     except StoreError as exc:
+        blocked = local.pending(limit=1)
+        if blocked:  # the error is kept with the run it holds up
+            local.mark_attempt(blocked[0].run_id, str(exc))
         return SyncReport(delivered, already, local.pending_count(), str(exc),
                           isinstance(exc, TemporaryStoreError))
     return SyncReport(delivered, already, local.pending_count())

@@ -83,7 +83,7 @@ def _copy(table: str, columns: Sequence[str]) -> sql.Composed:
 class PostgresStore:
     dialect = "postgres"
 
-    def __init__(self, url: str, *, schema: SchemaPolicy = "migrate",
+    def __init__(self, url: str, *, schema: SchemaPolicy | None = "migrate",
                  migrations: list[Migration] | None = None, connect_timeout: float = 5.0,
                  bulk: Literal["copy", "executemany"] = "copy") -> None:
         self._url = url
@@ -92,10 +92,14 @@ class PostgresStore:
         self._bulk = bulk
         self._conn: psycopg.Connection[Any] | None = None
         with self._guard():
-            self._connection().execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                "name text NOT NULL, checksum text NOT NULL, "
-                "applied_at timestamptz NOT NULL DEFAULT now())")
+            conn = self._connection()
+            if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+                # Under the migration lock: concurrent CREATE TABLE IF NOT EXISTS collide.
+                with self.migration_lock():
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer "
+                        "PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
+                        "applied_at timestamptz NOT NULL DEFAULT now())")
         with self._guard():
             ensure_schema(self, schema, migrations)
 

@@ -65,7 +65,7 @@ def _insert(table: str, columns: Sequence[str], conflict: str = "") -> str:
 class SQLiteStore:
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, schema: SchemaPolicy = "migrate",
+    def __init__(self, path: str | Path, *, schema: SchemaPolicy | None = "migrate",
                  migrations: list[Migration] | None = None) -> None:
         self.path = Path(path)
         try:

@@ -70,7 +70,7 @@ def test_failures_are_recorded_and_the_rest_still_run(tmp_path: Path) -> None:
                        task="text-classification"),
         benchmark_yaml("bert", name="offline-hub", model={"source": "hub",
                                                            "id": "bert-base-uncased"}),
-        benchmark_yaml("bert", name="too-slow", timeout_s=0.05),
+        benchmark_yaml("bert", name="too-slow", timeout_s=0.05, batch_size=2),
         benchmark_yaml("bert", name="good"),
     ]
     config = write_config(tmp_path / "c.yml", benchmarks)

@@ -212,3 +212,13 @@ def test_storage_defaults(tmp_path: Path) -> None:
     assert storage.database_url_env == "COLLECTOR_DATABASE_URL"
     assert storage.schema_policy == "migrate"
     assert storage.timescaledb.compress_after == "7 days"
+
+
+def test_benchmarks_differing_only_in_labels_are_one_series(tmp_path: Path) -> None:
+    text = BENCH + BENCH.split("benchmarks:\n")[1].replace("name: b", "name: c") + (
+        "        timeout_s: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.field == "suites.s.benchmarks[1].name"
+    assert "repeats the workload of benchmark 'b'" in problem.message

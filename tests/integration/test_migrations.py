@@ -1,0 +1,142 @@
+"""Migrations against the real databases: ordered, recorded, transactional, guarded."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collector.errors import PermanentStoreError, SchemaError
+from collector.store import SQLiteStore
+from collector.store.migrate import Migration, load_migrations, plan
+from collector.store.postgres import PostgresStore
+
+
+def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    state = plan(store)
+    assert state.current
+    assert [(a.version, a.name) for a in state.applied] == [(1, "initial"),
+                                                            (2, "readonly_role")]
+    # No TimescaleDB here: its migration is optional, reported, not applied.
+    assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb")]
+    assert store.mode == "postgresql"
+    # The plain-PostgreSQL fallback of the continuous aggregates answers the same query.
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM measurements_hourly").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM measurements_daily").fetchone() == (0,)
+    store.close()
+
+
+def test_timescaledb_migration_is_applied_where_the_extension_is_available(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection only: pretend the extension is available and check that the runner would
+    apply the optional migration (it cannot run here: no TimescaleDB package)."""
+    store = PostgresStore(pg_url)
+    monkeypatch.setattr(store, "available_extensions", lambda: {"timescaledb", "plpgsql"})
+    state = plan(store)
+    assert [m.version for m in state.pending] == [3]
+    assert state.unavailable == []
+    sql = state.pending[0].sql
+    assert "create_hypertable('measurements'" in sql
+    assert "timescaledb.continuous" in sql
+    store.close()
+
+
+def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
+    PostgresStore(pg_url).close()
+    again = PostgresStore(pg_url)
+    assert len(plan(again).applied) == 2
+    again.close()
+    SQLiteStore(tmp_path / "l.db").close()
+    local = SQLiteStore(tmp_path / "l.db")
+    assert [a.version for a in plan(local).applied] == [1]
+    local.close()
+
+
+def _older(dialect: str) -> list[Migration]:
+    return load_migrations(dialect)[:1]
+
+
+def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
+    PostgresStore(pg_url, migrations=_older("postgres")).close()  # a database from before
+    with pytest.raises(SchemaError, match=r"older than this collector \(pending: "
+                                          r"0002_readonly_role\)"):
+        PostgresStore(pg_url, schema="refuse")
+    store = PostgresStore(pg_url, schema="migrate")
+    assert plan(store).current
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    future = Migration(99, "from_the_future", "CREATE TABLE future (x INTEGER);", "f" * 64, None)
+    SQLiteStore(tmp_path / "l.db", migrations=[*load_migrations("sqlite"), future]).close()
+    with pytest.raises(SchemaError, match="newer than this collector knows"):
+        SQLiteStore(tmp_path / "l.db")
+
+
+def test_edited_migration_is_detected(pg_url: str) -> None:
+    PostgresStore(pg_url).close()
+    edited = [dataclasses.replace(m, checksum="0" * 64) if m.version == 1 else m
+              for m in load_migrations("postgres")]
+    with pytest.raises(SchemaError, match="applied from a different file"):
+        PostgresStore(pg_url, migrations=edited)
+
+
+def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
+    broken = Migration(4, "broken", "CREATE TABLE half_done (x integer);\nSELECT 1/0;",
+                       "b" * 64, None)
+    with pytest.raises(PermanentStoreError, match="division by zero"):
+        PostgresStore(pg_url, migrations=[*load_migrations("postgres"), broken])
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [1, 2]
+
+
+def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            PostgresStore(pg_url).close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
+                            "GROUP BY version ORDER BY version").fetchall()
+    assert rows == [(1, 1), (2, 1)]
+
+
+def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
+    from tests.helpers import make_run
+
+    store = PostgresStore(pg_url)
+    store.record_run(make_run())
+    store.create_reader("grafana_reader", "s3cret-pw")
+    reader_url = pg_url.replace("postgres@", "grafana_reader:s3cret-pw@", 1)
+    reader = psycopg.connect(reader_url, autocommit=True)
+    assert reader.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    hourly = reader.execute("SELECT count(*) FROM measurements_hourly").fetchone()
+    assert hourly is not None and hourly[0] > 0
+    for statement in ("INSERT INTO runs (run_id, suite, host, started_at, finished_at, status, "
+                      "collector_version) VALUES (gen_random_uuid(), 's', 'h', now(), now(), "
+                      "'ok', 'x')", "DELETE FROM measurements", "DROP TABLE samples",
+                      "CREATE TABLE mine (x int)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute(statement)
+    reader.close()
+    # Writing through the store as that role is a permanent error, not a retry loop.
+    with pytest.raises(PermanentStoreError, match="permission denied"):
+        PostgresStore(reader_url).record_run(make_run())
+    store.close()
