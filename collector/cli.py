@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from collector.config import StorageSettings
     from collector.model import RunResult
+    from collector.service import Outcome
     from collector.store import Stores
 
 EXIT_OK = 0
@@ -142,12 +143,8 @@ def _write_output(path: Path, document: dict[str, Any]) -> None:
 
 
 def _run_once(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.markup import escape
-
     from collector.config import load_config
-    from collector.model import results_document
-    from collector.report import RichReporter, failures_text, results_table
+    from collector.report import RichReporter
     from collector.service import Selection, run_once
 
     output = Path(args.output) if args.output else None
@@ -162,8 +159,19 @@ def _run_once(args: argparse.Namespace) -> int:
         outcome = run_once(
             config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
             start_method=args.isolation, host=args.host, stores=stores)
+        return _report_run(args, outcome, stores, output, err)
     finally:
         stores.close()
+
+
+def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
+                output: Path | None, err: Console) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from collector.model import results_document
+    from collector.report import failures_text, results_table
+
     runs: list[RunResult] = outcome.runs
     document = results_document(runs)
     if args.format == "json":
@@ -180,6 +188,10 @@ def _run_once(args: argparse.Namespace) -> int:
         _error(f"results were not stored: {outcome.store_error}")
         return EXIT_STORE
     err.print(f"stored in {stores.local.path}", highlight=False, markup=False)
+    if outcome.sync is not None and outcome.sync.ok:
+        remote = stores.remote()
+        err.print(f"forwarded {outcome.sync.delivered} run(s) to {remote.redacted_url} "
+                  f"(mode: {remote.mode})", highlight=False, markup=False)
     if outcome.sync is not None and not outcome.sync.ok:
         err.print(f"[yellow]warning:[/] {outcome.sync.pending} run(s) wait in the outbox for "
                   f"PostgreSQL: {escape(outcome.sync.error or '')}; `collector db sync` "

@@ -32,6 +32,8 @@ def test_run_once_stores_locally_and_forwards(secret_url: str, tmp_path: Path,
     proc = collector("run-once", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert "stored in" in proc.stderr
+    assert "forwarded 1 run(s) to postgresql://collector:***@" in proc.stderr
+    assert "(mode: postgresql)" in proc.stderr
     assert PASSWORD not in proc.stdout + proc.stderr
     with psycopg.connect(secret_url) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
