@@ -7,7 +7,9 @@
       Rounds alternate: each round records a share of the COPY runs and one executemany run,
       each store in its own fresh database, so the machine's drift hits both alike. The
       timed call is record_run itself (flattening the run into rows, then one transaction).
-      Goal: >= 100,000 sample rows/s with COPY.
+      Goal: >= 100,000 sample rows/s with COPY. A breakdown then writes the same kind of
+      sample rows with a bare COPY (text, as the store does, and binary) into samples and
+      into an index-less copy of it, to show where COPY's time goes.
   (b) run records per second for typical runs (make_run's default: 2 results x 20 samples):
       (i) SQLiteStore.record_run (local store: tables + outbox, synchronous=FULL, WAL),
       (ii) PostgresStore.record_run, (iii) end to end through the outbox, one run at a time:
@@ -18,7 +20,7 @@ A throwaway PostgreSQL (tests/pg_server.py, fsync off as for the tests) is start
 temporary directory and removed at the end, also on error or SIGTERM.
 
     .venv/bin/python benchmarks/store_ingest.py [--copy-runs 30] [--executemany-runs 3]
-        [--samples 5000] [--typical-runs 300] [--json]
+        [--samples 5000] [--breakdown-runs 10] [--typical-runs 300] [--json]
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
+import psycopg
+from psycopg import sql
+
 from collector.store.outbox import forward_pending
 from collector.store.postgres import PostgresStore
-from collector.store.rows import run_rows
+from collector.store.rows import SAMPLE_COLUMNS, run_rows
 from collector.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -154,6 +159,40 @@ def bulk_ingest(server: PostgresServer, copy_runs: int, executemany_runs: int,
     }
 
 
+def copy_breakdown(server: PostgresServer, runs: int, samples: int) -> dict[str, Any]:
+    """Where COPY's time goes: the same sample rows written with a bare COPY (no record_run
+    around it) into samples, the same in binary format, and into an index-less copy of the
+    samples table (CREATE TABLE ... (LIKE samples), in this throwaway database only)."""
+    url = server.create_database("ingest_breakdown")
+    PostgresStore(url).close()  # the schema
+    ways = {"text COPY into samples": ("samples", False),
+            "binary COPY into samples": ("samples", True),
+            "text COPY, samples without its primary key": ("samples_noindex", False)}
+    seconds = dict.fromkeys(ways, 0.0)
+    rows = 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE samples_noindex (LIKE samples)")
+        for _ in range(runs):
+            batch = build_runs(len(ways), samples)
+            for (name, (table, binary)), run in zip(ways.items(), batch, strict=True):
+                data = run_rows(run).samples
+                if binary:
+                    data = [(uuid.UUID(r[0]), *r[1:]) for r in data]
+                statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+                    sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, SAMPLE_COLUMNS)),
+                    sql.SQL("(FORMAT BINARY)" if binary else ""))
+                started = time.perf_counter()
+                with conn.transaction(), conn.cursor() as cur, cur.copy(statement) as copy:
+                    if binary:
+                        copy.set_types(["uuid", "text", "text", "int4", "float8"])
+                    for row in data:
+                        copy.write_row(row)
+                seconds[name] += time.perf_counter() - started
+            rows += len(data)
+    return {name: {"rows": rows, "seconds": t, "rows_per_s": rows / t}
+            for name, t in seconds.items()}
+
+
 def typical_runs(server: PostgresServer, count: int, workdir: Path,
                  log: Any) -> dict[str, Any]:
     """(b): runs/s for make_run's default runs, local, remote and through the outbox."""
@@ -225,14 +264,16 @@ def main() -> int:
                         help="runs recorded with bulk='executemany' in (a) (also the rounds)")
     parser.add_argument("--samples", type=int, default=5000,
                         help="raw samples per result in (a); each run has 2 results")
+    parser.add_argument("--breakdown-runs", type=int, default=10,
+                        help="runs per way of writing the samples in the COPY breakdown")
     parser.add_argument("--typical-runs", type=int, default=300,
                         help="typical runs (2 results x 20 samples) per store in (b)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if args.executemany_runs < 1 or args.copy_runs < args.executemany_runs:
         parser.error("need --executemany-runs >= 1 and --copy-runs >= --executemany-runs")
-    if args.samples < 1 or args.typical_runs < 1:
-        parser.error("--samples and --typical-runs must be positive")
+    if min(args.samples, args.typical_runs, args.breakdown_runs) < 1:
+        parser.error("--samples, --typical-runs and --breakdown-runs must be positive")
     signal.signal(signal.SIGTERM, _terminate)
     load_start = loadavg()
     log = sys.stderr if args.json else sys.stdout
@@ -244,6 +285,7 @@ def main() -> int:
         print(f"(a) raw samples: {args.copy_runs} COPY runs and {args.executemany_runs} "
               f"executemany runs of 2 x {args.samples} samples", file=log)
         bulk = bulk_ingest(server, args.copy_runs, args.executemany_runs, args.samples, log)
+        breakdown = copy_breakdown(server, args.breakdown_runs, args.samples)
         print(f"(b) typical runs: {args.typical_runs} per store", file=log)
         with tempfile.TemporaryDirectory(prefix="collector-bench-sqlite-") as tmp:
             typical = typical_runs(server, args.typical_runs, Path(tmp), log)
@@ -252,7 +294,8 @@ def main() -> int:
     load_end = loadavg()
     wall = time.perf_counter() - started
 
-    result = {"benchmark": "store_ingest", "bulk": bulk, "typical": typical,
+    result = {"benchmark": "store_ingest", "bulk": bulk, "copy_breakdown": breakdown,
+              "typical": typical,
               "wall_s": wall, "loadavg_start": load_start, "loadavg_end": load_end}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -268,6 +311,8 @@ def main() -> int:
           f"COPY run's {bulk['run_seconds_median']['copy'] * 1e3:.0f} ms")
     verdict = "goal met" if bulk["goal_met"] else "goal NOT met"
     print(f"    goal >= {COPY_GOAL_ROWS_PER_S:,} sample rows/s with COPY: {verdict}")
+    print("    where COPY's time goes (sample rows only, without record_run): "
+          + ", ".join(f"{name} {r['rows_per_s']:,.0f} rows/s" for name, r in breakdown.items()))
     line = ", ".join(f"{name} {r['runs_per_s']:.0f} runs/s ({r['ms_per_run']:.1f} ms/run)"
                      for name, r in typical.items())
     print(f"(b) typical runs (2 results x 20 samples): {line}")

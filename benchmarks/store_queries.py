@@ -287,6 +287,7 @@ class Query:
     params: Callable[[int], Sequence[Any]]
     call: Callable[[int], object] | None = None
     explain_sql: str | None = None  # what to EXPLAIN for a Python call
+    reference: bool = False  # shown for comparison; not held to the goal
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -360,7 +361,8 @@ def time_query(conn: psycopg.Connection[Any], query: Query, repeat: int,
             "min_ms": min(seconds) * 1e3, "max_ms": max(seconds) * 1e3,
             "repeat": len(seconds), "ms": [round(t * 1e3, 2) for t in seconds],
             "rows_median": statistics.median(r for _, r in timings),
-            "goal_met": p95 <= GOAL_P95_S, "plan": plan}
+            "goal_met": p95 <= GOAL_P95_S or query.reference, "reference": query.reference,
+            "plan": plan}
 
 
 def dashboard_queries(data: Dataset, store: PostgresStore) -> list[Query]:
@@ -382,9 +384,12 @@ def dashboard_queries(data: Dataset, store: PostgresStore) -> list[Query]:
     latest = ("SELECT DISTINCT ON (series_id, metric) series_id, metric, unit, value, time, "
               "run_id FROM measurements WHERE metric = %s "
               "ORDER BY series_id, metric, time DESC")
-    store_latest = ("SELECT DISTINCT ON (series_id, metric) series_id, metric, unit, value, "
-                    "time, run_id FROM measurements WHERE (%s::text IS NULL OR metric = %s) "
-                    "ORDER BY series_id, metric, time DESC")
+    store_latest = (  # the SQL of PostgresStore.latest(metric), for EXPLAIN
+        "SELECT s.series_id, k.metric, m.unit, m.value, m.time, m.run_id "
+        "FROM series s CROSS JOIN unnest(%s::text[]) AS k(metric) "
+        "CROSS JOIN LATERAL (SELECT unit, value, time, run_id FROM measurements "
+        "    WHERE series_id = s.series_id AND metric = k.metric "
+        "    ORDER BY time DESC LIMIT 1) AS m ORDER BY s.series_id, k.metric")
     store_history = ("SELECT time, value, run_id FROM measurements WHERE series_id = %s AND "
                      "metric = %s AND (%s::timestamptz IS NULL OR time >= %s) "
                      "AND (%s::timestamptz IS NULL OR time < %s) ORDER BY time")
@@ -405,10 +410,11 @@ def dashboard_queries(data: Dataset, store: PostgresStore) -> list[Query]:
               "SELECT bucket, avg, min, max, n FROM measurements_hourly WHERE series_id = %s "
               "AND metric = %s AND bucket >= %s ORDER BY bucket",
               lambda i: (pick(i), metric_of(i), since(30))),
-        Query("latest_sql", "latest value per series for one metric (DISTINCT ON)", latest,
-              lambda i: (metric_of(i),)),
-        Query("store_latest", "PostgresStore.latest(metric)", None,
-              lambda i: (metric_of(i), metric_of(i)),
+        Query("latest_sql", "reference, not a dashboard query: DISTINCT ON, the form "
+              "PostgresStore.latest used before", latest, lambda i: (metric_of(i),),
+              reference=True),
+        Query("store_latest", "PostgresStore.latest(metric) (LATERAL, one probe per series)",
+              None, lambda i: ([metric_of(i)],),
               call=lambda i: store.latest(metric_of(i)), explain_sql=store_latest),
         Query("model_7d", "one metric, every series of one model, 7 days (join series)",
               "SELECT m.series_id, m.time, m.value FROM measurements m "
@@ -574,7 +580,8 @@ def main() -> int:
                 results.append(result)
                 print(f"  {query.name}: p50 {result['p50_ms']:.1f} ms, p95 "
                       f"{result['p95_ms']:.1f} ms ({result['repeat']} timed)", file=log)
-            near = {r["name"] for r in results if r["p95_ms"] > NEAR_GOAL * GOAL_P95_S * 1e3}
+            near = {r["name"] for r in results
+                    if r["p95_ms"] > NEAR_GOAL * GOAL_P95_S * 1e3 and not r["reference"]}
             fixes = ([] if args.no_fixes or not near
                      else try_fixes(conn, queries, near, args.repeat, extra=args.extra_fixes,
                                         log=log))
@@ -616,7 +623,7 @@ def print_report(output: dict[str, Any]) -> None:
           f"{facts['relation_mb']}")
     for r in results:
         print_result(r)
-    print(f"goal p95 <= {GOAL_P95_S * 1e3:.0f} ms: "
+    print(f"goal p95 <= {GOAL_P95_S * 1e3:.0f} ms (reference queries excluded): "
           + (f"met by all {len(results)}" if not missed
              else f"missed by {', '.join(missed)}"))
     if fixes:
@@ -658,7 +665,7 @@ def fix_summary(results: list[dict[str, Any]],
 
 
 def print_result(r: dict[str, Any]) -> None:
-    verdict = "ok  " if r["goal_met"] else "MISS"
+    verdict = "ref " if r.get("reference") else ("ok  " if r["goal_met"] else "MISS")
     print(f"{verdict} {r['name']:<17} p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  "
           f"(n={r['repeat']}, {r['rows_median']:.0f} rows)  {r['description']}")
     print(f"     plan: {describe_plan(r['plan'])}")
