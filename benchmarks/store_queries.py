@@ -40,7 +40,6 @@ import random
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -106,21 +105,12 @@ def _terminate(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 - 
 def start_server() -> PostgresServer:
     if str(ROOT) not in sys.path:  # tests/ is not installed
         sys.path.insert(0, str(ROOT))
-    from tests.pg_server import PostgresServer, postgres_available
+    from tests.pg_server import start_throwaway
 
-    reason = postgres_available()
-    if reason is not None:
-        raise SystemExit(f"cannot start a throwaway PostgreSQL: {reason}")
-    # A path that does not exist yet, under /tmp (reachable by the server user when root):
-    # the server creates it and removes it on close().
-    server = PostgresServer(Path(tempfile.gettempdir())
-                            / f"collector-bench-pg-{uuid.uuid4().hex[:8]}")
     try:
-        server.start()
-    except BaseException:
-        server.close()
-        raise
-    return server
+        return start_throwaway()
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # -- data ------------------------------------------------------------------------------------

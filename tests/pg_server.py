@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -248,3 +249,19 @@ class PostgresServer:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                          .format(sql.Identifier(name)))
+
+
+def start_throwaway() -> PostgresServer:
+    """A started server in a new directory under the temp dir (reachable by the server user
+    when root), for scripts outside pytest; close() removes it. RuntimeError with the reason
+    when no server can be had here."""
+    reason = postgres_available()
+    if reason is not None:
+        raise RuntimeError(f"cannot start a throwaway PostgreSQL: {reason}")
+    server = PostgresServer(Path(tempfile.gettempdir()) / f"collector-pg-{uuid.uuid4().hex[:8]}")
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return server
