@@ -61,6 +61,26 @@ class FailureRecord:
     traceback_tail: str | None
 
 
+@dataclass(frozen=True)
+class SeriesActivity:
+    """How a series' benchmarks have been going: for health metrics and staleness."""
+
+    series_id: str
+    last_run: datetime
+    last_success: datetime | None
+    results: dict[str, int]  # by status: ok, failed
+    failures: dict[str, int]  # by failure kind
+
+
+@dataclass(frozen=True)
+class SuiteActivity:
+    suite: str
+    host: str
+    runs: dict[str, int]  # by run status: ok, partial, failed, aborted
+    last_started: datetime
+    last_finished: datetime
+
+
 SERIES_FILTERS = ("host", "suite", "name", "model", "task", "backend", "device", "dtype",
                   "batch_size", "sequence_length", "new_tokens")
 
@@ -92,6 +112,18 @@ class Store(Protocol):
         ...
 
     def run_count(self) -> int:
+        ...
+
+    def data_version(self) -> str:
+        """Changes whenever a run is recorded: lets readers cache what they derive."""
+        ...
+
+    def series_activity(self) -> list[SeriesActivity]:
+        """Per series: last run, last success, result and failure counts."""
+        ...
+
+    def suite_activity(self) -> list[SuiteActivity]:
+        """Per suite and host: run counts by status and the latest run's bounds."""
         ...
 
     def close(self) -> None:

@@ -20,9 +20,18 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
-from collector.history import SERIES_FILTERS, FailureRecord, LatestValue, Point, SeriesInfo
+from collector.history import (
+    SERIES_FILTERS,
+    FailureRecord,
+    LatestValue,
+    Point,
+    SeriesActivity,
+    SeriesInfo,
+    SuiteActivity,
+)
 from collector.metrics import METRICS
 from collector.model import RunResult
+from collector.store import activity
 from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
 from collector.store.rows import (
     FAILURE_COLUMNS,
@@ -284,6 +293,16 @@ class PostgresStore:
             "AND (%s::timestamptz IS NULL OR time >= %s) ORDER BY time DESC",
             (series_id, series_id, since, since))
         return [FailureRecord(r.hex, s, t, k, m, e, tb) for r, s, t, k, m, e, tb in rows]
+
+    def data_version(self) -> str:
+        count, stored = self._query("SELECT count(*), max(stored_at) FROM runs")[0]
+        return f"{count}:{stored}"
+
+    def series_activity(self) -> list[SeriesActivity]:
+        return activity.series_activity(self._query)
+
+    def suite_activity(self) -> list[SuiteActivity]:
+        return activity.suite_activity(self._query)
 
     def run_count(self) -> int:
         return int(self._query("SELECT count(*) FROM runs")[0][0])

@@ -15,8 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from collector.errors import PermanentStoreError, TemporaryStoreError
-from collector.history import SERIES_FILTERS, FailureRecord, LatestValue, Point, SeriesInfo
+from collector.history import (
+    SERIES_FILTERS,
+    FailureRecord,
+    LatestValue,
+    Point,
+    SeriesActivity,
+    SeriesInfo,
+    SuiteActivity,
+)
 from collector.model import RunResult
+from collector.store import activity
 from collector.store.migrate import (
     Applied,
     Migration,
@@ -228,6 +237,16 @@ class SQLiteStore:
             params.append(_ts(since))
         rows = self._conn.execute(sql + " ORDER BY time DESC", params)
         return [FailureRecord(r, s, parse_time(t), k, m, e, tb) for r, s, t, k, m, e, tb in rows]
+
+    def data_version(self) -> str:
+        (seq,) = self._conn.execute("SELECT max(seq) FROM outbox").fetchone()
+        return str(seq)
+
+    def series_activity(self) -> list[SeriesActivity]:
+        return activity.series_activity(lambda q: self._conn.execute(q).fetchall())
+
+    def suite_activity(self) -> list[SuiteActivity]:
+        return activity.suite_activity(lambda q: self._conn.execute(q).fetchall())
 
     def run_count(self) -> int:
         (count,) = self._conn.execute("SELECT count(*) FROM runs").fetchone()

@@ -1,0 +1,183 @@
+"""Prometheus exposition computed at scrape time from the stored results.
+
+A custom prometheus_client Collector: nothing lives in process memory between scrapes but
+a cache keyed by the store's data version, so a restarted collector shows the same values
+at once. The registry is always passed in (never the global one).
+
+Naming follows Prometheus conventions: base units (seconds, bytes), `_total` for counters,
+one family per quantity (percentiles as a `percentile` label: promtool reserves `quantile`
+for summaries), and the series identity as labels (suite, name, model, task,
+backend, device, dtype, batch_size, sequence_length, new_tokens, host, series_id). `host`
+is a label taken from the stored results, so series keep their host behind a Pushgateway
+or federation; cardinality is bounded by the configured benchmarks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from collector.history import SeriesInfo, Store
+
+PREFIX = "collector"
+SERIES_LABELS = ("suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
+                 "sequence_length", "new_tokens", "host", "series_id")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+    extra_label: str | None = None
+
+
+# Stored metric -> (family, value of its extra label). Metrics not listed are not exported
+# (e.g. latency_min_seconds, latency_cv_ratio: in the store, not worth a series each).
+_FAMILIES: dict[str, tuple[Family, str | None]] = {}
+
+
+def _family(name: str, help_text: str, extra: str | None = None,
+            members: dict[str, str | None] | None = None) -> None:
+    family = Family(f"{PREFIX}_benchmark_{name}", help_text, extra)
+    for metric, label in (members or {}).items():
+        _FAMILIES[metric] = (family, label)
+
+
+_family("latency_seconds", "Iteration latency (forward pass or generate call) by percentile.",
+        "percentile", {"latency_p50_seconds": "50", "latency_p90_seconds": "90",
+                       "latency_p99_seconds": "99"})
+_family("latency_mean_seconds", "Mean iteration latency.", None,
+        {"latency_mean_seconds": None})
+_family("throughput_samples_per_second", "Samples per second at the median latency.", None,
+        {"throughput_samples_per_second": None})
+_family("throughput_tokens_per_second", "Input tokens per second at the median latency.",
+        None, {"throughput_input_tokens_per_second": None})
+_family("time_to_first_token_seconds", "Time to the first new token, by percentile.",
+        "percentile", {"time_to_first_token_p50_seconds": "50"})
+_family("inter_token_latency_seconds", "Time between new tokens, by percentile.",
+        "percentile", {"inter_token_latency_p90_seconds": "90"})
+_family("inter_token_latency_mean_seconds", "Mean time between new tokens.", None,
+        {"inter_token_latency_mean_seconds": None})
+_family("decode_tokens_per_second", "Decode rate, new tokens per second.", None,
+        {"decode_tokens_per_second": None})
+_family("prefill_tokens_per_second", "Prompt tokens per second to the first token.", None,
+        {"prefill_tokens_per_second": None})
+_family("load_time_seconds", "Model load time from disk to ready on the device.", None,
+        {"load_time_seconds": None})
+_family("compile_time_seconds", "torch.compile time on the first call.", None,
+        {"compile_time_seconds": None})
+_family("peak_memory_bytes", "Peak memory by kind.", "kind",
+        {"peak_rss_bytes": "rss", "load_peak_rss_bytes": "load_rss",
+         "cuda_max_allocated_bytes": "cuda_allocated",
+         "cuda_max_reserved_bytes": "cuda_reserved"})
+_family("model_size_bytes", "Bytes of parameters and buffers.", None,
+        {"model_size_bytes": None})
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _labels(info: SeriesInfo) -> list[str]:
+    return [str(getattr(info, name)) for name in SERIES_LABELS]
+
+
+class StoreCollector(Collector):
+    """Everything the store knows, as Prometheus metric families, at scrape time."""
+
+    def __init__(self, store: Store, *, build_info: dict[str, str],
+                 outbox_pending: Callable[[], int] | None = None,
+                 next_runs: Callable[[], dict[str, datetime | None]] | None = None) -> None:
+        self._store = store
+        self._build_info = build_info
+        self._outbox_pending = outbox_pending
+        self._next_runs = next_runs
+        self._lock = threading.Lock()
+        self._cached: tuple[str, list[Metric]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            version = self._store.data_version()
+            if self._cached is None or self._cached[0] != version:
+                self._cached = (version, list(self._from_store()))
+            families = self._cached[1]
+        yield from families
+        yield from self._live()
+
+    def _live(self) -> Iterable[Metric]:
+        info = GaugeMetricFamily(f"{PREFIX}_build_info", "Versions of the collector and the "
+                                 "libraries its workers use.", labels=sorted(self._build_info))
+        info.add_metric([self._build_info[k] for k in sorted(self._build_info)], 1.0)
+        yield info
+        if self._outbox_pending is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_outbox_pending_runs", "Runs kept locally that "
+                                    "wait to be forwarded to PostgreSQL.",
+                                    value=float(self._outbox_pending()))
+        if self._next_runs is not None:
+            nxt = GaugeMetricFamily(f"{PREFIX}_scheduler_next_run_timestamp_seconds",
+                                    "When each suite runs next (Unix time).", labels=["suite"])
+            for suite, when in sorted(self._next_runs().items()):
+                if when is not None:
+                    nxt.add_metric([suite], _ts(when))
+            yield nxt
+
+    def _from_store(self) -> Iterable[Metric]:
+        series = {s.series_id: s for s in self._store.list_series()}
+        families: dict[str, GaugeMetricFamily] = {}
+        for value in self._store.latest():
+            entry = _FAMILIES.get(value.metric)
+            info = series.get(value.series_id)
+            if entry is None or info is None:
+                continue
+            family, extra = entry
+            labels = list(SERIES_LABELS) + ([family.extra_label] if family.extra_label else [])
+            gauge = families.get(family.name)
+            if gauge is None:
+                gauge = families[family.name] = GaugeMetricFamily(family.name, family.help,
+                                                                  labels=labels)
+            gauge.add_metric(_labels(info) + ([extra] if extra is not None else []),
+                             value.value)
+        yield from families.values()
+        yield from self._activity(series)
+
+    def _activity(self, series: dict[str, SeriesInfo]) -> Iterable[Metric]:
+        labels = list(SERIES_LABELS)
+        last_run = GaugeMetricFamily(f"{PREFIX}_benchmark_last_run_timestamp_seconds",
+                                     "When the series last ran (Unix time).", labels=labels)
+        last_ok = GaugeMetricFamily(f"{PREFIX}_benchmark_last_success_timestamp_seconds",
+                                    "When the series last succeeded (Unix time).",
+                                    labels=labels)
+        results = CounterMetricFamily(f"{PREFIX}_benchmark_results",
+                                      "Benchmark results by status.", labels=[*labels, "status"])
+        failures = CounterMetricFamily(f"{PREFIX}_benchmark_failures",
+                                       "Benchmark failures by kind.", labels=[*labels, "kind"])
+        for activity in self._store.series_activity():
+            info = series.get(activity.series_id)
+            if info is None:
+                continue
+            base = _labels(info)
+            last_run.add_metric(base, _ts(activity.last_run))
+            if activity.last_success is not None:
+                last_ok.add_metric(base, _ts(activity.last_success))
+            for status in ("ok", "failed"):
+                results.add_metric([*base, status], float(activity.results.get(status, 0)))
+            for kind, count in sorted(activity.failures.items()):
+                failures.add_metric([*base, kind], float(count))
+        yield from (last_run, last_ok, results, failures)
+        runs = CounterMetricFamily(f"{PREFIX}_runs", "Suite runs by status.",
+                                   labels=["suite", "host", "status"])
+        duration = GaugeMetricFamily(f"{PREFIX}_run_duration_seconds",
+                                     "Duration of the latest run of a suite.",
+                                     labels=["suite", "host"])
+        for suite in self._store.suite_activity():
+            for status in ("ok", "partial", "failed", "aborted"):
+                runs.add_metric([suite.suite, suite.host, status],
+                                float(suite.runs.get(status, 0)))
+            duration.add_metric([suite.suite, suite.host],
+                                (suite.last_finished - suite.last_started).total_seconds())
+        yield from (runs, duration)
