@@ -24,6 +24,7 @@ from collector import __version__
 from collector.errors import (
     CollectorError,
     ConfigError,
+    ConfigProblem,
     OutputError,
     PermanentStoreError,
     StoreError,
@@ -90,6 +91,23 @@ def _parser() -> argparse.ArgumentParser:
                                                                   "store")
         if name == "create-reader":
             action.add_argument("name", help="role name, e.g. grafana")
+
+    serve = commands.add_parser("serve", help="run suites on their schedules and serve "
+                                             "/metrics for Prometheus")
+    serve.add_argument("--config", "-c",
+                       default=os.environ.get("COLLECTOR_CONFIG", DEFAULT_CONFIG))
+    serve.add_argument("--port", type=int, help="port for /metrics and /healthz (default: "
+                                                "serve.port, 9464; 0 picks a free one)")
+    serve.add_argument("--run-at-start", action="store_true",
+                       help="run every scheduled suite once at start-up")
+    serve.add_argument("--local-store", metavar="PATH", help="SQLite file of the local store")
+    serve.add_argument("--host", help="host name recorded in results")
+    serve.add_argument("--isolation", choices=("forkserver", "spawn"), default="forkserver")
+
+    schedule = commands.add_parser("schedule", help="list the suites' next run times")
+    schedule.add_argument("--config", "-c",
+                          default=os.environ.get("COLLECTOR_CONFIG", DEFAULT_CONFIG))
+    schedule.add_argument("--count", type=int, default=3, help="run times per suite")
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", help="configuration file")
@@ -295,6 +313,57 @@ def _db_migrate_or_status(stores: Stores, settings: StorageSettings, *, migratin
     return EXIT_OK
 
 
+def _schedule(args: argparse.Namespace) -> int:
+    from collector.config import load_config
+    from collector.scheduler import next_fire_times
+
+    config = load_config(args.config)
+    out = _out()
+    table = next_fire_times(config, count=args.count)
+    for suite in config.suites:
+        if suite.schedule is None:
+            out.print(f"{suite.name}: not scheduled (run-once only)", markup=False)
+            continue
+        what = (f"cron '{suite.schedule.cron}'" if suite.schedule.cron
+                else f"every {suite.schedule.interval_s:g} s")
+        times = ", ".join(t.isoformat(timespec="seconds") for t in table[suite.name])
+        out.print(f"{suite.name}: {what} ({suite.schedule.timezone}); next: {times}",
+                  markup=False)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+    import signal
+
+    from collector.config import load_config
+    from collector.scheduler import Service
+
+    config = load_config(args.config)
+    if args.run_at_start:
+        config = dataclasses.replace(config, serve=config.serve.model_copy(
+            update={"run_at_start": True}))
+    if not any(s.schedule for s in config.suites):
+        raise ConfigError([ConfigProblem(config.path, None, "suites",
+                                         "no suite has a schedule; add schedule: {cron: ...} "
+                                         "or {interval_s: ...} to at least one suite")])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stores = _open_stores(config.storage, args.local_store)
+    service = Service(config, stores, host=args.host, start_method=args.isolation,
+                      port=args.port)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: service.request_stop())
+    try:
+        service.start()
+        while not service.stopped.wait(0.5):
+            pass
+    finally:
+        stores.close()
+    logging.getLogger("collector.serve").info("stopped")
+    return EXIT_OK
+
+
 _EXIT_CODES: tuple[tuple[type[CollectorError], int], ...] = (
     (OutputError, EXIT_OUTPUT), (StoreError, EXIT_STORE), (CollectorError, EXIT_USAGE))
 
@@ -302,11 +371,9 @@ _EXIT_CODES: tuple[tuple[type[CollectorError], int], ...] = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "check-config":
-            return _check_config(args)
-        if args.command == "db":
-            return _db(args)
-        return _run_once(args)
+        command = {"check-config": _check_config, "db": _db, "serve": _serve,
+                   "schedule": _schedule, "run-once": _run_once}[args.command]
+        return command(args)
     except ConfigError as exc:
         _print_problems(exc)
         return EXIT_USAGE

@@ -15,12 +15,20 @@ import dataclasses
 import itertools
 import json
 import types
+import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from collector.errors import ConfigError, ConfigProblem
 from collector.model import (
@@ -92,8 +100,42 @@ class _Benchmark(_Settings):
     model: ModelSource
 
 
+class Schedule(_Strict):
+    """When `collector serve` runs a suite: a cron expression or a fixed interval."""
+
+    cron: Annotated[str, Field(min_length=9)] | None = None
+    interval_s: Annotated[float, Field(gt=0)] | None = None
+    timezone: str = "UTC"
+    jitter_s: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        if (self.cron is None) == (self.interval_s is None):
+            raise ValueError("set exactly one of cron and interval_s")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron must have 5 fields (minute hour day month weekday), "
+                             f"got {self.cron!r}")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        return self
+
+
+class ServeSettings(_Strict):
+    """`collector serve`: where /metrics listens and how the service behaves."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    run_at_start: bool = False
+    grace_s: Annotated[float, Field(ge=0)] = 60.0
+    misfire_grace_s: Annotated[float, Field(gt=0)] = 3600.0
+    outbox_retry_s: Annotated[float, Field(gt=0)] = 300.0
+
+
 class _Suite(_Strict):
     description: str | None = None
+    schedule: Schedule | None = None
     defaults: _Settings | None = None
     # Validated one by one afterwards, so every benchmark's problems are reported.
     benchmarks: Annotated[list[dict[str, Any]], Field(min_length=1)]
@@ -133,6 +175,7 @@ class _File(_Strict):
     version: Literal[1] = 1
     defaults: _Settings | None = None
     storage: StorageSettings = StorageSettings()
+    serve: ServeSettings = ServeSettings()
     suites: Annotated[dict[_Name, _Suite], Field(min_length=1)]
 
 
@@ -141,6 +184,7 @@ class Suite:
     name: str
     description: str | None
     benchmarks: tuple[BenchmarkSpec, ...]
+    schedule: Schedule | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +193,7 @@ class Config:
     suites: tuple[Suite, ...]
     notes: tuple[str, ...] = ()
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
+    serve: ServeSettings = dataclasses.field(default_factory=ServeSettings)
 
     def suite(self, name: str) -> Suite | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -454,7 +499,7 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
                 break
             workloads[workload] = bench.name
             specs.append(spec)
-    return Suite(suite_name, suite.description, tuple(specs))
+    return Suite(suite_name, suite.description, tuple(specs), suite.schedule)
 
 
 def load_config(path: str | Path, *,
@@ -483,4 +528,4 @@ def load_config(path: str | Path, *,
                    for name, suite in parsed.suites.items())
     if check.problems:
         raise ConfigError(sorted(check.problems, key=lambda p: (p.line or 0, p.field)))
-    return Config(file, suites, tuple(check.notes), parsed.storage)
+    return Config(file, suites, tuple(check.notes), parsed.storage, parsed.serve)

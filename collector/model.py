@@ -178,6 +178,7 @@ class FailureKind(str, Enum):
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
     MODEL_UNAVAILABLE = "model_unavailable"
+    ABORTED = "aborted"
 
 
 class Failure(Frozen):
@@ -277,9 +278,12 @@ class RunResult(Frozen):
     finished_at: datetime
     collector_version: str
     results: tuple[BenchmarkResult, ...]
+    aborted: bool = False  # stopped by a shutdown before every benchmark had run
 
     @property
-    def status(self) -> Literal["ok", "failed", "partial"]:
+    def status(self) -> Literal["ok", "failed", "partial", "aborted"]:
+        if self.aborted:
+            return "aborted"
         failed = sum(r.status == "failed" for r in self.results)
         if failed == 0:
             return "ok"

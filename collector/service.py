@@ -3,8 +3,10 @@ at a time, and gather one RunResult per suite. Storage and export join here in l
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from collector import __version__
 from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
-from collector.model import BenchmarkResult, BenchmarkSpec, Environment, RunResult
+from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, RunResult
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
 from collector.store import Stores, SyncReport
@@ -65,7 +67,7 @@ class Selection:
         chosen = [s for s in config.suites if not self.suites or s.name in self.suites]
         if self.benchmarks:
             patterns = list(self.benchmarks)
-            chosen = [Suite(s.name, s.description, tuple(
+            chosen = [dataclasses.replace(s, benchmarks=tuple(
                 b for b in s.benchmarks if any(fnmatch.fnmatchcase(b.name, p) for p in patterns)))
                 for s in chosen]
             chosen = [s for s in chosen if s.benchmarks]
@@ -89,11 +91,14 @@ def run_once(config: Config, *, selection: Selection = Selection(),
              reporter: Reporter | None = None, start_method: str = "forkserver",
              host: str | None = None, stores: Stores | None = None,
              environment: Callable[[str | None], Environment] = capture_host,
-             target: Target | None = None) -> Outcome:
+             target: Target | None = None, pool: WorkerPool | None = None,
+             stop: threading.Event | None = None,
+             kill: threading.Event | None = None) -> Outcome:
     """Run the selected suites now, keep every run in the local store (one transaction per
     run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
     failures are results, not exceptions; a database that is away is a report, not an
-    error: the runs wait in the outbox."""
+    error: the runs wait in the outbox. `stop` (set by a shutdown) starts no further
+    benchmark and marks the run aborted; `kill` also stops the running worker."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     env = environment(host)
@@ -102,27 +107,34 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     runs: list[RunResult] = []
     store_error: str | None = None
     index = 0
+    workers = pool or WorkerPool(start_method)
     try:
-        with WorkerPool(start_method) as pool:
-            for suite in suites:
-                started = _now()
-                results = []
-                for spec in suite.benchmarks:
-                    report.benchmark_started(index, spec)
-                    result = run_benchmark(pool, spec, env, target=target,
-                                           on_progress=functools.partial(report.progress, spec))
-                    report.benchmark_finished(index, result)
-                    results.append(result)
-                    index += 1
-                run = RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
-                                started_at=started, finished_at=_now(),
-                                collector_version=__version__, results=tuple(results))
-                runs.append(run)
-                if stores is not None and store_error is None:
-                    try:
-                        stores.local.record_run(run)
-                    except StoreError as exc:
-                        store_error = str(exc)
+        for suite in suites:
+            if stop is not None and stop.is_set():
+                break
+            started = _now()
+            results = []
+            for spec in suite.benchmarks:
+                if stop is not None and stop.is_set():
+                    break  # the rest of the suite is not run; the run is marked aborted
+                report.benchmark_started(index, spec)
+                result = run_benchmark(workers, spec, env, target=target, kill=kill,
+                                       on_progress=functools.partial(report.progress, spec))
+                report.benchmark_finished(index, result)
+                results.append(result)
+                index += 1
+            run = RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
+                            started_at=started, finished_at=_now(),
+                            collector_version=__version__, results=tuple(results),
+                            aborted=len(results) < len(suite.benchmarks) or any(
+                                r.failure is not None and r.failure.kind is FailureKind.ABORTED
+                                for r in results))
+            runs.append(run)
+            if stores is not None and store_error is None:
+                try:
+                    stores.local.record_run(run)
+                except StoreError as exc:
+                    store_error = str(exc)
     finally:
         report.finish()
     sync = stores.sync() if stores is not None and store_error is None else None

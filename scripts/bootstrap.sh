@@ -2,7 +2,8 @@
 # Set up (or refresh) the project's virtual environment in .venv: the collector, the CPU
 # worker stack (torch pinned to the CPU wheel) and the test tools. Idempotent and quiet.
 #   --services   also make sure the servers the test suite starts itself are installed
-#                (PostgreSQL server binaries; Debian packages, installed when missing)
+#                (PostgreSQL server binaries, Prometheus + promtool, Pushgateway,
+#                Alertmanager + amtool; Debian packages, installed when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,43 @@ if [ "${1:-}" = "--services" ]; then
       DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null
     else
       echo "PostgreSQL server binaries are missing: install the 'postgresql' package" >&2
+      exit 1
+    fi
+  fi
+
+  have_prom() {
+    command -v prometheus && command -v promtool &&
+      { command -v prometheus-pushgateway || command -v pushgateway; } &&
+      { command -v prometheus-alertmanager || command -v alertmanager; } && command -v amtool
+  } >/dev/null
+  if ! have_prom; then
+    prom_pkgs=(prometheus prometheus-pushgateway prometheus-alertmanager)
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing Prometheus, Pushgateway and Alertmanager (Debian packages" \
+        "${prom_pkgs[*]})" >&2
+      # The tests start their own servers: keep the packages' postinst from starting the
+      # system daemons (policy-rc.d exit 101 = "not allowed"), restoring any existing policy.
+      policy=/usr/sbin/policy-rc.d
+      if [ -e "$policy" ]; then mv "$policy" "$policy.collector-bootstrap"; fi
+      restore_policy() {
+        rm -f "$policy"
+        if [ -e "$policy.collector-bootstrap" ]; then mv "$policy.collector-bootstrap" "$policy"; fi
+      }
+      trap restore_policy EXIT
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      if ! apt_log=$({ apt-get update -q &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${prom_pkgs[@]}"; } 2>&1); then
+        echo "$apt_log" >&2
+        exit 1
+      fi
+      restore_policy
+      trap - EXIT
+    else
+      echo "Prometheus/Pushgateway/Alertmanager binaries are missing: install the Debian" \
+        "packages ${prom_pkgs[*]} (prometheus, promtool, prometheus-pushgateway," \
+        "prometheus-alertmanager, amtool)" >&2
       exit 1
     fi
   fi

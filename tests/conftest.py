@@ -8,7 +8,7 @@ from collector.environment import capture_host
 from collector.model import Environment
 from collector.runner import WorkerPool
 
-pytest_plugins = ["tests.fixtures_pg"]
+pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_prom"]
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ This package's __init__ and isolation module never import torch; only `worker` a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -32,6 +33,7 @@ def _default_target() -> Target:
 def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environment, *,
                   on_progress: ProgressCallback | None = None,
                   target: Target | None = None,
+                  kill: threading.Event | None = None,
                   now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                   ) -> BenchmarkResult:
     """Run one benchmark to completion or failure; never raises for a benchmark's fault."""
@@ -40,7 +42,7 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
                        timeout_s=spec.timeout_s,
                        memory_limit_bytes=(spec.memory_limit_mb * 2**20
                                            if spec.memory_limit_mb else None),
-                       on_progress=on_progress)
+                       on_progress=on_progress, kill=kill)
     finished = now()
     series_id = spec.series_id(environment.host)
     if outcome.payload is None:

@@ -18,6 +18,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from collector.model import Failure, FailureKind
 
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
+    "collector.runner.forkserver_init",
     "torch",
     "transformers",
     "transformers.modeling_utils",
@@ -71,10 +73,14 @@ def _failure_kind(exc: BaseException) -> FailureKind:
 
 
 def _child_main(conn: Connection, target: Target, payload: Any) -> None:
-    """Runs in the worker: own process group (so a timeout kills its helpers too), then the
+    """Runs in the worker: own process group (so a timeout kills its helpers too), deaf to
+    SIGTERM/SIGINT (a service manager signalling the whole group must not cut a measurement
+    short: the parent decides, within its grace period, and kills with SIGKILL), then the
     target; any exception is sent back with its traceback tail."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         target(conn, payload)
     except BaseException as exc:
@@ -129,7 +135,8 @@ class WorkerPool:
     # One wait loop handles every way a worker can end, in order; split up it reads worse.
     def run(self, target: Target, payload: Any, *, timeout_s: float,  # noqa: PLR0912
             memory_limit_bytes: int | None = None,
-            on_progress: ProgressCallback | None = None) -> WorkerOutcome:
+            on_progress: ProgressCallback | None = None,
+            kill: threading.Event | None = None) -> WorkerOutcome:
         started = time.monotonic()
         reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(target=_child_main, args=(writer, target, payload),
@@ -143,12 +150,12 @@ class WorkerPool:
         try:
             while result is None and error is None:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    killed_for = Failure(kind=FailureKind.TIMEOUT, message=(
-                        f"benchmark did not finish within its timeout of {timeout_s:g} s; "
-                        "worker killed"))
+                killed_for = _reason_to_kill(proc, remaining, timeout_s, kill,
+                                             memory_limit_bytes)
+                if killed_for is not None:
                     break
-                step = min(remaining, _MEMORY_POLL_S) if memory_limit_bytes else remaining
+                polling = memory_limit_bytes or kill is not None
+                step = min(remaining, _MEMORY_POLL_S) if polling else remaining
                 ready = wait([reader, proc.sentinel], timeout=step)
                 if reader in ready:
                     try:
@@ -165,13 +172,6 @@ class WorkerPool:
                         error = body
                 elif proc.sentinel in ready:
                     break
-                elif memory_limit_bytes and proc.pid is not None:
-                    rss = _tree_rss(proc.pid)
-                    if rss > memory_limit_bytes:
-                        killed_for = Failure(kind=FailureKind.OUT_OF_MEMORY, message=(
-                            f"worker used {rss / 2**20:.0f} MiB, over its memory limit of "
-                            f"{memory_limit_bytes / 2**20:.0f} MiB; worker killed"))
-                        break
         finally:
             if killed_for is not None or (result is None and error is None and proc.is_alive()):
                 self._kill(proc)
@@ -201,6 +201,25 @@ class WorkerPool:
         except (ProcessLookupError, PermissionError):
             with contextlib.suppress(Exception):
                 proc.kill()
+
+
+def _reason_to_kill(proc: multiprocessing.process.BaseProcess, remaining: float,
+                    timeout_s: float, kill: threading.Event | None,
+                    memory_limit_bytes: int | None) -> Failure | None:
+    """Why the parent must kill the worker now, if it must: timeout, shutdown, memory."""
+    if remaining <= 0:
+        return Failure(kind=FailureKind.TIMEOUT, message=(
+            f"benchmark did not finish within its timeout of {timeout_s:g} s; worker killed"))
+    if kill is not None and kill.is_set():
+        return Failure(kind=FailureKind.ABORTED, message=(
+            "the collector is shutting down and the grace period is over; worker killed"))
+    if memory_limit_bytes and proc.pid is not None:
+        rss = _tree_rss(proc.pid)
+        if rss > memory_limit_bytes:
+            return Failure(kind=FailureKind.OUT_OF_MEMORY, message=(
+                f"worker used {rss / 2**20:.0f} MiB, over its memory limit of "
+                f"{memory_limit_bytes / 2**20:.0f} MiB; worker killed"))
+    return None
 
 
 def _exit_failure(exitcode: int | None) -> Failure:
