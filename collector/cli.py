@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default), or a brand new interpreter per benchmark")
     run.add_argument("--host", help="host name recorded in results (default: this machine's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    run.add_argument("--push", metavar="URL", default=os.environ.get("COLLECTOR_PUSHGATEWAY"),
+                     help="push each run's metrics to this Pushgateway (default: "
+                          "$COLLECTOR_PUSHGATEWAY); a gateway that is down is a warning")
     run.add_argument("--local-store", metavar="PATH",
                      help="SQLite file for the local store and outbox (default: "
                           "storage.local_path, else $COLLECTOR_DATA_DIR/collector.db, else "
@@ -202,6 +205,8 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     if output is not None:
         _write_output(output, document)
         err.print(f"results written to {output}", highlight=False, markup=False)
+    if args.push:
+        _push(args.push, runs, err)
     if outcome.store_error is not None:
         _error(f"results were not stored: {outcome.store_error}")
         return EXIT_STORE
@@ -215,6 +220,24 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
                   f"PostgreSQL: {escape(outcome.sync.error or '')}; `collector db sync` "
                   "forwards them", highlight=False, soft_wrap=True)
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
+
+
+def _push(gateway: str, runs: list[RunResult], err: Console) -> None:
+    from collector.environment import capture_host
+    from collector.exporter import push_run
+
+    env = capture_host()
+    info = {"version": __version__, "torch": env.torch_version or "",
+            "transformers": env.transformers_version or ""}
+    for run in runs:
+        try:
+            push_run(run, gateway, build_info=info)
+        except OSError as exc:  # URLError and connection errors: the run is still stored
+            err.print(f"warning: could not push suite {run.suite} to {gateway}: {exc}; the "
+                      "run is stored all the same", highlight=False, markup=False,
+                      soft_wrap=True)
+        else:
+            err.print(f"pushed suite {run.suite} to {gateway}", highlight=False, markup=False)
 
 
 def _open_stores(settings: StorageSettings, local_store: str | None, *,

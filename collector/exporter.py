@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from collector.history import SeriesInfo, Store
+from collector.model import RunResult
 
 PREFIX = "collector"
 SERIES_LABELS = ("suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
@@ -181,3 +182,23 @@ class StoreCollector(Collector):
             duration.add_metric([suite.suite, suite.host],
                                 (suite.last_finished - suite.last_started).total_seconds())
         yield from (runs, duration)
+
+
+def push_run(run: RunResult, gateway: str, *, job: str = "collector",
+             build_info: dict[str, str] | None = None, timeout_s: float = 10.0) -> None:
+    """Push one run's metrics to a Pushgateway, grouped by job, instance (the run's host)
+    and suite. PUT replaces only that group: nothing another host or suite pushed is
+    touched. The families are the same as /metrics, from an in-memory store of this run."""
+    from prometheus_client import CollectorRegistry, push_to_gateway
+
+    from collector.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(":memory:")
+    try:
+        store.record_run(run)
+        registry = CollectorRegistry()
+        registry.register(StoreCollector(store, build_info=build_info or {}))
+        push_to_gateway(gateway, job=job, registry=registry, timeout=timeout_s,
+                        grouping_key={"instance": run.host, "suite": run.suite})
+    finally:
+        store.close()
