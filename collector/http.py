@@ -1,7 +1,7 @@
 """The collector's HTTP endpoint: /metrics for Prometheus and /healthz for liveness.
 
-Binds to 127.0.0.1 unless configured otherwise. Served by the standard library's WSGI server
-in a daemon thread; prometheus_client renders /metrics from the injected registry.
+Binds to 127.0.0.1 unless configured otherwise. Served by the standard library's WSGI server,
+a thread per request; the exposition text comes from the caller (collector.exporter).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST
 
 HealthCheck = Callable[[], tuple[bool, str]]
 StartResponse = Callable[..., Any]
@@ -30,14 +30,15 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def make_app(registry: CollectorRegistry, health: HealthCheck) -> Callable[..., Iterable[bytes]]:
-    metrics = make_wsgi_app(registry)
-
+def make_app(render: Callable[[], bytes],
+             health: HealthCheck) -> Callable[..., Iterable[bytes]]:
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            result: Iterable[bytes] = metrics(environ, start_response)
-            return result
+            body = render()
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
         if path == "/healthz":
             ok, message = health()
             start_response("200 OK" if ok else "503 Service Unavailable",
@@ -67,9 +68,10 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_metrics(registry: CollectorRegistry, health: HealthCheck, *,
+def serve_metrics(render: Callable[[], bytes], health: HealthCheck, *,
                   host: str = "127.0.0.1", port: int = 9464) -> MetricsServer:
-    server = make_server(host, port, make_app(registry, health),
+    """Serve `render()` (the exposition text) at /metrics and `health()` at /healthz."""
+    server = make_server(host, port, make_app(render, health),
                          server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
     thread.start()

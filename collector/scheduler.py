@@ -22,12 +22,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from prometheus_client import CollectorRegistry
 
 from collector import __version__
 from collector.config import Config, Schedule
 from collector.environment import capture_host
-from collector.exporter import StoreCollector
+from collector.exporter import Exposition, ServiceCollector
 from collector.http import MetricsServer, serve_metrics
 from collector.runner import WorkerPool
 from collector.service import Selection, run_once
@@ -87,12 +86,11 @@ class Service:
         self._http: MetricsServer | None = None
         # The exporter reads through its own connection (WAL: readers never block writers).
         self._reader = SQLiteStore(stores.local.path)
-        self.registry = CollectorRegistry()
         env = capture_host(host)
-        self.registry.register(StoreCollector(
-            self._reader, outbox_pending=self._reader.pending_count, next_runs=self.next_runs,
-            build_info={"version": __version__, "torch": env.torch_version or "",
-                        "transformers": env.transformers_version or ""}))
+        self.exposition = Exposition(self._reader, ServiceCollector(
+            {"version": __version__, "torch": env.torch_version or "",
+             "transformers": env.transformers_version or ""},
+            outbox_pending=self._reader.pending_count, next_runs=self.next_runs))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -111,7 +109,7 @@ class Service:
             self._scheduler.add_job(self._sync, IntervalTrigger(
                 seconds=self.config.serve.outbox_retry_s), id="outbox", name="outbox")
         self._scheduler.start()
-        self._http = serve_metrics(self.registry, self.health, host=self.config.serve.host,
+        self._http = serve_metrics(self.exposition.render, self.health, host=self.config.serve.host,
                                    port=self.port)
         log.info("serving /metrics on http://%s:%d", *self._http.address)
 
@@ -163,6 +161,8 @@ class Service:
             outcome = run_once(self.config, selection=Selection([name]), stores=self.stores,
                                pool=self._pool, host=self.host, stop=self.stop_event,
                                kill=self.kill_event)
+            # Render the new values now, so no scrape pays for it (about 1 s at 1,000 series).
+            self.exposition.render()
         for run in outcome.runs:
             failed = sum(r.status == "failed" for r in run.results)
             log.info("suite %s: %s, %d result(s), %d failed", name, run.status,

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.exporter import StoreCollector
+from collector.exporter import Exposition, ServiceCollector, StoreCollector
 from collector.http import serve_metrics
 from collector.store import SQLiteStore
 from tests.helpers import make_run
@@ -27,7 +27,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def scrape(store: SQLiteStore, **kwargs: object) -> Samples:
     registry = CollectorRegistry()  # never the global one
-    registry.register(StoreCollector(store, build_info=BUILD, **kwargs))  # type: ignore[arg-type]
+    registry.register(StoreCollector(store))
+    registry.register(ServiceCollector(BUILD, **kwargs))  # type: ignore[arg-type]
     text = generate_latest(registry).decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -82,20 +83,22 @@ def test_a_restart_shows_the_same_values_at_once(store: SQLiteStore, tmp_path: P
 
 
 def test_new_runs_show_up_on_the_next_scrape(store: SQLiteStore) -> None:
-    scrape(store)
+    exposition = Exposition(store, ServiceCollector(BUILD))
+    assert b'name="bert",new_tokens="4",percentile="50"' in exposition.render()
+    assert exposition.render() == exposition.render()  # cached between runs
     store.record_run(make_run(when=T0 + timedelta(hours=2), latency=0.02))
-    assert find(scrape(store), "collector_benchmark_latency_seconds", name="bert",
-                percentile="50") == [0.02]
+    fresh = exposition.render().decode()
+    line = next(x for x in fresh.splitlines() if x.startswith(
+        "collector_benchmark_latency_seconds{") and 'name="bert"' in x and '"50"' in x)
+    assert float(line.split()[-1]) == 0.02
 
 
 def test_exposition_passes_promtool(store: SQLiteStore, tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.fail("promtool is missing: run scripts/bootstrap.sh --services")
-    registry = CollectorRegistry()
-    registry.register(StoreCollector(store, build_info=BUILD, outbox_pending=lambda: 0,
-                                     next_runs=lambda: {"s": T0}))
-    text = generate_latest(registry)
+    text = Exposition(store, ServiceCollector(BUILD, outbox_pending=lambda: 0,
+                                              next_runs=lambda: {"s": T0})).render()
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -103,10 +106,9 @@ def test_exposition_passes_promtool(store: SQLiteStore, tmp_path: Path) -> None:
 
 
 def test_http_endpoint_serves_metrics_and_health(store: SQLiteStore) -> None:
-    registry = CollectorRegistry()
-    registry.register(StoreCollector(store, build_info=BUILD))
+    exposition = Exposition(store, ServiceCollector(BUILD))
     healthy = [True]
-    server = serve_metrics(registry, lambda: (healthy[0], "scheduler alive" if healthy[0]
+    server = serve_metrics(exposition.render, lambda: (healthy[0], "scheduler alive" if healthy[0]
                                               else "scheduler dead"), port=0)
     try:
         host, port = server.address
