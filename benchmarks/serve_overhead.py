@@ -116,7 +116,9 @@ def scrape_figures(series: int, repeat: int, directory: Path) -> dict[str, Any]:
     return {"series": series, "exposition_lines": samples, **figures}
 
 
-def idle_rss(directory: Path) -> dict[str, float]:
+def idle_rss(directory: Path, isolation: str) -> dict[str, float]:
+    directory = directory / isolation
+    directory.mkdir()
     config = directory / "serve.yml"
     config.write_text(json.dumps({"version": 1, "serve": {"grace_s": 5}, "suites": {"s": {
         "schedule": {"interval_s": 3600}, "benchmarks": [{
@@ -125,7 +127,8 @@ def idle_rss(directory: Path) -> dict[str, float]:
     log = directory / "serve.log"
     env = {**os.environ, "COLLECTOR_DATA_DIR": str(directory / "data")}
     proc = subprocess.Popen([sys.executable, "-m", "collector", "serve", "--config", str(config),
-                             "--port", "0", "--run-at-start"], cwd=ROOT, env=env,
+                             "--port", "0", "--run-at-start", "--isolation", isolation],
+                            cwd=ROOT, env=env,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -163,9 +166,11 @@ def main() -> int:
     load_start = loadavg()
     with tempfile.TemporaryDirectory(prefix="collector-serve-bench-") as tmp:
         scrape = scrape_figures(args.series, args.repeat, Path(tmp))
-        rss = idle_rss(Path(tmp))
+        rss = idle_rss(Path(tmp), "forkserver")
+        spawn = idle_rss(Path(tmp), "spawn")
     cli = help_seconds()
-    result = {"scrape": scrape, "idle": rss, "help": cli, "loadavg_start": load_start,
+    result = {"scrape": scrape, "idle": rss, "idle_spawn": spawn, "help": cli,
+              "loadavg_start": load_start,
               "loadavg_end": loadavg()}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -178,7 +183,9 @@ def main() -> int:
           f"{scrape['http_cached']['p95_ms']:.1f} ms; goal <= 20 ms")
     print(f"(b) idle serve after one run: service process {rss['serve_rss_mb']:.0f} MB "
           f"(goal <= 100 MB); forkserver holding torch for the workers "
-          f"{rss['forkserver_rss_mb']:.0f} MB in {rss['helper_processes']:.0f} process(es)")
+          f"{rss['forkserver_rss_mb']:.0f} MB in {rss['helper_processes']:.0f} process(es); "
+          f"with --isolation spawn: service {spawn['serve_rss_mb']:.0f} MB, helpers "
+          f"{spawn['forkserver_rss_mb']:.0f} MB in {spawn['helper_processes']:.0f}")
     print(f"(c) collector --help: median {cli['median_s'] * 1e3:.0f} ms, min "
           f"{cli['min_s'] * 1e3:.0f} ms (goal <= 300 ms)")
     print(f"load average (1/5/15 min): start {load_start}, end {result['loadavg_end']}")
