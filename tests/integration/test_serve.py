@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 
 from tests.fixtures_prom import PrometheusFactory
 from tests.helpers import FAST_MEASUREMENT, TINY_MODELS
-from tests.pg_server import free_port
+from tests.pg_server import PostgresServer, free_port
 from tests.prom_servers import PushgatewayServer
 
 ROOT = Path(__file__).parents[2]
@@ -246,3 +246,33 @@ def test_a_pushgateway_that_is_down_is_a_warning(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"warning: could not push suite adhoc to {gone}" in proc.stderr
     assert "stored in" in proc.stderr
+
+
+def test_outbox_is_retried_on_a_timer(tmp_path: Path, serving: list[Serve],
+                                      pg_server: PostgresServer, pg_url: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from collector.store.postgres import PostgresStore
+
+    PostgresStore(pg_url).close()  # schema in place
+    monkeypatch.setenv("COLLECTOR_DATABASE_URL", pg_url)
+    config = write(tmp_path / "c.yml", {"s": {"schedule": {"interval_s": 3600},
+                                              "benchmarks": [bench("bert")]}},
+                   outbox_retry_s=1)
+    pg_server.stop()
+    serve = Serve(config, "--run-at-start")
+    serving.append(serve)
+    serve.wait_log("1 run(s) wait in the outbox")
+    assert "collector_outbox_pending_runs 1.0" in serve.metrics()
+    pg_server.start()
+    deadline = time.monotonic() + 60
+    while True:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SELECT count(*) FROM runs").fetchone()
+        if row == (1,):
+            break
+        assert time.monotonic() < deadline, serve.log.read_text()
+        time.sleep(0.5)
+    assert "collector_outbox_pending_runs 0.0" in serve.metrics()
+    assert serve.stop() == 0
