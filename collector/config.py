@@ -103,7 +103,7 @@ class _Benchmark(_Settings):
 class Schedule(_Strict):
     """When `collector serve` runs a suite: a cron expression or a fixed interval."""
 
-    cron: Annotated[str, Field(min_length=9)] | None = None
+    cron: str | None = None
     interval_s: Annotated[float, Field(gt=0)] | None = None
     timezone: str = "UTC"
     jitter_s: Annotated[float, Field(ge=0)] = 0.0

@@ -108,7 +108,8 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
     ("empty file", "", [(1, "", "got an empty file")]),
     ("unknown top-level key", BENCH + "colour: red\n",
-     [(8, "colour", "unknown key; expected one of: defaults, storage, suites, version")]),
+     [(8, "colour", "unknown key; expected one of: defaults, serve, storage, suites, "
+                    "version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
      [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: backend, "
        "batch_size")]),
@@ -222,3 +223,30 @@ def test_benchmarks_differing_only_in_labels_are_one_series(tmp_path: Path) -> N
     (problem,) = caught.value.problems
     assert problem.field == "suites.s.benchmarks[1].name"
     assert "repeats the workload of benchmark 'b'" in problem.message
+
+
+@pytest.mark.parametrize(("schedule", "message"), [
+    ("{cron: '0 2 * *'}", "cron must have 5 fields"),
+    ("{cron: '0 2 * * *', interval_s: 60}", "set exactly one of cron and interval_s"),
+    ("{}", "set exactly one of cron and interval_s"),
+    ("{interval_s: 60, timezone: Mars/Olympus}", "unknown timezone 'Mars/Olympus'"),
+    ("{interval_s: -5}", "greater than 0 (got -5)"),
+])
+def test_schedules_are_validated(tmp_path: Path, schedule: str, message: str) -> None:
+    text = BENCH.replace("  s:\n", f"  s:\n    schedule: {schedule}\n", 1)
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.field.startswith("suites.s.schedule")
+    assert problem.line == 3
+    assert message in problem.message
+
+
+def test_a_valid_schedule_and_serve_section(tmp_path: Path) -> None:
+    text = ("serve: {port: 9999, grace_s: 5}\n"
+            + BENCH.replace("  s:\n", "  s:\n    schedule: {cron: '0 2 * * *', timezone: "
+                                      "Europe/Paris}\n", 1))
+    config = load_config(write(tmp_path, text))
+    assert config.serve.port == 9999 and config.serve.host == "127.0.0.1"
+    schedule = config.suites[0].schedule
+    assert schedule is not None and schedule.cron == "0 2 * * *"
