@@ -1,8 +1,9 @@
 """Prometheus exposition computed at scrape time from the stored results.
 
 A custom prometheus_client Collector: nothing lives in process memory between scrapes but
-a cache keyed by the store's data version, so a restarted collector shows the same values
-at once. The registry is always passed in (never the global one).
+the rendered text, cached by the store's data version (Exposition), so a restarted
+collector shows the same values at once. Registries are always passed in (never the
+global one).
 
 Naming follows Prometheus conventions: base units (seconds, bytes), `_total` for counters,
 one family per quantity (percentiles as a `percentile` label: promtool reserves `quantile`
@@ -94,16 +95,9 @@ class StoreCollector(Collector):
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._lock = threading.Lock()
-        self._cached: tuple[str, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            version = self._store.data_version()
-            if self._cached is None or self._cached[0] != version:
-                self._cached = (version, list(self._from_store()))
-            families = self._cached[1]
-        yield from families
+        yield from self._from_store()
 
     def _from_store(self) -> Iterable[Metric]:
         series = {s.series_id: s for s in self._store.list_series()}

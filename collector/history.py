@@ -85,6 +85,13 @@ SERIES_FILTERS = ("host", "suite", "name", "model", "task", "backend", "device",
                   "batch_size", "sequence_length", "new_tokens")
 
 
+def check_series_filters(filters: dict[str, str | int]) -> None:
+    """Refuse filters that are not series labels (both stores build SQL from the names)."""
+    unknown = sorted(set(filters) - set(SERIES_FILTERS))
+    if unknown:
+        raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+
+
 class Store(Protocol):
     """A place that keeps every run. Writes are atomic per run and idempotent by run id."""
 

@@ -7,7 +7,6 @@ payload (metrics, raw samples, measurement info, noise probe, environment additi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -308,8 +307,6 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     if device.type == "cuda":
         metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
         metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
-    with contextlib.suppress(Exception):
-        del model
     assert measured.info is not None
     return {
         "resolved_task": task.value,

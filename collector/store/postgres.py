@@ -21,13 +21,13 @@ from psycopg import sql
 
 from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
 from collector.history import (
-    SERIES_FILTERS,
     FailureRecord,
     LatestValue,
     Point,
     SeriesActivity,
     SeriesInfo,
     SuiteActivity,
+    check_series_filters,
 )
 from collector.metrics import METRICS
 from collector.model import RunResult
@@ -274,9 +274,7 @@ class PostgresStore:
         return [LatestValue(s, m, u, float(v), t, r.hex) for s, m, u, v, t, r in rows]
 
     def list_series(self, **filters: str | int) -> list[SeriesInfo]:
-        unknown = sorted(set(filters) - set(SERIES_FILTERS))
-        if unknown:
-            raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+        check_series_filters(filters)
         conditions = sql.SQL("").join(
             sql.SQL(" AND {} = %s").format(sql.Identifier(name)) for name in filters)
         query = sql.SQL(

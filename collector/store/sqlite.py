@@ -16,13 +16,13 @@ from typing import Any
 
 from collector.errors import PermanentStoreError, TemporaryStoreError
 from collector.history import (
-    SERIES_FILTERS,
     FailureRecord,
     LatestValue,
     Point,
     SeriesActivity,
     SeriesInfo,
     SuiteActivity,
+    check_series_filters,
 )
 from collector.model import RunResult
 from collector.store import activity
@@ -213,9 +213,7 @@ class SQLiteStore:
         return [LatestValue(s, m, u, float(v), parse_time(t), r) for s, m, u, v, t, r in rows]
 
     def list_series(self, **filters: str | int) -> list[SeriesInfo]:
-        unknown = sorted(set(filters) - set(SERIES_FILTERS))
-        if unknown:
-            raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+        check_series_filters(filters)
         # Column names come from SERIES_FILTERS (checked above), values are parameters.
         where = "".join(f" AND {name} = ?" for name in filters)
         rows = self._conn.execute(
