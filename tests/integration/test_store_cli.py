@@ -80,7 +80,7 @@ def test_database_url_from_a_file(secret_url: str, tmp_path: Path) -> None:
     config.write_text(text)
     migrated = collector("db", "migrate", "--config", str(config))
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied 0001_initial, 0002_readonly_role" in migrated.stdout
+    assert "applied 0001_initial, 0002_readonly_role, 0004_regressions" in migrated.stdout
     assert PASSWORD not in migrated.stdout
 
 
