@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector import __version__
+from collector import __version__, cli_regress
 from collector.errors import (
     CollectorError,
     ConfigError,
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", help="configuration file")
+    cli_regress.add_parsers(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -219,7 +220,27 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
         err.print(f"[yellow]warning:[/] {outcome.sync.pending} run(s) wait in the outbox for "
                   f"PostgreSQL: {escape(outcome.sync.error or '')}; `collector db sync` "
                   "forwards them", highlight=False, soft_wrap=True)
+    _report_detection(outcome, err)
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
+
+
+def _report_detection(outcome: Outcome, err: Console) -> None:
+    """One line per change whose state moved in this run (details: `collector
+    regressions`)."""
+    from rich.markup import escape
+
+    if outcome.detection_error is not None:
+        err.print(f"[yellow]warning:[/] regression detection did not run: "
+                  f"{escape(outcome.detection_error)}", highlight=False, soft_wrap=True)
+    if outcome.detection is None:
+        return
+    for record in outcome.detection.new + outcome.detection.changed:
+        colour = "red" if record.kind == "regression" and record.status == "open" else "cyan"
+        why = f" ({record.attribution})" if record.attribution else ""
+        err.print(f"[{colour}]{record.kind} {record.status}:[/] {escape(record.metric)} "
+                  f"{record.relative_change:+.1%} on series {record.series_id}"
+                  f"{escape(why)} [dim]id {record.regression_id}[/]", highlight=False,
+                  soft_wrap=True)
 
 
 def _push(gateway: str, runs: list[RunResult], err: Console) -> None:
@@ -269,6 +290,14 @@ def _db(args: argparse.Namespace) -> int:
         if args.db_command == "create-reader":
             return _db_create_reader(stores, args.name)
         return _db_migrate_or_status(stores, settings, migrating=args.db_command == "migrate")
+    finally:
+        stores.close()
+
+
+def _regressions(args: argparse.Namespace) -> int:
+    stores = _open_stores(_storage_settings(args.config), args.local_store)
+    try:
+        return cli_regress.run_regressions(args, stores.primary())
     finally:
         stores.close()
 
@@ -395,7 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         command = {"check-config": _check_config, "db": _db, "serve": _serve,
-                   "schedule": _schedule, "run-once": _run_once}[args.command]
+                   "schedule": _schedule, "run-once": _run_once,
+                   "regressions": _regressions, "detect": cli_regress.run_detect,
+                   }[args.command]
         return command(args)
     except ConfigError as exc:
         _print_problems(exc)

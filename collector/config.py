@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from collector.errors import ConfigError, ConfigProblem
+from collector.metrics import METRICS
 from collector.model import (
     DEVICE_PATTERN,
     NAME_PATTERN,
@@ -171,11 +172,31 @@ class StorageSettings(_Strict):
         return value
 
 
+class DetectionSettings(_Strict):
+    """Regression detection after every run (collector.regress). `min_effect` maps metric
+    names (or `default`) to the smallest relative change worth reporting."""
+
+    enabled: bool = True
+    history_runs: Annotated[int, Field(ge=20, le=5000)] = 400
+    contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
+    min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)
+
+    @field_validator("min_effect")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(METRICS) - {"default"})
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; expected metric names "
+                             "(the README's metric table) or `default`")
+        return value
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     defaults: _Settings | None = None
     storage: StorageSettings = StorageSettings()
     serve: ServeSettings = ServeSettings()
+    detection: DetectionSettings = DetectionSettings()
     suites: Annotated[dict[_Name, _Suite], Field(min_length=1)]
 
 
@@ -194,6 +215,7 @@ class Config:
     notes: tuple[str, ...] = ()
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     serve: ServeSettings = dataclasses.field(default_factory=ServeSettings)
+    detection: DetectionSettings = dataclasses.field(default_factory=DetectionSettings)
 
     def suite(self, name: str) -> Suite | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -528,4 +550,5 @@ def load_config(path: str | Path, *,
                    for name, suite in parsed.suites.items())
     if check.problems:
         raise ConfigError(sorted(check.problems, key=lambda p: (p.line or 0, p.field)))
-    return Config(file, suites, tuple(check.notes), parsed.storage, parsed.serve)
+    return Config(file, suites, tuple(check.notes), parsed.storage, parsed.serve,
+                  parsed.detection)

@@ -56,3 +56,13 @@ class PermanentStoreError(StoreError):
 class SchemaError(PermanentStoreError):
     """The database schema is older than this collector (and migration is refused), newer
     than it knows, or an applied migration was edited."""
+
+
+class InputError(CollectorError):
+    """A data file given on the command line (e.g. `collector detect --input`) is
+    malformed; the message names the file and line."""
+
+
+class NotFoundError(CollectorError):
+    """A regression or series named on the command line does not exist (or a prefix is
+    ambiguous)."""

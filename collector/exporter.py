@@ -15,6 +15,7 @@ or federation; cardinality is bounded by the configured benchmarks.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,8 +25,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from collector.history import SeriesInfo, Store
+from collector.errors import StoreError
+from collector.history import ACTIVE_STATUSES, SeriesInfo, Store
 from collector.model import RunResult
+
+log = logging.getLogger("collector.exporter")
 
 PREFIX = "collector"
 SERIES_LABELS = ("suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
@@ -118,6 +122,7 @@ class StoreCollector(Collector):
         yield from families.values()
         yield from self._activity(series)
 
+
     def _activity(self, series: dict[str, SeriesInfo]) -> Iterable[Metric]:
         labels = list(SERIES_LABELS)
         last_run = GaugeMetricFamily(f"{PREFIX}_benchmark_last_run_timestamp_seconds",
@@ -156,15 +161,55 @@ class StoreCollector(Collector):
         yield from (runs, duration)
 
 
+class RegressionCollector(Collector):
+    """Active detected changes, read at every scrape from the store that keeps them (the
+    history of record: PostgreSQL when configured), so an acknowledgement made anywhere
+    shows at the next scrape. A store that cannot be read yields no gauge values and
+    `collector_regressions_readable 0`, never a failed scrape."""
+
+    def __init__(self, store: Store | Callable[[], Store]) -> None:
+        self._source = store
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_regression_relative_change",
+            "Active detected changes of level (after / before - 1), by series and metric. "
+            "kind: regression or improvement; status: suspected (does not page), open, "
+            "acknowledged; attribution: what changed between the last good and the first "
+            "bad run.",
+            labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id",
+                    "attribution"])
+        readable = 1.0
+        try:
+            store = self._source() if callable(self._source) else self._source
+            series = {s.series_id: s for s in store.list_series()}
+            active = store.regressions(ACTIVE_STATUSES)
+        except StoreError as exc:
+            log.warning("cannot read regressions: %s", exc)
+            readable, series, active = 0.0, {}, []
+        for reg in active:
+            info = series.get(reg.series_id)
+            if info is None:
+                continue
+            gauge.add_metric([*_labels(info), reg.metric, reg.kind, reg.status,
+                              reg.regression_id, reg.attribution], reg.relative_change)
+        yield gauge
+        yield GaugeMetricFamily(f"{PREFIX}_regressions_readable", "1 when the store that "
+                                "keeps regressions answered this scrape, else 0.",
+                                value=readable)
+
+
 class ServiceCollector(Collector):
     """What is not in the store: versions, outbox backlog, the scheduler's next runs."""
 
     def __init__(self, build_info: dict[str, str], *,
                  outbox_pending: Callable[[], int] | None = None,
-                 next_runs: Callable[[], dict[str, datetime | None]] | None = None) -> None:
+                 next_runs: Callable[[], dict[str, datetime | None]] | None = None,
+                 intervals: dict[str, float] | None = None) -> None:
         self._build_info = build_info
         self._outbox_pending = outbox_pending
         self._next_runs = next_runs
+        self._intervals = intervals
 
     def collect(self) -> Iterator[Metric]:
         keys = sorted(self._build_info)
@@ -183,6 +228,14 @@ class ServiceCollector(Collector):
                 if when is not None:
                     nxt.add_metric([suite], _ts(when))
             yield nxt
+        if self._intervals is not None:
+            every = GaugeMetricFamily(f"{PREFIX}_suite_schedule_interval_seconds",
+                                      "Expected seconds between two runs of a suite (from its "
+                                      "schedule): alert rules judge staleness by it.",
+                                      labels=["suite"])
+            for suite, seconds in sorted(self._intervals.items()):
+                every.add_metric([suite], seconds)
+            yield every
 
 
 class Exposition:
@@ -190,12 +243,14 @@ class Exposition:
     second, so the store's part is rendered once per data version and served as bytes;
     the small live part is rendered at every scrape."""
 
-    def __init__(self, store: Store, service: ServiceCollector) -> None:
+    def __init__(self, store: Store, service: ServiceCollector,
+                 regressions: Store | Callable[[], Store] | None = None) -> None:
         self._store = store
         self._stored = CollectorRegistry()
         self._stored.register(StoreCollector(store))
         self._live = CollectorRegistry()
         self._live.register(service)
+        self._live.register(RegressionCollector(regressions or store))
         self._lock = threading.Lock()
         self._cached: tuple[str, bytes] | None = None
 

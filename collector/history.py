@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from collector.model import RunResult
 
@@ -81,6 +81,74 @@ class SuiteActivity:
     last_finished: datetime
 
 
+@dataclass(frozen=True)
+class RunPoint:
+    """One successful result of a series, as the regression detector needs it."""
+
+    run_id: str
+    time: datetime
+    other_cpu_fraction: float | None  # from the noise probe: contaminated runs are skipped
+    environment: dict[str, Any]  # versions and hardware, for attribution
+    spec_hash: str | None  # the full benchmark spec (measurement knobs included)
+
+
+@dataclass(frozen=True)
+class SeriesHistory:
+    runs: list[RunPoint]  # oldest first
+    values: dict[str, dict[str, float]]  # metric -> run_id -> value
+
+
+RegressionStatus = Literal["suspected", "open", "acknowledged", "resolved", "expected",
+                           "dismissed"]
+REGRESSION_STATUSES: tuple[RegressionStatus, ...] = (
+    "suspected", "open", "acknowledged", "resolved", "expected", "dismissed")
+ACTIVE_STATUSES: tuple[RegressionStatus, ...] = ("suspected", "open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A detected change of level of one series' metric, with its evidence, attribution
+    and state (see migrations/postgres/0004_regressions.sql)."""
+
+    regression_id: str
+    series_id: str
+    metric: str
+    kind: Literal["regression", "improvement"]
+    status: RegressionStatus
+    start_run_id: str
+    start_time: datetime
+    last_good_run_id: str | None
+    last_good_time: datetime | None
+    detected_run_id: str
+    detected_at: datetime
+    confirmed_at: datetime | None
+    before_value: float
+    after_value: float
+    relative_change: float
+    statistic: float
+    p_value: float | None
+    method: str
+    environment_diff: dict[str, list[Any]]  # field -> [before, after]
+    attribution: str
+    resolved_at: datetime | None = None
+    resolved_run_id: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """From `since` on, the series' metric is judged afresh: a change accepted as
+    expected stops alerting."""
+
+    series_id: str
+    metric: str
+    since: datetime
+    run_id: str | None
+    reason: str | None
+
+
 SERIES_FILTERS = ("host", "suite", "name", "model", "task", "backend", "device", "dtype",
                   "batch_size", "sequence_length", "new_tokens")
 
@@ -131,6 +199,26 @@ class Store(Protocol):
 
     def suite_activity(self) -> list[SuiteActivity]:
         """Per suite and host: run counts by status and the latest run's bounds."""
+        ...
+
+    def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
+        """The latest `limit` successful results of a series with every metric."""
+        ...
+
+    def regressions(self, statuses: tuple[str, ...] | None = None,
+                    series_id: str | None = None,
+                    metric: str | None = None) -> list[Regression]:
+        """Detected changes, newest first."""
+        ...
+
+    def save_regression(self, regression: Regression) -> None:
+        """Insert or replace a regression (by id)."""
+        ...
+
+    def add_baseline(self, baseline: Baseline) -> None:
+        ...
+
+    def baselines(self, series_id: str | None = None) -> list[Baseline]:
         ...
 
     def close(self) -> None:

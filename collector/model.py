@@ -56,6 +56,10 @@ class SyntheticSource(Frozen):
     config: dict[str, Any] = Field(default_factory=dict)
     seed: Annotated[int, Field(ge=0)] = 0
     trust_remote_code: bool = False
+    # Fault injection for demos and tests of the regression path: every forward call of
+    # the model sleeps this long first. Not part of the series identity, so turning it on
+    # shows up as a regression of the same series (attributed to a config change).
+    delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
 
 
 class HubSource(Frozen):
@@ -143,7 +147,8 @@ class BenchmarkSpec(Frozen):
         """What defines the workload. Names, suite and measurement knobs are labels, not
         identity: renaming a benchmark or tightening its CI target keeps its history."""
         ident: dict[str, Any] = {
-            "model": self.model.model_dump(mode="json", exclude={"trust_remote_code"}),
+            "model": self.model.model_dump(mode="json",
+                                           exclude={"trust_remote_code", "delay_ms"}),
             "task": self.task.value,
             "backend": self.backend.value,
             "device": self.device,

@@ -27,6 +27,7 @@ from collector import __version__
 from collector.config import Config, Schedule
 from collector.environment import capture_host
 from collector.exporter import Exposition, ServiceCollector
+from collector.history import Store
 from collector.http import MetricsServer, serve_metrics
 from collector.runner import WorkerPool
 from collector.service import Selection, run_once
@@ -64,6 +65,16 @@ def next_fire_times(config: Config, count: int = 3,
     return table
 
 
+def schedule_intervals(config: Config) -> dict[str, float]:
+    """Expected seconds between runs of each scheduled suite: the interval, or for cron the
+    gap between its next two run times (alert rules judge staleness by it)."""
+    intervals: dict[str, float] = {}
+    for name, times in next_fire_times(config, count=2).items():
+        if len(times) == 2:
+            intervals[name] = (times[1] - times[0]).total_seconds()
+    return intervals
+
+
 class Service:
     """The long-running collector: scheduler, metrics endpoint and stores."""
 
@@ -87,10 +98,23 @@ class Service:
         # The exporter reads through its own connection (WAL: readers never block writers).
         self._reader = SQLiteStore(stores.local.path)
         env = capture_host(host)
+        self._remote_reader: Store | None = None
         self.exposition = Exposition(self._reader, ServiceCollector(
             {"version": __version__, "torch": env.torch_version or "",
              "transformers": env.transformers_version or ""},
-            outbox_pending=self._reader.pending_count, next_runs=self.next_runs))
+            outbox_pending=self._reader.pending_count, next_runs=self.next_runs,
+            intervals=schedule_intervals(config)), regressions=self._regression_store)
+
+    def _regression_store(self) -> Store:
+        """Where the exporter reads regressions: the history of record, through a
+        connection of its own (scrapes run on the HTTP thread)."""
+        if self.stores.database_url is None:
+            return self._reader
+        if self._remote_reader is None:
+            from collector.store.postgres import PostgresStore
+
+            self._remote_reader = PostgresStore(self.stores.database_url, schema=None)
+        return self._remote_reader
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -138,6 +162,8 @@ class Service:
         if self._http is not None:
             self._http.stop()
         self._reader.close()
+        if self._remote_reader is not None:
+            self._remote_reader.close()
         self.stopped.set()
 
     def health(self) -> tuple[bool, str]:
@@ -172,6 +198,14 @@ class Service:
         if outcome.sync is not None and not outcome.sync.ok:
             log.warning("%d run(s) wait in the outbox: %s", outcome.sync.pending,
                         outcome.sync.error)
+        if outcome.detection_error is not None:
+            log.warning("regression detection did not run: %s", outcome.detection_error)
+        for record in (outcome.detection.new + outcome.detection.changed
+                       if outcome.detection is not None else []):
+            log.info("%s %s: %s %+.1f%% on series %s%s (id %s)", record.kind, record.status,
+                     record.metric, record.relative_change * 100, record.series_id,
+                     f" ({record.attribution})" if record.attribution else "",
+                     record.regression_id)
 
     def _sync(self) -> None:
         with self._busy:

@@ -1,5 +1,6 @@
 """Composition root for `run-once`: expand the config, run every benchmark in isolation, one
-at a time, and gather one RunResult per suite. Storage and export join here in later issues."""
+at a time, gather one RunResult per suite, store it, forward it, and run regression
+detection over the series it touched."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
 from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, RunResult
+from collector.regress.scan import ScanReport, ScanSettings, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
 from collector.store import Stores, SyncReport
@@ -85,6 +87,29 @@ class Outcome:
     runs: list[RunResult]
     store_error: str | None = None  # the local store could not keep the runs
     sync: SyncReport | None = None  # forwarding to PostgreSQL, when one is configured
+    detection: ScanReport | None = None  # regression detection over the runs' series
+    detection_error: str | None = None  # why detection did not run (it runs next time)
+
+
+def detect(config: Config, stores: Stores, runs: list[RunResult],
+           sync: SyncReport | None) -> tuple[ScanReport | None, str | None]:
+    """Regression detection over the series of these runs, in the history of record.
+    When PostgreSQL holds it but the runs are still in the outbox, detection waits: the
+    next run (or `collector regressions scan`) catches up, since it replays history."""
+    settings = config.detection
+    series = {r.series_id for run in runs for r in run.results if r.status == "ok"}
+    if not settings.enabled or not series:
+        return None, None
+    if sync is not None and not sync.ok:
+        return None, "deferred: runs still wait in the outbox for PostgreSQL"
+    try:
+        report = scan(stores.primary(), series_ids=series, settings=ScanSettings(
+            history_runs=settings.history_runs,
+            contaminated_cpu_fraction=settings.contaminated_cpu_fraction,
+            min_effect=dict(settings.min_effect)))
+    except StoreError as exc:
+        return None, str(exc)
+    return report, None
 
 
 def run_once(config: Config, *, selection: Selection = Selection(),
@@ -138,4 +163,7 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     finally:
         report.finish()
     sync = stores.sync() if stores is not None and store_error is None else None
-    return Outcome(runs, store_error, sync)
+    detection, detection_error = (detect(config, stores, runs, sync)
+                                  if stores is not None and store_error is None
+                                  else (None, None))
+    return Outcome(runs, store_error, sync, detection, detection_error)

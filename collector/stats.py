@@ -129,3 +129,33 @@ def summarize(values: Sequence[float]) -> Summary:
         min=ordered[0],
         max=ordered[-1],
     )
+
+
+def mann_whitney_p(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation with the tie
+    correction). For raw samples of two runs: diagnostics next to a detected change, not
+    the detection itself (samples within a run are correlated). None when a side is empty
+    or every value ties."""
+    n1, n2 = len(a), len(b)
+    if n1 == 0 or n2 == 0:
+        return None
+    pooled = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks_a = 0.0
+    ties = 0.0
+    i = 0
+    while i < len(pooled):
+        j = i
+        while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        rank = (i + j) / 2 + 1
+        count = j - i + 1
+        ties += count**3 - count
+        ranks_a += rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
+        i = j + 1
+    u = ranks_a - n1 * (n1 + 1) / 2
+    n = n1 + n2
+    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        return None
+    z = (abs(u - n1 * n2 / 2) - 0.5) / math.sqrt(var)
+    return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))

@@ -69,10 +69,12 @@ def benchmark_yaml(model_name: str, name: str | None = None, **fields: Any) -> d
 def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
              models: tuple[str, ...] = ("bert", "vit"), latency: float = 0.01,
              samples: int = 20, fail: str | None = None,
-             run_id: str | None = None) -> Any:
+             run_id: str | None = None, environment: dict[str, Any] | None = None,
+             other_cpu_fraction: float | None = None) -> Any:
     """A RunResult as the engine would produce it, without running anything: one result
     per model, latency metrics around `latency`, `samples` raw samples each; the model
-    named `fail` (if any) fails with a timeout."""
+    named `fail` (if any) fails with a timeout. `environment` overrides fields of the
+    captured environment (versions, hardware); `other_cpu_fraction` adds a noise probe."""
     import uuid
     from datetime import datetime, timedelta, timezone
 
@@ -83,12 +85,18 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
         Failure,
         FailureKind,
         MeasurementInfo,
+        NoiseProbe,
         RunResult,
         Task,
     )
 
     start = when or datetime.now(timezone.utc)
     env = capture_host(host)
+    if environment:
+        env = env.model_copy(update=environment)
+    noise = None if other_cpu_fraction is None else NoiseProbe(
+        wall_s=1.0, self_cpu_s=1.0, other_cpu_s=other_cpu_fraction * 2,
+        other_cpu_fraction=other_cpu_fraction)
     results = []
     for offset, model_name in enumerate(models):
         spec = BenchmarkSpec.model_validate(spec_dict(model_name, suite=suite))
@@ -107,7 +115,7 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
             metrics={"latency_p50_seconds": latency, "latency_p90_seconds": latency * 1.1,
                      "throughput_samples_per_second": 1 / latency,
                      "peak_rss_bytes": 3e8},
-            samples={"latency_seconds": values},
+            samples={"latency_seconds": values}, noise=noise,
             measurement=MeasurementInfo(iterations=samples, warmup_iterations=1,
                                         duration_s=0.2, target_rel_ci=0.01,
                                         achieved_rel_ci=0.005, converged=True,

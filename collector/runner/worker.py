@@ -155,6 +155,13 @@ def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[
     if sync is not None:
         sync()
     load_s = (time.perf_counter_ns() - start) / 1e9
+    if isinstance(spec.model, SyntheticSource) and spec.model.delay_ms > 0:
+        delay_s = spec.model.delay_ms / 1e3
+
+        def _slow_down(_module: Any, _args: Any) -> None:
+            time.sleep(delay_s)
+
+        model.register_forward_pre_hook(_slow_down)
     return model, task, load_s
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.errors import PermanentStoreError
+from collector.history import Store
 from collector.store.migrate import SchemaPolicy
 from collector.store.outbox import RetryPolicy, SyncReport, forward_pending
 from collector.store.sqlite import SQLiteStore, default_local_path
@@ -58,6 +59,12 @@ class Stores:
 
             self._remote = PostgresStore(self.database_url, schema=self.schema)
         return self._remote
+
+    def primary(self) -> Store:
+        """The history of record, where regressions and baselines live: PostgreSQL when
+        one is configured (what Grafana reads, shared by every host), else the local
+        store."""
+        return self.remote() if self.database_url is not None else self.local
 
     def sync(self) -> SyncReport | None:
         """Forward pending runs; None when no database is configured."""

@@ -11,27 +11,31 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
 from collector.history import (
+    Baseline,
     FailureRecord,
     LatestValue,
     Point,
+    Regression,
     SeriesActivity,
+    SeriesHistory,
     SeriesInfo,
     SuiteActivity,
     check_series_filters,
 )
 from collector.metrics import METRICS
 from collector.model import RunResult
-from collector.store import activity
+from collector.store import activity, regressions
 from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
 from collector.store.rows import (
     FAILURE_COLUMNS,
@@ -293,8 +297,10 @@ class PostgresStore:
         return [FailureRecord(r.hex, s, t, k, m, e, tb) for r, s, t, k, m, e, tb in rows]
 
     def data_version(self) -> str:
-        count, stored = self._query("SELECT count(*), max(stored_at) FROM runs")[0]
-        return f"{count}:{stored}"
+        count, stored, changed = self._query(
+            "SELECT count(*), max(stored_at), (SELECT max(updated_at) FROM regressions) "
+            "FROM runs")[0]
+        return f"{count}:{stored}:{changed}"
 
     def series_activity(self) -> list[SeriesActivity]:
         return activity.series_activity(self._query)
@@ -304,6 +310,36 @@ class PostgresStore:
 
     def run_count(self) -> int:
         return int(self._query("SELECT count(*) FROM runs")[0][0])
+
+    # -- regressions -----------------------------------------------------------------------
+
+    def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
+        return regressions.series_history(self._query, series_id, limit)
+
+    def regressions(self, statuses: tuple[str, ...] | None = None,
+                    series_id: str | None = None,
+                    metric: str | None = None) -> list[Regression]:
+        return regressions.select_regressions(self._query, statuses, series_id, metric)
+
+    def save_regression(self, regression: Regression) -> None:
+        params = regressions.regression_params(
+            regression, encode_time=lambda t: t, encode_json=Jsonb,
+            now=datetime.now(timezone.utc))
+        self._write(regressions.UPSERT_REGRESSION, params)
+
+    def add_baseline(self, baseline: Baseline) -> None:
+        self._write(regressions.INSERT_BASELINE,
+                    (baseline.series_id, baseline.metric, baseline.since, baseline.run_id,
+                     baseline.reason))
+
+    def baselines(self, series_id: str | None = None) -> list[Baseline]:
+        return regressions.select_baselines(self._query, series_id)
+
+    def _write(self, statement: str, params: Sequence[Any]) -> None:
+        with self._guard():
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(statement, params)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ SERIES_COLUMNS = ("series_id", "host", "suite", "name", "model", "source", "revi
                   "backend", "device", "dtype", "batch_size", "sequence_length", "new_tokens",
                   "spec", "identity")
 RESULT_COLUMNS = ("run_id", "series_id", "status", "started_at", "finished_at",
-                  "resolved_task", "measurement", "noise", "environment")
+                  "resolved_task", "measurement", "noise", "environment", "spec_hash")
 MEASUREMENT_COLUMNS = ("time", "run_id", "series_id", "metric", "value", "unit")
 SAMPLE_COLUMNS = ("run_id", "series_id", "metric", "idx", "value")
 FAILURE_COLUMNS = ("run_id", "series_id", "time", "kind", "message", "exception_type",
@@ -83,7 +84,8 @@ def run_rows(run: RunResult) -> RunRows:
                         _json(result.measurement.model_dump(mode="json")
                               if result.measurement else None),
                         _json(result.noise.model_dump(mode="json") if result.noise else None),
-                        _json(result.environment.model_dump(mode="json"))))
+                        _json(result.environment.model_dump(mode="json")),
+                        spec_hash(result)))
         for metric, value in sorted(result.metrics.items()):
             measurements.append((result.finished_at, run.run_id, result.series_id, metric,
                                  value, METRICS[metric].unit))
@@ -98,6 +100,12 @@ def run_rows(run: RunResult) -> RunRows:
              run.collector_version, _json(env)),
         series=[series[k] for k in sorted(series)],  # one lock order for every writer
         results=results, measurements=measurements, samples=samples, failures=failures)
+
+
+def spec_hash(result: BenchmarkResult) -> str:
+    """A short hash of the whole spec: it changes with any knob, identity or not."""
+    text = _json(result.spec.model_dump(mode="json")) or ""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def iter_samples(run_id: str, result: BenchmarkResult) -> Iterator[tuple[Any, ...]]:

@@ -7,6 +7,7 @@ forwarder later copies pending runs to PostgreSQL in order and marks them delive
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -16,16 +17,19 @@ from typing import Any
 
 from collector.errors import PermanentStoreError, TemporaryStoreError
 from collector.history import (
+    Baseline,
     FailureRecord,
     LatestValue,
     Point,
+    Regression,
     SeriesActivity,
+    SeriesHistory,
     SeriesInfo,
     SuiteActivity,
     check_series_filters,
 )
 from collector.model import RunResult
-from collector.store import activity
+from collector.store import activity, regressions
 from collector.store.migrate import (
     Applied,
     Migration,
@@ -45,6 +49,10 @@ from collector.store.rows import (
 )
 
 _BUSY_TIMEOUT_MS = 30_000
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def default_local_path() -> Path:
@@ -238,7 +246,8 @@ class SQLiteStore:
 
     def data_version(self) -> str:
         (seq,) = self._conn.execute("SELECT max(seq) FROM outbox").fetchone()
-        return str(seq)
+        (version,) = self._conn.execute("SELECT version FROM store_state").fetchone()
+        return f"{seq}:{version}"
 
     def series_activity(self) -> list[SeriesActivity]:
         return activity.series_activity(lambda q: self._conn.execute(q).fetchall())
@@ -249,6 +258,43 @@ class SQLiteStore:
     def run_count(self) -> int:
         (count,) = self._conn.execute("SELECT count(*) FROM runs").fetchone()
         return int(count)
+
+    # -- regressions -----------------------------------------------------------------------
+
+    def _select(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one of the shared (psycopg-style) queries of collector.store.regressions."""
+        values = [_ts(v) if isinstance(v, datetime) else v for v in params]
+        return self._conn.execute(query.replace("%s", "?"), values).fetchall()
+
+    def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
+        return regressions.series_history(self._select, series_id, limit)
+
+    def regressions(self, statuses: tuple[str, ...] | None = None,
+                    series_id: str | None = None,
+                    metric: str | None = None) -> list[Regression]:
+        return regressions.select_regressions(self._select, statuses, series_id, metric)
+
+    def save_regression(self, regression: Regression) -> None:
+        params = regressions.regression_params(
+            regression, encode_time=_ts, encode_json=_json_text,
+            now=datetime.now(timezone.utc))
+        with self._transaction():
+            self._conn.execute(regressions.UPSERT_REGRESSION.replace("%s", "?"), params)
+            self._bump()
+
+    def add_baseline(self, baseline: Baseline) -> None:
+        with self._transaction():
+            self._conn.execute(regressions.INSERT_BASELINE.replace("%s", "?"),
+                               (baseline.series_id, baseline.metric, _ts(baseline.since),
+                                baseline.run_id, baseline.reason))
+            self._bump()
+
+    def baselines(self, series_id: str | None = None) -> list[Baseline]:
+        return regressions.select_baselines(self._select, series_id)
+
+    def _bump(self) -> None:
+        """Regressions change what /metrics shows without a new run."""
+        self._conn.execute("UPDATE store_state SET version = version + 1")
 
     def close(self) -> None:
         self._conn.close()

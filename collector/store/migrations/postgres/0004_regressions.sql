@@ -64,3 +64,7 @@ CREATE VIEW regression_annotations AS
                   CASE WHEN r.attribution <> '' THEN ': ' || r.attribution ELSE '' END) AS text,
            concat_ws(',', r.kind, r.status, r.metric, s.model) AS tags
     FROM regressions r JOIN series s USING (series_id);
+
+-- The full spec of each result (measurement knobs included), hashed, so attribution can
+-- tell "the benchmark's configuration changed" from "the software changed".
+ALTER TABLE results ADD COLUMN spec_hash text;

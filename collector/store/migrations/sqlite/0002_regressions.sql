@@ -41,3 +41,12 @@ CREATE TABLE baselines (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (series_id, metric, since)
 );
+
+-- The full spec of each result (measurement knobs included), hashed, so attribution can
+-- tell "the benchmark's configuration changed" from "the software changed".
+ALTER TABLE results ADD COLUMN spec_hash TEXT;
+
+-- A counter bumped by every regression or baseline write: the exporter re-renders when
+-- it (or the outbox) changes.
+CREATE TABLE store_state (version INTEGER NOT NULL);
+INSERT INTO store_state (version) VALUES (0);

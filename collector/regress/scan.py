@@ -1,0 +1,253 @@
+"""Run the detector over stored history and keep the regressions table current.
+
+Runs after every stored run (for the series in it) and on demand
+(`collector regressions scan`). Each (series, metric) is replayed online over its latest
+`history_runs` results, after its newest baseline, on the hardware of its latest run (a
+host whose hardware changed starts a new segment: results from different hardware are
+never compared), without contaminated runs. What the replay finds is reconciled with what
+is stored: a change is the same change when it starts within two runs of a stored one;
+user decisions (acknowledged, expected) are kept; final states are never reopened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from collector.history import ACTIVE_STATUSES, Baseline, Regression, RunPoint, Store
+from collector.metrics import METRICS
+from collector.regress.attribution import describe, environment_diff, hardware_key
+from collector.regress.detector import (
+    Change,
+    DetectorSettings,
+    detectable,
+    replay,
+    settings_for,
+)
+
+METHOD = "robust-tail-z/1"
+_MATCH_RUNS = 2  # a detected change within this many runs of a stored one is the same
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    history_runs: int = 400
+    # A run is contaminated when other processes used this share of the CPU time while it
+    # measured (the noise probe; 0.5 means another process took a whole core of two).
+    contaminated_cpu_fraction: float = 0.25
+    detector: DetectorSettings | None = None  # time and rate metrics; memory has its own
+    min_effect: dict[str, float] = field(default_factory=dict)  # metric or "default"
+
+    def for_metric(self, metric: str) -> DetectorSettings:
+        chosen = settings_for(metric, self.detector)
+        effect = self.min_effect.get(metric, self.min_effect.get("default"))
+        return chosen if effect is None else replace(chosen, min_effect=effect)
+
+
+@dataclass
+class ScanReport:
+    series: int = 0
+    metrics: int = 0
+    new: list[Regression] = field(default_factory=list)
+    changed: list[Regression] = field(default_factory=list)  # status changed
+
+    @property
+    def open_regressions(self) -> list[Regression]:
+        return [r for r in self.new + self.changed
+                if r.kind == "regression" and r.status == "open"]
+
+
+def regression_id(series_id: str, metric: str, kind: str, start_run_id: str) -> str:
+    text = f"{series_id}:{metric}:{kind}:{start_run_id}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def scan(store: Store, *, series_ids: Iterable[str] | None = None,
+         settings: ScanSettings | None = None) -> ScanReport:
+    config = settings or ScanSettings()
+    wanted = set(series_ids) if series_ids is not None else None
+    report = ScanReport()
+    for info in store.list_series():
+        if wanted is not None and info.series_id not in wanted:
+            continue
+        report.series += 1
+        _scan_series(store, info.series_id, config, report)
+    return report
+
+
+def _segment(runs: list[RunPoint]) -> list[RunPoint]:
+    """The trailing runs on the same hardware as the latest one."""
+    if not runs:
+        return []
+    key = hardware_key(runs[-1])
+    start = len(runs)
+    while start > 0 and hardware_key(runs[start - 1]) == key:
+        start -= 1
+    return runs[start:]
+
+
+def _scan_series(store: Store, series_id: str, config: ScanSettings,
+                 report: ScanReport) -> None:
+    history = store.series_history(series_id, config.history_runs)
+    runs = _segment(history.runs)
+    since: dict[str, datetime] = {}
+    for baseline in store.baselines(series_id):
+        if baseline.metric not in since or baseline.since > since[baseline.metric]:
+            since[baseline.metric] = baseline.since
+    stored = store.regressions(series_id=series_id)
+    for metric, by_run in sorted(history.values.items()):
+        if not detectable(metric):
+            continue
+        start = since.get(metric)
+        points = [r for r in runs if r.run_id in by_run and (start is None or r.time >= start)]
+        if not points:
+            continue
+        report.metrics += 1
+        contaminated = [r.other_cpu_fraction is not None
+                        and r.other_cpu_fraction >= config.contaminated_cpu_fraction
+                        for r in points]
+        values = [by_run[r.run_id] for r in points]
+        changes = replay(values, METRICS[metric].direction,
+                         config.for_metric(metric), contaminated=contaminated)
+        mine = [r for r in stored if r.metric == metric]
+        window = _Window(series_id, metric, points, values, contaminated)
+        _reconcile(store, window, changes, mine, report)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """What the detector saw of one series' metric."""
+
+    series_id: str
+    metric: str
+    points: list[RunPoint]
+    values: list[float]
+    contaminated: list[bool]
+
+
+def _reconcile(store: Store, window: _Window, changes: list[Change],
+               stored: list[Regression], report: ScanReport) -> None:
+    points = window.points
+    position = {p.run_id: i for i, p in enumerate(points)}
+    matched: set[str] = set()
+    for change in changes:
+        record = _match(change, stored, position)
+        if record is not None:
+            matched.add(record.regression_id)
+            updated = _update(record, change, points)
+            if updated != record:
+                store.save_regression(updated)
+                if updated.status != record.status:
+                    report.changed.append(updated)
+        elif change.status in ("suspected", "open") or (
+                change.status == "resolved" and change.confirmed_index is not None):
+            created = _record(window, change)
+            store.save_regression(created)
+            report.new.append(created)
+    for record in stored:
+        if record.regression_id in matched or record.status not in ACTIVE_STATUSES:
+            continue
+        final = _unmatched(record, window)
+        if final is not None:
+            store.save_regression(final)
+            report.changed.append(final)
+
+
+def _match(change: Change, stored: list[Regression],
+           position: dict[str, int]) -> Regression | None:
+    for record in stored:
+        at = position.get(record.start_run_id)
+        if record.kind == change.kind and at is not None and abs(
+                at - change.start_index) <= _MATCH_RUNS:
+            return record
+    return None
+
+
+def _record(window: _Window, change: Change) -> Regression:
+    series_id, metric, points = window.series_id, window.metric, window.points
+    contaminated = window.contaminated
+    first_bad = points[change.start_index]
+    good = [i for i in range(change.start_index) if not contaminated[i]]
+    last_good = points[good[-1]] if good else None
+    diff = environment_diff(last_good, first_bad)
+    base = Regression(
+        regression_id=regression_id(series_id, metric, change.kind, first_bad.run_id),
+        series_id=series_id, metric=metric, kind=change.kind, status="suspected",
+        start_run_id=first_bad.run_id, start_time=first_bad.time,
+        last_good_run_id=last_good.run_id if last_good else None,
+        last_good_time=last_good.time if last_good else None,
+        detected_run_id=points[change.detected_index].run_id,
+        detected_at=points[change.detected_index].time, confirmed_at=None,
+        before_value=change.before, after_value=change.after,
+        relative_change=change.relative_change, statistic=change.statistic,
+        p_value=change.p_value, method=METHOD, environment_diff=diff,
+        attribution=describe(diff))
+    return _update(base, change, points)
+
+
+def _update(record: Regression, change: Change, points: list[RunPoint]) -> Regression:
+    """Carry the detector's view into a stored record, keeping user decisions."""
+    if record.status in ("expected", "resolved", "dismissed"):
+        return record
+    status = record.status
+    confirmed_at = record.confirmed_at
+    resolved_at, resolved_run = record.resolved_at, record.resolved_run_id
+    if change.confirmed_index is not None and confirmed_at is None:
+        confirmed_at = points[change.confirmed_index].time
+    if change.status == "resolved" and change.resolved_index is not None:
+        status = "resolved"
+        resolved_at = points[change.resolved_index].time
+        resolved_run = points[change.resolved_index].run_id
+    elif change.status == "dismissed":
+        status = "dismissed" if record.status == "suspected" else record.status
+    elif change.status == "open" and record.status == "suspected":
+        status = "open"
+    return replace(record, status=status, confirmed_at=confirmed_at,
+                   after_value=change.after, relative_change=change.relative_change,
+                   resolved_at=resolved_at, resolved_run_id=resolved_run)
+
+
+def _unmatched(record: Regression, window: _Window) -> Regression | None:
+    """A stored active change the replay no longer finds: a suspicion is dropped; a
+    confirmed one resolves only when the latest runs are back at the old level (its
+    before-level may have left the replayed window)."""
+    if record.status == "suspected":
+        return replace(record, status="dismissed")
+    points, values, contaminated = window.points, window.values, window.contaminated
+    clean = [i for i in range(len(points)) if not contaminated[i]]
+    if len(clean) < 3 or record.before_value <= 0 or record.after_value <= 0:
+        return None
+    mid = 0.5 * (math.log(record.before_value) + math.log(record.after_value))
+    sign = 1 if record.after_value > record.before_value else -1
+    last = clean[-3:]
+    if points[last[0]].time <= record.start_time:
+        return None
+    if all((math.log(values[i]) - mid) * sign < 0 for i in last):
+        return replace(record, status="resolved", resolved_at=points[last[-1]].time,
+                       resolved_run_id=points[last[-1]].run_id)
+    return None
+
+
+def accept_as_baseline(store: Store, series_id: str, metric: str, *,
+                       reason: str | None = None) -> tuple[Baseline, list[Regression]]:
+    """Mark a series' metric as changed on purpose: its active changes become expected and
+    detection restarts from the newest one's first run (or from the latest run)."""
+    active = [r for r in store.regressions(ACTIVE_STATUSES, series_id=series_id,
+                                           metric=metric)]
+    history = store.series_history(series_id, 1)
+    if active:
+        newest = max(active, key=lambda r: r.start_time)
+        since, run_id = newest.start_time, newest.start_run_id
+    elif history.runs:
+        since, run_id = history.runs[-1].time, history.runs[-1].run_id
+    else:
+        raise LookupError(f"series {series_id} has no results")
+    baseline = Baseline(series_id, metric, since, run_id, reason)
+    store.add_baseline(baseline)
+    expected = [replace(r, status="expected", note=reason or r.note) for r in active]
+    for record in expected:
+        store.save_regression(record)
+    return baseline, expected

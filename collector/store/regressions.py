@@ -1,0 +1,143 @@
+"""Regressions, baselines and detection history: one set of queries for both stores.
+
+Queries are written with `%s` placeholders (psycopg) and converted for SQLite by its store.
+The caller supplies `query(sql, params) -> rows` and the two dialect differences: how
+JSON comes back (text or already decoded) and how run ids come back (hex text or UUID).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from collector.history import (
+    REGRESSION_STATUSES,
+    Baseline,
+    Regression,
+    RunPoint,
+    SeriesHistory,
+)
+from collector.store.rows import parse_time
+
+Query = Callable[[str, Sequence[Any]], list[Any]]
+
+REGRESSION_COLUMNS = (
+    "regression_id", "series_id", "metric", "kind", "status", "start_run_id", "start_time",
+    "last_good_run_id", "last_good_time", "detected_run_id", "detected_at", "confirmed_at",
+    "before_value", "after_value", "relative_change", "statistic", "p_value", "method",
+    "environment_diff", "attribution", "resolved_at", "resolved_run_id", "acknowledged_at",
+    "acknowledged_by", "note")
+_RUN_ID_COLUMNS = {"start_run_id", "last_good_run_id", "detected_run_id", "resolved_run_id"}
+_TIME_COLUMNS = {"start_time", "last_good_time", "detected_at", "confirmed_at", "resolved_at",
+                 "acknowledged_at"}
+
+UPSERT_REGRESSION = (
+    f"INSERT INTO regressions ({', '.join(REGRESSION_COLUMNS)}, updated_at) "  # noqa: S608 (column names are constants)
+    f"VALUES ({', '.join(['%s'] * len(REGRESSION_COLUMNS))}, %s) "
+    "ON CONFLICT (regression_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (*REGRESSION_COLUMNS[1:], "updated_at")))
+
+INSERT_BASELINE = ("INSERT INTO baselines (series_id, metric, since, run_id, reason) "
+                   "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (series_id, metric, since) "
+                   "DO UPDATE SET run_id = excluded.run_id, reason = excluded.reason")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.hex if hasattr(value, "hex") and not isinstance(value, (str, bytes)) else str(
+        value)
+
+
+def _decoded(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def regression_params(reg: Regression, *, encode_time: Callable[[datetime], Any],
+                      encode_json: Callable[[Any], Any], now: datetime) -> list[Any]:
+    params: list[Any] = []
+    for column in REGRESSION_COLUMNS:
+        value = getattr(reg, column)
+        if column in _TIME_COLUMNS and value is not None:
+            value = encode_time(value)
+        elif column == "environment_diff":
+            value = encode_json(value)
+        params.append(value)
+    params.append(encode_time(now))
+    return params
+
+
+def select_regressions(query: Query, statuses: tuple[str, ...] | None, series_id: str | None,
+                       metric: str | None) -> list[Regression]:
+    if statuses is not None:
+        unknown = sorted(set(statuses) - set(REGRESSION_STATUSES))
+        if unknown:
+            raise ValueError(f"unknown regression status(es): {', '.join(unknown)}")
+    wanted = list(statuses or REGRESSION_STATUSES)
+    marks = ", ".join(["%s"] * len(wanted))
+    sql = (f"SELECT {', '.join(REGRESSION_COLUMNS)} FROM regressions "  # noqa: S608 (constants and placeholders only)
+           f"WHERE status IN ({marks})")
+    params: list[Any] = list(wanted)
+    if series_id is not None:
+        sql += " AND series_id = %s"
+        params.append(series_id)
+    if metric is not None:
+        sql += " AND metric = %s"
+        params.append(metric)
+    rows = query(sql + " ORDER BY detected_at DESC, regression_id", params)
+    return [_regression(row) for row in rows]
+
+
+def _column(column: str, value: Any) -> Any:
+    if column in _RUN_ID_COLUMNS:
+        return _text(value)
+    if column in _TIME_COLUMNS and value is not None:
+        return parse_time(value)
+    if column == "environment_diff":
+        return _decoded(value) or {}
+    if column in ("before_value", "after_value", "relative_change", "statistic"):
+        return float(value)
+    return value
+
+
+def _regression(row: Sequence[Any]) -> Regression:
+    return Regression(**{column: _column(column, value)
+                         for column, value in zip(REGRESSION_COLUMNS, row, strict=True)})
+
+
+def select_baselines(query: Query, series_id: str | None) -> list[Baseline]:
+    sql = "SELECT series_id, metric, since, run_id, reason FROM baselines"
+    params: list[Any] = []
+    if series_id is not None:
+        sql += " WHERE series_id = %s"
+        params.append(series_id)
+    rows = query(sql + " ORDER BY since DESC", params)
+    return [Baseline(s, m, parse_time(t), _text(r), why) for s, m, t, r, why in rows]
+
+
+def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
+    """The latest `limit` successful results of a series, oldest first, with all their
+    measurements: one query for the results, one for the values."""
+    results = query(
+        "SELECT run_id, finished_at, noise, environment, spec_hash FROM results "
+        "WHERE series_id = %s AND status = 'ok' ORDER BY finished_at DESC LIMIT %s",
+        (series_id, limit))
+    runs: list[RunPoint] = []
+    for run_id, finished, noise, environment, spec_hash in reversed(results):
+        probe = _decoded(noise) or {}
+        fraction = probe.get("other_cpu_fraction")
+        runs.append(RunPoint(_text(run_id) or "", parse_time(finished),
+                             float(fraction) if fraction is not None else None,
+                             _decoded(environment) or {}, spec_hash))
+    values: dict[str, dict[str, float]] = {}
+    if runs:
+        rows = query("SELECT metric, run_id, value FROM measurements WHERE series_id = %s "
+                     "AND time >= %s", (series_id, runs[0].time))
+        wanted = {r.run_id for r in runs}
+        for metric, run_id, value in rows:
+            key = _text(run_id) or ""
+            if key in wanted:
+                values.setdefault(metric, {})[key] = float(value)
+    return SeriesHistory(runs, values)
