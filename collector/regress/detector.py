@@ -307,7 +307,7 @@ class Detector:
             tail = self._logs[act.start:]
             z, effect = self._evidence(tail, act.reference, act.sigma, act.sign,
                                        act.inflation)
-            gone = z < s.z_suspect or not self._big_enough(effect, act.before)
+            gone = z < s.z_suspect / 2 or math.expm1(effect) < s.min_effect / 2
             if (act.back >= 2 and gone) or len(tail) > s.confirm_runs + s.dismiss_after:
                 self._close(act, replace(act.change, dismissed=True))
                 # Later tails start after the excursion: its runs stay in the reference
@@ -379,8 +379,10 @@ class Detector:
         longest = min(s.max_tail, n - self._regime - s.min_reference, n - self._tail_floor)
         if longest < s.min_persist or n < s.min_history:
             return
-        first_split = n - s.min_persist
-        rho = _lag1(self._logs[max(self._regime, first_split - s.scale_window):first_split])
+        # Autocorrelation is learnt from runs before any tail tested now: a shift inside
+        # the window would pass for correlation and blunt the test.
+        settled = max(0, n - s.max_tail)
+        rho = _lag1(self._logs[max(0, settled - s.scale_window):settled])
         inflation = math.sqrt((1 + rho) / (1 - rho))
         for m in range(s.min_persist, longest + 1):
             split = n - m
