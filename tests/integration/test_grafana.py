@@ -1,0 +1,965 @@
+"""Grafana provisioning and dashboards, checked without a Grafana server: the JSON against
+Grafana's vendored JSON schemas, every datasource reference against the provisioning, and
+every query (panels, template variables, annotations) against real backends, with template
+variables and macros substituted as Grafana does (tests/grafana_queries.py):
+
+- SQL runs on a real PostgreSQL migrated and seeded through the collector's own store, as a
+  member of the read-only role the Grafana datasource logs in with;
+- PromQL runs on a real Prometheus scraping a real `/metrics` endpoint and a Pushgateway that
+  a run was pushed to.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg
+import pytest
+from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # ships no types
+from ruamel.yaml import YAML
+
+from collector.environment import capture_host
+from collector.exporter import Exposition, ServiceCollector, push_run
+from collector.history import Baseline, Regression
+from collector.http import serve_metrics
+from collector.metrics import METRICS
+from collector.model import (
+    BenchmarkResult,
+    BenchmarkSpec,
+    Environment,
+    Failure,
+    FailureKind,
+    MeasurementInfo,
+    RunResult,
+    Task,
+)
+from collector.store import SQLiteStore
+from collector.store.postgres import PostgresStore
+from tests.fixtures_prom import PrometheusFactory
+from tests.grafana_queries import (
+    ALL,
+    Selection,
+    TimeRange,
+    Variable,
+    expand_promql,
+    expand_sql,
+    interpolate,
+    parse_label_values,
+    prometheus_formatter,
+    sql_formatter,
+)
+from tests.helpers import make_run, spec_dict
+from tests.prom_servers import PrometheusServer, PushgatewayServer, http_request
+
+ROOT = Path(__file__).parents[2]
+GRAFANA = ROOT / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
+SCHEMAS = ROOT / "tests" / "schemas" / "grafana"
+DASHBOARD_MOUNT = "/var/lib/grafana/dashboards/collector"  # see grafana/README.md
+PANEL_SCHEMAS = {"timeseries", "stat", "table", "text"}
+READER = "grafana_dashboards_reader"
+
+Json = dict[str, Any]
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def load_yaml(path: Path) -> Any:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def datasources() -> dict[str, Json]:
+    config = load_yaml(GRAFANA / "provisioning" / "datasources" / "collector.yml")
+    return {source["uid"]: source for source in config["datasources"]}
+
+
+def dashboards() -> dict[str, Json]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def by_uid(uid: str) -> Json:
+    (found,) = [d for d in dashboards().values() if d["uid"] == uid]
+    return found
+
+
+def panels(dashboard: Json) -> Iterator[Json]:
+    """Every panel that is not a row, including panels nested in collapsed rows."""
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            yield from panel["panels"]
+        else:
+            yield panel
+
+
+def schema(name: str) -> Json:
+    loaded: Json = json.loads((SCHEMAS / f"{name}.jsonschema.json").read_text())
+    return loaded
+
+
+def definition_validator(schema_name: str, definition: str) -> Draft7Validator:
+    """A validator for one definition of a vendored schema (the panel schemas have no root)."""
+    document = schema(schema_name)
+    return Draft7Validator({"$ref": f"#/definitions/{definition}",
+                            "definitions": document["definitions"]})
+
+
+def schema_errors(validator: Draft7Validator, instance: Any) -> list[str]:
+    return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(instance)]
+
+
+def load_builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_dashboards",
+                                                  GRAFANA / "build_dashboards.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- provisioning and structure ----------------------------------------------------------------
+
+def test_datasources_have_fixed_uids_env_credentials_and_the_readonly_login() -> None:
+    sources = datasources()
+    assert set(sources) == {"collector-postgres", "collector-prometheus"}
+    postgres = sources["collector-postgres"]
+    assert postgres["type"] == "grafana-postgresql-datasource"
+    assert postgres["url"] == "timescaledb:5432"
+    assert postgres["jsonData"]["database"] == "collector"
+    assert postgres["jsonData"]["timescaledb"] is True
+    # Credentials only through environment interpolation: no secret in the file.
+    assert postgres["user"] == "${COLLECTOR_GRAFANA_DB_USER}"
+    assert postgres["secureJsonData"] == {"password": "${COLLECTOR_GRAFANA_DB_PASSWORD}"}
+    assert "password" not in postgres and "password" not in postgres["jsonData"]
+    prometheus = sources["collector-prometheus"]
+    assert prometheus["type"] == "prometheus"
+    assert prometheus["url"] == "http://prometheus:9090"
+    # $__rate_interval is derived from the scrape interval Grafana is told.
+    scrape = load_yaml(ROOT / "prometheus" / "prometheus.yml")["global"]["scrape_interval"]
+    assert prometheus["jsonData"]["timeInterval"] == scrape
+    assert sum(bool(source.get("isDefault")) for source in sources.values()) == 1
+
+
+def test_dashboard_provider_loads_the_dashboards_folder_into_collector() -> None:
+    config = load_yaml(GRAFANA / "provisioning" / "dashboards" / "collector.yml")
+    (provider,) = config["providers"]
+    assert provider["type"] == "file"
+    assert provider["folder"] == "Collector"
+    assert provider["options"]["path"] == DASHBOARD_MOUNT
+    assert provider["allowUiUpdates"] is False
+    # The mount that makes grafana/dashboards that path is documented for the compose file.
+    readme = (GRAFANA / "README.md").read_text()
+    assert f"./grafana/dashboards:{DASHBOARD_MOUNT}" in readme
+    assert "./grafana/provisioning:/etc/grafana/provisioning" in readme
+    assert sorted(dashboards()) == ["collector-health.json", "collector-overview.json",
+                                    "collector-runs.json", "collector-trends.json"]
+
+
+def test_committed_dashboards_are_the_generators_output(tmp_path: Path) -> None:
+    builder = load_builder()
+    rendered: dict[str, str] = builder.render()
+    assert {name: (DASHBOARDS / name).read_text() for name in rendered} == rendered
+    assert list(builder.stale_files(DASHBOARDS)) == []
+    # The check notices an edited file, a missing one and a stray one.
+    for name, text in rendered.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "collector-runs.json").write_text(rendered["collector-runs.json"] + " ")
+    (tmp_path / "collector-health.json").unlink()
+    (tmp_path / "stray.json").write_text("{}")
+    assert sorted(builder.stale_files(tmp_path)) == ["collector-health.json",
+                                                     "collector-runs.json", "stray.json"]
+
+
+def test_dashboards_validate_against_the_vendored_grafana_schemas() -> None:
+    dashboard_validator = Draft7Validator(schema("dashboard"))
+    prometheus_query = Draft7Validator(schema("prometheus"))
+    common_query = definition_validator("common", "DataQuery")
+    errors: list[str] = []
+    checked_panels = 0
+    for name, board in dashboards().items():
+        errors += [f"{name}: {e}" for e in schema_errors(dashboard_validator, board)]
+        for panel in panels(board):
+            where = f"{name} panel {panel['title']!r}"
+            kind = panel["type"]
+            if kind not in PANEL_SCHEMAS:
+                errors.append(f"{where}: no vendored schema for panel type {kind}")
+                continue
+            errors += [f"{where} options: {e}" for e in
+                       schema_errors(definition_validator(kind, "Options"), panel["options"])]
+            custom = panel["fieldConfig"]["defaults"].get("custom", {})
+            if "FieldConfig" in schema(kind)["definitions"]:
+                errors += [f"{where} fieldConfig.custom: {e}" for e in
+                           schema_errors(definition_validator(kind, "FieldConfig"), custom)]
+            elif custom:
+                errors.append(f"{where}: {kind} panels have no custom field config")
+            for target in panel["targets"]:
+                if "expr" in target:
+                    errors += [f"{where} target: {e}"
+                               for e in schema_errors(prometheus_query, target)]
+                else:  # no schema is vendored for the PostgreSQL query model
+                    errors += [f"{where} target: {e}" for e in schema_errors(
+                        common_query, {k: v for k, v in target.items()
+                                       if k in {"refId", "hide", "queryType", "datasource"}})]
+                    errors += sql_target_problems(where, target)
+            checked_panels += 1
+        for annotation in board["annotations"]["list"]:
+            errors += sql_target_problems(f"{name} annotation {annotation['name']!r}",
+                                          annotation["target"])
+    assert errors == []
+    assert checked_panels >= 40
+    # The validators are live: a broken copy is rejected.
+    broken = copy.deepcopy(by_uid("collector-trends"))
+    del broken["templating"]
+    broken["panels"][0]["gridPos"]["w"] = 25
+    assert len(schema_errors(dashboard_validator, broken)) >= 2
+    stat_panel = next(p for p in panels(by_uid("collector-runs")) if p["type"] == "stat")
+    del stat_panel["options"]["reduceOptions"]
+    assert schema_errors(definition_validator("stat", "Options"), stat_panel["options"])
+
+
+def sql_target_problems(where: str, target: Json) -> list[str]:
+    problems = []
+    if set(target) != {"refId", "datasource", "editorMode", "format", "rawQuery", "rawSql"}:
+        problems.append(f"{where}: unexpected SQL target keys {sorted(target)}")
+    if target.get("format") not in {"table", "time_series"}:
+        problems.append(f"{where}: format {target.get('format')!r}")
+    if target.get("rawQuery") is not True or target.get("editorMode") != "code":
+        problems.append(f"{where}: SQL must be raw code, not the builder")
+    if not str(target.get("rawSql", "")).strip():
+        problems.append(f"{where}: empty rawSql")
+    return problems
+
+
+def datasource_refs(board: Json) -> Iterator[tuple[str, Json | None]]:
+    for panel in panels(board):
+        yield f"panel {panel['title']!r}", panel.get("datasource")
+        for target in panel["targets"]:
+            yield f"panel {panel['title']!r} target {target['refId']}", target.get("datasource")
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            yield f"variable {variable['name']}", variable.get("datasource")
+    for annotation in board["annotations"]["list"]:
+        yield f"annotation {annotation['name']!r}", annotation.get("datasource")
+        yield (f"annotation {annotation['name']!r} target",
+               annotation.get("target", {}).get("datasource"))
+
+
+def test_every_datasource_reference_is_a_provisioned_uid() -> None:
+    sources = datasources()
+    problems = []
+    references = 0
+    for name, board in dashboards().items():
+        for where, ref in datasource_refs(board):
+            references += 1
+            if not isinstance(ref, dict) or ref.get("uid") not in sources:
+                problems.append(f"{name} {where}: {ref}")
+            elif ref.get("type") != sources[ref["uid"]]["type"]:
+                problems.append(f"{name} {where}: type {ref.get('type')} is not "
+                                f"{sources[ref['uid']]['type']}")
+        for panel in panels(board):
+            uid = panel["datasource"]["uid"]
+            kinds = {"expr" if "expr" in t else "rawSql" for t in panel["targets"]}
+            expected = "expr" if uid == "collector-prometheus" else "rawSql"
+            if kinds != {expected}:
+                problems.append(f"{name} panel {panel['title']!r}: {kinds} on {uid}")
+    assert problems == []
+    assert references > 100
+
+
+def test_dashboard_uids_are_unique_and_panels_do_not_overlap() -> None:
+    boards = dashboards()
+    uids = [board["uid"] for board in boards.values()]
+    assert len(set(uids)) == len(uids) == 4
+    assert all(re.fullmatch(r"[a-z0-9-]{8,40}", uid) for uid in uids), uids
+    for name, board in boards.items():
+        assert board["id"] is None, name  # Grafana assigns ids; a fixed one would collide
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(set(ids)) == len(ids), name
+        cells: dict[tuple[int, int], int] = {}
+        for panel in board["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            for x in range(pos["x"], pos["x"] + pos["w"]):
+                for y in range(pos["y"], pos["y"] + pos["h"]):
+                    assert (x, y) not in cells, (name, panel["title"], cells[(x, y)])
+                    cells[(x, y)] = panel["id"]
+
+
+def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
+    trends = by_uid("collector-trends")
+    sql = " ".join(t["rawSql"] for p in panels(trends) for t in p["targets"])
+    quoted = set(re.findall(r"'([a-z0-9_]+)'", sql))
+    wanted = {"latency_p50_seconds", "latency_p90_seconds", "latency_p99_seconds",
+              "throughput_samples_per_second", "throughput_input_tokens_per_second",
+              "time_to_first_token_p50_seconds", "inter_token_latency_mean_seconds",
+              "decode_tokens_per_second", "load_time_seconds", "peak_rss_bytes",
+              "cuda_max_allocated_bytes", "cuda_max_reserved_bytes"}
+    assert wanted <= quoted
+    assert {name for name in quoted if name.endswith(("_seconds", "_second", "_bytes"))} <= set(
+        METRICS)
+    names = [v["name"] for v in trends["templating"]["list"]]
+    assert names == ["host", "device", "model", "task", "backend", "dtype", "batch_size",
+                     "sequence_length"]
+    for index, variable in enumerate(trends["templating"]["list"]):
+        assert variable["multi"] is True and variable["includeAll"] is True
+        used = set(re.findall(r"\$(\w+)", variable["query"]))
+        assert used == set(names[:index]), (variable["name"], used)
+    for panel in panels(trends):
+        (target,) = panel["targets"]
+        assert set(names) <= set(re.findall(r"\$(\w+)", target["rawSql"])), panel["title"]
+        for source in ("FROM measurements ", "measurements_hourly", "measurements_daily"):
+            assert source in target["rawSql"], (panel["title"], source)
+    annotations = {a["name"]: a for a in trends["annotations"]["list"]}
+    assert set(annotations) == {"Regressions", "Version changes"}
+    assert "regression_annotations" in annotations["Regressions"]["target"]["rawSql"]
+
+
+# -- seeding PostgreSQL through the collector --------------------------------------------------
+
+NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+START = NOW - timedelta(days=10)
+STEP = timedelta(hours=6)
+RUNS = 40
+RANGE = TimeRange(NOW - timedelta(days=14), NOW + timedelta(hours=1))
+RAW, HOURLY, DAILY = timedelta(minutes=30), timedelta(hours=2), timedelta(days=2)
+
+TASKS = {"bert": Task.TEXT_CLASSIFICATION, "vit": Task.IMAGE_CLASSIFICATION,
+         "gpt2": Task.TEXT_GENERATION}
+BASE_LATENCY = {"bert": 0.010, "vit": 0.020, "gpt2": 0.080}
+
+
+@dataclass
+class Seeded:
+    """What the seed wrote, for the assertions."""
+
+    run_ids: dict[tuple[str, int], str] = field(default_factory=dict)  # (host, index) -> id
+    run_times: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    series: dict[tuple[str, str], str] = field(default_factory=dict)  # (host, model) -> id
+    baseline_since: datetime | None = None
+
+
+def metrics_for(model: str, spec: BenchmarkSpec, latency: float) -> dict[str, float]:
+    batch, seq = spec.batch_size, spec.sequence_length
+    values = {"latency_p50_seconds": latency, "latency_p90_seconds": latency * 1.1,
+              "latency_p99_seconds": latency * 1.3, "latency_mean_seconds": latency * 1.05,
+              "latency_min_seconds": latency * 0.95,
+              "throughput_samples_per_second": batch / latency,
+              "load_time_seconds": 0.8, "first_call_seconds": 2 * latency + 0.05,
+              "peak_rss_bytes": 3.0e8, "load_peak_rss_bytes": 2.5e8,
+              "model_size_bytes": 4.0e6}
+    if TASKS[model] is Task.TEXT_CLASSIFICATION:
+        values["throughput_input_tokens_per_second"] = batch * seq / latency
+    if TASKS[model] is Task.TEXT_GENERATION:
+        values |= {"time_to_first_token_p50_seconds": 0.2 * latency,
+                   "time_to_first_token_mean_seconds": 0.21 * latency,
+                   "inter_token_latency_mean_seconds": 0.05 * latency,
+                   "inter_token_latency_p90_seconds": 0.06 * latency,
+                   "decode_tokens_per_second": (spec.new_tokens - 1) * batch / (0.8 * latency),
+                   "prefill_tokens_per_second": seq * batch / (0.2 * latency)}
+    if spec.device.startswith("cuda"):
+        values |= {"cuda_max_allocated_bytes": 1.2e9, "cuda_max_reserved_bytes": 1.5e9}
+    if spec.backend.value == "compile":
+        values["compile_time_seconds"] = 12.0
+    return values
+
+
+def build_run(host: str, suite: str, when: datetime, env: Environment,
+              benches: dict[str, dict[str, Any]], *, latency_factor: float = 1.0,
+              failures: dict[str, FailureKind] | None = None,
+              aborted: bool = False) -> RunResult:
+    """A RunResult as the engine produces it, without running a model: realistic metrics
+    per task, the given environment, and failed results where asked."""
+    results = []
+    jitter = 1 + 0.005 * (when.hour % 5 - 2 + when.day % 3)  # deterministic noise: ±2%
+    for offset, (model, overrides) in enumerate(benches.items()):
+        spec = BenchmarkSpec.model_validate(spec_dict(model, suite=suite, **overrides))
+        began = when + timedelta(seconds=30 * offset)
+        common: dict[str, Any] = {"spec": spec, "series_id": spec.series_id(host),
+                                  "started_at": began,
+                                  "finished_at": began + timedelta(seconds=20),
+                                  "environment": env}
+        kind = (failures or {}).get(model)
+        if kind is not None:
+            results.append(BenchmarkResult(**common, status="failed", failure=Failure(
+                kind=kind, message=f"{model}: {kind.value} in the test seed",
+                exception_type="RuntimeError" if kind is FailureKind.EXCEPTION else None,
+                traceback_tail="Traceback (most recent call last):\n  ...\nRuntimeError"
+                if kind is FailureKind.EXCEPTION else None)))
+            continue
+        latency = BASE_LATENCY[model] * latency_factor * jitter
+        results.append(BenchmarkResult(
+            **common, status="ok", resolved_task=TASKS[model],
+            metrics=metrics_for(model, spec, latency),
+            samples={"latency_seconds": [latency * (1 + 0.01 * i) for i in range(5)]},
+            measurement=MeasurementInfo(iterations=5, warmup_iterations=1, duration_s=0.2,
+                                        target_rel_ci=0.01, achieved_rel_ci=0.005,
+                                        converged=True, stop_reason="converged")))
+    return RunResult(run_id=uuid.uuid4().hex, suite=suite, host=host, started_at=when,
+                     finished_at=when + timedelta(seconds=30 * len(benches)),
+                     collector_version="0.1.0", results=tuple(results), aborted=aborted)
+
+
+def environment(host: str, *, transformers: str, torch: str, gpu: bool = False) -> Environment:
+    update: dict[str, Any] = {"transformers_version": transformers, "torch_version": torch}
+    if gpu:
+        update |= {"cuda_version": "12.6", "gpu_name": "NVIDIA H100", "gpu_count": 1,
+                   "gpu_driver": "560.35"}
+    return capture_host(host).model_copy(update=update)
+
+
+CPU_BENCHES: dict[str, dict[str, Any]] = {"bert": {}, "gpt2": {}}
+LAB_BENCHES: dict[str, dict[str, Any]] = {"vit": {}, "bert": {"batch_size": 8}}
+GPU_BENCHES: dict[str, dict[str, Any]] = {"gpt2": {"device": "cuda:0", "dtype": "float16",
+                                                   "backend": "compile", "batch_size": 4}}
+
+
+def seed(store: PostgresStore, pg_url: str) -> Seeded:
+    """Three hosts over ten days: host-a (bert, gpt2; transformers upgraded halfway, 20%
+    slower from then and 10% more in the latest run; one run where everything failed; two
+    runs in one hour), lab's-box (vit,
+    bert at batch 8; torch upgraded; vit times out now and then; a quote in the host name),
+    gpu-1 (gpt2 on CUDA, compiled; every 12 h; the last run aborted by a shutdown)."""
+    seeded = Seeded()
+
+    def record(run: RunResult, index: int) -> None:
+        assert store.record_run(run)
+        seeded.run_ids[(run.host, index)] = run.run_id
+        seeded.run_times[(run.host, index)] = run.started_at
+        for result in run.results:
+            seeded.series[(run.host, result.spec.name)] = result.series_id
+
+    for i in range(RUNS):
+        when = START + i * STEP
+        env_a = environment("host-a", transformers="5.23.0" if i < 20 else "5.24.0",
+                            torch="2.13.0")
+        failures = ({"bert": FailureKind.EXCEPTION, "gpt2": FailureKind.EXCEPTION}
+                    if i == 33 else None)
+        record(build_run("host-a", "nightly", when, env_a, CPU_BENCHES,
+                         latency_factor=(1.0 if i < 20 else 1.2) * (1.1 if i == RUNS - 1
+                                                                    else 1.0),
+                         failures=failures), i)
+        env_lab = environment("lab's-box", transformers="5.24.0",
+                              torch="2.12.0" if i < 28 else "2.13.0")
+        record(build_run("lab's-box", "nightly", when + timedelta(minutes=5), env_lab,
+                         LAB_BENCHES, failures={"vit": FailureKind.TIMEOUT} if i % 10 == 7
+                         else None), i)
+        if i % 2 == 0:
+            env_gpu = environment("gpu-1", transformers="5.24.0", torch="2.13.0", gpu=True)
+            last = i == RUNS - 2
+            record(build_run("gpu-1", "gpu", when + timedelta(minutes=10), env_gpu,
+                             GPU_BENCHES, failures={"gpt2": FailureKind.ABORTED} if last
+                             else None, aborted=last), i)
+    # A second host-a run in the hour of run 3: the hourly aggregate has one point less.
+    extra = build_run("host-a", "nightly", START + 3 * STEP + timedelta(minutes=20),
+                      environment("host-a", transformers="5.23.0", torch="2.13.0"),
+                      CPU_BENCHES)
+    record(extra, 1000)
+    seeded.baseline_since = seeded.run_times[("gpu-1", 10)]
+    _seed_regressions(store, seeded)
+    _seed_baselines(store, seeded)
+    return seeded
+
+
+def _seed_regressions(store: PostgresStore, seeded: Seeded) -> None:
+    """Regressions in every state, written through the store as the detector and the
+    `collector regressions` commands write them."""
+    def row(regression_id: str, host: str, model: str, metric: str, *, kind: str,
+            status: str, start: int, before: float, after: float, attribution: str = "",
+            resolved: int | None = None, acknowledged_by: str | None = None) -> Regression:
+        detected = start + 2
+        fields: dict[str, Any] = {
+            "regression_id": regression_id, "series_id": seeded.series[(host, model)],
+            "metric": metric, "kind": kind, "status": status,
+            "start_run_id": seeded.run_ids[(host, start)],
+            "start_time": seeded.run_times[(host, start)],
+            "last_good_run_id": seeded.run_ids[(host, start - 2)],
+            "last_good_time": seeded.run_times[(host, start - 2)],
+            "detected_run_id": seeded.run_ids[(host, detected)],
+            "detected_at": seeded.run_times[(host, detected)],
+            "confirmed_at": (seeded.run_times[(host, detected)]
+                             if status in {"open", "acknowledged", "resolved"} else None),
+            "before_value": before, "after_value": after,
+            "relative_change": after / before - 1, "statistic": 6.5, "p_value": 0.001,
+            "method": "seeded-by-test",
+            "environment_diff": ({"transformers_version": ["5.23.0", "5.24.0"]}
+                                 if attribution else {}),
+            "attribution": attribution,
+            "resolved_at": seeded.run_times[(host, resolved)] if resolved else None,
+            "resolved_run_id": seeded.run_ids[(host, resolved)] if resolved else None,
+            "acknowledged_at": seeded.run_times[(host, detected)] if acknowledged_by else None,
+            "acknowledged_by": acknowledged_by,
+            "note": None,
+        }
+        return Regression(**fields)
+
+    rows = [
+        row("reg-open", "host-a", "bert", "latency_p50_seconds", kind="regression",
+            status="open", start=20, before=0.010, after=0.012,
+            attribution="transformers 5.23.0 → 5.24.0"),
+        row("reg-ack", "lab's-box", "vit", "latency_p90_seconds", kind="regression",
+            status="acknowledged", start=12, before=0.022, after=0.025,
+            acknowledged_by="alice"),
+        row("reg-suspected", "host-a", "gpt2", "peak_rss_bytes", kind="regression",
+            status="suspected", start=36, before=3.0e8, after=3.3e8),
+        row("reg-resolved", "host-a", "gpt2", "decode_tokens_per_second", kind="regression",
+            status="resolved", start=8, before=400.0, after=350.0, resolved=14),
+        row("reg-dismissed", "lab's-box", "bert", "latency_p50_seconds", kind="regression",
+            status="dismissed", start=30, before=0.010, after=0.011),
+        row("imp-open", "gpu-1", "gpt2", "load_time_seconds", kind="improvement",
+            status="open", start=16, before=0.9, after=0.8),
+    ]
+    for record in rows:
+        store.save_regression(record)
+
+
+def _seed_baselines(store: PostgresStore, seeded: Seeded) -> None:
+    """An accepted baseline (a change marked as expected), as `collector regressions
+    baseline` writes it."""
+    assert seeded.baseline_since is not None
+    store.add_baseline(Baseline(seeded.series[("gpu-1", "gpt2")], "decode_tokens_per_second",
+                                seeded.baseline_since, seeded.run_ids[("gpu-1", 10)],
+                                "new driver"))
+
+
+# -- running dashboard SQL as Grafana would ----------------------------------------------------
+
+@dataclass
+class SqlRunner:
+    """Runs dashboard SQL as the read-only Grafana login, the way Grafana sends it."""
+
+    conn: psycopg.Connection[Any]
+    time_range: TimeRange = RANGE
+    executed: list[str] = field(default_factory=list)
+
+    def table(self, raw_sql: str, variables: dict[str, Variable],
+              selections: dict[str, Selection],
+              interval: timedelta = RAW) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """(column names, rows) of one dashboard query."""
+        text = interpolate(raw_sql, variables, selections, sql_formatter)
+        text = expand_sql(text, self.time_range, interval)
+        assert "$" not in text, f"unsubstituted: {text}"
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(text.encode())  # as Grafana: one text, no parameters
+                result = cur.fetchall()
+                assert cur.description is not None
+                names = [column.name for column in cur.description]
+        except psycopg.Error as error:
+            raise AssertionError(f"{error}\n--- query ---\n{text}") from error
+        self.executed.append(raw_sql)
+        return names, result
+
+    def rows(self, raw_sql: str, variables: dict[str, Variable],
+             selections: dict[str, Selection],
+             interval: timedelta = RAW) -> list[tuple[Any, ...]]:
+        return self.table(raw_sql, variables, selections, interval)[1]
+
+
+@pytest.fixture
+def seeded_pg(pg_url: str) -> Iterator[tuple[Seeded, SqlRunner]]:
+    store = PostgresStore(pg_url)
+    seeded = seed(store, pg_url)
+    store.create_reader(READER, "reader-pw")
+    store.close()
+    reader_url = pg_url.replace("postgres@", f"{READER}:reader-pw@", 1)
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        role = conn.execute("SELECT current_user, pg_has_role('collector_readonly', 'MEMBER'), "
+                            "has_table_privilege('runs', 'INSERT')").fetchone()
+        assert role == (READER, True, False)
+        yield seeded, SqlRunner(conn)
+
+
+def variable_defs(board: Json) -> dict[str, Variable]:
+    return {v["name"]: Variable.from_json(v) for v in board["templating"]["list"]}
+
+
+def resolve_sql_variables(board: Json, runner: SqlRunner,
+                          choose: Mapping[str, Selection] | None = None,
+                          ) -> tuple[dict[str, Variable], dict[str, Selection],
+                                     dict[str, list[str]]]:
+    """Resolve the variables in order as Grafana does: each query variable's query runs with
+    the variables before it already chosen. `choose` picks values by variable name; the
+    others keep their saved value (All, or a custom variable's default)."""
+    defs = variable_defs(board)
+    selections: dict[str, Selection] = {}
+    options: dict[str, list[str]] = {}
+    for model in board["templating"]["list"]:
+        name = model["name"]
+        if model["type"] == "query":
+            assert model["datasource"]["uid"] == "collector-postgres", name
+            rows = runner.rows(model["query"], defs, selections)
+            found = [str(r[0]) for r in rows]
+        else:
+            assert model["type"] == "custom", name
+            found = [item.strip() for item in model["query"].split(",")]
+        assert found, f"variable {name} has no options"
+        options[name] = found
+        picked = (choose or {}).get(name)
+        if picked is None:
+            saved = model["current"]["value"]
+            picked = (Selection(tuple(found), is_all=True) if saved == [ALL]
+                      else Selection(tuple(saved)))
+        selections[name] = picked
+    return defs, selections, options
+
+
+def all_of(values: list[str]) -> Selection:
+    return Selection(tuple(values), is_all=True)
+
+
+def sql_targets(board: Json) -> Iterator[tuple[str, Json]]:
+    for panel in panels(board):
+        for target in panel["targets"]:
+            if "rawSql" in target:
+                yield panel["title"], target
+
+
+def run_every_sql_query(board: Json, runner: SqlRunner, defs: dict[str, Variable],
+                        selections: dict[str, Selection],
+                        interval: timedelta = RAW) -> dict[str, list[tuple[Any, ...]]]:
+    """Every SQL panel and annotation query; each must return rows."""
+    results: dict[str, list[tuple[Any, ...]]] = {}
+    for title, target in sql_targets(board):
+        results[title] = runner.rows(target["rawSql"], defs, selections, interval)
+    for annotation in board["annotations"]["list"]:
+        results["annotation " + annotation["name"]] = runner.rows(
+            annotation["target"]["rawSql"], defs, selections, interval)
+    empty = [title for title, rows in results.items() if not rows]
+    assert empty == [], f"queries that returned no rows: {empty}"
+    return results
+
+
+def every_sql(board: Json) -> set[str]:
+    """The SQL of every panel, variable and annotation of a dashboard."""
+    texts = {target["rawSql"] for _, target in sql_targets(board)}
+    texts |= {v["query"] for v in board["templating"]["list"]
+              if v.get("datasource", {}).get("uid") == "collector-postgres"}
+    texts |= {a["target"]["rawSql"] for a in board["annotations"]["list"]}
+    return texts
+
+
+def target_sql(board: Json, title: str) -> str:
+    (target,) = next(p for p in panels(board) if p["title"] == title)["targets"]
+    sql: str = target["rawSql"]
+    return sql
+
+
+# -- SQL: Overview ------------------------------------------------------------------------------
+
+def test_overview_sql_runs_as_the_reader_and_returns_rows(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    seeded, runner = seeded_pg
+    board = by_uid("collector-overview")
+    defs, selections, options = resolve_sql_variables(board, runner)
+    assert options["host"] == ["gpu-1", "host-a", "lab's-box"]
+    assert selections["metric"].values == ("latency_p50_seconds",
+                                           "throughput_samples_per_second",
+                                           "decode_tokens_per_second", "peak_rss_bytes")
+    results = run_every_sql_query(board, runner, defs, selections)
+    assert results["Open regressions"] == [(2,)]  # open + acknowledged; not suspected
+    active = results["Active regressions"]
+    assert [r[1] for r in active] == ["open", "acknowledged", "suspected"]
+    assert active[0][13] == "transformers 5.23.0 → 5.24.0"
+    last_runs = {r[0]: r for r in results["Last run per host"]}
+    assert set(last_runs) == {"gpu-1", "host-a", "lab's-box"}
+    assert last_runs["gpu-1"][3] == "aborted" and last_runs["gpu-1"][5] < last_runs["gpu-1"][1]
+    assert {r[5] for r in results["Recent failures"]} == {"exception", "timeout", "aborted"}
+
+    # Latest vs baseline with every metric: the accepted baseline of gpu-1's decode rate
+    # starts the window at its `since`; elsewhere the window is the 20 previous runs.
+    selections["metric"] = all_of(options["metric"])
+    names, rows = runner.table(target_sql(board, "Latest value vs baseline"), defs,
+                               selections)
+    table = [dict(zip(names, r, strict=True)) for r in rows]
+    decode = next(r for r in table if r["host"] == "gpu-1"
+                  and r["metric"] == "decode_tokens_per_second")
+    gpu_runs = sorted(t for (h, _), t in seeded.run_times.items() if h == "gpu-1")
+    ok_gpu_runs = gpu_runs[:-1]  # the last one was aborted: no measurements
+    assert decode["baseline since"] == seeded.baseline_since
+    assert decode["baseline runs"] == sum(
+        1 for t in ok_gpu_runs[:-1] if t >= decode["baseline since"])
+    bert = next(r for r in table if r["host"] == "host-a" and r["name"] == "bert"
+                and r["metric"] == "latency_p50_seconds")
+    assert bert["baseline runs"] == 20 and bert["baseline since"] is None
+    assert bert["latest"].endswith(" ms") and 5 < bert["change %"] < 15
+    # "worse by %" is the change in the metric's bad direction: latency up, throughput down.
+    throughput = next(r for r in table if r["host"] == "host-a" and r["name"] == "bert"
+                      and r["metric"] == "throughput_samples_per_second")
+    assert bert["worse by %"] == bert["change %"]
+    assert throughput["change %"] < 0 and throughput["worse by %"] == -throughput["change %"]
+    cuda = [r for r in table if r["metric"] == "cuda_max_reserved_bytes"]
+    assert [r["host"] for r in cuda] == ["gpu-1"] and cuda[0]["latest"] == "1431 MB"
+    worse = [r["worse by %"] for r in table if r["worse by %"] is not None]
+    assert worse == sorted(worse, reverse=True) and len(set(worse)) > 2  # worst first
+
+    # A multi-value host selection with a quote in a name: Grafana's quoting keeps it SQL.
+    selections["host"] = Selection(("lab's-box", "gpu-1"))
+    latest = runner.rows(target_sql(board, "Latest value vs baseline"), defs, selections)
+    assert {r[0] for r in latest} == {"lab's-box", "gpu-1"}
+    assert every_sql(board) <= set(runner.executed)
+
+
+# -- SQL: Trends --------------------------------------------------------------------------------
+
+def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    seeded, runner = seeded_pg
+    board = by_uid("collector-trends")
+    defs, selections, options = resolve_sql_variables(board, runner)
+    assert options["device"] == ["cpu", "cuda:0"]
+    assert options["batch_size"] == ["1", "4", "8"]
+    counts: dict[timedelta, dict[str, int]] = {}
+    for interval in (RAW, HOURLY, DAILY):
+        results = run_every_sql_query(board, runner, defs, selections, interval)
+        counts[interval] = {title: len(rows) for title, rows in results.items()}
+        for title, rows in results.items():
+            if title.startswith("annotation"):
+                continue
+            assert all(RANGE.start <= r[0] <= RANGE.end for r in rows), title
+    # Raw points, then hourly buckets (two host-a runs share an hour), then daily ones.
+    latency = {interval: counts[interval]["Latency"] for interval in counts}
+    assert latency[RAW] > latency[HOURLY] > latency[DAILY] > 0
+    host_a = 2 * (RUNS + 1 - 1)  # bert and gpt2: 40 runs + the extra one - the failed one
+    lab = (RUNS - 4) + RUNS  # vit timed out in 4 runs; bert
+    gpu = RUNS // 2 - 1  # every 12 h; the last run was aborted
+    assert latency[RAW] == 3 * (host_a + lab + gpu)  # p50, p90, p99
+
+    # Annotations: every detected change but the dismissed one; one version change per host.
+    results = run_every_sql_query(board, runner, defs, selections)
+    assert len(results["annotation Regressions"]) == 5
+    changes = sorted(r[1] for r in results["annotation Version changes"])
+    assert changes == ["torch 2.12.0 → 2.13.0 on lab's-box",
+                       "transformers 5.23.0 → 5.24.0 on host-a"]
+    assert {r[0] for r in results["annotation Version changes"]} == {
+        seeded.run_times[("host-a", 20)], seeded.run_times[("lab's-box", 28)]}
+
+    # Chained variables: each is filtered by the ones before it.
+    _, _, gpu_options = resolve_sql_variables(board, runner, {"host": Selection(("gpu-1",))})
+    assert gpu_options["device"] == ["cuda:0"] and gpu_options["backend"] == ["compile"]
+    assert gpu_options["dtype"] == ["float16"] and gpu_options["batch_size"] == ["4"]
+    _, _, lab_options = resolve_sql_variables(board, runner,
+                                              {"host": Selection(("lab's-box",))})
+    assert lab_options["task"] == ["image-classification", "text-classification"]
+    assert lab_options["device"] == ["cpu"]
+
+    # One series picked with single values: only its lines, in every panel it has data for.
+    picked = {"host": "lab's-box", "device": "cpu", "model": "BertForSequenceClassification",
+              "task": "text-classification", "backend": "eager", "dtype": "float32",
+              "batch_size": "8", "sequence_length": "8"}
+    defs_1, single, _ = resolve_sql_variables(
+        board, runner, {name: Selection((value,)) for name, value in picked.items()})
+    assert all(not s.is_all for s in single.values())
+    for title, target in sql_targets(board):
+        rows = runner.rows(target["rawSql"], defs_1, single)
+        if title in {"Latency", "Throughput", "Tokens per second (input, prefill)", "Peak RSS",
+                     "Load, first call and compile time"}:
+            assert rows, title
+            assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"lab's-box"}, title
+            assert len(rows) < counts[RAW][title], title
+        else:  # generation and CUDA panels: bert has none of those
+            assert rows == [], title
+    annotations = {a["name"]: a["target"]["rawSql"] for a in board["annotations"]["list"]}
+    assert runner.rows(annotations["Regressions"], defs_1, single) == []  # dismissed only
+    (change,) = runner.rows(annotations["Version changes"], defs_1, single)
+    assert change[1] == "torch 2.12.0 → 2.13.0 on lab's-box"
+
+    # Several hosts at once.
+    defs_m, multi, _ = resolve_sql_variables(board, runner,
+                                             {"host": Selection(("host-a", "gpu-1"))})
+    rows = runner.rows(target_sql(board, "Latency"), defs_m, multi)
+    assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"host-a", "gpu-1"}
+    assert runner.rows(target_sql(board, "CUDA memory"), defs_m, multi)
+    assert every_sql(board) <= set(runner.executed)
+
+
+# -- SQL: Runs ----------------------------------------------------------------------------------
+
+def test_runs_sql_runs_and_filters_by_status(seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    seeded, runner = seeded_pg
+    board = by_uid("collector-runs")
+    defs, selections, options = resolve_sql_variables(board, runner)
+    assert options["suite"] == ["gpu", "nightly"]
+    assert selections["status"] == Selection(("ok", "partial", "failed", "aborted"))
+    results = run_every_sql_query(board, runner, defs, selections)
+    assert results["Runs"] == [(len(seeded.run_ids),)]
+    names, history = runner.table(target_sql(board, "Run history"), defs, selections)
+    runs = [dict(zip(names, r, strict=True)) for r in history]
+    assert {r["status"] for r in runs} == {"ok", "partial", "failed", "aborted"}
+    aborted = next(r for r in runs if r["status"] == "aborted")
+    assert aborted["failed"] == 1 and "gpt2 (aborted): gpt2: aborted" in aborted["failures"]
+    failed = next(r for r in runs if r["status"] == "failed")
+    assert failed["failures"].count("(exception)") == 2 and failed["transformers"] == "5.24.0"
+    assert all(r["torch"] in {"2.12.0", "2.13.0"} for r in runs)
+
+    selections["status"] = Selection(("partial",))
+    partial = runner.rows(target_sql(board, "Run history"), defs, selections)
+    assert {r[3] for r in partial} == {"partial"} and {r[1] for r in partial} == {"lab's-box"}
+    assert len(runner.rows(target_sql(board, "Failures"), defs, selections)) == len(partial)
+    assert every_sql(board) <= set(runner.executed)
+
+
+# -- PromQL --------------------------------------------------------------------------------------
+
+SCRAPE = timedelta(seconds=1)
+PROM_INTERVAL = timedelta(seconds=2)
+BUILD = {"version": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0"}
+
+
+def prom_api(prometheus: PrometheusServer, path: str, params: dict[str, str]) -> Any:
+    url = f"{prometheus.url}{path}?{urllib.parse.urlencode(params)}"
+    status, body = http_request("GET", url)
+    answer = json.loads(body)
+    assert status == 200 and answer.get("status") == "success", (url, body)
+    return answer["data"]
+
+
+def prom_targets(boards: list[Json]) -> Iterator[tuple[str, Json]]:
+    for board in boards:
+        for panel in panels(board):
+            for target in panel["targets"]:
+                if "expr" in target:
+                    yield f"{board['uid']}: {panel['title']}", target
+
+
+def resolve_prom_variables(prometheus: PrometheusServer, board: Json, time_range: TimeRange,
+                           choose: dict[str, Selection]) -> tuple[dict[str, Variable],
+                                                                  dict[str, Selection],
+                                                                  dict[str, list[str]]]:
+    defs = variable_defs(board)
+    selections: dict[str, Selection] = {}
+    options: dict[str, list[str]] = {}
+    for model in board["templating"]["list"]:
+        assert model["datasource"]["uid"] == "collector-prometheus"
+        query = interpolate(model["query"], defs, selections, prometheus_formatter)
+        selector, label = parse_label_values(query)
+        params = {"start": str(time_range.start.timestamp()),
+                  "end": str(time_range.end.timestamp())}
+        if selector is not None:
+            params["match[]"] = selector
+        found = sorted(prom_api(prometheus, f"/api/v1/label/{label}/values", params))
+        assert found, f"variable {model['name']} has no values"
+        options[model["name"]] = found
+        selections[model["name"]] = choose.get(model["name"], all_of(found))
+    return defs, selections, options
+
+
+def run_promql(prometheus: PrometheusServer, target: Json, expr: str,
+               time_range: TimeRange) -> list[dict[str, Any]]:
+    if target["instant"]:
+        data = prom_api(prometheus, "/api/v1/query",
+                        {"query": expr, "time": str(time_range.end.timestamp())})
+    else:
+        data = prom_api(prometheus, "/api/v1/query_range",
+                        {"query": expr, "start": str(time_range.start.timestamp()),
+                         "end": str(time_range.end.timestamp()),
+                         "step": str(PROM_INTERVAL.total_seconds())})
+    result: list[dict[str, Any]] = data["result"]
+    return result
+
+
+def test_every_promql_query_returns_series_from_real_collector_metrics(
+        tmp_path: Path, pushgateway: PushgatewayServer,
+        prometheus_factory: PrometheusFactory) -> None:
+    now = datetime.now(timezone.utc)
+    store = SQLiteStore(tmp_path / "local.db")
+    store.record_run(make_run(host="host-a", when=now - timedelta(hours=2), latency=0.05))
+    store.record_run(make_run(host="gpu-1.lab", when=now - timedelta(hours=1), fail="vit"))
+    _active_regression(store)
+    exposition = Exposition(store, ServiceCollector(
+        BUILD, outbox_pending=lambda: 3,
+        next_runs=lambda: {"s": now + timedelta(hours=1)}, intervals={"s": 3600.0}))
+    server = serve_metrics(exposition.render, lambda: (True, "ok"), port=0)
+    try:
+        push_run(make_run(host="bench-7", suite="adhoc", when=now - timedelta(minutes=30),
+                          fail="bert"),
+                 pushgateway.url, build_info=BUILD)
+        host, port = server.address
+        prometheus = prometheus_factory([
+            {"job_name": "collector", "targets": [f"{host}:{port}"]},
+            {"job_name": "pushgateway", "honor_labels": True,
+             "targets": [pushgateway.address]}])
+        prometheus.wait_for('collector_runs_total{host="bench-7"}')
+        # rate() needs two samples of the counters in its window.
+        prometheus.wait_for('count_over_time(collector_benchmark_failures_total{job="collector"}'
+                            '[10s]) >= 3')
+        scraped = server_metrics(f"http://{host}:{port}/metrics") + pushgateway.metrics_text()
+        check_every_promql(prometheus, scraped)
+    finally:
+        server.stop()
+        store.close()
+
+
+def _active_regression(store: SQLiteStore) -> None:
+    """Open regressions of bert on both scraped hosts, through the store as the detector
+    writes them."""
+    for info in [i for i in store.list_series() if i.name == "bert"]:
+        [run] = store.series_history(info.series_id, 1).runs
+        store.save_regression(Regression(
+            regression_id=f"r-{info.host}", series_id=info.series_id,
+            metric="latency_p50_seconds", kind="regression", status="open",
+            start_run_id=run.run_id, start_time=run.time, last_good_run_id=None,
+            last_good_time=None, detected_run_id=run.run_id, detected_at=run.time,
+            confirmed_at=run.time, before_value=0.04, after_value=0.05, relative_change=0.25,
+            statistic=7.0, p_value=1e-9, method="test", environment_diff={},
+            attribution="torch_version 2.12.0 -> 2.13.0"))
+
+
+def server_metrics(url: str) -> str:
+    status, body = http_request("GET", url)
+    assert status == 200
+    return body.decode()
+
+
+def check_every_promql(prometheus: PrometheusServer, scraped: str) -> None:
+    for family in ("collector_regression_relative_change",
+                   "collector_suite_schedule_interval_seconds"):
+        assert re.search(rf"^{family}[{{ ]", scraped, re.M), f"{family} is not scraped"
+    boards = [by_uid("collector-health"), by_uid("collector-overview")]
+    now = datetime.now(timezone.utc)
+    time_range = TimeRange(now - timedelta(minutes=5), now)
+    health = boards[0]
+    defs, selections, options = resolve_prom_variables(prometheus, health, time_range, {})
+    assert options["job"] == ["collector", "pushgateway"]
+    assert options["host"] == ["bench-7", "gpu-1.lab", "host-a"]
+
+    variants = {
+        "all": selections,
+        # a single host whose name has a regex metacharacter, and both jobs listed by name
+        "single host": {"job": Selection(("collector", "pushgateway")),
+                        "host": Selection(("gpu-1.lab",))},
+        "two hosts": {"job": selections["job"], "host": Selection(("bench-7", "host-a"))},
+    }
+    problems: list[str] = []
+    checked = 0
+    host_filtered = 0  # results of $host-filtered queries that carry a host label
+    for variant, chosen in variants.items():
+        for where, target in prom_targets(boards):
+            expr = expand_promql(interpolate(target["expr"], defs, chosen,
+                                             prometheus_formatter),
+                                 time_range, PROM_INTERVAL, SCRAPE)
+            assert "$" not in expr, expr
+            result = run_promql(prometheus, target, expr, time_range)
+            checked += 1
+            if not result:
+                problems.append(f"{variant} {where}: no series for {expr}")
+                continue
+            hosts = {series["metric"].get("host") for series in result} - {None}
+            if variant != "all" and "$host" in target["expr"]:
+                host_filtered += bool(hosts)
+                wanted = set(chosen["host"].values)
+                if not hosts <= wanted:
+                    problems.append(f"{variant} {where}: hosts {hosts} not in {wanted}")
+    assert problems == []
+    assert checked == 3 * len(list(prom_targets(boards)))
+    assert host_filtered >= 6
