@@ -177,7 +177,7 @@ class DetectionSettings(_Strict):
     names (or `default`) to the smallest relative change worth reporting."""
 
     enabled: bool = True
-    history_runs: Annotated[int, Field(ge=20, le=5000)] = 400
+    history_runs: Annotated[int, Field(ge=20, le=5000)] = 250
     contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
     min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)
 

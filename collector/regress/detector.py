@@ -193,7 +193,7 @@ def _lag1(values: Sequence[float]) -> float:
     mean = sum(values) / n
     dev = [v - mean for v in values]
     var = sum(d * d for d in dev)
-    if var <= 0:
+    if var <= 1e-12 * n:  # constant up to rounding (memory): no correlation to speak of
         return 0.0
     rho = sum(dev[i] * dev[i - 1] for i in range(1, n)) / var
     return min(max(rho - 1 / math.sqrt(n), 0.0), 0.9)
@@ -216,6 +216,19 @@ def _level(sorted_values: Sequence[float], sign: int, short: bool) -> tuple[floa
 
 
 _SHORT = 5  # tails shorter than this are judged by medians
+
+
+def _tail_lengths(shortest: int, longest: int) -> list[int]:
+    """Every length up to 8 runs, then about 20% apart: neighbouring long tails carry
+    nearly the same evidence, and the search is the detector's main cost."""
+    lengths: list[int] = []
+    m = shortest
+    while m <= longest:
+        lengths.append(m)
+        m = m + 1 if m < 8 else max(m + 1, round(m * 1.2))
+    if lengths and lengths[-1] != longest and longest > 8:
+        lengths.append(longest)
+    return lengths
 
 
 def _rank_z(tail: Sequence[float], reference: Sequence[float], sign: int) -> float:
@@ -356,11 +369,11 @@ class Detector:
 
     # -- new changes -----------------------------------------------------------------
     def _evidence(self, tail: Sequence[float], reference: Sequence[float], sigma: float,
-                  sign: int, inflation: float) -> tuple[float, float]:
+                  sign: int, inflation: float, *, ordered: bool = False) -> tuple[float, float]:
         """Robust z and effect (log) of a tail against a sorted reference, in the
-        direction `sign`."""
+        direction `sign`. `ordered`: the tail is already sorted."""
         short = len(tail) < _SHORT
-        level, factor = _level(sorted(tail), sign, short)
+        level, factor = _level(tail if ordered else sorted(tail), sign, short)
         center, ref_factor = _level(reference, sign, short)
         effect = (level - center) * sign
         se = sigma * inflation * math.sqrt(factor / len(tail) + ref_factor / len(reference))
@@ -384,16 +397,20 @@ class Detector:
         settled = max(0, n - s.max_tail)
         rho = _lag1(self._logs[max(0, settled - s.scale_window):settled])
         inflation = math.sqrt((1 + rho) / (1 - rho))
-        for m in range(s.min_persist, longest + 1):
+        # Differences ignore level shifts, so one scale serves every tail; correlated
+        # noise makes them understate its spread by sqrt(1 - rho).
+        first_split = n - s.min_persist
+        sigma = max(_scale(self._logs[max(0, first_split - s.scale_window):first_split])
+                    / math.sqrt(1 - rho), s.noise_floor)
+        tail: list[float] = []  # the last m runs, kept sorted as m grows
+        for m in _tail_lengths(s.min_persist, longest):
+            while len(tail) < m:
+                bisect.insort(tail, self._logs[n - 1 - len(tail)])
             split = n - m
             ref = sorted(self._logs[max(self._regime, split - s.reference_window):split])
-            # Differences of correlated noise understate its spread by sqrt(1 - rho).
-            sigma = max(_scale(self._logs[max(0, split - s.scale_window):split])
-                        / math.sqrt(1 - rho), s.noise_floor)
-            tail = self._logs[split:]
+            center = _median(ref)
             for sign in (1, -1):
-                z, effect = self._evidence(tail, ref, sigma, sign, inflation)
-                center = _median(ref)
+                z, effect = self._evidence(tail, ref, sigma, sign, inflation, ordered=True)
                 if z >= s.z_suspect and self._big_enough(effect, center) and (
                         best is None or z > best.z) and not self._returning(
                             sign, center + effect * sign):

@@ -34,7 +34,7 @@ _MATCH_RUNS = 2  # a detected change within this many runs of a stored one is th
 
 @dataclass(frozen=True)
 class ScanSettings:
-    history_runs: int = 400
+    history_runs: int = 250
     # A run is contaminated when other processes used this share of the CPU time while it
     # measured (the noise probe; 0.5 means another process took a whole core of two).
     contaminated_cpu_fraction: float = 0.25
