@@ -7,28 +7,32 @@ the same `Detector`.
 How a change is found (work in log space, so effects are relative and noise is
 multiplicative):
 
-1. At every new run, for each tail length m (the last m runs, m >= `min_persist`), compare
-   a conservative level of the tail with the median of up to `reference_window` runs
-   before it (the reference), within the current regime. The conservative level is the
-   lower median of the tail when testing for a rise and the upper median when testing for
-   a fall, so a tail is only "higher" when most of its runs are: one or two spikes cannot
-   carry it.
-2. Noise is learnt from the series itself: a robust scale (interquartile range) over up to
-   `scale_window` runs before the tail. The IQR ignores the rare spike yet widens with
-   bimodal noise, where a median absolute deviation would not. It never goes below
-   `noise_floor`.
-3. A tail is flagged when the robust z of the shift (level difference over its standard
-   error, with the variance factor of a median) reaches `z_threshold` AND the relative
-   change reaches `min_effect` (and `min_absolute` in the metric's unit). Memory metrics
-   are near-deterministic: their settings make the effect threshold decide.
+1. At every new run, for tail lengths m from `min_persist` to `max_tail` (the last m runs),
+   compare a robust level of the tail with the same kind of level of up to
+   `reference_window` runs before it (the reference), within the current regime. Short
+   tails use the median taken on the lower side of the middle when testing for a rise (the
+   upper side for a fall), so most runs must reach it: one or two spikes cannot carry it;
+   longer tails use the mean of their middle half.
+2. Noise is learnt from the series itself: the spread between the 10th and 90th
+   percentiles of successive differences over up to `scale_window` runs. Differences
+   ignore level shifts; rare spikes do not move the spread; a second mode widens it. It
+   never goes below `noise_floor`. Positive lag-1 autocorrelation, learnt from runs before
+   any tested tail, widens the standard error.
+3. A tail is flagged (`suspected`) when the robust z of the shift reaches `z_suspect` AND
+   the relative change reaches `min_effect` (and `min_absolute` in the metric's unit).
+   Nothing is judged before `min_history` runs. Memory metrics are near-deterministic:
+   their settings make the effect threshold decide.
 4. The change is located by the split that maximises the two-sample mean-difference
    statistic over the window, on values clipped to the two levels ± a few sigmas (outliers
    cannot move the split).
-5. A flagged change is `suspected` (recorded, never pages). It is confirmed (`open`) once
-   `confirm_runs` runs sit at the new level, the latest of them on the new side of the
-   midpoint, and the evidence still holds; it is dismissed when two consecutive runs are
-   back on the old side before that (an excursion). A confirmed change resolves when
-   `min_persist` consecutive runs are back on the old side.
+5. A flagged change is `suspected` (recorded, never pages). It is confirmed (`open`) from
+   the runs after the one that flagged it (what raised the suspicion cannot also prove
+   it): at least `confirm_after` of them at the new level, the latest `confirm_runs` runs
+   at one new level (`confirm_misses` may fall short, never the latest, and their two
+   halves agree), a robust z of `z_threshold` and a Mann-Whitney rank test against the
+   reference. It is dismissed when its evidence is gone and runs are back on the old side
+   (an excursion). A confirmed change resolves when `min_persist` consecutive runs are
+   back on the old side.
 6. After a confirmed change the new level is the regime the next change is measured
    against; after a resolution the regime restarts at the first reverted run.
 """
@@ -58,6 +62,8 @@ class DetectorSettings:
     confirm_runs: int = 6  # the latest runs that must sit at the new level to page (open)
     confirm_misses: int = 1  # of which this many may fall short (never the latest)
     confirm_line: float = 0.5  # "at the new level": this far from the old level to the new
+    consistency_z: float = 3.5  # the two halves of those runs may differ by this much
+    confirm_after: int = 4  # runs at the new level after the one that flagged it
     min_reference: int = 8  # runs of the current regime needed before a split
     reference_window: int = 40  # runs before the split whose median is the old level
     scale_window: int = 100  # runs before the split the noise is learnt from
@@ -341,18 +347,34 @@ class Detector:
         if len(latest) < s.confirm_runs or misses > s.confirm_misses or (
                 latest[-1] - line) * act.sign <= 0:
             return  # the latest runs must sit at the new level: an excursion cannot
-        z, effect = self._evidence(tail, act.reference, act.sigma, act.sign, act.inflation)
+        # ...and have stayed there after the run that flagged it: a three-run excursion
+        # is flagged by its second or third run, so it cannot supply these.
+        later = sum((v - line) * act.sign > 0 for v in self._logs[act.detected + 1:])
+        if later < s.confirm_after:
+            return
+        # ...at one level: an excursion that follows a few high runs of noise makes two.
+        half = len(latest) // 2
+        drift = _median(sorted(latest[half:])) - _median(sorted(latest[:half]))
+        if abs(drift) > s.consistency_z * act.sigma * act.inflation * math.sqrt(
+                2 * _MEDIAN_VAR / half):
+            return
+        # The evidence to page comes from the runs after the one that flagged the change:
+        # the runs that raised the suspicion (an excursion, a few high runs of noise)
+        # cannot also be its proof.
+        proof = self._logs[act.detected + 1:]
+        z, effect = self._evidence(proof, act.reference, act.sigma, act.sign, act.inflation)
         if z < s.z_threshold or not self._big_enough(effect, act.before):
             return
         # Distribution-free guard: with bimodal or heavy-tailed noise a run of high values
-        # can move a robust mean; it cannot make the tail outrank the reference.
-        if _rank_z(tail, act.reference, act.sign) / act.inflation < s.rank_z:
+        # can move a robust mean; it cannot make the runs outrank the reference.
+        if _rank_z(proof, act.reference, act.sign) / act.inflation < s.rank_z:
             return
         # With more runs at the new level, place the start again (a run either way).
         n = len(self._logs)
         lo = max(self._regime, act.start - s.reference_window)
         start = self._locate(lo, (act.before, act.mid * 2 - act.before), act.sigma, act.sign,
-                             (max(lo + 3, act.start - 4), min(n - 1, act.start + 4)))
+                             (max(lo + 3, act.start - 4),
+                              min(n - 1, act.start + 4, act.detected)))
         ref = sorted(self._logs[max(self._regime, start - s.reference_window):start])
         if len(ref) >= 3:
             act.start, act.reference, act.before = start, ref, _median(ref)
