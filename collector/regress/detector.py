@@ -372,14 +372,18 @@ class Detector:
         # With more runs at the new level, place the start again (a run either way).
         n = len(self._logs)
         lo = max(self._regime, act.start - s.reference_window)
-        start = self._locate(lo, (act.before, act.mid * 2 - act.before), act.sigma, act.sign,
-                             (max(lo + 3, act.start - 4),
-                              min(n - 1, act.start + 4, act.detected)))
+        # The search reaches past the flagging run: a suspicion raised by a small shift can
+        # be overtaken by a larger change, which then starts where it really starts.
+        now = _median(sorted(latest))
+        start = self._locate(lo, (act.before, now), act.sigma, act.sign,
+                             (max(lo + 3, act.start - 4), n - max(1, s.min_persist - 1)))
         ref = sorted(self._logs[max(self._regime, start - s.reference_window):start])
         if len(ref) >= 3:
             act.start, act.reference, act.before = start, ref, _median(ref)
         act.after = _median(sorted(self._logs[act.start:]))
+        detected = max(act.change.detected_index, self._index[act.start])
         act.change = replace(act.change, start_index=self._index[act.start],
+                             detected_index=detected,
                              confirmed_index=self._index[-1], before=math.exp(act.before),
                              after=math.exp(act.after),
                              relative_change=math.exp(act.after - act.before) - 1)

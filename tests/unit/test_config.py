@@ -108,14 +108,17 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
     ("empty file", "", [(1, "", "got an empty file")]),
     ("unknown top-level key", BENCH + "colour: red\n",
-     [(8, "colour", "unknown key; expected one of: defaults, serve, storage, suites, "
-                    "version")]),
+     [(8, "colour", "unknown key; expected one of: defaults, detection, serve, storage, "
+                    "suites, version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
      [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: backend, "
        "batch_size")]),
     ("unknown model key", BENCH.replace("GPT2LMHeadModel", "GPT2LMHeadModel\n          rev: 1"),
      [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
-       "config, seed, source, trust_remote_code")]),
+       "config, delay_ms, seed, source, trust_remote_code")]),
+    ("unknown metric in detection",
+     BENCH + "detection:\n  min_effect: {latency_p55_seconds: 0.1}\n",
+     [(9, "detection.min_effect", "unknown metric(s) latency_p55_seconds")]),
     ("wrong type", BENCH + "        batch_size: four\n",
      [(8, "suites.s.benchmarks[0].batch_size",
        "unable to parse string as an integer (got 'four')")]),
