@@ -4,6 +4,8 @@
 - `pg_server` (session): one started `PostgresServer` for the whole run, removed at the end.
   Tests may stop or kill it; the next test that uses it finds it running again.
 - `pg_url` (function): the URL of a fresh, empty database, dropped after the test.
+- `store` (function, parametrized): each history store in turn, for contract tests: the
+  embedded SQLite store, then a `PostgresStore` on a fresh database.
 
 Without PostgreSQL binaries the tests that use them are skipped, except under CI (the `CI`
 environment variable is non-empty), where they fail: CI must never skip service tests.
@@ -14,9 +16,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from collector.history import Store
 from tests.pg_server import PostgresServer, postgres_available
 
 
@@ -46,3 +50,17 @@ def pg_url(pg_server: PostgresServer, _pg_server_running: None) -> Iterator[str]
     yield pg_server.create_database(name)
     pg_server.start()  # the test may have stopped it
     pg_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    from collector.store import SQLiteStore
+    from collector.store.postgres import PostgresStore
+
+    opened: Store
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "local.db")
+    else:
+        opened = PostgresStore(request.getfixturevalue("pg_url"))
+    yield opened
+    opened.close()

@@ -3,10 +3,8 @@ over stored history with attribution, acknowledgement, resolution and baselines.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,24 +13,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from collector.exporter import RegressionCollector
 from collector.history import ACTIVE_STATUSES, Baseline, Regression, Store
 from collector.regress.scan import ScanReport, accept_as_baseline, scan
-from collector.store import SQLiteStore
-from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)
 OLD = {"transformers_version": "5.23.0", "torch_version": "2.13.0"}
 NEW = {"transformers_version": "5.24.0", "torch_version": "2.13.0"}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "local.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    yield opened
-    opened.close()
 
 
 class Feed:

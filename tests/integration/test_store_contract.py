@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,21 +10,9 @@ import pytest
 from collector.errors import StoreError
 from collector.history import Store
 from collector.store import SQLiteStore
-from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "local.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    yield opened
-    opened.close()
 
 
 def test_record_and_read_back_a_run(store: Store) -> None:
