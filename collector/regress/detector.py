@@ -381,6 +381,7 @@ class Detector:
         if len(ref) >= 3:
             act.start, act.reference, act.before = start, ref, _median(ref)
         act.after = _median(sorted(self._logs[act.start:]))
+        act.mid = 0.5 * (act.before + act.after)  # resolution is judged against these
         detected = max(act.change.detected_index, self._index[act.start])
         act.change = replace(act.change, start_index=self._index[act.start],
                              detected_index=detected,
