@@ -42,6 +42,12 @@ def _latency(stores: Stores) -> list[Regression]:
     return [r for r in stores.local.regressions(metric=METRIC) if r.kind == "regression"]
 
 
+def _status(stores: Stores, regression_id: str) -> str:
+    """(Noise on a busy machine may add suspicions of its own: they come and go.)"""
+    [found] = [r for r in _latency(stores) if r.regression_id == regression_id]
+    return found.status
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "collector", *args], capture_output=True,
                           text=True, timeout=120, check=False)
@@ -91,19 +97,19 @@ def test_injected_slowdown_is_detected_attributed_exported_acked_and_resolved(
                       "json")
         assert listed.returncode == 0, listed.stderr
         assert [r["regression_id"] for r in json.loads(listed.stdout)
-                if r["kind"] == "regression"] == [reg.regression_id]
+                if r["kind"] == "regression" and r["status"] == "open"] == [reg.regression_id]
         acked = _cli("regressions", "ack", reg.regression_id, "--local-store", str(db))
         assert acked.returncode == 0, acked.stderr
-        assert [r.status for r in _latency(stores)] == ["acknowledged"]
+        assert _status(stores, reg.regression_id) == "acknowledged"
         after_ack = Exposition(stores.local, ServiceCollector({"version": "t"})).render()
         assert b'status="acknowledged"' in after_ack
 
         # The fix ships: the level returns and the regression resolves by itself.
         for _ in range(8):
             run(fast)
-            if _latency(stores)[0].status == "resolved":
+            if _status(stores, reg.regression_id) == "resolved":
                 break
-        [done] = _latency(stores)
+        [done] = [r for r in _latency(stores) if r.regression_id == reg.regression_id]
         assert done.status == "resolved" and done.resolved_run_id is not None
     finally:
         stores.close()
