@@ -33,7 +33,7 @@ from collector.errors import (
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from collector.config import StorageSettings
+    from collector.config import Config, StorageSettings
     from collector.model import RunResult
     from collector.service import Outcome
     from collector.store import Stores
@@ -271,13 +271,22 @@ def _open_stores(settings: StorageSettings, local_store: str | None, *,
                        schema=settings.schema_policy if manage_schema else None)
 
 
-def _storage_settings(path: str) -> StorageSettings:
-    """The config's storage section; defaults when the default config is absent."""
-    from collector.config import StorageSettings, load_config
+def _optional_config(path: str) -> Config | None:
+    """The config file; None when it is the default one and absent (commands that only
+    need its storage or detection sections then use their defaults)."""
+    from collector.config import load_config
 
     if path == DEFAULT_CONFIG and not Path(path).exists():
-        return StorageSettings()
-    return load_config(path).storage
+        return None
+    return load_config(path)
+
+
+def _storage_settings(path: str) -> StorageSettings:
+    """The config's storage section; defaults when the default config is absent."""
+    from collector.config import StorageSettings
+
+    config = _optional_config(path)
+    return config.storage if config is not None else StorageSettings()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -295,9 +304,13 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _regressions(args: argparse.Namespace) -> int:
-    stores = _open_stores(_storage_settings(args.config), args.local_store)
+    from collector.config import DetectionSettings, StorageSettings
+
+    config = _optional_config(args.config)
+    stores = _open_stores(config.storage if config else StorageSettings(), args.local_store)
     try:
-        return cli_regress.run_regressions(args, stores.primary())
+        return cli_regress.run_regressions(
+            args, stores.primary(), config.detection if config else DetectionSettings())
     finally:
         stores.close()
 

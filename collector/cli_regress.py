@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from collector.errors import ConfigError, ConfigProblem, NotFoundError
 
 if TYPE_CHECKING:
+    from collector.config import DetectionSettings
     from collector.history import Regression, SeriesInfo, Store
 
 ACTIONS = ("list", "ack", "baseline", "scan")
@@ -98,14 +99,15 @@ def run_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_regressions(args: argparse.Namespace, store: Store) -> int:
+def run_regressions(args: argparse.Namespace, store: Store,
+                    detection: DetectionSettings) -> int:
     action = args.action or "list"
     if action == "ack":
         return _ack(store, args)
     if action == "baseline":
         return _baseline(store, args)
     if action == "scan":
-        return _scan(store, args)
+        return _scan(store, detection)
     return _list(store, args)
 
 
@@ -172,16 +174,10 @@ def _baseline(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(store: Store, args: argparse.Namespace) -> int:
-    from collector.config import load_config
+def _scan(store: Store, detection: DetectionSettings) -> int:
     from collector.regress.scan import ScanSettings, scan
 
-    settings = ScanSettings()
-    if Path(args.config).exists():
-        detection = load_config(args.config).detection
-        settings = ScanSettings(history_runs=detection.history_runs,
-                                contaminated_cpu_fraction=detection.contaminated_cpu_fraction,
-                                min_effect=dict(detection.min_effect))
+    settings = ScanSettings.from_config(detection)
     report = scan(store, settings=settings)
     _console().print(f"scanned {report.series} series ({report.metrics} metrics): "
                      f"{len(report.new)} new change(s), {len(report.changed)} changed "

@@ -103,10 +103,8 @@ def detect(config: Config, stores: Stores, runs: list[RunResult],
     if sync is not None and not sync.ok:
         return None, "deferred: runs still wait in the outbox for PostgreSQL"
     try:
-        report = scan(stores.primary(), series_ids=series, settings=ScanSettings(
-            history_runs=settings.history_runs,
-            contaminated_cpu_fraction=settings.contaminated_cpu_fraction,
-            min_effect=dict(settings.min_effect)))
+        report = scan(stores.primary(), series_ids=series,
+                      settings=ScanSettings.from_config(settings))
     except StoreError as exc:
         return None, str(exc)
     return report, None

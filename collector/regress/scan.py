@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from collector.config import DetectionSettings
 from collector.history import ACTIVE_STATUSES, Baseline, Regression, RunPoint, Store
 from collector.metrics import METRICS
 from collector.regress.attribution import describe, environment_diff, hardware_key
@@ -40,6 +41,13 @@ class ScanSettings:
     contaminated_cpu_fraction: float = 0.25
     detector: DetectorSettings | None = None  # time and rate metrics; memory has its own
     min_effect: dict[str, float] = field(default_factory=dict)  # metric or "default"
+
+    @classmethod
+    def from_config(cls, detection: DetectionSettings) -> ScanSettings:
+        """The config file's `detection:` section."""
+        return cls(history_runs=detection.history_runs,
+                   contaminated_cpu_fraction=detection.contaminated_cpu_fraction,
+                   min_effect=dict(detection.min_effect))
 
     def for_metric(self, metric: str) -> DetectorSettings:
         chosen = settings_for(metric, self.detector)
