@@ -154,12 +154,6 @@ class Change:
         return 0.5 * math.erfc(abs(self.statistic) / math.sqrt(2))
 
 
-def _sign(kind: Kind, direction: Direction) -> int:
-    """+1 when the change raised the value, -1 when it lowered it."""
-    worse_up = direction is Direction.LOWER_IS_BETTER
-    return 1 if (kind == "regression") == worse_up else -1
-
-
 def _kind(sign: int, direction: Direction) -> Kind:
     worse_up = direction is Direction.LOWER_IS_BETTER
     return "regression" if (sign > 0) == worse_up else "improvement"

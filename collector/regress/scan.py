@@ -62,11 +62,6 @@ class ScanReport:
     new: list[Regression] = field(default_factory=list)
     changed: list[Regression] = field(default_factory=list)  # status changed
 
-    @property
-    def open_regressions(self) -> list[Regression]:
-        return [r for r in self.new + self.changed
-                if r.kind == "regression" and r.status == "open"]
-
 
 def regression_id(series_id: str, metric: str, kind: str, start_run_id: str) -> str:
     text = f"{series_id}:{metric}:{kind}:{start_run_id}"
