@@ -39,6 +39,7 @@ from collector.model import (
     BenchmarkSpec,
     CompileSettings,
     Dtype,
+    MeasurementMode,
     MeasurementSettings,
     ModelSource,
     SyntheticSource,
@@ -67,6 +68,8 @@ class _MeasurementOverrides(_Strict):
     max_duration_s: Annotated[float, Field(gt=0)] | None = None
     target_rel_ci: Annotated[float, Field(gt=0, lt=1)] | None = None
     confidence: Annotated[float, Field(gt=0.5, lt=1)] | None = None
+    mode: MeasurementMode | None = None
+    repetitions: Annotated[int, Field(ge=1, le=100)] | None = None
 
 
 class _Matrix(_Strict):

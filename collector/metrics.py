@@ -61,6 +61,12 @@ _DEFS = [
     MetricDef("model_size_bytes", "bytes", _N, "bytes of parameters and buffers"),
     MetricDef("cuda_max_allocated_bytes", "bytes", _L, "torch.cuda.max_memory_allocated"),
     MetricDef("cuda_max_reserved_bytes", "bytes", _L, "torch.cuda.max_memory_reserved"),
+    MetricDef("instructions_per_iteration", "instructions", _L,
+              "CPU instructions per iteration (forward or generate call), counted under "
+              "valgrind in the timed region only (measurement mode instructions)"),
+    MetricDef("instructions_per_token", "instructions", _L,
+              "CPU instructions per generated token over the batch (generation tasks, "
+              "measurement mode instructions)"),
 ]
 
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}

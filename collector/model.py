@@ -42,6 +42,14 @@ class Backend(str, Enum):
     COMPILE = "compile"
 
 
+class MeasurementMode(str, Enum):
+    """What a benchmark measures: wall time (the default), or CPU instructions counted
+    under valgrind (near-deterministic; a CI-sized mode for small models)."""
+
+    WALL = "wall"
+    INSTRUCTIONS = "instructions"
+
+
 class Dtype(str, Enum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"
@@ -60,6 +68,10 @@ class SyntheticSource(Frozen):
     # the model sleeps this long first. Not part of the series identity, so turning it on
     # shows up as a regression of the same series (attributed to a config change).
     delay_ms: Annotated[float, Field(ge=0, le=60_000)] = 0.0
+    # Fault injection that does real work (unlike delay_ms, which only sleeps and adds no
+    # instructions): every forward call also runs extra matrix multiplications sized to
+    # this fraction of the model's own work (0.03 = +3%). Not part of the identity either.
+    extra_compute: Annotated[float, Field(ge=0, le=10)] = 0.0
 
 
 class HubSource(Frozen):
@@ -100,6 +112,12 @@ class MeasurementSettings(Frozen):
     max_duration_s: Annotated[float, Field(gt=0)] = 20.0
     target_rel_ci: Annotated[float, Field(gt=0, lt=1)] = 0.01
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # wall: time iterations until the median is stable. instructions: count the CPU
+    # instructions of `min_iterations` iterations under valgrind (one thread).
+    mode: MeasurementMode = MeasurementMode.WALL
+    # Fresh-process repetitions of the benchmark, interleaved across the suite's benchmarks
+    # (A1 B1 C1 A2 B2 C2 ...); the stored point combines them (see collector.combine).
+    repetitions: Annotated[int, Field(ge=1, le=100)] = 1
 
     @model_validator(mode="after")
     def _bounds(self) -> MeasurementSettings:
@@ -147,8 +165,8 @@ class BenchmarkSpec(Frozen):
         """What defines the workload. Names, suite and measurement knobs are labels, not
         identity: renaming a benchmark or tightening its CI target keeps its history."""
         ident: dict[str, Any] = {
-            "model": self.model.model_dump(mode="json",
-                                           exclude={"trust_remote_code", "delay_ms"}),
+            "model": self.model.model_dump(
+                mode="json", exclude={"trust_remote_code", "delay_ms", "extra_compute"}),
             "task": self.task.value,
             "backend": self.backend.value,
             "device": self.device,
@@ -160,6 +178,10 @@ class BenchmarkSpec(Frozen):
         }
         if self.backend is Backend.COMPILE:
             ident["compile"] = self.compile.model_dump(mode="json")
+        # Instructions are another quantity than wall time (and wall time under valgrind is
+        # meaningless): their own series. Wall-time identities stay as they were.
+        if self.measurement.mode is not MeasurementMode.WALL:
+            ident["measurement_mode"] = self.measurement.mode.value
         return ident
 
     def series_id(self, host: str) -> str:
