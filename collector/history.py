@@ -113,7 +113,8 @@ class Regression:
     regression_id: str
     series_id: str
     metric: str
-    kind: Literal["regression", "improvement"]
+    # host_drift: a step with no software, configuration or model change behind it
+    kind: Literal["regression", "improvement", "host_drift"]
     status: RegressionStatus
     start_run_id: str
     start_time: datetime
@@ -135,6 +136,8 @@ class Regression:
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
     note: str | None = None
+    # Confirmation runs' evidence: runs, values, z, p, verdict (confirmed or dismissed).
+    confirmation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,12 @@ class MeasurementInfo(Frozen):
     achieved_rel_ci: float | None
     converged: bool
     stop_reason: Literal["converged", "max_duration", "max_iterations"]
+    # With several repetitions: how many, the rank-based half-width of the median within
+    # the windows (pooled, as if one window), and the spread between the repetitions'
+    # medians (relative standard deviation). achieved_rel_ci then covers both.
+    repetitions: Annotated[int, Field(ge=1)] = 1
+    within_rel_ci: float | None = None
+    between_rel_sd: float | None = None
 
 
 class NoiseProbe(Frozen):
@@ -260,6 +266,23 @@ class NoiseProbe(Frozen):
     loadavg_1m_start: float | None = None
     loadavg_1m_end: float | None = None
     gpu: dict[str, Any] | None = None
+
+
+class Repetition(Frozen):
+    """One fresh-process repetition of a benchmark, kept whole next to the combined point:
+    its own metrics, measurement and noise; its samples are the `sample_counts` values
+    from `sample_offsets` in the combined result's samples."""
+
+    index: Annotated[int, Field(ge=0)]
+    status: Literal["ok", "failed"]
+    started_at: datetime
+    finished_at: datetime
+    metrics: dict[str, float] = Field(default_factory=dict)
+    measurement: MeasurementInfo | None = None
+    noise: NoiseProbe | None = None
+    failure: Failure | None = None
+    sample_offsets: dict[str, int] = Field(default_factory=dict)
+    sample_counts: dict[str, int] = Field(default_factory=dict)
 
 
 class BenchmarkResult(Frozen):
@@ -275,6 +298,8 @@ class BenchmarkResult(Frozen):
     measurement: MeasurementInfo | None = None
     noise: NoiseProbe | None = None
     failure: Failure | None = None
+    # Every repetition when the benchmark ran more than once (empty for one).
+    repetitions: tuple[Repetition, ...] = ()
 
     @field_validator("metrics")
     @classmethod
@@ -306,6 +331,9 @@ class RunResult(Frozen):
     collector_version: str
     results: tuple[BenchmarkResult, ...]
     aborted: bool = False  # stopped by a shutdown before every benchmark had run
+    # scheduled: a point of its series. confirmation: extra repetitions run at once to
+    # confirm or dismiss a suspected change; stored apart, never a point of the series.
+    purpose: Literal["scheduled", "confirmation"] = "scheduled"
 
     @property
     def status(self) -> Literal["ok", "failed", "partial", "aborted"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from collector import __version__
+from collector.combine import combine
 from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
@@ -110,6 +112,15 @@ def detect(config: Config, stores: Stores, runs: list[RunResult],
     return report, None
 
 
+def interleaved(specs: Sequence[BenchmarkSpec]) -> list[tuple[int, int]]:
+    """The order repetitions run in: round-robin over the suite's benchmarks (A1 B1 C1 A2
+    B2 C2 ...), as (benchmark position, repetition) pairs; a benchmark with fewer
+    repetitions drops out of later rounds."""
+    rounds = max((s.measurement.repetitions for s in specs), default=0)
+    return [(pos, rep) for rep in range(rounds) for pos, spec in enumerate(specs)
+            if rep < spec.measurement.repetitions]
+
+
 def run_once(config: Config, *, selection: Selection = Selection(),
              reporter: Reporter | None = None, start_method: str = "forkserver",
              host: str | None = None, stores: Stores | None = None,
@@ -121,37 +132,44 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
     failures are results, not exceptions; a database that is away is a report, not an
     error: the runs wait in the outbox. `stop` (set by a shutdown) starts no further
-    benchmark and marks the run aborted; `kill` also stops the running worker."""
+    benchmark and marks the run aborted; `kill` also stops the running worker.
+    Repetitions of a suite's benchmarks are interleaved (see `interleaved`) and combined
+    into one result per benchmark (collector.combine)."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     env = environment(host)
-    total = sum(len(s.benchmarks) for s in suites)
+    total = sum(len(interleaved(s.benchmarks)) for s in suites)
     report.start(total)
     runs: list[RunResult] = []
     store_error: str | None = None
-    index = 0
+    counter = itertools.count()
     workers = pool or WorkerPool(start_method)
+
+    def one(spec: BenchmarkSpec) -> BenchmarkResult:
+        index = next(counter)
+        report.benchmark_started(index, spec)
+        result = run_benchmark(workers, spec, env, target=target, kill=kill,
+                               on_progress=functools.partial(report.progress, spec))
+        report.benchmark_finished(index, result)
+        return result
+
     try:
         for suite in suites:
             if stop is not None and stop.is_set():
                 break
             started = _now()
-            results = []
-            for spec in suite.benchmarks:
+            done: list[list[BenchmarkResult]] = [[] for _ in suite.benchmarks]
+            planned = interleaved(suite.benchmarks)
+            for pos, _rep in planned:
                 if stop is not None and stop.is_set():
                     break  # the rest of the suite is not run; the run is marked aborted
-                report.benchmark_started(index, spec)
-                result = run_benchmark(workers, spec, env, target=target, kill=kill,
-                                       on_progress=functools.partial(report.progress, spec))
-                report.benchmark_finished(index, result)
-                results.append(result)
-                index += 1
+                done[pos].append(one(suite.benchmarks[pos]))
+            results = [combine(reps) for reps in done if reps]
+            ran = sum(len(reps) for reps in done)
             run = RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
                             started_at=started, finished_at=_now(),
                             collector_version=__version__, results=tuple(results),
-                            aborted=len(results) < len(suite.benchmarks) or any(
-                                r.failure is not None and r.failure.kind is FailureKind.ABORTED
-                                for r in results))
+                            aborted=ran < len(planned) or _any_aborted(done))
             runs.append(run)
             if stores is not None and store_error is None:
                 try:
@@ -165,3 +183,8 @@ def run_once(config: Config, *, selection: Selection = Selection(),
                                   if stores is not None and store_error is None
                                   else (None, None))
     return Outcome(runs, store_error, sync, detection, detection_error)
+
+
+def _any_aborted(done: list[list[BenchmarkResult]]) -> bool:
+    return any(r.failure is not None and r.failure.kind is FailureKind.ABORTED
+               for reps in done for r in reps)

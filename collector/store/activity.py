@@ -10,11 +10,12 @@ from typing import Any
 from collector.history import SeriesActivity, SuiteActivity
 from collector.store.rows import parse_time
 
+# Scheduled runs only: confirmation runs are extra repetitions, not the schedule's health.
 SERIES_RESULTS = ("SELECT series_id, status, count(*), max(finished_at) FROM results "
-                  "GROUP BY series_id, status")
+                  "WHERE purpose = 'scheduled' GROUP BY series_id, status")
 SERIES_FAILURES = "SELECT series_id, kind, count(*) FROM failures GROUP BY series_id, kind"
 SUITE_RUNS = ("SELECT suite, host, status, count(*), max(started_at), max(finished_at) "
-              "FROM runs GROUP BY suite, host, status")
+              "FROM runs WHERE purpose = 'scheduled' GROUP BY suite, host, status")
 
 Query = Callable[[str], Sequence[Sequence[Any]]]
 

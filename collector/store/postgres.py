@@ -44,10 +44,11 @@ from collector.store.rows import (
     RUN_COLUMNS,
     SAMPLE_COLUMNS,
     SERIES_COLUMNS,
+    measurement_table,
     run_rows,
 )
 
-_JSONB = {"environment", "spec", "identity", "measurement", "noise"}
+_JSONB = {"environment", "spec", "identity", "measurement", "noise", "repetitions"}
 _MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collector
 # SQLSTATE classes that mean "the server is away or not ready": worth retrying.
 _TEMPORARY_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
@@ -98,6 +99,7 @@ def _copy(table: str, columns: Sequence[str]) -> sql.Composed:
 # Binary COPY (about 20% faster than text here) needs each column's type up front.
 _COPY_TYPES = {
     "measurements": ["timestamptz", "uuid", "text", "text", "float8", "text"],
+    "confirmation_measurements": ["timestamptz", "uuid", "text", "text", "float8", "text"],
     "samples": ["uuid", "text", "text", "int4", "float8"],
 }
 
@@ -231,7 +233,8 @@ class PostgresStore:
                 cur.executemany(_insert("series", SERIES_COLUMNS,
                                         "ON CONFLICT (series_id) DO NOTHING"), rows.series)
                 cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
-                self._bulk_write(cur, "measurements", MEASUREMENT_COLUMNS, rows.measurements)
+                self._bulk_write(cur, measurement_table(run), MEASUREMENT_COLUMNS,
+                                 rows.measurements)
                 self._bulk_write(cur, "samples", SAMPLE_COLUMNS, rows.samples)
                 cur.executemany(_insert("failures", FAILURE_COLUMNS), rows.failures)
         return True

@@ -28,8 +28,9 @@ REGRESSION_COLUMNS = (
     "last_good_run_id", "last_good_time", "detected_run_id", "detected_at", "confirmed_at",
     "before_value", "after_value", "relative_change", "statistic", "p_value", "method",
     "environment_diff", "attribution", "resolved_at", "resolved_run_id", "acknowledged_at",
-    "acknowledged_by", "note")
+    "acknowledged_by", "note", "confirmation")
 _RUN_ID_COLUMNS = {"start_run_id", "last_good_run_id", "detected_run_id", "resolved_run_id"}
+_JSON_COLUMNS = {"environment_diff", "confirmation"}
 _TIME_COLUMNS = {"start_time", "last_good_time", "detected_at", "confirmed_at", "resolved_at",
                  "acknowledged_at"}
 
@@ -62,8 +63,8 @@ def regression_params(reg: Regression, *, encode_time: Callable[[datetime], Any]
         value = getattr(reg, column)
         if column in _TIME_COLUMNS and value is not None:
             value = encode_time(value)
-        elif column == "environment_diff":
-            value = encode_json(value)
+        elif column in _JSON_COLUMNS:
+            value = None if value is None else encode_json(value)
         params.append(value)
     params.append(encode_time(now))
     return params
@@ -97,6 +98,8 @@ def _column(column: str, value: Any) -> Any:
         return parse_time(value)
     if column == "environment_diff":
         return _decoded(value) or {}
+    if column == "confirmation":
+        return _decoded(value)
     if column in ("before_value", "after_value", "relative_change", "statistic"):
         return float(value)
     return value
@@ -122,7 +125,8 @@ def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
     measurements: one query for the results, one for the values."""
     results = query(
         "SELECT run_id, finished_at, noise, environment, spec_hash FROM results "
-        "WHERE series_id = %s AND status = 'ok' ORDER BY finished_at DESC LIMIT %s",
+        "WHERE series_id = %s AND status = 'ok' AND purpose = 'scheduled' "
+        "ORDER BY finished_at DESC LIMIT %s",
         (series_id, limit))
     runs: list[RunPoint] = []
     for run_id, finished, noise, environment, spec_hash in reversed(results):

@@ -47,18 +47,19 @@ class RunRows:
     run: tuple[Any, ...]
     series: list[tuple[Any, ...]]
     results: list[tuple[Any, ...]]
-    measurements: list[tuple[Any, ...]]
+    measurements: list[tuple[Any, ...]]  # for measurements, or confirmation_measurements
     samples: list[tuple[Any, ...]]
     failures: list[tuple[Any, ...]]
 
 
 RUN_COLUMNS = ("run_id", "suite", "host", "started_at", "finished_at", "status",
-               "collector_version", "environment")
+               "collector_version", "environment", "purpose")
 SERIES_COLUMNS = ("series_id", "host", "suite", "name", "model", "source", "revision", "task",
                   "backend", "device", "dtype", "batch_size", "sequence_length", "new_tokens",
                   "spec", "identity")
 RESULT_COLUMNS = ("run_id", "series_id", "status", "started_at", "finished_at",
-                  "resolved_task", "measurement", "noise", "environment", "spec_hash")
+                  "resolved_task", "measurement", "noise", "environment", "spec_hash",
+                  "purpose", "repetitions")
 MEASUREMENT_COLUMNS = ("time", "run_id", "series_id", "metric", "value", "unit")
 SAMPLE_COLUMNS = ("run_id", "series_id", "metric", "idx", "value")
 FAILURE_COLUMNS = ("run_id", "series_id", "time", "kind", "message", "exception_type",
@@ -85,7 +86,9 @@ def run_rows(run: RunResult) -> RunRows:
                               if result.measurement else None),
                         _json(result.noise.model_dump(mode="json") if result.noise else None),
                         _json(result.environment.model_dump(mode="json")),
-                        spec_hash(result)))
+                        spec_hash(result), run.purpose,
+                        _json([r.model_dump(mode="json") for r in result.repetitions])
+                        if result.repetitions else None))
         for metric, value in sorted(result.metrics.items()):
             measurements.append((result.finished_at, run.run_id, result.series_id, metric,
                                  value, METRICS[metric].unit))
@@ -97,9 +100,14 @@ def run_rows(run: RunResult) -> RunRows:
                              f.signal))
     return RunRows(
         run=(run.run_id, run.suite, run.host, run.started_at, run.finished_at, run.status,
-             run.collector_version, _json(env)),
+             run.collector_version, _json(env), run.purpose),
         series=[series[k] for k in sorted(series)],  # one lock order for every writer
         results=results, measurements=measurements, samples=samples, failures=failures)
+
+
+def measurement_table(run: RunResult) -> str:
+    """Where a run's values go: confirmation runs never become points of their series."""
+    return "confirmation_measurements" if run.purpose == "confirmation" else "measurements"
 
 
 def spec_hash(result: BenchmarkResult) -> str:

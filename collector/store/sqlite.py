@@ -44,6 +44,7 @@ from collector.store.rows import (
     RUN_COLUMNS,
     SAMPLE_COLUMNS,
     SERIES_COLUMNS,
+    measurement_table,
     parse_time,
     run_rows,
 )
@@ -161,7 +162,7 @@ class SQLiteStore:
                                    [_sql_values(r) for r in rows.series])
             for table, columns, values in (
                 ("results", RESULT_COLUMNS, rows.results),
-                ("measurements", MEASUREMENT_COLUMNS, rows.measurements),
+                (measurement_table(run), MEASUREMENT_COLUMNS, rows.measurements),
                 ("samples", SAMPLE_COLUMNS, rows.samples),
                 ("failures", FAILURE_COLUMNS, rows.failures),
             ):

@@ -21,7 +21,8 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
     assert state.current
     assert [(a.version, a.name) for a in state.applied] == [(1, "initial"),
                                                             (2, "readonly_role"),
-                                                            (4, "regressions")]
+                                                            (4, "regressions"),
+                                                            (5, "signal")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb")]
     assert store.mode == "postgresql"
@@ -50,11 +51,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 3
+    assert len(plan(again).applied) == 4
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3]
     local.close()
 
 
@@ -65,7 +66,7 @@ def _older(dialect: str) -> list[Migration]:
 def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
     PostgresStore(pg_url, migrations=_older("postgres")).close()  # a database from before
     with pytest.raises(SchemaError, match=r"older than this collector \(pending: "
-                                          r"0002_readonly_role, 0004_regressions\)"):
+                                          r"0002_readonly_role, 0004_regressions, 0005_signal\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -88,14 +89,14 @@ def test_edited_migration_is_detected(pg_url: str) -> None:
 
 
 def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
-    broken = Migration(5, "broken", "CREATE TABLE half_done (x integer);\nSELECT 1/0;",
+    broken = Migration(6, "broken", "CREATE TABLE half_done (x integer);\nSELECT 1/0;",
                        "b" * 64, None)
     with pytest.raises(PermanentStoreError, match="division by zero"):
         PostgresStore(pg_url, migrations=[*load_migrations("postgres"), broken])
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4]
+    assert versions == [1, 2, 4, 5]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -116,7 +117,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
-    assert rows == [(1, 1), (2, 1), (4, 1)]
+    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:

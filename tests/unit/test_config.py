@@ -115,7 +115,7 @@ MALFORMED = [
        "batch_size")]),
     ("unknown model key", BENCH.replace("GPT2LMHeadModel", "GPT2LMHeadModel\n          rev: 1"),
      [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
-       "config, delay_ms, seed, source, trust_remote_code")]),
+       "config, delay_ms, extra_compute, seed, source, trust_remote_code")]),
     ("unknown metric in detection",
      BENCH + "detection:\n  min_effect: {latency_p55_seconds: 0.1}\n",
      [(9, "detection.min_effect", "unknown metric(s) latency_p55_seconds")]),
