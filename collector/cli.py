@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from collector.config import Config, StorageSettings
+    from collector.history import Regression
     from collector.model import RunResult
     from collector.service import Outcome
     from collector.store import Stores
@@ -70,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default), or a brand new interpreter per benchmark")
     run.add_argument("--host", help="host name recorded in results (default: this machine's)")
     run.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    run.add_argument("--no-confirm", action="store_true",
+                     help="run no confirmation runs for changes this run makes suspected "
+                          "(they then wait for later scheduled runs)")
     run.add_argument("--push", metavar="URL", default=os.environ.get("COLLECTOR_PUSHGATEWAY"),
                      help="push each run's metrics to this Pushgateway (default: "
                           "$COLLECTOR_PUSHGATEWAY); a gateway that is down is a warning")
@@ -180,7 +184,8 @@ def _run_once(args: argparse.Namespace) -> int:
     try:
         outcome = run_once(
             config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
-            start_method=args.isolation, host=args.host, stores=stores)
+            start_method=args.isolation, host=args.host, stores=stores,
+            confirm=not args.no_confirm)
         return _report_run(args, outcome, stores, output, err)
     finally:
         stores.close()
@@ -195,11 +200,12 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     from collector.report import failures_text, results_table
 
     runs: list[RunResult] = outcome.runs
-    document = results_document(runs)
+    document = results_document(runs + outcome.confirmation_runs)
     if args.format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        Console(width=200 if not sys.stdout.isatty() else None).print(results_table(runs))
+        Console(width=200 if not sys.stdout.isatty() else None).print(
+            results_table(runs, _detectable_effects(stores)))
     failures = failures_text(runs)
     for line in failures:
         err.print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -224,6 +230,19 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
 
 
+def _detectable_effects(stores: Stores) -> dict[tuple[str, str], float]:
+    """(series, metric) -> the smallest change the detector pages on within one cycle, for
+    the table; empty when the history of record cannot be read now."""
+    from collector.errors import StoreError
+
+    try:
+        states = stores.primary().detection_states()
+    except StoreError:
+        return {}
+    return {(s.series_id, s.metric): (s.confirm_min_detectable_effect
+                                      or s.min_detectable_effect) for s in states}
+
+
 def _report_detection(outcome: Outcome, err: Console) -> None:
     """One line per change whose state moved in this run (details: `collector
     regressions`)."""
@@ -234,13 +253,22 @@ def _report_detection(outcome: Outcome, err: Console) -> None:
                   f"{escape(outcome.detection_error)}", highlight=False, soft_wrap=True)
     if outcome.detection is None:
         return
-    for record in outcome.detection.new + outcome.detection.changed:
+    judged = {r.regression_id: r for r in outcome.confirmed}
+    for seen in outcome.detection.new + outcome.detection.changed:
+        record = judged.pop(seen.regression_id, seen)
         colour = "red" if record.kind == "regression" and record.status == "open" else "cyan"
         why = f" ({record.attribution})" if record.attribution else ""
         err.print(f"[{colour}]{record.kind} {record.status}:[/] {escape(record.metric)} "
                   f"{record.relative_change:+.1%} on series {record.series_id}"
-                  f"{escape(why)} [dim]id {record.regression_id}[/]", highlight=False,
-                  soft_wrap=True)
+                  f"{escape(why)}{escape(_confirmation_text(record))} "
+                  f"[dim]id {record.regression_id}[/]", highlight=False, soft_wrap=True)
+
+
+def _confirmation_text(record: Regression) -> str:
+    if not record.confirmation:
+        return ""
+    c = record.confirmation
+    return f" [{c.get('verdict')} by {c.get('points')} confirmation point(s)]"
 
 
 def _push(gateway: str, runs: list[RunResult], err: Console) -> None:

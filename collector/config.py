@@ -175,11 +175,23 @@ class StorageSettings(_Strict):
         return value
 
 
+class ConfirmationSettings(_Strict):
+    """Confirmation runs: when the after-run scan flags a suspected change, `points` more
+    points of that benchmark (each with the benchmark's own repetitions) run at once, so a
+    real change pages in the same cycle and a noise burst is dismissed. At most
+    `max_series` series per cycle."""
+
+    enabled: bool = True
+    points: Annotated[int, Field(ge=1, le=20)] = 4
+    max_series: Annotated[int, Field(ge=0, le=100)] = 2
+
+
 class DetectionSettings(_Strict):
     """Regression detection after every run (collector.regress). `min_effect` maps metric
     names (or `default`) to the smallest relative change worth reporting."""
 
     enabled: bool = True
+    confirmation: ConfirmationSettings = ConfirmationSettings()
     history_runs: Annotated[int, Field(ge=20, le=5000)] = 250
     contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
     min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)

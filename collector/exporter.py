@@ -84,6 +84,9 @@ _family("peak_memory_bytes", "Peak memory by kind.", "kind",
          "cuda_max_reserved_bytes": "cuda_reserved"})
 _family("model_size_bytes", "Bytes of parameters and buffers.", None,
         {"model_size_bytes": None})
+_family("instructions", "CPU instructions counted under valgrind in the timed region "
+        "(measurement mode instructions), per iteration or per generated token.", "per",
+        {"instructions_per_iteration": "iteration", "instructions_per_token": "token"})
 
 
 def _ts(value: datetime) -> float:
@@ -194,9 +197,41 @@ class RegressionCollector(Collector):
             gauge.add_metric([*_labels(info), reg.metric, reg.kind, reg.status,
                               reg.regression_id, reg.attribution], reg.relative_change)
         yield gauge
+        yield from _detection_state(store if readable else None, series)
         yield GaugeMetricFamily(f"{PREFIX}_regressions_readable", "1 when the store that "
                                 "keeps regressions answered this scrape, else 0.",
                                 value=readable)
+
+
+def _detection_state(store: Store | None, series: dict[str, SeriesInfo]) -> Iterator[Metric]:
+    """The detector's learnt noise per series and metric, and the smallest change it can
+    page on: what a quiet panel means."""
+    labels = [*SERIES_LABELS, "metric"]
+    noise = GaugeMetricFamily(
+        f"{PREFIX}_detection_noise_ratio", "Relative noise between runs that the regression "
+        "detector learnt for a series' metric (log-scale standard deviation).", labels=labels)
+    mde = GaugeMetricFamily(
+        f"{PREFIX}_detection_min_detectable_effect_ratio", "Smallest relative change the "
+        "detector pages on at its false-alarm rate. within: confirmation (with this cycle's "
+        "confirmation runs) or schedule (from scheduled runs alone).",
+        labels=[*labels, "within"])
+    states = []
+    if store is not None:
+        try:
+            states = store.detection_states()
+        except StoreError as exc:
+            log.warning("cannot read detection state: %s", exc)
+    for state in states:
+        info = series.get(state.series_id)
+        if info is None:
+            continue
+        base = [*_labels(info), state.metric]
+        noise.add_metric(base, state.noise)
+        mde.add_metric([*base, "schedule"], state.min_detectable_effect)
+        if state.confirm_min_detectable_effect is not None:
+            mde.add_metric([*base, "confirmation"], state.confirm_min_detectable_effect)
+    yield noise
+    yield mde
 
 
 class ServiceCollector(Collector):

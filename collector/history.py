@@ -141,6 +141,18 @@ class Regression:
 
 
 @dataclass(frozen=True)
+class DetectionState:
+    """What the detector learnt of a series' metric at its latest scan."""
+
+    series_id: str
+    metric: str
+    runs: int
+    noise: float  # relative noise between runs
+    min_detectable_effect: float  # smallest step that pages from scheduled runs
+    confirm_min_detectable_effect: float | None  # ... with confirmation runs
+
+
+@dataclass(frozen=True)
 class Baseline:
     """From `since` on, the series' metric is judged afresh: a change accepted as
     expected stops alerting."""
@@ -222,6 +234,13 @@ class Store(Protocol):
         ...
 
     def baselines(self, series_id: str | None = None) -> list[Baseline]:
+        ...
+
+    def save_detection_states(self, states: list[DetectionState]) -> None:
+        """Insert or replace the detector's noise and MDE per (series, metric)."""
+        ...
+
+    def detection_states(self) -> list[DetectionState]:
         ...
 
     def close(self) -> None:

@@ -83,13 +83,25 @@ class RichReporter:
             self._progress = None
 
 
-def results_table(runs: list[RunResult]) -> Table:
+def _headline(result: BenchmarkResult) -> str:
+    """The metric a result is read by: latency, or instructions in that mode."""
+    if "instructions_per_iteration" in result.metrics:
+        return "instructions_per_iteration"
+    return "latency_p50_seconds"
+
+
+def results_table(runs: list[RunResult],
+                  detectable: dict[tuple[str, str], float] | None = None) -> Table:
+    """The summary table. `detectable`: (series, metric) -> the smallest change the
+    detector pages on within one cycle, shown for each result's headline metric."""
+    effects = detectable or {}
     table = Table(title="Benchmark results", title_justify="left")
     for header, justify in (("suite", "left"), ("benchmark", "left"), ("task", "left"),
                             ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
                             ("p99 ms", "right"), ("CV %", "right"), ("samples/s", "right"),
                             ("TTFT ms", "right"), ("decode tok/s", "right"),
-                            ("load s", "right"), ("peak RSS MiB", "right"), ("CI ±%", "right")):
+                            ("load s", "right"), ("peak RSS MiB", "right"), ("CI ±%", "right"),
+                            ("reps", "right"), ("MDE %", "right")):
         table.add_column(header, justify=justify)  # type: ignore[arg-type]  # literal values
     for run in runs:
         for result in run.results:
@@ -99,7 +111,7 @@ def results_table(runs: list[RunResult]) -> Table:
                 assert result.failure is not None
                 table.add_row(run.suite, spec.label, spec.task.value,
                               f"[red]{result.failure.kind.value}[/]",
-                              *["-"] * 10)
+                              *["-"] * 12)
                 continue
             info = result.measurement
             ci = "-"
@@ -107,19 +119,27 @@ def results_table(runs: list[RunResult]) -> Table:
                 ci = f"{info.achieved_rel_ci * 100:.1f}" + ("" if info.converged else "*")
             cv = m.get("latency_cv_ratio")
             load = m.get("load_time_seconds")
+            mde = effects.get((result.series_id, _headline(result)))
+            p50 = _ms(m.get("latency_p50_seconds"))
+            if "instructions_per_iteration" in m:
+                p50 = f"{m['instructions_per_iteration'] / 1e6:,.3f} M instr"
             table.add_row(
                 run.suite, spec.label,
                 result.resolved_task.value if result.resolved_task else spec.task.value,
                 "[green]ok[/]",
-                _ms(m.get("latency_p50_seconds")), _ms(m.get("latency_p90_seconds")),
+                p50, _ms(m.get("latency_p90_seconds")),
                 _ms(m.get("latency_p99_seconds")), "-" if cv is None else f"{cv * 100:.1f}",
                 _rate(m.get("throughput_samples_per_second")),
                 _ms(m.get("time_to_first_token_p50_seconds")),
                 _rate(m.get("decode_tokens_per_second")),
                 "-" if load is None else f"{load:.2f}",
-                _mib(m.get("peak_rss_bytes")), ci)
-    table.caption = ("CI ±%: achieved 95% CI half-width of the median; * = target not reached "
-                     "before max_duration_s")
+                _mib(m.get("peak_rss_bytes")), ci, str(max(len(result.repetitions), 1)),
+                "-" if mde is None else f"{mde * 100:.1f}")
+    table.caption = ("CI ±%: achieved 95% CI half-width of the median (with repetitions: "
+                     "also their spread); * = target not reached. reps: fresh-process "
+                     "repetitions. MDE %: smallest change of the p50 (or instructions) the "
+                     "detector pages on within one cycle, learnt from this series' noise; "
+                     "- until it has 20 runs")
     return table
 
 

@@ -200,11 +200,16 @@ class Service:
                         outcome.sync.error)
         if outcome.detection_error is not None:
             log.warning("regression detection did not run: %s", outcome.detection_error)
-        for record in (outcome.detection.new + outcome.detection.changed
-                       if outcome.detection is not None else []):
-            log.info("%s %s: %s %+.1f%% on series %s%s (id %s)", record.kind, record.status,
+        judged = {r.regression_id: r for r in outcome.confirmed}
+        for seen in (outcome.detection.new + outcome.detection.changed
+                     if outcome.detection is not None else []):
+            record = judged.get(seen.regression_id, seen)
+            verdict = (f" [{record.confirmation.get('verdict')} by "
+                       f"{record.confirmation.get('points')} confirmation point(s)]"
+                       if record.confirmation else "")
+            log.info("%s %s: %s %+.1f%% on series %s%s%s (id %s)", record.kind, record.status,
                      record.metric, record.relative_change * 100, record.series_id,
-                     f" ({record.attribution})" if record.attribution else "",
+                     f" ({record.attribution})" if record.attribution else "", verdict,
                      record.regression_id)
 
     def _sync(self) -> None:

@@ -20,8 +20,10 @@ from collector.combine import combine
 from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
+from collector.history import Regression
 from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, RunResult
 from collector.regress.scan import ScanReport, ScanSettings, scan
+from collector.regress.scan import confirm as confirm_change
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
 from collector.store import Stores, SyncReport
@@ -91,6 +93,9 @@ class Outcome:
     sync: SyncReport | None = None  # forwarding to PostgreSQL, when one is configured
     detection: ScanReport | None = None  # regression detection over the runs' series
     detection_error: str | None = None  # why detection did not run (it runs next time)
+    # Confirmation runs for suspicions of this cycle, and the records they judged.
+    confirmation_runs: list[RunResult] = dataclasses.field(default_factory=list)
+    confirmed: list[Regression] = dataclasses.field(default_factory=list)
 
 
 def detect(config: Config, stores: Stores, runs: list[RunResult],
@@ -127,14 +132,16 @@ def run_once(config: Config, *, selection: Selection = Selection(),
              environment: Callable[[str | None], Environment] = capture_host,
              target: Target | None = None, pool: WorkerPool | None = None,
              stop: threading.Event | None = None,
-             kill: threading.Event | None = None) -> Outcome:
+             kill: threading.Event | None = None, confirm: bool = True) -> Outcome:
     """Run the selected suites now, keep every run in the local store (one transaction per
     run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
     failures are results, not exceptions; a database that is away is a report, not an
     error: the runs wait in the outbox. `stop` (set by a shutdown) starts no further
     benchmark and marks the run aborted; `kill` also stops the running worker.
     Repetitions of a suite's benchmarks are interleaved (see `interleaved`) and combined
-    into one result per benchmark (collector.combine)."""
+    into one result per benchmark (collector.combine). When detection flags a suspected
+    change, confirmation runs of that benchmark follow at once (`confirm`, bounded by the
+    config's detection.confirmation)."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     env = environment(host)
@@ -182,7 +189,73 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     detection, detection_error = (detect(config, stores, runs, sync)
                                   if stores is not None and store_error is None
                                   else (None, None))
-    return Outcome(runs, store_error, sync, detection, detection_error)
+    outcome = Outcome(runs, store_error, sync, detection, detection_error)
+    if (confirm and stores is not None and detection is not None
+            and config.detection.confirmation.enabled):
+        outcome = _confirm(config, stores, outcome, one, stop)
+    return outcome
+
+
+def suspicions(detection: ScanReport, limit: int) -> dict[str, list[Regression]]:
+    """Suspected changes of this cycle not yet judged by confirmation runs, by series (at
+    most `limit` series, the largest change first)."""
+    fresh = [r for r in detection.new + detection.changed
+             if r.status == "suspected" and r.confirmation is None]
+    fresh.sort(key=lambda r: -abs(r.relative_change))
+    chosen: dict[str, list[Regression]] = {}
+    for record in fresh:
+        if record.series_id in chosen or len(chosen) < limit:
+            chosen.setdefault(record.series_id, []).append(record)
+    return chosen
+
+
+def _confirm(config: Config, stores: Stores, outcome: Outcome,
+             one: Callable[[BenchmarkSpec], BenchmarkResult],
+             stop: threading.Event | None) -> Outcome:
+    """Run confirmation points for this cycle's suspicions and judge them. Each point is
+    its own run (purpose confirmation: stored and forwarded, never a point of the series)
+    with the benchmark's own repetitions; the points' values go to the detector as
+    evidence only."""
+    assert outcome.detection is not None
+    settings = config.detection.confirmation
+    specs = {r.series_id: r.spec for run in outcome.runs for r in run.results}
+    host = outcome.runs[0].host if outcome.runs else ""
+    extra_runs: list[RunResult] = []
+    judged: list[Regression] = []
+    scan_settings = ScanSettings.from_config(config.detection)
+    for series_id, records in suspicions(outcome.detection, settings.max_series).items():
+        spec = specs.get(series_id)
+        if spec is None:
+            continue
+        points: list[BenchmarkResult] = []
+        for _ in range(settings.points):
+            if stop is not None and stop.is_set():
+                break
+            started = _now()
+            point = combine([one(spec) for _ in range(spec.measurement.repetitions)])
+            run = RunResult(run_id=uuid.uuid4().hex, suite=spec.suite, host=host,
+                            started_at=started, finished_at=_now(),
+                            collector_version=__version__, results=(point,),
+                            purpose="confirmation")
+            extra_runs.append(run)
+            try:
+                stores.local.record_run(run)
+            except StoreError as exc:
+                return dataclasses.replace(outcome, store_error=str(exc),
+                                           confirmation_runs=extra_runs)
+            if point.status == "ok":
+                points.append(point)
+        for record in records:
+            values = [p.metrics[record.metric] for p in points if record.metric in p.metrics]
+            try:
+                judged.append(confirm_change(stores.primary(), record, values,
+                                      settings=scan_settings))
+            except StoreError as exc:
+                return dataclasses.replace(outcome, detection_error=str(exc),
+                                           confirmation_runs=extra_runs, confirmed=judged)
+    sync = stores.sync() if extra_runs else outcome.sync
+    return dataclasses.replace(outcome, sync=sync, confirmation_runs=extra_runs,
+                               confirmed=judged)
 
 
 def _any_aborted(done: list[list[BenchmarkResult]]) -> bool:

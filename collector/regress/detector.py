@@ -514,3 +514,45 @@ def replay(values: Sequence[float], direction: Direction,
     for i, value in enumerate(values):
         detector.push(value, contaminated=bool(contaminated[i]) if contaminated else False)
     return list(detector.changes)
+
+
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """What the detector learns of a series' noise, and what it can therefore see."""
+
+    runs: int  # clean runs it learnt from
+    noise: float  # relative noise between runs (log-scale standard deviation)
+    inflation: float  # standard-error factor for autocorrelated noise
+    min_detectable_effect: float  # smallest step that pages from scheduled runs alone
+    confirm_min_detectable_effect: float  # ... with `confirm_points` confirmation points
+
+
+def noise_estimate(values: Sequence[float], settings: DetectorSettings | None = None, *,
+                   confirm_points: int = 4) -> NoiseEstimate | None:
+    """The series' noise as the detector sees it at its latest run, and the minimum
+    detectable effect (MDE): the smallest relative step that pages at the detector's
+    false-alarm rate. A step pages when (a) its proof reaches `z_threshold` standard
+    errors against the reference and (b) the latest `confirm_runs` runs sit above the
+    line halfway to the new level (one may miss), which needs the half-step to clear
+    about 1.645 noise sigmas (95% of runs); and never below `min_effect`. From scheduled
+    runs alone the proof is `confirm_after` runs after the flagging tail; with
+    confirmation points it is those points (see the README: a quiet panel means no step
+    above this size). An approximation of the tuned detector, checked in
+    benchmarks/detection_quality.py. None before `min_history` clean runs."""
+    s = settings or DetectorSettings()
+    logs = [math.log(v) for v in values if math.isfinite(v) and v > 0]
+    if len(logs) < s.min_history:
+        return None
+    window = logs[-s.scale_window:]
+    rho = _lag1(window)
+    inflation = math.sqrt((1 + rho) / (1 - rho))
+    sigma = max(_scale(window) / math.sqrt(1 - rho), s.noise_floor)
+    ref = min(s.reference_window, len(logs) - s.min_persist)
+
+    def mde(proof: int) -> float:
+        se = sigma * inflation * math.sqrt(_MEDIAN_VAR / proof + 1.25 / ref)
+        step = max(s.z_threshold * se, 2 * 1.645 * sigma * inflation)
+        return max(s.min_effect, math.expm1(step))
+
+    return NoiseEstimate(len(logs), sigma, inflation, mde(s.confirm_after),
+                         mde(max(confirm_points, 1)))

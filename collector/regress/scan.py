@@ -13,18 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Literal
 
 from collector.config import DetectionSettings
-from collector.history import ACTIVE_STATUSES, Baseline, Regression, RunPoint, Store
+from collector.history import (
+    ACTIVE_STATUSES,
+    Baseline,
+    DetectionState,
+    Regression,
+    RunPoint,
+    Store,
+)
 from collector.metrics import METRICS
 from collector.regress.attribution import describe, environment_diff, hardware_key
 from collector.regress.detector import (
     Change,
     DetectorSettings,
     detectable,
+    noise_estimate,
     replay,
     settings_for,
 )
@@ -41,13 +50,15 @@ class ScanSettings:
     contaminated_cpu_fraction: float = 0.25
     detector: DetectorSettings | None = None  # time and rate metrics; memory has its own
     min_effect: dict[str, float] = field(default_factory=dict)  # metric or "default"
+    confirm_points: int = 4  # confirmation points run for a suspicion (for the MDE)
 
     @classmethod
     def from_config(cls, detection: DetectionSettings) -> ScanSettings:
         """The config file's `detection:` section."""
         return cls(history_runs=detection.history_runs,
                    contaminated_cpu_fraction=detection.contaminated_cpu_fraction,
-                   min_effect=dict(detection.min_effect))
+                   min_effect=dict(detection.min_effect),
+                   confirm_points=detection.confirmation.points)
 
     def for_metric(self, metric: str) -> DetectorSettings:
         chosen = settings_for(metric, self.detector)
@@ -92,15 +103,15 @@ def _segment(runs: list[RunPoint]) -> list[RunPoint]:
     return runs[start:]
 
 
-def _scan_series(store: Store, series_id: str, config: ScanSettings,
-                 report: ScanReport) -> None:
+def _windows(store: Store, series_id: str, config: ScanSettings) -> Iterator[_Window]:
+    """What the detector sees of each detectable metric of a series: its scheduled runs on
+    the latest hardware, after the metric's newest baseline."""
     history = store.series_history(series_id, config.history_runs)
     runs = _segment(history.runs)
     since: dict[str, datetime] = {}
     for baseline in store.baselines(series_id):
         if baseline.metric not in since or baseline.since > since[baseline.metric]:
             since[baseline.metric] = baseline.since
-    stored = store.regressions(series_id=series_id)
     for metric, by_run in sorted(history.values.items()):
         if not detectable(metric):
             continue
@@ -108,16 +119,32 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
         points = [r for r in runs if r.run_id in by_run and (start is None or r.time >= start)]
         if not points:
             continue
-        report.metrics += 1
         contaminated = [r.other_cpu_fraction is not None
                         and r.other_cpu_fraction >= config.contaminated_cpu_fraction
                         for r in points]
-        values = [by_run[r.run_id] for r in points]
+        yield _Window(series_id, metric, points, [by_run[r.run_id] for r in points],
+                      contaminated)
+
+
+def _scan_series(store: Store, series_id: str, config: ScanSettings,
+                 report: ScanReport) -> None:
+    stored = store.regressions(series_id=series_id)
+    states: list[DetectionState] = []
+    for window in _windows(store, series_id, config):
+        report.metrics += 1
+        metric, values, contaminated = window.metric, window.values, window.contaminated
         changes = replay(values, METRICS[metric].direction,
                          config.for_metric(metric), contaminated=contaminated)
         mine = [r for r in stored if r.metric == metric]
-        window = _Window(series_id, metric, points, values, contaminated)
         _reconcile(store, window, changes, mine, report)
+        clean = [v for v, bad in zip(values, contaminated, strict=True) if not bad]
+        estimate = noise_estimate(clean, config.for_metric(metric),
+                                  confirm_points=config.confirm_points)
+        if estimate is not None:
+            states.append(DetectionState(series_id, metric, estimate.runs, estimate.noise,
+                                         estimate.min_detectable_effect,
+                                         estimate.confirm_min_detectable_effect))
+    store.save_detection_states(states)
 
 
 @dataclass(frozen=True)
@@ -159,11 +186,17 @@ def _reconcile(store: Store, window: _Window, changes: list[Change],
             report.changed.append(final)
 
 
+def _same_kind(record: Regression, change: Change) -> bool:
+    """A regression the scan classified as host drift is still the detector's regression."""
+    return record.kind == change.kind or (record.kind == "host_drift"
+                                          and change.kind == "regression")
+
+
 def _match(change: Change, stored: list[Regression],
            position: dict[str, int]) -> Regression | None:
     for record in stored:
         at = position.get(record.start_run_id)
-        if record.kind == change.kind and at is not None and abs(
+        if _same_kind(record, change) and at is not None and abs(
                 at - change.start_index) <= _MATCH_RUNS:
             return record
     return None
@@ -176,9 +209,12 @@ def _record(window: _Window, change: Change) -> Regression:
     good = [i for i in range(change.start_index) if not contaminated[i]]
     last_good = points[good[-1]] if good else None
     diff = environment_diff(last_good, first_bad)
+    kind: Literal["regression", "improvement", "host_drift"] = change.kind
+    if kind == "regression" and not diff and drift_prone(metric):
+        kind = "host_drift"  # nothing of ours changed: the host did (a warning, no page)
     base = Regression(
         regression_id=regression_id(series_id, metric, change.kind, first_bad.run_id),
-        series_id=series_id, metric=metric, kind=change.kind, status="suspected",
+        series_id=series_id, metric=metric, kind=kind, status="suspected",
         start_run_id=first_bad.run_id, start_time=first_bad.time,
         last_good_run_id=last_good.run_id if last_good else None,
         last_good_time=last_good.time if last_good else None,
@@ -191,8 +227,23 @@ def _record(window: _Window, change: Change) -> Regression:
     return _update(base, change, points)
 
 
+def drift_prone(metric: str) -> bool:
+    """Metrics a host can move by itself (time and rates); not memory or instructions,
+    which only change when the work changes."""
+    return METRICS[metric].unit not in ("bytes", "instructions")
+
+
+def _dismissed_by_confirmation(record: Regression) -> bool:
+    return record.status == "dismissed" and (record.confirmation or {}).get(
+        "verdict") == "dismissed"
+
+
 def _update(record: Regression, change: Change, points: list[RunPoint]) -> Regression:
-    """Carry the detector's view into a stored record, keeping user decisions."""
+    """Carry the detector's view into a stored record, keeping user decisions. A suspicion
+    that confirmation runs dismissed is opened again when the scheduled runs alone confirm
+    it later (confirmation runs are few; the schedule has the last word)."""
+    if _dismissed_by_confirmation(record) and change.status == "open":
+        record = replace(record, status="suspected")
     if record.status in ("expected", "resolved", "dismissed"):
         return record
     status = record.status
@@ -232,6 +283,57 @@ def _unmatched(record: Regression, window: _Window) -> Regression | None:
         return replace(record, status="resolved", resolved_at=points[last[-1]].time,
                        resolved_run_id=points[last[-1]].run_id)
     return None
+
+
+def confirm(store: Store, record: Regression, extra: list[float], *,
+            settings: ScanSettings | None = None,
+            now: datetime | None = None) -> Regression:
+    """Judge a suspected change with confirmation points: the detector replays the series'
+    scheduled runs with the points appended as if they were the next runs. The change is
+    confirmed (open) when those points complete its proof, dismissed when they sit back at
+    the old level (a noise burst), and stays suspected otherwise. The points are evidence
+    only: they are never stored as points of the series. Returns the record as saved."""
+    config = settings or ScanSettings()
+    window = next((w for w in _windows(store, record.series_id, config)
+                   if w.metric == record.metric), None)
+    evidence: dict[str, object] = {"points": len(extra), "values": list(extra)}
+    if window is None or not extra:
+        saved = replace(record, confirmation={**evidence, "verdict": "inconclusive"})
+        store.save_regression(saved)
+        return saved
+    values = window.values + list(extra)
+    changes = replay(values, METRICS[record.metric].direction, config.for_metric(record.metric),
+                     contaminated=window.contaminated + [False] * len(extra))
+    position = {p.run_id: i for i, p in enumerate(window.points)}
+    change = next((c for c in changes if _match(c, [record], position) is not None), None)
+    first_extra = len(window.values)
+    when = now or datetime.now(timezone.utc)
+    if change is not None:
+        evidence.update(relative_change=change.relative_change, statistic=change.statistic,
+                        before=change.before, after=change.after)
+    if change is not None and change.confirmed_index is not None and (
+            change.confirmed_index >= first_extra):
+        saved = replace(record, status="open", confirmed_at=record.confirmed_at or when,
+                        after_value=change.after, relative_change=change.relative_change,
+                        confirmation={**evidence, "verdict": "confirmed"})
+    elif change is None or change.status == "dismissed" or _back_at_old_level(record, extra):
+        saved = replace(record, status="dismissed",
+                        confirmation={**evidence, "verdict": "dismissed"})
+    else:
+        saved = replace(record, confirmation={**evidence, "verdict": "inconclusive"})
+    store.save_regression(saved)
+    return saved
+
+
+def _back_at_old_level(record: Regression, extra: list[float]) -> bool:
+    """Most confirmation points sit on the old side of the line halfway between the two
+    levels: what raised the suspicion has passed (a burst of noise)."""
+    if record.before_value <= 0 or record.after_value <= 0:
+        return False
+    mid = 0.5 * (math.log(record.before_value) + math.log(record.after_value))
+    sign = 1 if record.after_value > record.before_value else -1
+    back = sum((math.log(v) - mid) * sign < 0 for v in extra if v > 0)
+    return back * 2 > len(extra)
 
 
 def accept_as_baseline(store: Store, series_id: str, metric: str, *,

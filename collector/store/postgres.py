@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
 from collector.history import (
     Baseline,
+    DetectionState,
     FailureRecord,
     LatestValue,
     Point,
@@ -337,6 +338,19 @@ class PostgresStore:
 
     def baselines(self, series_id: str | None = None) -> list[Baseline]:
         return regressions.select_baselines(self._query, series_id)
+
+    def save_detection_states(self, states: list[DetectionState]) -> None:
+        if not states:
+            return
+        now = datetime.now(timezone.utc)
+        with self._guard():
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(regressions.UPSERT_DETECTION_STATE,
+                                [regressions.detection_state_params(s, now) for s in states])
+
+    def detection_states(self) -> list[DetectionState]:
+        return regressions.select_detection_states(self._query)
 
     def _write(self, statement: str, params: Sequence[Any]) -> None:
         with self._guard():

@@ -15,6 +15,7 @@ from typing import Any
 from collector.history import (
     REGRESSION_STATUSES,
     Baseline,
+    DetectionState,
     Regression,
     RunPoint,
     SeriesHistory,
@@ -145,3 +146,25 @@ def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
             if key in wanted:
                 values.setdefault(metric, {})[key] = float(value)
     return SeriesHistory(runs, values)
+
+
+DETECTION_STATE_COLUMNS = ("series_id", "metric", "runs", "noise", "min_detectable_effect",
+                           "confirm_min_detectable_effect")
+UPSERT_DETECTION_STATE = (
+    f"INSERT INTO detection_state ({', '.join(DETECTION_STATE_COLUMNS)}, updated_at) "  # noqa: S608 (column names are constants)
+    f"VALUES ({', '.join(['%s'] * len(DETECTION_STATE_COLUMNS))}, %s) "
+    "ON CONFLICT (series_id, metric) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (*DETECTION_STATE_COLUMNS[2:], "updated_at")))
+
+
+def detection_state_params(state: DetectionState, now: Any) -> tuple[Any, ...]:
+    return (state.series_id, state.metric, state.runs, state.noise,
+            state.min_detectable_effect, state.confirm_min_detectable_effect, now)
+
+
+def select_detection_states(query: Query) -> list[DetectionState]:
+    rows = query(f"SELECT {', '.join(DETECTION_STATE_COLUMNS)} FROM detection_state "  # noqa: S608 (constants)
+                 "ORDER BY series_id, metric", ())
+    return [DetectionState(str(s), str(m), int(n), float(noise), float(mde),
+                           None if cmde is None else float(cmde))
+            for s, m, n, noise, mde, cmde in rows]

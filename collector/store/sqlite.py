@@ -18,6 +18,7 @@ from typing import Any
 from collector.errors import PermanentStoreError, TemporaryStoreError
 from collector.history import (
     Baseline,
+    DetectionState,
     FailureRecord,
     LatestValue,
     Point,
@@ -292,6 +293,19 @@ class SQLiteStore:
 
     def baselines(self, series_id: str | None = None) -> list[Baseline]:
         return regressions.select_baselines(self._select, series_id)
+
+    def save_detection_states(self, states: list[DetectionState]) -> None:
+        if not states:
+            return
+        now = _ts(datetime.now(timezone.utc))
+        with self._transaction():
+            self._conn.executemany(regressions.UPSERT_DETECTION_STATE.replace("%s", "?"),
+                                   [regressions.detection_state_params(s, now)
+                                    for s in states])
+            self._bump()
+
+    def detection_states(self) -> list[DetectionState]:
+        return regressions.select_detection_states(self._select)
 
     def _bump(self) -> None:
         """Regressions change what /metrics shows without a new run."""
