@@ -176,13 +176,15 @@ class StorageSettings(_Strict):
 
 
 class ConfirmationSettings(_Strict):
-    """Confirmation runs: when the after-run scan flags a suspected change, `points` more
-    points of that benchmark (each with the benchmark's own repetitions) run at once, so a
-    real change pages in the same cycle and a noise burst is dismissed. At most
-    `max_series` series per cycle."""
+    """Confirmation runs: when the after-run scan flags a suspected change, or the latest
+    run is a worse outlier, `points` more points of that benchmark (each with the
+    benchmark's own repetitions) run at once, so a real change pages in the same cycle
+    and a noise burst is dismissed. At most `max_series` series per cycle. Six points:
+    the detector pages on four runs after the one that flags a change, which its third
+    run at the new level does."""
 
     enabled: bool = True
-    points: Annotated[int, Field(ge=1, le=20)] = 4
+    points: Annotated[int, Field(ge=1, le=20)] = 6
     max_series: Annotated[int, Field(ge=0, le=100)] = 2
 
 

@@ -22,8 +22,7 @@ from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
 from collector.history import Regression
 from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, RunResult
-from collector.regress.scan import ScanReport, ScanSettings, scan
-from collector.regress.scan import confirm as confirm_change
+from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
 from collector.store import Stores, SyncReport
@@ -196,17 +195,18 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     return outcome
 
 
-def suspicions(detection: ScanReport, limit: int) -> dict[str, list[Regression]]:
-    """Suspected changes of this cycle not yet judged by confirmation runs, by series (at
-    most `limit` series, the largest change first)."""
-    fresh = [r for r in detection.new + detection.changed
-             if r.status == "suspected" and r.confirmation is None]
-    fresh.sort(key=lambda r: -abs(r.relative_change))
-    chosen: dict[str, list[Regression]] = {}
-    for record in fresh:
-        if record.series_id in chosen or len(chosen) < limit:
-            chosen.setdefault(record.series_id, []).append(record)
-    return chosen
+def to_confirm(detection: ScanReport, limit: int) -> list[str]:
+    """Series that want confirmation runs now: a suspected change not yet judged by them,
+    or a latest run that is a worse outlier. At most `limit`, the largest change first."""
+    wanted: dict[str, float] = {}
+    for record in detection.new + detection.changed:
+        if record.status == "suspected" and record.confirmation is None:
+            wanted[record.series_id] = max(wanted.get(record.series_id, 0.0),
+                                           abs(record.relative_change))
+    for trigger in detection.triggers:
+        wanted[trigger.series_id] = max(wanted.get(trigger.series_id, 0.0),
+                                        abs(trigger.relative_change))
+    return sorted(wanted, key=lambda series: -wanted[series])[:limit]
 
 
 def _confirm(config: Config, stores: Stores, outcome: Outcome,
@@ -223,11 +223,11 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome,
     extra_runs: list[RunResult] = []
     judged: list[Regression] = []
     scan_settings = ScanSettings.from_config(config.detection)
-    for series_id, records in suspicions(outcome.detection, settings.max_series).items():
+    for series_id in to_confirm(outcome.detection, settings.max_series):
         spec = specs.get(series_id)
         if spec is None:
             continue
-        points: list[BenchmarkResult] = []
+        values: dict[str, list[float]] = {}
         for _ in range(settings.points):
             if stop is not None and stop.is_set():
                 break
@@ -244,15 +244,14 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome,
                 return dataclasses.replace(outcome, store_error=str(exc),
                                            confirmation_runs=extra_runs)
             if point.status == "ok":
-                points.append(point)
-        for record in records:
-            values = [p.metrics[record.metric] for p in points if record.metric in p.metrics]
-            try:
-                judged.append(confirm_change(stores.primary(), record, values,
-                                      settings=scan_settings))
-            except StoreError as exc:
-                return dataclasses.replace(outcome, detection_error=str(exc),
-                                           confirmation_runs=extra_runs, confirmed=judged)
+                for metric, value in point.metrics.items():
+                    values.setdefault(metric, []).append(value)
+        try:
+            judged += confirm_series(stores.primary(), series_id, values,
+                                     settings=scan_settings)
+        except StoreError as exc:
+            return dataclasses.replace(outcome, detection_error=str(exc),
+                                       confirmation_runs=extra_runs, confirmed=judged)
     sync = stores.sync() if extra_runs else outcome.sync
     return dataclasses.replace(outcome, sync=sync, confirmation_runs=extra_runs,
                                confirmed=judged)

@@ -77,6 +77,9 @@ class DetectorSettings:
     noise_floor: float = 0.002  # lowest relative noise assumed
     clip_sigmas: float = 3.0  # winsorising for the location step
     dismiss_after: int = 20  # a suspected change not confirmed within this many runs is dropped
+    # A single run this far out (robust z, the worse direction) asks for confirmation runs
+    # at once: they, not this run, decide (collector.service, scan.confirm_series).
+    z_trigger: float = 3.0
 
     def __post_init__(self) -> None:
         if self.min_persist < 1 or self.confirm_runs < self.min_persist:
@@ -503,6 +506,36 @@ class Detector:
             if t > best_t:
                 best_k, best_t = k, t
         return best_k
+
+
+def outlier(values: Sequence[float], direction: Direction,
+            settings: DetectorSettings | None = None, *,
+            contaminated: Sequence[bool] | None = None) -> tuple[float, float] | None:
+    """Is the latest run a worse outlier than `z_trigger` (and `min_effect`) against the
+    runs before it? (z, relative change) if so. The reference is the median of up to
+    `reference_window` clean runs before it; the noise is learnt as the detector learns it.
+    One run proves nothing: this only asks for confirmation runs."""
+    s = settings or DetectorSettings()
+    if direction is Direction.NEUTRAL or not values:
+        return None
+    if contaminated and contaminated[-1]:
+        return None
+    clean = [math.log(v) for i, v in enumerate(values[:-1])
+             if not (contaminated and contaminated[i]) and math.isfinite(v) and v > 0]
+    last = values[-1]
+    if len(clean) + 1 < s.min_history or not math.isfinite(last) or last <= 0:
+        return None
+    ref = sorted(clean[-s.reference_window:])
+    sigma = max(_scale(clean[-s.scale_window:]), s.noise_floor)
+    sign = 1 if direction is Direction.LOWER_IS_BETTER else -1
+    shift = (math.log(last) - _median(ref)) * sign
+    z = shift / (sigma * math.sqrt(1 + _MEDIAN_VAR / len(ref)))
+    change = math.expm1(shift)
+    if z < s.z_trigger or change < s.min_effect:
+        return None
+    if s.min_absolute > 0 and math.exp(_median(ref)) * change < s.min_absolute:
+        return None
+    return z, math.expm1(math.log(last) - _median(ref))
 
 
 def replay(values: Sequence[float], direction: Direction,

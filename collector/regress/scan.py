@@ -34,6 +34,7 @@ from collector.regress.detector import (
     DetectorSettings,
     detectable,
     noise_estimate,
+    outlier,
     replay,
     settings_for,
 )
@@ -50,7 +51,7 @@ class ScanSettings:
     contaminated_cpu_fraction: float = 0.25
     detector: DetectorSettings | None = None  # time and rate metrics; memory has its own
     min_effect: dict[str, float] = field(default_factory=dict)  # metric or "default"
-    confirm_points: int = 4  # confirmation points run for a suspicion (for the MDE)
+    confirm_points: int = 6  # confirmation points run for a suspicion (for the MDE)
 
     @classmethod
     def from_config(cls, detection: DetectionSettings) -> ScanSettings:
@@ -66,12 +67,23 @@ class ScanSettings:
         return chosen if effect is None else replace(chosen, min_effect=effect)
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """The latest run of a series' metric is a worse outlier: confirmation runs decide."""
+
+    series_id: str
+    metric: str
+    statistic: float
+    relative_change: float
+
+
 @dataclass
 class ScanReport:
     series: int = 0
     metrics: int = 0
     new: list[Regression] = field(default_factory=list)
     changed: list[Regression] = field(default_factory=list)  # status changed
+    triggers: list[Trigger] = field(default_factory=list)
 
 
 def regression_id(series_id: str, metric: str, kind: str, start_run_id: str) -> str:
@@ -137,6 +149,10 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
                          config.for_metric(metric), contaminated=contaminated)
         mine = [r for r in stored if r.metric == metric]
         _reconcile(store, window, changes, mine, report)
+        found = outlier(values, METRICS[metric].direction, config.for_metric(metric),
+                        contaminated=contaminated)
+        if found is not None:
+            report.triggers.append(Trigger(series_id, metric, *found))
         clean = [v for v, bad in zip(values, contaminated, strict=True) if not bad]
         estimate = noise_estimate(clean, config.for_metric(metric),
                                   confirm_points=config.confirm_points)
@@ -285,43 +301,67 @@ def _unmatched(record: Regression, window: _Window) -> Regression | None:
     return None
 
 
-def confirm(store: Store, record: Regression, extra: list[float], *,
-            settings: ScanSettings | None = None,
-            now: datetime | None = None) -> Regression:
-    """Judge a suspected change with confirmation points: the detector replays the series'
-    scheduled runs with the points appended as if they were the next runs. The change is
-    confirmed (open) when those points complete its proof, dismissed when they sit back at
-    the old level (a noise burst), and stays suspected otherwise. The points are evidence
-    only: they are never stored as points of the series. Returns the record as saved."""
+def confirm_series(store: Store, series_id: str, extra: dict[str, list[float]], *,
+                   settings: ScanSettings | None = None,
+                   now: datetime | None = None) -> list[Regression]:
+    """Judge a series with confirmation points: for every metric, the detector replays the
+    scheduled runs with the points appended as if they were the next runs.
+
+    - A change that starts in the scheduled runs and that the points complete the proof of
+      is confirmed: open now (a record is made when the scan had none, e.g. when one
+      outlying run asked for confirmation).
+    - A stored suspicion the points do not confirm is dismissed when most of them sit back
+      at the old level (a burst of noise), and stays suspected otherwise (inconclusive).
+
+    The points are evidence only, never points of the series. Returns the records saved."""
     config = settings or ScanSettings()
-    window = next((w for w in _windows(store, record.series_id, config)
-                   if w.metric == record.metric), None)
-    evidence: dict[str, object] = {"points": len(extra), "values": list(extra)}
-    if window is None or not extra:
-        saved = replace(record, confirmation={**evidence, "verdict": "inconclusive"})
-        store.save_regression(saved)
-        return saved
-    values = window.values + list(extra)
-    changes = replay(values, METRICS[record.metric].direction, config.for_metric(record.metric),
-                     contaminated=window.contaminated + [False] * len(extra))
-    position = {p.run_id: i for i, p in enumerate(window.points)}
-    change = next((c for c in changes if _match(c, [record], position) is not None), None)
-    first_extra = len(window.values)
     when = now or datetime.now(timezone.utc)
-    if change is not None:
-        evidence.update(relative_change=change.relative_change, statistic=change.statistic,
-                        before=change.before, after=change.after)
-    if change is not None and change.confirmed_index is not None and (
-            change.confirmed_index >= first_extra):
-        saved = replace(record, status="open", confirmed_at=record.confirmed_at or when,
-                        after_value=change.after, relative_change=change.relative_change,
-                        confirmation={**evidence, "verdict": "confirmed"})
-    elif change is None or change.status == "dismissed" or _back_at_old_level(record, extra):
-        saved = replace(record, status="dismissed",
-                        confirmation={**evidence, "verdict": "dismissed"})
-    else:
-        saved = replace(record, confirmation={**evidence, "verdict": "inconclusive"})
-    store.save_regression(saved)
+    stored = store.regressions(series_id=series_id)
+    saved: list[Regression] = []
+    for window in _windows(store, series_id, config):
+        points = extra.get(window.metric) or []
+        if not points:
+            continue
+        n = len(window.values)
+        changes = replay(window.values + points, METRICS[window.metric].direction,
+                         config.for_metric(window.metric),
+                         contaminated=window.contaminated + [False] * len(points))
+        position = {p.run_id: i for i, p in enumerate(window.points)}
+        mine = [r for r in stored if r.metric == window.metric]
+        evidence: dict[str, object] = {"points": len(points), "values": list(points)}
+        judged: set[str] = set()
+        for change in changes:
+            if change.start_index >= n or change.confirmed_index is None or (
+                    change.confirmed_index < n) or change.status != "open":
+                continue
+            record = _match(change, mine, position)
+            if record is not None and record.status not in ("suspected", "dismissed"):
+                continue  # already open, acknowledged or decided by a person
+            if record is None:
+                # detected and confirmed within the points: the scheduled runs name it
+                record = _record(window, replace(
+                    change, detected_index=min(change.detected_index, n - 1),
+                    confirmed_index=None))
+            done = replace(record, status="open", confirmed_at=record.confirmed_at or when,
+                           after_value=change.after, relative_change=change.relative_change,
+                           statistic=change.statistic, p_value=change.p_value,
+                           confirmation={**evidence, "verdict": "confirmed",
+                                         "relative_change": change.relative_change,
+                                         "statistic": change.statistic})
+            store.save_regression(done)
+            saved.append(done)
+            judged.add(done.regression_id)
+        for record in mine:
+            if record.status != "suspected" or record.regression_id in judged:
+                continue
+            seen = next((c for c in changes if _match(c, [record], position)), None)
+            gone = seen is None or seen.status == "dismissed"
+            verdict = "dismissed" if gone or _back_at_old_level(record, points) else (
+                "inconclusive")
+            done = replace(record, status="dismissed" if verdict == "dismissed" else "suspected",
+                           confirmation={**evidence, "verdict": verdict})
+            store.save_regression(done)
+            saved.append(done)
     return saved
 
 

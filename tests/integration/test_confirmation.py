@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.exporter import RegressionCollector
 from collector.history import Regression, Store
-from collector.regress.scan import confirm, scan
+from collector.regress.scan import confirm_series, scan
 from tests.helpers import make_run
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)
@@ -35,6 +35,12 @@ def _feed(store: Store, latencies: list[float], **kwargs: Any) -> list[Any]:
     return runs
 
 
+def _confirm(store: Store, record: Regression, values: list[float]) -> Regression:
+    saved = confirm_series(store, record.series_id, {METRIC: values})
+    [judged] = [r for r in saved if r.regression_id == record.regression_id]
+    return judged
+
+
 def _suspected(store: Store) -> Regression:
     scan(store)
     [record] = [r for r in store.regressions(metric=METRIC)]
@@ -46,12 +52,12 @@ def test_confirmation_points_at_the_new_level_page_in_the_same_cycle(store: Stor
     _feed(store, [0.010] * 24, environment=OLD)
     _feed(store, [0.012] * 3, environment=NEW)  # +20%: flagged, not yet proven
     record = _suspected(store)
-    judged = confirm(store, record, [0.0121, 0.0119, 0.0122, 0.0120])
+    judged = _confirm(store, record, [0.0121, 0.0119, 0.0122, 0.0120, 0.0121, 0.0120])
     assert judged.status == "open"
     assert judged.confirmed_at is not None
     assert judged.confirmation is not None
     assert judged.confirmation["verdict"] == "confirmed"
-    assert judged.confirmation["points"] == 4
+    assert judged.confirmation["points"] == 6
     [stored] = store.regressions(metric=METRIC)
     assert stored.status == "open"
     assert stored.confirmation == judged.confirmation
@@ -66,7 +72,7 @@ def test_confirmation_points_back_at_the_old_level_dismiss_a_burst(store: Store)
     _feed(store, [0.010] * 24, environment=OLD)
     _feed(store, [0.012] * 3, environment=NEW)
     record = _suspected(store)
-    judged = confirm(store, record, [0.0100, 0.0101, 0.0099, 0.0100])
+    judged = _confirm(store, record, [0.0100, 0.0101, 0.0099, 0.0100, 0.0100, 0.0101])
     assert judged.status == "dismissed"
     assert judged.confirmation is not None
     assert judged.confirmation["verdict"] == "dismissed"
@@ -76,12 +82,39 @@ def test_scheduled_runs_reopen_a_change_that_confirmation_dismissed(store: Store
     _feed(store, [0.010] * 24, environment=OLD)
     _feed(store, [0.013] * 3, environment=NEW)
     record = _suspected(store)
-    assert confirm(store, record, [0.010] * 4).status == "dismissed"
+    assert _confirm(store, record, [0.010] * 6).status == "dismissed"
     _feed(store, [0.013] * 8, environment=NEW)  # the schedule proves it after all
     scan(store)
     [after] = store.regressions(metric=METRIC)
     assert after.regression_id == record.regression_id
     assert after.status == "open"
+
+
+def test_one_outlying_run_asks_for_confirmation_which_pages_in_that_cycle(
+        store: Store) -> None:
+    _feed(store, [0.010] * 24, environment=OLD)
+    assert scan(store).triggers == []
+    runs = _feed(store, [0.0115], environment=NEW)  # +15%: one run, far out
+    report = scan(store)
+    assert report.new == []  # one run is not a suspicion...
+    assert METRIC in {t.metric for t in report.triggers}  # ...but asks for confirmation
+    [trigger] = [t for t in report.triggers if t.metric == METRIC]
+    assert trigger.relative_change > 0.1
+    saved = confirm_series(store, trigger.series_id,
+                           {METRIC: [0.0116, 0.0114, 0.0115, 0.0116, 0.0115, 0.0114]})
+    [record] = [r for r in saved if r.metric == METRIC]
+    assert record.status == "open" and record.kind == "regression"
+    assert record.start_run_id == runs[0].run_id  # the scheduled run, not a point
+    assert record.attribution == "transformers_version 5.23.0 -> 5.24.0"
+    assert record.confirmation is not None
+    assert record.confirmation["verdict"] == "confirmed"
+    # The same outlier with points at the old level confirms nothing.
+    _feed(store, [0.010] * 4, environment=NEW)
+    _feed(store, [0.0116], environment=NEW)
+    again = [t for t in scan(store).triggers if t.metric == METRIC]
+    assert again
+    assert [r for r in confirm_series(store, trigger.series_id, {METRIC: [0.010] * 6})
+            if r.status == "open" and r.regression_id != record.regression_id] == []
 
 
 def test_a_step_with_nothing_changed_is_host_drift_and_does_not_page(store: Store) -> None:

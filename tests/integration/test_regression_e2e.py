@@ -69,14 +69,18 @@ def test_injected_slowdown_is_detected_attributed_exported_acked_and_resolved(
         for _ in range(22):  # enough history to learn the noise
             run(fast)
         assert [r for r in _latency(stores) if r.status == "open"] == []
-        first_slow_run = None
-        for _ in range(12):
-            run(slow)
-            first_slow_run = first_slow_run or stores.local.series_history(
-                stores.local.list_series()[0].series_id, 1).runs[-1].run_id
-            if any(r.status == "open" for r in _latency(stores)):
-                break
+        # The first slow cycle: its run is an outlier, confirmation runs follow at once
+        # and page in that same cycle; they are stored apart from the series' points.
+        outcome = run_once(slow, stores=stores, pool=pool)
+        assert outcome.store_error is None and outcome.detection_error is None
+        series_id = stores.local.list_series()[0].series_id
+        history = stores.local.series_history(series_id, 100)
+        first_slow_run = history.runs[-1].run_id
+        assert len(history.runs) == 23  # 22 fast + 1 slow: no confirmation point among them
+        assert outcome.confirmation_runs
+        assert {r.purpose for r in outcome.confirmation_runs} == {"confirmation"}
         [reg] = [r for r in _latency(stores) if r.status == "open"]
+        assert reg.confirmation is not None and reg.confirmation["verdict"] == "confirmed"
         assert reg.start_run_id == first_slow_run
         assert reg.relative_change > 5  # +40 ms on about 1 ms
         # Only the injected delay changed, and it is part of the spec, not the identity:
