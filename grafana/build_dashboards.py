@@ -334,16 +334,18 @@ ORDER BY "worse by %" DESC NULLS LAST, s.host, s.name, k.metric
 """
 
 ACTIVE_REGRESSIONS = """
--- Detected regressions that are not over: suspected (not paging yet), open, acknowledged.
-SELECT r.start_time AS "since", r.status, s.host, s.name, s.model, s.device, s.dtype,
+-- Detected regressions that are not over: suspected (not paging yet), open, acknowledged;
+-- host drift (a step with nothing of ours changed behind it: a warning, no page) too.
+SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.device, s.dtype,
        s.batch_size AS "batch", s.sequence_length AS "seq", r.metric,
        round((100 * r.relative_change)::numeric, 1) AS "change %",
        r.before_value AS "before", r.after_value AS "after", r.attribution,
        r.detected_at AS "detected", r.acknowledged_by AS "acknowledged by",
-       r.regression_id AS "id"
+       r.confirmation ->> 'verdict' AS "confirmation", r.regression_id AS "id"
 FROM regressions r
 JOIN series s USING (series_id)
-WHERE r.kind = 'regression' AND r.status IN ('suspected', 'open', 'acknowledged')
+WHERE r.kind IN ('regression', 'host_drift')
+  AND r.status IN ('suspected', 'open', 'acknowledged')
   AND s.host IN ($host)
 ORDER BY CASE r.status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,
          r.start_time DESC
@@ -414,6 +416,13 @@ def overview() -> Json:
                 "not resolved: open ones page, suspected ones are still being confirmed. "
                 "Attribution is what changed between the last good run and the first bad one.",
                 sql_target(ACTIVE_REGRESSIONS)), 24, 8)],
+        [(table("What a quiet panel means",
+                "For the selected metrics of every series: the noise between runs that the "
+                "regression detector learnt, and the smallest change it pages on within one "
+                "cycle (confirmation runs included) and from scheduled runs alone. Changes "
+                "below the MDE cannot be told from this host's noise.",
+                sql_target(DETECTABLE.replace(
+                    "{where}", "s.host IN ($host) AND d.metric IN ($metric)"))), 24, 8)],
         [(table("Recent failures", "Failed benchmarks in the time range, newest first.",
                 sql_target(RECENT_FAILURES)), 14, 9),
          (table("Last run per host", "The newest run of each host, its status and versions, "
@@ -461,7 +470,28 @@ TREND_PANELS: list[tuple[str, str, str, dict[str, str | None]]] = [
      {"peak_rss_bytes": "measuring", "load_peak_rss_bytes": "loading"}),
     ("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA only).",
      "bytes", {"cuda_max_allocated_bytes": "allocated", "cuda_max_reserved_bytes": "reserved"}),
+    ("Instructions", "CPU instructions per iteration (and per generated token), counted under "
+     "valgrind in the timed region only (measurement mode instructions): near-deterministic, "
+     "so a step here is more work per call (extra ops, dispatch overhead, another kernel "
+     "path), never cache, bandwidth or threading effects.", "short",
+     {"instructions_per_iteration": "per iteration", "instructions_per_token": "per token"}),
 ]
+
+DETECTABLE = f"""
+-- What the regression detector learnt of each selected series' metric at its latest scan:
+-- the noise between runs and the smallest change it pages on at its false-alarm rate
+-- (within one cycle with confirmation runs, and from scheduled runs alone). A quiet panel
+-- means no change above that size.
+SELECT {SERIES_LABEL} AS series, d.metric, d.runs,
+       round((100 * d.noise)::numeric, 2) AS "noise %",
+       round((100 * d.confirm_min_detectable_effect)::numeric, 1) AS "MDE in one cycle %",
+       round((100 * d.min_detectable_effect)::numeric, 1) AS "MDE from schedule %",
+       d.updated_at AS "updated"
+FROM series s
+JOIN detection_state d ON d.series_id = s.series_id
+WHERE {{where}}
+ORDER BY 1, 2
+"""
 
 REGRESSION_ANNOTATIONS = f"""
 -- Detected changes (regressions and improvements) of the selected series, from their first
@@ -514,6 +544,13 @@ def trends() -> Json:
             pair = []
     if pair:
         lines.append(pair)
+    lines.append([(table(
+        "What the detector can see", "Per series and metric: the noise between runs the "
+        "regression detector learnt, and the minimum detectable effect (MDE): the smallest "
+        "change it pages on at its false-alarm rate, within one cycle (with confirmation "
+        "runs) and from scheduled runs alone. A quiet trend means no step above that size; "
+        "below it, nothing can be told from noise.",
+        sql_target(DETECTABLE.replace("{where}", series_filter()))), 24, 8)])
     variables = []
     for index, (name, label, column, numeric) in enumerate(TREND_FILTERS):
         sql = (f"SELECT DISTINCT s.{column} FROM series s WHERE {series_filter(upto=index)} "
@@ -535,7 +572,7 @@ RUN_FILTER = ("$__timeFilter(r.started_at) AND r.host IN ($host) AND r.suite IN 
               "AND r.status IN ($status)")
 
 RUN_HISTORY = f"""
-SELECT r.started_at AS "started", r.host, r.suite, r.status,
+SELECT r.started_at AS "started", r.host, r.suite, r.status, r.purpose,
        round(extract(epoch FROM r.finished_at - r.started_at)::numeric, 1) AS "duration (s)",
        count(res.series_id) AS results, count(f.series_id) AS failed,
        r.environment ->> 'transformers_version' AS transformers,

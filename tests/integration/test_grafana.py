@@ -31,7 +31,7 @@ from ruamel.yaml import YAML
 
 from collector.environment import capture_host
 from collector.exporter import Exposition, ServiceCollector, push_run
-from collector.history import Baseline, Regression
+from collector.history import Baseline, DetectionState, Regression
 from collector.http import serve_metrics
 from collector.metrics import METRICS
 from collector.model import (
@@ -304,7 +304,8 @@ def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
               "throughput_samples_per_second", "throughput_input_tokens_per_second",
               "time_to_first_token_p50_seconds", "inter_token_latency_mean_seconds",
               "decode_tokens_per_second", "load_time_seconds", "peak_rss_bytes",
-              "cuda_max_allocated_bytes", "cuda_max_reserved_bytes"}
+              "cuda_max_allocated_bytes", "cuda_max_reserved_bytes",
+              "instructions_per_iteration", "instructions_per_token"}
     assert wanted <= quoted
     assert {name for name in quoted if name.endswith(("_seconds", "_second", "_bytes"))} <= set(
         METRICS)
@@ -318,8 +319,12 @@ def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
     for panel in panels(trends):
         (target,) = panel["targets"]
         assert set(names) <= set(re.findall(r"\$(\w+)", target["rawSql"])), panel["title"]
+        if panel["type"] != "timeseries":
+            continue  # the detector's learnt noise and MDE: one table of detection_state
         for source in ("FROM measurements ", "measurements_hourly", "measurements_daily"):
             assert source in target["rawSql"], (panel["title"], source)
+    [detectable] = [p for p in panels(trends) if p["type"] == "table"]
+    assert "detection_state" in detectable["targets"][0]["rawSql"]
     annotations = {a["name"]: a for a in trends["annotations"]["list"]}
     assert set(annotations) == {"Regressions", "Version changes"}
     assert "regression_annotations" in annotations["Regressions"]["target"]["rawSql"]
@@ -371,6 +376,11 @@ def metrics_for(model: str, spec: BenchmarkSpec, latency: float) -> dict[str, fl
         values |= {"cuda_max_allocated_bytes": 1.2e9, "cuda_max_reserved_bytes": 1.5e9}
     if spec.backend.value == "compile":
         values["compile_time_seconds"] = 12.0
+    if not spec.device.startswith("cuda"):  # as if measured in instructions mode too
+        values["instructions_per_iteration"] = 8.07e6 * latency / BASE_LATENCY[model]
+        if TASKS[model] is Task.TEXT_GENERATION:
+            values["instructions_per_token"] = values["instructions_per_iteration"] / (
+                spec.new_tokens * batch)
     return values
 
 
@@ -468,6 +478,11 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
     seeded.baseline_since = seeded.run_times[("gpu-1", 10)]
     _seed_regressions(store, seeded)
     _seed_baselines(store, seeded)
+    store.save_detection_states([
+        DetectionState(series_id, metric, RUNS, 0.012, 0.04, 0.05)
+        for (_host, _model), series_id in sorted(seeded.series.items())
+        for metric in ("latency_p50_seconds", "throughput_samples_per_second",
+                       "peak_rss_bytes")])
     return seeded
 
 
@@ -670,7 +685,12 @@ def test_overview_sql_runs_as_the_reader_and_returns_rows(
     assert results["Open regressions"] == [(2,)]  # open + acknowledged; not suspected
     active = results["Active regressions"]
     assert [r[1] for r in active] == ["open", "acknowledged", "suspected"]
-    assert active[0][13] == "transformers 5.23.0 → 5.24.0"
+    assert {r[2] for r in active} == {"regression"}
+    assert active[0][14] == "transformers 5.23.0 → 5.24.0"
+    quiet = results["What a quiet panel means"]
+    assert {(r[1], r[4]) for r in quiet} == {("latency_p50_seconds", 5.0),
+                                             ("throughput_samples_per_second", 5.0),
+                                             ("peak_rss_bytes", 5.0)}
     last_runs = {r[0]: r for r in results["Last run per host"]}
     assert set(last_runs) == {"gpu-1", "host-a", "lab's-box"}
     assert last_runs["gpu-1"][3] == "aborted" and last_runs["gpu-1"][5] < last_runs["gpu-1"][1]
@@ -724,8 +744,8 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
         results = run_every_sql_query(board, runner, defs, selections, interval)
         counts[interval] = {title: len(rows) for title, rows in results.items()}
         for title, rows in results.items():
-            if title.startswith("annotation"):
-                continue
+            if title.startswith("annotation") or title == "What the detector can see":
+                continue  # (not a time series: one row per series and metric)
             assert all(RANGE.start <= r[0] <= RANGE.end for r in rows), title
     # Raw points, then hourly buckets (two host-a runs share an hour), then daily ones.
     latency = {interval: counts[interval]["Latency"] for interval in counts}
@@ -763,10 +783,12 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     for title, target in sql_targets(board):
         rows = runner.rows(target["rawSql"], defs_1, single)
         if title in {"Latency", "Throughput", "Tokens per second (input, prefill)", "Peak RSS",
-                     "Load, first call and compile time"}:
+                     "Load, first call and compile time", "Instructions"}:
             assert rows, title
             assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"lab's-box"}, title
             assert len(rows) < counts[RAW][title], title
+        elif title == "What the detector can see":
+            assert {r[0].split(" @")[1] for r in rows} == {"lab's-box"}, title
         else:  # generation and CUDA panels: bert has none of those
             assert rows == [], title
     annotations = {a["name"]: a["target"]["rawSql"] for a in board["annotations"]["list"]}
