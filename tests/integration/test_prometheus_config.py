@@ -117,7 +117,7 @@ def test_amtool_check_config(amtool: str) -> None:
 def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
     alerts = alert_rules()
     assert set(alerts) == {
-        "BenchmarkRegression", "BenchmarkRegressionSuspected",
+        "BenchmarkRegression", "BenchmarkRegressionSuspected", "BenchmarkHostDrift",
         "BenchmarkRegressionAcknowledged", "BenchmarkFailingRepeatedly", "BenchmarkStale",
         "CollectorDown", "CollectorOutboxBacklogGrowing", "CollectorSchedulerStuck"}
     for name, rule in alerts.items():
@@ -200,6 +200,11 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "regression",
         'expr: collector_regression_relative_change{kind="regression", status="open"}',
         'expr: collector_regression_relative_change{kind="regression", status!="suspected"}'),
+    "host drift pages": (
+        "regression",
+        'expr: collector_regression_relative_change{kind="regression", status="open"}',
+        'expr: collector_regression_relative_change{kind=~"regression|host_drift", '
+        'status="open"}'),
     "improvements page": (
         "regression",
         'expr: collector_regression_relative_change{kind="regression", status="open"}',
