@@ -468,6 +468,39 @@ class _Checker:
                          f"{axis} is set both as a value and in matrix; set one or the other",
                          key=True)
 
+    def measurement(self, levels: Sequence[_Settings | None], loc: Loc,
+                    suite_name: str) -> MeasurementSettings | None:
+        """A benchmark's merged measurement settings; None (with problems) when invalid."""
+        try:
+            measurement = MeasurementSettings(**_merged_measurement(levels))
+        except ValidationError as exc:
+            _, suite, bench = levels
+            where = (*loc, "measurement") if bench is not None and bench.measurement else (
+                ("suites", suite_name, "defaults", "measurement") if suite is not None
+                and suite.measurement else ("defaults", "measurement"))
+            for err in exc.errors(include_url=False):
+                self.add((*where, *err["loc"]), err["msg"].removeprefix("Value error, "))
+            return None
+        return measurement if self._instructions_mode(measurement, levels, loc) else None
+
+    def _instructions_mode(self, measurement: MeasurementSettings,
+                           levels: Sequence[_Settings | None], loc: Loc) -> bool:
+        """Instructions are counted on one CPU thread: False (with a problem) otherwise."""
+        if measurement.mode is not MeasurementMode.INSTRUCTIONS:
+            return True
+        threads = _scalar(levels, "threads")
+        if threads is not None and threads != 1:
+            self.add((*loc, "threads"), f"measurement mode instructions counts one thread "
+                     f"(got threads {threads}); set threads: 1 or leave it unset")
+            return False
+        devices = _axis_values(levels, "device") or ["cpu"]
+        if any(d != "cpu" for d in devices):
+            self.add((*loc, "device"), "measurement mode instructions counts CPU "
+                     f"instructions (got device {', '.join(map(str, devices))}); use "
+                     "device: cpu")
+            return False
+        return True
+
     def architecture(self, source: SyntheticSource, loc: Loc) -> None:
         arch = source.architecture
         if arch not in self._checked:
@@ -509,14 +542,8 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
             check.architecture(bench.model, loc)
 
         levels = (parsed.defaults, suite.defaults, bench)
-        try:
-            measurement = MeasurementSettings(**_merged_measurement(levels))
-        except ValidationError as exc:
-            where = (*loc, "measurement") if bench.measurement else (
-                ("suites", suite_name, "defaults", "measurement") if suite.defaults
-                and suite.defaults.measurement else ("defaults", "measurement"))
-            for err in exc.errors(include_url=False):
-                check.add((*where, *err["loc"]), err["msg"].removeprefix("Value error, "))
+        measurement = check.measurement(levels, loc, suite_name)
+        if measurement is None:
             continue
 
         fixed: dict[str, Any] = {"suite": suite_name, "name": bench.name, "model": bench.model,

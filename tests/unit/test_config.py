@@ -116,6 +116,19 @@ MALFORMED = [
     ("unknown model key", BENCH.replace("GPT2LMHeadModel", "GPT2LMHeadModel\n          rev: 1"),
      [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
        "config, delay_ms, extra_compute, seed, source, trust_remote_code")]),
+    ("instructions with two threads",
+     BENCH + "        measurement: {mode: instructions}\n        threads: 2\n",
+     [(9, "suites.s.benchmarks[0].threads", "measurement mode instructions counts one thread "
+       "(got threads 2)")]),
+    ("instructions on cuda",
+     BENCH + "        measurement: {mode: instructions}\n        device: cuda\n",
+     [(9, "suites.s.benchmarks[0].device", "counts CPU instructions (got device cuda)")]),
+    ("bad measurement mode", BENCH + "        measurement: {mode: cycles}\n",
+     [(8, "suites.s.benchmarks[0].measurement.mode",
+       "Input should be 'wall' or 'instructions' (got 'cycles')")]),
+    ("zero repetitions", BENCH + "        measurement: {repetitions: 0}\n",
+     [(8, "suites.s.benchmarks[0].measurement.repetitions",
+       "greater than or equal to 1 (got 0)")]),
     ("unknown metric in detection",
      BENCH + "detection:\n  min_effect: {latency_p55_seconds: 0.1}\n",
      [(9, "detection.min_effect", "unknown metric(s) latency_p55_seconds")]),
@@ -253,3 +266,22 @@ def test_a_valid_schedule_and_serve_section(tmp_path: Path) -> None:
     assert config.serve.port == 9999 and config.serve.host == "127.0.0.1"
     schedule = config.suites[0].schedule
     assert schedule is not None and schedule.cron == "0 2 * * *"
+
+
+def test_measurement_mode_and_repetitions_layer_and_instructions_are_their_own_series(
+        tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text(BENCH + "        measurement: {repetitions: 3}\n"
+                    "      - name: counted\n"
+                    "        model: {source: synthetic, architecture: GPT2LMHeadModel}\n"
+                    "        measurement: {mode: instructions, repetitions: 1}\n"
+                    "detection:\n  confirmation: {points: 4, max_series: 1}\n")
+    config = load_config(path)
+    timed, counted = config.suites[0].benchmarks
+    assert timed.measurement.repetitions == 3 and timed.measurement.mode.value == "wall"
+    assert counted.measurement.mode.value == "instructions"
+    assert "measurement_mode" not in timed.identity()
+    assert counted.identity()["measurement_mode"] == "instructions"
+    assert timed.series_id("h") != counted.series_id("h")
+    assert (config.detection.confirmation.points, config.detection.confirmation.max_series) == (
+        4, 1)
