@@ -1,0 +1,245 @@
+"""End to end on this real, noisy machine: does a real slowdown page in the cycle it first
+appears, and does noise never page?
+
+Real engine, real store (SQLite), no synthetic series. A suite of the default config's
+bert-tiny (seq 32, eager) and gpt2-tiny (generate) with the default config's measurement
+settings runs cycle after cycle through `collector.service.run_once`, exactly as
+`collector serve` runs a scheduled suite (interleaved repetitions, detection after every
+run, confirmation runs for suspicions and outlying runs).
+
+* Null cycles: `--cycles` clean cycles (default 70) in one history; every cycle from the
+  detector's 21st run on is a null cycle: any regression or host drift that becomes open is
+  a false page (pages are counted by kind; improvements never page).
+* Trials: from the `--first-trial`-th clean cycle on (default 30), every few cycles (so the
+  trials spread over the session), the history as it is then is copied and one cycle runs
+  on the copy with bert-tiny slowed by `--inject` (default +10%) of real extra compute
+  (`extra_compute`, calibrated by the worker; not part of the identity, so the same series).
+  A trial passes when an open regression of that series starts at the trial's run within
+  that same cycle. The copy is then thrown away, so every trial faces a clean history.
+* Cost: each cycle's wall time; a trial's extra time over the median clean cycle is what
+  confirmation costs.
+
+The clean history's stored points (every metric, and each repetition's p50) are written to
+`--record` (default benchmarks/data/host_noise.json): the noise model of this host that
+`benchmarks/detection_quality.py --host-noise` replays.
+
+    .venv/bin/python benchmarks/e2e_paging.py [--cycles 70] [--trials 10] [--inject 0.10]
+        [--first-trial 30] [--record PATH] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from collector.config import Config, load_config
+from collector.history import Regression
+from collector.runner import WorkerPool
+from collector.service import Outcome, run_once
+from collector.store import Stores
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "default.yml"
+INJECTED = "bert-tiny"
+KEPT = ("bert-tiny", "gpt2-tiny")
+MIN_HISTORY = 20  # the detector judges nothing before this many runs
+
+
+def suite_config(path: Path, inject: float, *, detection: dict[str, Any] | None = None) -> Config:
+    """bert-tiny (seq 32, eager) and gpt2-tiny from the default config, its defaults, and
+    bert-tiny slowed by `inject` of extra compute."""
+    yaml = YAML()
+    document = yaml.load(DEFAULT_CONFIG.read_text())
+    benches = []
+    for original in document["suites"]["default"]["benchmarks"]:
+        if original["name"] not in KEPT:
+            continue
+        entry = dict(original)
+        if entry["name"] == "bert-tiny":
+            entry.pop("matrix", None)
+            entry["sequence_length"] = 32
+            if inject > 0:
+                entry["model"] = {**entry["model"], "extra_compute": inject}
+        benches.append(entry)
+    out: dict[str, Any] = {"version": 1, "defaults": document.get("defaults"),
+                           "suites": {"e2e": {"benchmarks": benches}}}
+    if detection:
+        out["detection"] = detection
+    with path.open("w") as handle:
+        yaml.dump(out, handle)
+    return load_config(path)
+
+
+def pages(outcome: Outcome) -> list[Regression]:
+    """Records that became open (page or host-drift warning) in this cycle."""
+    seen: dict[str, Regression] = {}
+    detection = outcome.detection
+    for record in (detection.new + detection.changed if detection else []) + outcome.confirmed:
+        seen[record.regression_id] = record
+    return [r for r in seen.values() if r.status == "open" and r.kind != "improvement"]
+
+
+def cycle(config: Config, stores: Stores, pool: WorkerPool) -> tuple[Outcome, float]:
+    start = time.monotonic()
+    outcome = run_once(config, stores=stores, pool=pool)
+    elapsed = time.monotonic() - start
+    if outcome.store_error or outcome.detection_error:
+        raise SystemExit(f"cycle failed: {outcome.store_error or outcome.detection_error}")
+    failed = [r for run in outcome.runs for r in run.results if r.status != "ok"]
+    if failed:
+        raise SystemExit(f"benchmark failed: {failed[0].failure}")
+    return outcome, elapsed
+
+
+def record_history(stores: Stores, path: Path) -> dict[str, Any]:
+    """Every series' stored points (oldest first), with each repetition's p50."""
+    store = stores.local
+    out: dict[str, Any] = {"recorded_at": datetime.now(timezone.utc).isoformat(),
+                           "host_cpu": os.cpu_count(), "series": {}}
+    for info in store.list_series():
+        history = store.series_history(info.series_id, 10_000)
+        metrics = {m: [by_run[r.run_id] for r in history.runs if r.run_id in by_run]
+                   for m, by_run in sorted(history.values.items())}
+        out["series"][info.name] = {
+            "series_id": info.series_id, "task": info.task, "metrics": metrics,
+            "other_cpu_fraction": [r.other_cpu_fraction for r in history.runs]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def cv(values: list[float]) -> float | None:
+    return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else None
+
+
+def trial(slow: Config, db: Path, copy: Path, pool: WorkerPool, after: int) -> dict[str, Any]:
+    """One slowed cycle on a copy of the history as it is now (SQLite's backup API: the
+    store runs in WAL mode, so the file alone may miss the latest runs)."""
+    source, target = sqlite3.connect(db), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    stores = Stores.open(copy, None)
+    try:
+        outcome, elapsed = cycle(slow, stores, pool)
+        run = outcome.runs[0]
+        series = next(r.series_id for r in run.results if r.spec.name == INJECTED)
+        hit = [r for r in pages(outcome) if r.series_id == series
+               and r.kind == "regression" and r.start_run_id == run.run_id]
+        before = stores.local.series_history(series, 40)
+        p50 = before.values["latency_p50_seconds"]
+        reference = statistics.median(p50[r.run_id] for r in before.runs[:-1])
+        return {"after_cycle": after, "paged": bool(hit),
+                "metrics": sorted(r.metric for r in hit), "seconds": elapsed,
+                "scheduled_point_step": p50[run.run_id] / reference - 1,
+                "confirmation_points": len(outcome.confirmation_runs)}
+    finally:
+        stores.close()
+        copy.unlink(missing_ok=True)
+
+
+def summarize(args: argparse.Namespace, clean_times: list[float], trials: list[dict[str, Any]],
+              null_pages: list[dict[str, Any]], *, confirmations: int,
+              recorded: dict[str, Any]) -> dict[str, Any]:
+    median_clean = statistics.median(clean_times)
+    return {
+        "cycles": args.cycles, "null_cycles": max(0, args.cycles - MIN_HISTORY),
+        "null_pages": null_pages, "trials": trials,
+        "paged": sum(t["paged"] for t in trials), "inject": args.inject,
+        "clean_cycle_seconds": {"median": median_clean, "max": max(clean_times)},
+        "trial_extra_seconds_median": (statistics.median(t["seconds"] for t in trials)
+                                       - median_clean) if trials else None,
+        "noise_confirmation_points": confirmations,
+        "run_to_run_cv_p50": {name: cv(s["metrics"]["latency_p50_seconds"])
+                              for name, s in recorded["series"].items()},
+        "load_average_end": os.getloadavg(), "record": str(args.record)}
+
+
+def report(summary: dict[str, Any]) -> None:
+    trials = summary["trials"]
+    print(f"\n+{summary['inject']:.0%} slowdown paged in the same cycle: "
+          f"{summary['paged']}/{len(trials)} (goal >= 9/10)")
+    print(f"pages over {summary['null_cycles']} null cycles: {len(summary['null_pages'])} "
+          f"(goal 0) {summary['null_pages'] or ''}")
+    print(f"clean cycle: median {summary['clean_cycle_seconds']['median']:.1f} s; trial "
+          f"cycle: +{summary['trial_extra_seconds_median'] or 0:.1f} s (confirmation runs); "
+          f"{summary['noise_confirmation_points']} confirmation point(s) in clean cycles")
+    print("run-to-run CV of the stored p50: " + ", ".join(
+        f"{k} {v:.1%}" for k, v in summary["run_to_run_cv_p50"].items() if v is not None))
+    print(f"recorded the clean history to {summary['record']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=70)
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--first-trial", type=int, default=30)
+    parser.add_argument("--inject", type=float, default=0.10)
+    parser.add_argument("--record", type=Path, default=ROOT / "benchmarks" / "data" /
+                        "host_noise.json")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    out = sys.stderr if args.json else sys.stdout
+    tmp = Path(tempfile.mkdtemp(prefix="collector-e2e-"))
+    clean = suite_config(tmp / "clean.yml", 0.0)
+    slow = suite_config(tmp / "slow.yml", args.inject)
+    db = tmp / "history.db"
+    stores = Stores.open(db, None)
+    spacing = max(1, (args.cycles - args.first_trial) // max(args.trials, 1))
+    trial_at = {args.first_trial + i * spacing for i in range(args.trials)}
+    print(f"load average at start: {os.getloadavg()}; trials after clean cycles "
+          f"{sorted(trial_at)}", file=out, flush=True)
+    null_pages: list[dict[str, Any]] = []
+    clean_times: list[float] = []
+    trials: list[dict[str, Any]] = []
+    confirmations = 0
+    try:
+        with WorkerPool() as pool:
+            for index in range(1, args.cycles + 1):
+                outcome, elapsed = cycle(clean, stores, pool)
+                clean_times.append(elapsed)
+                confirmations += len(outcome.confirmation_runs)
+                opened = pages(outcome)
+                if index > MIN_HISTORY:
+                    null_pages += [{"cycle": index, "metric": r.metric, "kind": r.kind,
+                                    "change": r.relative_change} for r in opened]
+                print(f"clean {index:3d}: {elapsed:5.1f} s, "
+                      f"{len(outcome.confirmation_runs)} confirmation point(s), "
+                      f"{len(opened)} page(s)", file=out, flush=True)
+                if index in trial_at:
+                    result = trial(slow, db, tmp / "trial.db", pool, index)
+                    trials.append(result)
+                    print(f"  trial after {index}: "
+                          f"{'PAGED' if result['paged'] else 'missed'} "
+                          f"({', '.join(result['metrics']) or '-'}), "
+                          f"{result['seconds']:.1f} s, scheduled point "
+                          f"{result['scheduled_point_step']:+.1%}", file=out, flush=True)
+        recorded = record_history(stores, args.record)
+    finally:
+        stores.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = summarize(args, clean_times, trials, null_pages, confirmations=confirmations,
+                        recorded=recorded)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        report(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
