@@ -21,7 +21,14 @@ from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
 from collector.history import Regression
-from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, RunResult
+from collector.model import (
+    BenchmarkResult,
+    BenchmarkSpec,
+    Environment,
+    FailureKind,
+    MeasurementMode,
+    RunResult,
+)
 from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
@@ -209,6 +216,16 @@ def to_confirm(detection: ScanReport, limit: int) -> list[str]:
     return sorted(wanted, key=lambda series: -wanted[series])[:limit]
 
 
+def confirmation_points(spec: BenchmarkSpec, configured: int) -> int:
+    """Points to run for a suspicion: the configured number for wall time; two for
+    instruction counts, which repeat to a few hundredths of a percent: the detector pages
+    on one scheduled run and one point at the new level (collector.regress.detector,
+    INSTRUCTION_SETTINGS), and a second point costs another valgrind start-up."""
+    if spec.measurement.mode is MeasurementMode.INSTRUCTIONS:
+        return min(configured, 2)
+    return configured
+
+
 def _confirm(config: Config, stores: Stores, outcome: Outcome,
              one: Callable[[BenchmarkSpec], BenchmarkResult],
              stop: threading.Event | None) -> Outcome:
@@ -228,7 +245,7 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome,
         if spec is None:
             continue
         values: dict[str, list[float]] = {}
-        for _ in range(settings.points):
+        for _ in range(confirmation_points(spec, settings.points)):
             if stop is not None and stop.is_set():
                 break
             started = _now()

@@ -101,17 +101,30 @@ MEMORY_SETTINGS = DetectorSettings(min_effect=0.02, min_absolute=4 * 2**20, z_th
                                    noise_floor=0.0005)
 # First calls and compilation are dominated by one-off work and vary much more.
 COLD_SETTINGS = DetectorSettings(min_effect=0.10)
+# Instructions counted under valgrind repeat to a few hundredths of a percent: a change of
+# 1% is work, not noise, and needs no persistence to be believed. One run flags it
+# (min_persist 1) and one more at the new level proves it (a confirmation point, in the same
+# cycle): a one-off glitch cannot page alone. The rank test of one run against the
+# reference can only say "above every reference run" (z 1.69 for 40 runs), which is the
+# statement wanted here.
+INSTRUCTION_SETTINGS = DetectorSettings(min_persist=1, confirm_runs=2, confirm_misses=0,
+                                        confirm_after=1, min_effect=0.01, z_threshold=4.0,
+                                        z_suspect=4.0, z_trigger=4.0, rank_z=1.6,
+                                        noise_floor=0.0005)
 
 _MEMORY_UNITS = {"bytes"}
 _COLD_METRICS = {"first_call_seconds", "compile_time_seconds", "load_time_seconds"}
 
 
 def settings_for(metric: str, base: DetectorSettings | None = None) -> DetectorSettings:
-    """Default settings of a catalogue metric (memory: thresholds; cold paths: a larger
-    minimum effect); `base` overrides the default for time and rate metrics."""
+    """Default settings of a catalogue metric (memory: thresholds; instructions: tight and
+    fast; cold paths: a larger minimum effect); `base` overrides the default for time and
+    rate metrics."""
     definition = METRICS[metric]
     if definition.unit in _MEMORY_UNITS:
         return MEMORY_SETTINGS
+    if definition.unit == "instructions":
+        return INSTRUCTION_SETTINGS
     if metric in _COLD_METRICS:
         return COLD_SETTINGS
     return base or DetectorSettings()

@@ -143,3 +143,28 @@ def test_settings_are_checked() -> None:
         DetectorSettings(min_persist=5, confirm_runs=4)
     with pytest.raises(ValueError, match="z_suspect"):
         DetectorSettings(z_suspect=5.0, z_threshold=4.0)
+
+
+def test_instruction_counts_page_on_one_run_and_one_confirmation_point() -> None:
+    settings = settings_for("instructions_per_iteration")
+    base = noisy(30, cv=0.0003, level=8.07e6, seed=4)
+    # One run at +3% flags it; one more at the new level (a confirmation point) pages it.
+    [change] = replay([*base, 8.07e6 * 1.03], LOWER, settings)
+    assert change.status == "suspected" and change.start_index == 30
+    [paged] = alerts(replay([*base, 8.07e6 * 1.03, 8.07e6 * 1.0301], LOWER, settings))
+    assert paged.start_index == 30 and paged.confirmed_index == 31
+    assert paged.relative_change == pytest.approx(0.03, abs=0.002)
+    # A one-off glitch that is not there again does not page; 0.3% jitter is not a change.
+    assert alerts(replay([*base, 8.07e6 * 1.03, *base[:5]], LOWER, settings)) == []
+    assert replay(noisy(300, cv=0.003, level=8.07e6, seed=5), LOWER, settings) == []
+
+
+def test_outlier_asks_for_confirmation_only_beyond_the_noise_and_the_effect() -> None:
+    from collector.regress.detector import outlier
+
+    base = noisy(30, cv=0.02, seed=6)
+    assert outlier([*base, 1.15], LOWER) is not None
+    assert outlier([*base, 1.15], HIGHER) is None  # a faster throughput is no regression
+    assert outlier([*base, 1.01], LOWER) is None  # within the noise
+    assert outlier(base[:10] + [1.5], LOWER) is None  # too little history to judge
+    assert outlier([*base, 1.5], LOWER, contaminated=[False] * 30 + [True]) is None
