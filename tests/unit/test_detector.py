@@ -166,5 +166,5 @@ def test_outlier_asks_for_confirmation_only_beyond_the_noise_and_the_effect() ->
     assert outlier([*base, 1.15], LOWER) is not None
     assert outlier([*base, 1.15], HIGHER) is None  # a faster throughput is no regression
     assert outlier([*base, 1.01], LOWER) is None  # within the noise
-    assert outlier(base[:10] + [1.5], LOWER) is None  # too little history to judge
+    assert outlier([*base[:10], 1.5], LOWER) is None  # too little history to judge
     assert outlier([*base, 1.5], LOWER, contaminated=[False] * 30 + [True]) is None
