@@ -1,7 +1,8 @@
 """Runs one BenchmarkSpec in an isolated worker and turns the outcome into a BenchmarkResult.
 
 This package's __init__ and isolation module never import torch; only `worker` and `tasks`
-(loaded inside worker processes) do.
+(loaded inside worker processes) do. Specs in measurement mode `instructions` run under
+valgrind (collector/runner/valgrind.py); callers need not know.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from collector.model import (
     BenchmarkResult,
     BenchmarkSpec,
     Environment,
+    Failure,
+    FailureKind,
     MeasurementInfo,
+    MeasurementMode,
     NoiseProbe,
     Task,
 )
-from collector.runner.isolation import ProgressCallback, Target, WorkerPool
+from collector.runner.isolation import ProgressCallback, Target, WorkerOutcome, WorkerPool
+from collector.runner.valgrind import instructions_mode_problem
 
 __all__ = ["WorkerPool", "run_benchmark"]
 
@@ -38,11 +43,16 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
                   ) -> BenchmarkResult:
     """Run one benchmark to completion or failure; never raises for a benchmark's fault."""
     started = now()
-    outcome = pool.run(target or _default_target(), {"spec": spec.model_dump(mode="json")},
-                       timeout_s=spec.timeout_s,
-                       memory_limit_bytes=(spec.memory_limit_mb * 2**20
-                                           if spec.memory_limit_mb else None),
-                       on_progress=on_progress, kill=kill)
+    instructions = spec.measurement.mode is MeasurementMode.INSTRUCTIONS
+    problem = instructions_mode_problem(spec) if instructions else None
+    if problem is not None:  # refused before valgrind starts
+        outcome = WorkerOutcome(None, Failure(kind=FailureKind.EXCEPTION, message=problem), 0.0)
+    else:
+        outcome = pool.run(target or _default_target(), {"spec": spec.model_dump(mode="json")},
+                           timeout_s=spec.timeout_s,
+                           memory_limit_bytes=(spec.memory_limit_mb * 2**20
+                                               if spec.memory_limit_mb else None),
+                           on_progress=on_progress, kill=kill, under_valgrind=instructions)
     finished = now()
     series_id = spec.series_id(environment.host)
     if outcome.payload is None:

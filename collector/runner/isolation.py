@@ -10,6 +10,10 @@ new interpreter per benchmark) is available for users who want no shared state a
 The parent waits on the worker's pipe and its exit sentinel with a timeout (no busy loop),
 enforces the hard timeout and the optional memory limit, and turns every way a worker can end
 into either a result payload or a Failure.
+
+Measurement mode `instructions` runs workers under valgrind: `run(..., under_valgrind=True)`
+forks them from a second forkserver that itself runs under valgrind (collector/runner/
+valgrind.py), created on the first such run; everything on this side of the pipe is the same.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, cast
 
 from collector.model import Failure, FailureKind
+from collector.runner.valgrind import SPAWN_LOCK, ValgrindLauncher
 
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
@@ -114,7 +119,10 @@ class WorkerPool:
     """Starts one isolated worker per benchmark. Use as a context manager or call close()."""
 
     def __init__(self, start_method: str = "forkserver",
-                 preload: Sequence[str] = DEFAULT_PRELOAD) -> None:
+                 preload: Sequence[str] = DEFAULT_PRELOAD, *,
+                 valgrind: str | None = None) -> None:
+        """`valgrind`: the binary for instructions mode (default: $COLLECTOR_VALGRIND, else
+        `valgrind` on PATH); looked up only when an instructions-mode benchmark runs."""
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
         self.start_method = start_method
@@ -122,6 +130,10 @@ class WorkerPool:
                          multiprocessing.get_context(start_method))
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(list(preload))
+        self._preload = tuple(preload)
+        self._valgrind_binary = valgrind
+        self._valgrind: ValgrindLauncher | None = None
+        self._valgrind_lock = threading.Lock()
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -130,19 +142,65 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
-        """Nothing to release: the forkserver exits with this process."""
+        """Stop the valgrind forkserver if instructions mode started one (the normal
+        forkserver exits with this process)."""
+        with self._valgrind_lock:
+            launcher, self._valgrind = self._valgrind, None
+        if launcher is not None:
+            launcher.close()
 
-    # One wait loop handles every way a worker can end, in order; split up it reads worse.
-    def run(self, target: Target, payload: Any, *, timeout_s: float,  # noqa: PLR0912
+    def _launcher(self) -> ValgrindLauncher:
+        with self._valgrind_lock:
+            if self._valgrind is None:
+                self._valgrind = ValgrindLauncher(self._preload, valgrind=self._valgrind_binary)
+            return self._valgrind
+
+    def run(self, target: Target, payload: Any, *, timeout_s: float,
             memory_limit_bytes: int | None = None,
             on_progress: ProgressCallback | None = None,
-            kill: threading.Event | None = None) -> WorkerOutcome:
+            kill: threading.Event | None = None,
+            under_valgrind: bool = False) -> WorkerOutcome:
+        """Run `target(conn, payload)` in a fresh worker process; under valgrind's callgrind
+        when `under_valgrind` (its forkserver's start-up is not part of `timeout_s`)."""
+        launcher: ValgrindLauncher | None = None
+        if under_valgrind:
+            launcher = self._launcher()
+            failure = launcher.ensure_ready(kill)
+            if failure is not None:
+                return WorkerOutcome(None, failure, 0.0)
         started = time.monotonic()
         reader, writer = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=_child_main, args=(writer, target, payload),
-                                 daemon=True, name="collector-worker")
-        proc.start()
+        args = (writer, target, payload)
+        proc: multiprocessing.process.BaseProcess = (
+            launcher.process(_child_main, args) if launcher is not None
+            else self._ctx.Process(target=_child_main, args=args, daemon=True,
+                                   name="collector-worker"))
+        try:
+            with SPAWN_LOCK:
+                proc.start()
+        except (OSError, EOFError) as exc:  # the forkserver died or refused the connection
+            reader.close()
+            writer.close()
+            return WorkerOutcome(None, Failure(kind=FailureKind.CRASH, message=(
+                f"could not start a worker: {type(exc).__name__}: {exc}")),
+                time.monotonic() - started)
         writer.close()
+        outcome = self._wait(proc, reader, started, timeout_s=timeout_s,
+                             memory_limit_bytes=memory_limit_bytes, on_progress=on_progress,
+                             kill=kill)
+        if launcher is not None:
+            log = launcher.release(proc.pid)
+            failure = outcome.failure
+            if failure is not None and failure.traceback_tail is None and log:
+                outcome = WorkerOutcome(None, failure.model_copy(
+                    update={"traceback_tail": "valgrind log:\n" + log}), outcome.wall_s)
+        return outcome
+
+    # One wait loop handles every way a worker can end, in order; split up it reads worse.
+    def _wait(self, proc: multiprocessing.process.BaseProcess,  # noqa: PLR0912
+              reader: Connection, started: float, *, timeout_s: float,
+              memory_limit_bytes: int | None, on_progress: ProgressCallback | None,
+              kill: threading.Event | None) -> WorkerOutcome:
         deadline = started + timeout_s
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
