@@ -3,11 +3,18 @@
 Runs one benchmark inside a fresh worker process: load the model from disk onto the device,
 build inputs, time the first call, warm up, measure until stable, and send back a plain-JSON
 payload (metrics, raw samples, measurement info, noise probe, environment additions).
+
+In measurement mode `instructions` the worker runs under valgrind (collector/runner/
+valgrind.py) and, instead of timing, counts the CPU instructions of exactly `min_iterations`
+iterations after the warm-up (collector/runner/callgrind.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,16 +33,28 @@ from collector.model import (
     FailureKind,
     HubSource,
     LocalSource,
+    MeasurementInfo,
+    MeasurementMode,
     SyntheticSource,
     Task,
 )
+from collector.runner.callgrind import CallgrindError, InstructionCounter
+from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
 from collector.runner.tasks import AUTO_CLASSES, forward, generation, infer_task
 from collector.runner.tasks.inputs import build_inputs
+from collector.runner.valgrind import instructions_mode_problem
 from collector.stats import summarize
 
 HUB_FILES = ["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]
+# CPython specialises bytecode after ~8 runs of a code path: instruction counts of the first
+# iterations are ~1% higher and settle by the 10th (measured on bert-tiny under callgrind).
+INSTRUCTIONS_MIN_WARMUP = 10
+# Then, once instrumentation is on, two more: the first instrumented iteration counts ~0.7%
+# more and the second ~0.1% more than the steady state (so does the first after any Python
+# work such as reading a dump), measured on bert-tiny.
+INSTRUMENTED_WARMUP = 2
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -221,6 +240,23 @@ def _nvml_state(device: torch.device) -> dict[str, Any]:
         return {}
 
 
+def _instruction_counter(spec: BenchmarkSpec) -> InstructionCounter:
+    """Checks for instructions mode; one torch thread (a thread pool's spin-waits would be
+    counted as work, and valgrind runs one thread at a time anyway)."""
+    problem = instructions_mode_problem(spec)
+    if problem is not None:
+        raise WorkerFailure(FailureKind.EXCEPTION, problem)
+    try:
+        counter = InstructionCounter.from_environment()
+    except CallgrindError as exc:
+        raise WorkerFailure(FailureKind.EXCEPTION, str(exc)) from None
+    torch.set_num_threads(1)
+    # Only settable before any inter-op work began; if it did, the pool exists but is idle.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return counter
+
+
 def run(conn: Connection, payload: dict[str, Any]) -> None:
     """Worker entry: run payload['spec'] and send ('result', body) on the connection."""
     spec = BenchmarkSpec.model_validate(payload["spec"])
@@ -230,7 +266,9 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    if spec.threads is not None:
+    counter = (_instruction_counter(spec)
+               if spec.measurement.mode is MeasurementMode.INSTRUCTIONS else None)
+    if counter is None and spec.threads is not None:
         torch.set_num_threads(spec.threads)
     device, sync = _device(spec)
     with tempfile.TemporaryDirectory(prefix="collector-worker-") as tmp:
@@ -240,20 +278,101 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
         progress({"phase": "loading"})
         path = _checkpoint(spec, workdir)
         model, task, load_s = _load(spec, path, device, sync)
-        body = _measure_model(spec, model, task, device, sync=sync, progress=progress)
-    body["metrics"]["load_time_seconds"] = load_s
+        body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
+                              counter=counter)
+    if counter is None:  # under valgrind, load time is emulation time
+        body["metrics"]["load_time_seconds"] = load_s
     body["environment"] = {"torch_version": str(torch.__version__),
                            "transformers_version": str(transformers.__version__),
                            "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
     conn.send(("result", body))
 
 
+def _time_cost(fn: Callable[[], Any], repeats: int) -> float:
+    """Median seconds per call of fn over max(repeats, 5) calls (extra_compute sizing)."""
+    times = []
+    for _ in range(max(repeats, 5)):
+        start = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - start)
+    return statistics.median(times) / 1e9
+
+
+def _with_extra_compute(spec: BenchmarkSpec, model: Any, step: Callable[[], Any],
+                        counter: InstructionCounter | None) -> Callable[[], Any]:
+    """The step to measure: with SyntheticSource.extra_compute, every forward call also does
+    extra matmuls, calibrated here in the measured unit (collector/runner/extra_compute.py):
+    instruction counts (instrumentation on, after the warm-up) or medians of timings."""
+    fraction = spec.model.extra_compute if isinstance(spec.model, SyntheticSource) else 0.0
+    if fraction <= 0:
+        return step
+    if counter is None:
+        return ExtraCompute().install(model, step, fraction, _time_cost, exact=False)
+    count: Cost = counter.count
+    return ExtraCompute().install(model, step, fraction, count, exact=True)
+
+
+def _count_instructions(spec: BenchmarkSpec, model: Any, step: Callable[[], Any],
+                        counter: InstructionCounter, *, generating: bool,
+                        progress: Callable[[dict[str, Any]], None],
+                        ) -> tuple[dict[str, float], dict[str, list[float]], MeasurementInfo]:
+    """Warm up uninstrumented (at least INSTRUCTIONS_MIN_WARMUP iterations), turn
+    instrumentation on, calibrate extra_compute if asked, run INSTRUMENTED_WARMUP iterations
+    uncounted, then count exactly `min_iterations` iterations: one dump per iteration (the
+    dump request is all the region holds besides the steps; dumps are read once
+    instrumentation is off). The garbage collector is off from calibration to the end of
+    the region, so a collection triggered by earlier allocations cannot land in one run and
+    not in another."""
+    settings = spec.measurement
+    warmup = max(settings.warmup_iterations, INSTRUCTIONS_MIN_WARMUP)
+    for _ in range(warmup):
+        step()
+    iterations = settings.min_iterations
+    gc.collect()
+    gc.disable()
+    start = time.perf_counter_ns()
+    try:
+        counter.start()
+        try:
+            step = _with_extra_compute(spec, model, step, counter)
+            progress({"phase": "measuring", "iterations": 0, "instrumented": True})
+            counter.read_dumps()
+            for _ in range(INSTRUMENTED_WARMUP):
+                step()
+            counter.open_region()
+            for i in range(iterations):
+                step()
+                counter.dump(f"iteration {i + 1}")
+        finally:
+            counter.stop()
+    finally:
+        gc.enable()
+    duration_s = (time.perf_counter_ns() - start) / 1e9
+    try:
+        counts = counter.read_dumps()[1:]  # the first is open_region's
+    except CallgrindError as exc:
+        raise WorkerFailure(FailureKind.EXCEPTION, str(exc)) from None
+    if len(counts) != iterations:
+        raise WorkerFailure(FailureKind.EXCEPTION, (
+            f"expected {iterations} callgrind dumps, found {len(counts)}"))
+    total = sum(counts)
+    metrics = {"instructions_per_iteration": total / iterations}
+    if generating:
+        metrics["instructions_per_token"] = total / (iterations * spec.new_tokens
+                                                     * spec.batch_size)
+    info = MeasurementInfo(iterations=iterations, warmup_iterations=warmup,
+                           duration_s=duration_s, target_rel_ci=settings.target_rel_ci,
+                           achieved_rel_ci=None, converged=True, stop_reason="max_iterations")
+    return metrics, {"instructions": [float(c) for c in counts]}, info
+
+
 def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device, *,
                    sync: Callable[[], None] | None,
-                   progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                   progress: Callable[[dict[str, Any]], None],
+                   counter: InstructionCounter | None = None) -> dict[str, Any]:
     metrics: dict[str, float] = {}
-    load_peak = peak_rss_bytes()
-    metrics["load_peak_rss_bytes"] = float(load_peak)
+    if counter is None:  # under valgrind, RSS is valgrind's as much as the model's
+        metrics["load_peak_rss_bytes"] = float(peak_rss_bytes())
     metrics["model_size_bytes"] = float(
         sum(p.numel() * p.element_size() for p in model.parameters())
         + sum(b.numel() * b.element_size() for b in model.buffers()))
@@ -281,8 +400,18 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     if sync is not None:
         sync()
     first_call_s = (time.perf_counter_ns() - start) / 1e9
+    if counter is None:  # instructions mode calibrates after its warm-up, instrumented
+        step = _with_extra_compute(spec, model, step, None)
     progress({"phase": "warmup"})
     meter = NoiseMeter().start()
+    if counter is not None:
+        counted, samples, info = _count_instructions(spec, model, step, counter,
+                                                     generating=generating, progress=progress)
+        noise = meter.stop()
+        metrics.update(counted)
+        return {"resolved_task": task.value, "metrics": metrics, "samples": samples,
+                "measurement": info.model_dump(mode="json"),
+                "noise": noise.model_dump(mode="json")}
     measured = measure(step, spec.measurement, sync=sync, on_progress=progress)
     noise = meter.stop(gpu=_nvml_state(device) or None)
 
@@ -305,7 +434,7 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     if prompt_tokens and not generating:
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens
                                                          / summary.p50)
-    samples: dict[str, list[float]] = {"latency_seconds": latencies}
+    samples = {"latency_seconds": latencies}
     if generating:
         token_metrics, token_samples = generation.token_metrics(
             measured.payloads, spec.batch_size, prompt_tokens)
