@@ -3,7 +3,8 @@
 # worker stack (torch pinned to the CPU wheel) and the test tools. Idempotent and quiet.
 #   --services   also make sure the servers the test suite starts itself are installed
 #                (PostgreSQL server binaries, Prometheus + promtool, Pushgateway,
-#                Alertmanager + amtool; Debian packages, installed when missing)
+#                Alertmanager + amtool; Debian packages, installed when missing), and
+#                valgrind with a C compiler (measurement mode instructions and its tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +54,28 @@ if [ "${1:-}" = "--services" ]; then
       echo "Prometheus/Pushgateway/Alertmanager binaries are missing: install the Debian" \
         "packages ${prom_pkgs[*]} (prometheus, promtool, prometheus-pushgateway," \
         "prometheus-alertmanager, amtool)" >&2
+      exit 1
+    fi
+  fi
+
+  # Measurement mode instructions: valgrind (its callgrind tool and headers) and a C compiler
+  # for the client-request library (gcc links against libc6-dev's start files).
+  have_valgrind() {
+    command -v valgrind && [ -f /usr/include/valgrind/callgrind.h ] &&
+      { command -v cc || command -v gcc; } && [ -f /usr/include/stdio.h ]
+  } >/dev/null
+  if ! have_valgrind; then
+    vg_pkgs=(valgrind gcc libc6-dev)
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing valgrind and a C compiler (Debian packages ${vg_pkgs[*]})" >&2
+      if ! apt_log=$({ apt-get update -q &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${vg_pkgs[@]}"; } 2>&1); then
+        echo "$apt_log" >&2
+        exit 1
+      fi
+    else
+      echo "valgrind or a C compiler is missing: install the Debian packages ${vg_pkgs[*]}" >&2
       exit 1
     fi
   fi
