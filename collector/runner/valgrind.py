@@ -52,6 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import (
     context,
@@ -215,7 +216,7 @@ def _executable(path: str) -> Iterator[None]:
 class _ValgrindForkServer(forkserver.ForkServer):
     """multiprocessing's ForkServer, started through the valgrind wrapper script."""
 
-    # CPython's private state of a ForkServer (3.10-3.13), read to stop the server and to
+    # CPython's private state of a ForkServer (3.10-3.14), read to stop the server and to
     # notice that it died.
     _forkserver_pid: int | None
     _forkserver_alive_fd: int | None
@@ -276,7 +277,7 @@ class _ValgrindPopen(popen_forkserver.Popen):
         self._server = server
         super().__init__(process_obj)
 
-    # popen_forkserver.Popen._launch (CPython 3.10-3.13), with this Popen's own server in
+    # popen_forkserver.Popen._launch (CPython 3.10-3.14), with this Popen's own server in
     # place of the module's singleton, which the wall-time WorkerPool uses.
     def _launch(self, process_obj: Any) -> None:
         prep_data = spawn.get_preparation_data(process_obj._name)
@@ -402,6 +403,8 @@ class ValgrindLauncher:
     def _run_dir(self) -> Path:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="collector-valgrind-"))
+            # Removed by close(), or at exit by a pool that was never closed.
+            weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         return self._dir
 
     def _wait_ready(self, server: _ValgrindForkServer, ready: Path,
