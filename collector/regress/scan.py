@@ -151,7 +151,12 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
         _reconcile(store, window, changes, mine, report)
         found = outlier(values, METRICS[metric].direction, config.for_metric(metric),
                         contaminated=contaminated)
-        if found is not None:
+        # An active change already explains a worse run: its own record is judged (and
+        # resolved) by the detector; asking for points again every run would cost ~20
+        # confirmation cycles after every step (benchmarks/detection_quality.py).
+        active = [r for r in store.regressions(ACTIVE_STATUSES, series_id=series_id,
+                                               metric=metric) if r.kind != "improvement"]
+        if found is not None and not active:
             report.triggers.append(Trigger(series_id, metric, *found))
         clean = [v for v, bad in zip(values, contaminated, strict=True) if not bad]
         estimate = noise_estimate(clean, config.for_metric(metric),
@@ -184,6 +189,11 @@ def _reconcile(store: Store, window: _Window, changes: list[Change],
         if record is not None:
             matched.add(record.regression_id)
             updated = _update(record, change, points)
+            if change.confirmed_index is None and updated.status in ("open", "acknowledged"):
+                # Confirmed by confirmation points while the scheduled runs alone have not
+                # confirmed it (a suspicion, or an excursion): it resolves the way an
+                # unmatched change does, when the latest runs are back at the old level.
+                updated = _unmatched(updated, window) or updated
             if updated != record:
                 store.save_regression(updated)
                 if updated.status != record.status:

@@ -108,8 +108,14 @@ def test_one_outlying_run_asks_for_confirmation_which_pages_in_that_cycle(
     assert record.attribution == "transformers_version 5.23.0 -> 5.24.0"
     assert record.confirmation is not None
     assert record.confirmation["verdict"] == "confirmed"
-    # The same outlier with points at the old level confirms nothing.
+    # While it is open, its worse runs ask for no more points: the record explains them.
+    _feed(store, [0.0116], environment=NEW)
+    assert [t for t in scan(store).triggers if t.metric == METRIC] == []
+    # Back at the old level it resolves; then an outlier whose points sit at the old level
+    # confirms nothing.
     _feed(store, [0.010] * 4, environment=NEW)
+    scan(store)
+    assert store.regressions(metric=METRIC)[0].status == "resolved"
     _feed(store, [0.0116], environment=NEW)
     again = [t for t in scan(store).triggers if t.metric == METRIC]
     assert again
