@@ -14,8 +14,13 @@ models, dtypes, kernels and Python overhead:
     the planned step is counted and the row count corrected by the error (up to twice), so
     +3% reads as +3% to within a few hundredths of a percent. The worker calibrates after
     its warm-up, in the steady state the measured region sees;
-  - wall mode times the same things (medians), without the idle-hook and correction steps
-    whose microseconds are below the noise of timing; +3% reads as roughly +3% there.
+  - wall mode times the same things (medians), without the idle hook, whose microseconds
+    are below the noise of timing; then, since the matmuls and the model evict each other's
+    data from the caches, it times the step with and without a probe plan (+30%, a signal
+    well above the noise) in place, alternating 50 pairs of single steps, and scales the
+    matmuls' modelled cost by what they really cost there (2-3x their cost alone). On a
+    noisy 2-core VM +3% then reads +3.5..5% of wall time, +10% reads +10..14%, +30% reads
+    +26..32% (timing itself is that noisy there).
 The per-step budget goes to as many forward calls as can each take a matmul at least twice
 its fixed cost (so at least half of the extra work is arithmetic, not dispatch), evenly spread
 over the calls of a step; larger budgets are split into 256-row matmuls so memory stays
@@ -25,6 +30,8 @@ returned step resets it.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +42,8 @@ WIDTH = 64
 CHUNK_ROWS = 256
 _MIN_OVERHEAD_MULTIPLE = 2
 _CORRECTIONS = 2
+_WALL_PAIRS = 50
+_WALL_PROBE_FRACTION = 0.3
 _SEED = 4321
 
 # cost(fn, repeats) -> cost of one call of fn (instructions, or seconds), over `repeats` calls.
@@ -93,6 +102,19 @@ def solve_rows(budget: float, fixed: float, per_row: float, calls: int) -> tuple
     return rows_per_call(best, calls, used)
 
 
+def _slowdown(plain: Callable[[], Any], slower: Callable[[], Any], pairs: int) -> float:
+    """How much slower `slower` is than `plain`: medians of single calls, alternated so
+    the machine's drift hits both alike."""
+    a: list[int] = []
+    b: list[int] = []
+    for _ in range(pairs):
+        for fn, times in ((plain, a), (slower, b)):
+            start = time.perf_counter_ns()
+            fn()
+            times.append(time.perf_counter_ns() - start)
+    return statistics.median(b) / max(statistics.median(a), 1) - 1
+
+
 class ExtraCompute:
     """The forward hook and its work. `install()` calibrates and returns the new step."""
 
@@ -135,7 +157,8 @@ class ExtraCompute:
 
         `exact`: the cost is deterministic (instruction counts in a warmed-up worker), so the
         idle hook and the planned step are counted as well and the plan corrected by the
-        error. Otherwise (timing) the model is fixed cost + cost per row, as measured."""
+        error. Otherwise (timing) the modelled cost (fixed + per row, timed alone) is scaled
+        by the slowdown a probe plan causes in place."""
 
         def planned_step() -> Any:
             self._call = 0
@@ -156,15 +179,28 @@ class ExtraCompute:
             budget = fraction * step_cost
             rows = solve_rows(budget - hook_cost, fixed, per_row, calls)
             self._set(rows)
+            used = sum(1 for r in rows if r > 0) or 1
             if exact:
                 for _ in range(_CORRECTIONS):
                     error = cost(planned_step, 2) - step_cost - budget
                     if abs(error) < per_row:
                         break
-                    used = sum(1 for r in rows if r > 0) or 1
                     rows = rows_per_call(max(0, sum(rows) - round(error / per_row)), calls,
                                          used)
                     self._set(rows)
+            elif sum(rows) > 0:
+                # In place, the matmuls and the model evict each other's data from the
+                # caches: timed alone the matmuls looked 2-3x cheaper than they are in the
+                # step. So their modelled cost is scaled by the slowdown they cause in place,
+                # measured at a probe size big enough (+30%) for timing noise not to decide.
+                probe = solve_rows(max(fraction, _WALL_PROBE_FRACTION) * step_cost, fixed,
+                                   per_row, calls)
+                self._set(probe)
+                modelled = fixed * chunk_count(probe) + per_row * sum(probe)
+                in_place = _slowdown(step, planned_step, _WALL_PAIRS) * step_cost
+                factor = min(max(in_place / modelled, 0.25), 4.0)
+                rows = solve_rows(budget / factor, fixed, per_row, calls)
+                self._set(rows)
         except BaseException:
             handle.remove()
             raise
