@@ -114,7 +114,8 @@ class NoiseMeter:
             wall_s=wall,
             self_cpu_s=own,
             other_cpu_s=other,
-            other_cpu_fraction=other / capacity if capacity > 0 else 0.0,
+            # clock ticks and wall time are read apart: clamp their rounding into [0, 1]
+            other_cpu_fraction=min(other / capacity, 1.0) if capacity > 0 else 0.0,
             loadavg_1m_start=self._load,
             loadavg_1m_end=_loadavg(),
             gpu=gpu,

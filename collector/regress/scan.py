@@ -27,7 +27,7 @@ from collector.history import (
     RunPoint,
     Store,
 )
-from collector.metrics import METRICS
+from collector.metrics import METRICS, Direction
 from collector.regress.attribution import describe, environment_diff, hardware_key
 from collector.regress.detector import (
     Change,
@@ -151,12 +151,7 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
         _reconcile(store, window, changes, mine, report)
         found = outlier(values, METRICS[metric].direction, config.for_metric(metric),
                         contaminated=contaminated)
-        # An active change already explains a worse run: its own record is judged (and
-        # resolved) by the detector; asking for points again every run would cost ~20
-        # confirmation cycles after every step (benchmarks/detection_quality.py).
-        active = [r for r in store.regressions(ACTIVE_STATUSES, series_id=series_id,
-                                               metric=metric) if r.kind != "improvement"]
-        if found is not None and not active:
+        if found is not None and not _explained(store, window, config):
             report.triggers.append(Trigger(series_id, metric, *found))
         clean = [v for v, bad in zip(values, contaminated, strict=True) if not bad]
         estimate = noise_estimate(clean, config.for_metric(metric),
@@ -166,6 +161,23 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
                                          estimate.min_detectable_effect,
                                          estimate.confirm_min_detectable_effect))
     store.save_detection_states(states)
+
+
+def _explained(store: Store, window: _Window, config: ScanSettings) -> bool:
+    """An active change already explains the latest (worse) run: it sits at that change's
+    new level. Its record is judged and resolved by the detector; asking for points again
+    at every run after a step would cost ~20 confirmation cycles per step
+    (benchmarks/detection_quality.py). A further, larger step is not explained."""
+    sign = 1 if METRICS[window.metric].direction is Direction.LOWER_IS_BETTER else -1
+    effect = config.for_metric(window.metric).min_effect
+    latest = window.values[-1]
+    for record in store.regressions(("open", "acknowledged"), series_id=window.series_id,
+                                    metric=window.metric):
+        if record.kind == "improvement" or record.after_value <= 0 or latest <= 0:
+            continue
+        if sign * math.log(latest / record.after_value) < math.log1p(effect):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
