@@ -326,6 +326,7 @@ class ValgrindLauncher:
         self._lock = threading.Lock()
         self._dir: Path | None = None
         self._server: _ValgrindForkServer | None = None
+        self._stopper: weakref.finalize[Any, Any] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -344,6 +345,9 @@ class ValgrindLauncher:
             server.ensure_running()
             self._server = server
             _SERVERS[self._key] = server
+            # A pool dropped without close() (e.g. one per suite run) must not leave its
+            # valgrind server running until the collector exits.
+            self._stopper = weakref.finalize(self, _shutdown, self._key, server)
             failure = self._wait_ready(server, ready, kill)
             if failure is not None:
                 self._discard_server()
@@ -448,10 +452,15 @@ class ValgrindLauncher:
         return not done
 
     def _discard_server(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        _SERVERS.pop(self._key, None)
+        if self._stopper is not None:
+            self._stopper()  # stops the server and forgets it, once
+            self._stopper = None
+        self._server = None
+
+
+def _shutdown(key: str, server: _ValgrindForkServer) -> None:
+    server.stop()
+    _SERVERS.pop(key, None)
 
 
 def _log_tail(path: Path, *, remove: bool = False) -> str | None:
