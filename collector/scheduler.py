@@ -162,6 +162,7 @@ class Service:
         if self._http is not None:
             self._http.stop()
         self._reader.close()
+        self._pool.close()  # stops the valgrind forkserver, if instructions mode started one
         if self._remote_reader is not None:
             self._remote_reader.close()
         self.stopped.set()

@@ -191,6 +191,18 @@ def run_once(config: Config, *, selection: Selection = Selection(),
                     store_error = str(exc)
     finally:
         report.finish()
+    try:
+        return _after_runs(config, stores, runs, store_error, one, stop=stop,
+                           confirm=confirm)
+    finally:
+        if pool is None:
+            workers.close()  # ours: stop a valgrind forkserver it may have started
+
+
+def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
+                store_error: str | None, one: Callable[[BenchmarkSpec], BenchmarkResult], *,
+                stop: threading.Event | None, confirm: bool) -> Outcome:
+    """Forward, detect, and run confirmation points for this cycle's suspicions."""
     sync = stores.sync() if stores is not None and store_error is None else None
     detection, detection_error = (detect(config, stores, runs, sync)
                                   if stores is not None and store_error is None

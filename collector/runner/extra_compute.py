@@ -34,9 +34,11 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 WIDTH = 64
 CHUNK_ROWS = 256
@@ -119,6 +121,12 @@ class ExtraCompute:
     """The forward hook and its work. `install()` calibrates and returns the new step."""
 
     def __init__(self) -> None:
+        # torch is imported here, not at module level: the sizing arithmetic above is
+        # pure and is tested in processes that must never import torch.
+        import torch
+
+        self._mm = torch.mm
+        self._inference_mode = torch.inference_mode
         gen = torch.Generator().manual_seed(_SEED)
         self._x = torch.randn(CHUNK_ROWS, WIDTH, generator=gen)
         self._w = torch.randn(WIDTH, WIDTH, generator=gen) / WIDTH**0.5
@@ -140,14 +148,14 @@ class ExtraCompute:
         self._call += 1
         if i < len(self._work):
             for x, y in self._work[i]:
-                torch.mm(x, self._w, out=y)
+                self._mm(x, self._w, out=y)
 
     def _matmul(self, rows: int) -> Callable[[], None]:
         x, y = self._x[:rows], self._y[:rows]
 
         def run() -> None:
-            with torch.inference_mode():
-                torch.mm(x, self._w, out=y)
+            with self._inference_mode():
+                self._mm(x, self._w, out=y)
 
         return run
 
