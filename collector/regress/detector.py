@@ -107,10 +107,11 @@ COLD_SETTINGS = DetectorSettings(min_effect=0.10)
 # cycle): a one-off glitch cannot page alone. The rank test of one run against the
 # reference can only say "above every reference run" (z 1.69 for 40 runs), which is the
 # statement wanted here.
+# Ten runs teach a noise of a few hundredths of a percent as well as twenty would.
 INSTRUCTION_SETTINGS = DetectorSettings(min_persist=1, confirm_runs=2, confirm_misses=0,
                                         confirm_after=1, min_effect=0.01, z_threshold=4.0,
                                         z_suspect=4.0, z_trigger=4.0, rank_z=1.6,
-                                        noise_floor=0.0005)
+                                        noise_floor=0.0005, min_history=10)
 
 _MEMORY_UNITS = {"bytes"}
 _COLD_METRICS = {"first_call_seconds", "compile_time_seconds", "load_time_seconds"}
