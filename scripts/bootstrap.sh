@@ -8,17 +8,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt_install WHAT PKG...: install Debian packages as root (quietly; the log on failure),
+# or say what to install and fail when that is not possible here.
+apt_install() {
+  local what=$1
+  shift
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "$what missing: install the Debian packages $*" >&2
+    exit 1
+  fi
+  echo "installing $what (Debian packages $*)" >&2
+  local apt_log
+  if ! apt_log=$({ apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"; } 2>&1)
+  then
+    echo "$apt_log" >&2
+    exit 1
+  fi
+}
+
 if [ "${1:-}" = "--services" ]; then
   have_pg() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; }
   if ! have_pg; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "installing the PostgreSQL server (Debian package postgresql)" >&2
-      apt-get update -q >/dev/null
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql >/dev/null
-    else
-      echo "PostgreSQL server binaries are missing: install the 'postgresql' package" >&2
-      exit 1
-    fi
+    apt_install "the PostgreSQL server" postgresql
   fi
 
   have_prom() {
@@ -29,8 +41,6 @@ if [ "${1:-}" = "--services" ]; then
   if ! have_prom; then
     prom_pkgs=(prometheus prometheus-pushgateway prometheus-alertmanager)
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "installing Prometheus, Pushgateway and Alertmanager (Debian packages" \
-        "${prom_pkgs[*]})" >&2
       # The tests start their own servers: keep the packages' postinst from starting the
       # system daemons (policy-rc.d exit 101 = "not allowed"), restoring any existing policy.
       policy=/usr/sbin/policy-rc.d
@@ -42,12 +52,7 @@ if [ "${1:-}" = "--services" ]; then
       trap restore_policy EXIT
       printf '#!/bin/sh\nexit 101\n' >"$policy"
       chmod 755 "$policy"
-      if ! apt_log=$({ apt-get update -q &&
-          DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "${prom_pkgs[@]}"; } 2>&1); then
-        echo "$apt_log" >&2
-        exit 1
-      fi
+      apt_install "Prometheus, Pushgateway and Alertmanager" "${prom_pkgs[@]}"
       restore_policy
       trap - EXIT
     else
@@ -65,19 +70,7 @@ if [ "${1:-}" = "--services" ]; then
       { command -v cc || command -v gcc; } && [ -f /usr/include/stdio.h ]
   } >/dev/null
   if ! have_valgrind; then
-    vg_pkgs=(valgrind gcc libc6-dev)
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "installing valgrind and a C compiler (Debian packages ${vg_pkgs[*]})" >&2
-      if ! apt_log=$({ apt-get update -q &&
-          DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "${vg_pkgs[@]}"; } 2>&1); then
-        echo "$apt_log" >&2
-        exit 1
-      fi
-    else
-      echo "valgrind or a C compiler is missing: install the Debian packages ${vg_pkgs[*]}" >&2
-      exit 1
-    fi
+    apt_install "valgrind and a C compiler" valgrind gcc libc6-dev
   fi
 fi
 
