@@ -92,9 +92,9 @@ def test_injected_slowdown_is_detected_attributed_exported_acked_and_resolved(
         text = Exposition(stores.local, ServiceCollector({"version": "t"})).render().decode()
         [line] = [x for x in text.splitlines()
                   if x.startswith("collector_regression_relative_change{")
-                  and f'metric="{METRIC}"' in x]
+                  and f'regression_id="{reg.regression_id}"' in x]
+        assert f'metric="{METRIC}"' in line
         assert 'status="open"' in line and 'name="bert"' in line and 'suite="e2e"' in line
-        assert f'regression_id="{reg.regression_id}"' in line
 
         # Listed and acknowledged through the CLI.
         listed = _cli("regressions", "--local-store", str(db), "--metric", METRIC, "--format",
