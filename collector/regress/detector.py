@@ -325,8 +325,17 @@ class Detector:
         self._index.append(index)
         for act in list(self._active):
             self._advance(act)
-        if all(a.change.confirmed_index is not None for a in self._active):
+        pending = [a for a in self._active if a.change.confirmed_index is None]
+        if not pending:
             self._look_for_change()
+        elif all(a.back > 0 and a.sign == pending[0].sign for a in pending):
+            # The latest run is back on the old side of the pending suspicion: a step the
+            # other way (a slowdown after a flagged improvement that was noise) is looked
+            # for in the runs after it was flagged, and supersedes it. Waiting for the
+            # suspicion to fade first would delay a real step by several runs.
+            self._look_for_change(sign=-pending[0].sign,
+                                  floor=max(a.detected for a in pending) + 1,
+                                  superseding=pending)
 
     # -- active changes: confirm, dismiss, resolve -------------------------------------
     def _advance(self, act: _Active) -> None:
@@ -423,11 +432,16 @@ class Detector:
             return False
         return s.min_absolute <= 0 or math.exp(center) * math.expm1(effect) >= s.min_absolute
 
-    def _look_for_change(self) -> None:
+    def _look_for_change(self, *, sign: int | None = None, floor: int = 0,
+                         superseding: Sequence[_Active] = ()) -> None:
+        """Test the latest tails for a change (in direction `sign` only, when given; tails
+        start at `floor` or later); a change found closes the `superseding` suspicions as
+        dismissed."""
         s = self.settings
         n = len(self._logs)
         best: _Candidate | None = None
-        longest = min(s.max_tail, n - self._regime - s.min_reference, n - self._tail_floor)
+        longest = min(s.max_tail, n - self._regime - s.min_reference,
+                      n - max(self._tail_floor, floor))
         if longest < s.min_persist or n < s.min_history:
             return
         # Autocorrelation is learnt from runs before any tail tested now: a shift inside
@@ -447,22 +461,25 @@ class Detector:
             split = n - m
             ref = sorted(self._logs[max(self._regime, split - s.reference_window):split])
             center = _median(ref)
-            for sign in (1, -1):
-                z, effect = self._evidence(tail, ref, sigma, sign, inflation, ordered=True)
+            for way in (1, -1) if sign is None else (sign,):
+                z, effect = self._evidence(tail, ref, sigma, way, inflation, ordered=True)
                 if z >= s.z_suspect and self._big_enough(effect, center) and (
                         best is None or z > best.z) and not self._returning(
-                            sign, center + effect * sign):
-                    best = _Candidate(sign, m, z, center, center + effect * sign, sigma,
+                            way, center + effect * way, ignore=superseding):
+                    best = _Candidate(way, m, z, center, center + effect * way, sigma,
                                       inflation)
         if best is not None:
+            for act in superseding:
+                self._close(act, replace(act.change, dismissed=True))
             self._open(best)
 
-    def _returning(self, sign: int, level: float) -> bool:
+    def _returning(self, sign: int, level: float, *,
+                   ignore: Sequence[_Active] = ()) -> bool:
         """A move back towards the old level of an active change (a level past its
         midpoint, or runs already back on the old side) is its resolution, not a new
-        change in the other direction."""
+        change in the other direction (`ignore`: suspicions a change may supersede)."""
         return any(sign == -act.sign and ((level - act.mid) * act.sign < 0 or act.back > 0)
-                   for act in self._active)
+                   for act in self._active if not any(act is other for other in ignore))
 
     def _open(self, cand: _Candidate) -> None:
         s = self.settings

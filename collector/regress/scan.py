@@ -198,6 +198,12 @@ def _reconcile(store: Store, window: _Window, changes: list[Change],
     matched: set[str] = set()
     for change in changes:
         record = _match(change, stored, position)
+        if record is not None and _relocated(record, change, position):
+            matched.add(record.regression_id)
+            gone = _superseded(record, points[change.start_index].run_id)
+            store.save_regression(gone)
+            report.changed.append(gone)
+            record = None
         if record is not None:
             matched.add(record.regression_id)
             updated = _update(record, change, points)
@@ -232,12 +238,32 @@ def _same_kind(record: Regression, change: Change) -> bool:
 
 def _match(change: Change, stored: list[Regression],
            position: dict[str, int]) -> Regression | None:
+    """The stored record of this change: the same kind, starting within _MATCH_RUNS runs;
+    the nearest start first, then an active record before a closed one."""
+    best: tuple[int, bool] | None = None
+    found: Regression | None = None
     for record in stored:
         at = position.get(record.start_run_id)
-        if _same_kind(record, change) and at is not None and abs(
-                at - change.start_index) <= _MATCH_RUNS:
-            return record
-    return None
+        if not _same_kind(record, change) or at is None:
+            continue
+        rank = (abs(at - change.start_index), record.status not in ACTIVE_STATUSES)
+        if rank[0] <= _MATCH_RUNS and (best is None or rank < best):
+            best, found = rank, record
+    return found
+
+
+def _relocated(record: Regression, change: Change, position: dict[str, int]) -> bool:
+    """A suspicion whose change now starts at another run (the detector places the start
+    again when it confirms; a larger step can overtake a small one). The record is made
+    again at the new start, so that its attribution is that run's: a slowdown two runs
+    after a noise suspicion is not host drift. A record that paged keeps its start."""
+    return record.status == "suspected" and position.get(
+        record.start_run_id) != change.start_index
+
+
+def _superseded(record: Regression, start_run_id: str) -> Regression:
+    return replace(record, status="dismissed",
+                   note=f"superseded: the change starts at run {start_run_id}")
 
 
 def _record(window: _Window, change: Change) -> Regression:
@@ -359,6 +385,12 @@ def confirm_series(store: Store, series_id: str, extra: dict[str, list[float]], 
             record = _match(change, mine, position)
             if record is not None and record.status not in ("suspected", "dismissed"):
                 continue  # already open, acknowledged or decided by a person
+            if record is not None and _relocated(record, change, position):
+                gone = _superseded(record, window.points[change.start_index].run_id)
+                store.save_regression(gone)
+                saved.append(gone)
+                judged.add(gone.regression_id)
+                record = None
             if record is None:
                 # detected and confirmed within the points: the scheduled runs name it
                 record = _record(window, replace(

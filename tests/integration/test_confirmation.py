@@ -123,6 +123,32 @@ def test_one_outlying_run_asks_for_confirmation_which_pages_in_that_cycle(
             if r.status == "open" and r.regression_id != record.regression_id] == []
 
 
+def test_a_slowdown_right_after_a_host_drift_suspicion_is_a_regression_at_its_own_run(
+        store: Store) -> None:
+    """The host drifts up a little (suspected, host drift), then a software change makes it
+    much slower two runs later: the confirmed change starts at the change's run, names it,
+    and pages as a regression; the drift suspicion is superseded, not promoted."""
+    _feed(store, [0.010] * 25, environment=OLD)
+    _feed(store, [0.0115] * 2, environment=OLD)
+    runs = _feed(store, [0.030], environment=NEW)
+    report = scan(store)
+    [drift] = [r for r in report.new if r.metric == METRIC]
+    assert (drift.kind, drift.status) == ("host_drift", "suspected")
+    saved = confirm_series(store, drift.series_id, {METRIC: [0.030, 0.0302, 0.0298, 0.0301,
+                                                             0.0299, 0.030]})
+    [paged] = [r for r in saved if r.metric == METRIC and r.status == "open"]
+    assert paged.kind == "regression" and paged.start_run_id == runs[0].run_id
+    assert paged.attribution == "transformers_version 5.23.0 -> 5.24.0"
+    [gone] = [r for r in store.regressions(metric=METRIC)
+              if r.regression_id == drift.regression_id]
+    assert gone.status == "dismissed" and (gone.note or "").startswith("superseded")
+    # The next scheduled run keeps the page as it is.
+    _feed(store, [0.030], environment=NEW)
+    scan(store)
+    [still] = [r for r in store.regressions(metric=METRIC) if r.status == "open"]
+    assert still.regression_id == paged.regression_id and still.kind == "regression"
+
+
 def test_a_step_with_nothing_changed_is_host_drift_and_does_not_page(store: Store) -> None:
     _feed(store, [0.010] * 24, environment=OLD)
     _feed(store, [0.013] * 8, environment=OLD)  # same software, same spec: the host moved

@@ -70,20 +70,13 @@ def test_injected_slowdown_is_detected_attributed_exported_acked_and_resolved(
             run(fast)
         assert [r for r in _latency(stores) if r.status == "open"] == []
         # The first slow cycle: its run is an outlier, confirmation runs follow at once
-        # and page in that same cycle; they are stored apart from the series' points. (On
-        # a busy machine a noise suspicion of the last runs can absorb the first slow
-        # run; the next cycle then pages. Known, see the issue note.)
+        # and page in that same cycle; they are stored apart from the series' points.
         series_id = stores.local.list_series()[0].series_id
-        for cycle in range(1, 4):
-            outcome = run_once(slow, stores=stores, pool=pool)
-            assert outcome.store_error is None and outcome.detection_error is None
-            history = stores.local.series_history(series_id, 100)
-            if cycle == 1:
-                first_slow_run = history.runs[-1].run_id
-            # 22 fast + the slow ones: no confirmation point among them
-            assert len(history.runs) == 22 + cycle
-            if [r for r in _latency(stores) if r.status == "open"]:
-                break
+        outcome = run_once(slow, stores=stores, pool=pool)
+        assert outcome.store_error is None and outcome.detection_error is None
+        history = stores.local.series_history(series_id, 100)
+        first_slow_run = history.runs[-1].run_id
+        assert len(history.runs) == 23  # 22 fast + 1 slow: no confirmation point among them
         assert outcome.confirmation_runs
         assert {r.purpose for r in outcome.confirmation_runs} == {"confirmation"}
         [reg] = [r for r in _latency(stores) if r.status == "open"]

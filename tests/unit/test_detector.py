@@ -47,6 +47,28 @@ def test_a_step_up_in_latency_is_a_regression_found_where_it_starts() -> None:
     assert change.p_value < 1e-4
 
 
+# A CI machine's p50 (microseconds) of a tiny model over 22 runs: the runs from the tenth on
+# drift low, enough for an improvement suspicion that the detector never confirms.
+_RECORDED_P50_US = [1298, 1252, 1344, 1272, 1266, 1214, 1219, 1201, 1345, 1199, 1136, 1251,
+                    1191, 827, 1194, 1144, 1142, 1212, 1113, 1189, 1128, 1250]
+
+
+def test_a_pending_improvement_suspicion_does_not_hold_back_a_slowdown() -> None:
+    """A step up right after a flagged (unconfirmed) improvement is found within
+    min_persist runs and confirmed by the next confirm_after: the suspicion, whose runs are
+    now on its old side, is superseded rather than waited out."""
+    fast = [v * 1e-6 for v in _RECORDED_P50_US]
+    before = replay(fast, LOWER)
+    assert [c.kind for c in before if c.active] == ["improvement"]
+    values = [*fast, 0.0425, 0.0426, 0.0428, 0.0428, 0.0429, 0.0430, 0.0431]
+    changes = replay(values, LOWER)
+    [step] = [c for c in changes if c.kind == "regression"]
+    assert step.start_index == len(fast)
+    assert step.detected_index <= len(fast) + 2
+    assert step.confirmed_index is not None and step.confirmed_index <= len(values) - 1
+    assert [c.status for c in changes if c.kind == "improvement"] == ["dismissed"]
+
+
 def test_direction_is_respected_for_throughput() -> None:
     values = noisy(80, level=500.0)
     values[50:] = [v * 0.85 for v in values[50:]]
