@@ -18,13 +18,17 @@ run, confirmation runs for suspicions and outlying runs).
   that same cycle. The copy is then thrown away, so every trial faces a clean history.
 * Cost: each cycle's wall time; a trial's extra time over the median clean cycle is what
   confirmation costs.
+* `--mode instructions`: the same with bert-tiny alone counted under valgrind
+  (`measurement: {mode: instructions, repetitions: 1}`; gpt2-tiny's generate costs a minute
+  a run there), judged on instructions_per_iteration; its detector judges from the 10th run
+  on, so null cycles count from the 11th. Nothing is recorded unless `--record` is given.
 
 The clean history's stored points (every metric, and each repetition's p50) are written to
 `--record` (default benchmarks/data/host_noise.json): the noise model of this host that
 `benchmarks/detection_quality.py --host-noise` replays.
 
     .venv/bin/python benchmarks/e2e_paging.py [--cycles 70] [--trials 10] [--inject 0.10]
-        [--first-trial 30] [--record PATH] [--json]
+        [--first-trial 30] [--record PATH] [--mode wall|instructions] [--json]
 """
 
 from __future__ import annotations
@@ -54,19 +58,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "default.yml"
 INJECTED = "bert-tiny"
 KEPT = ("bert-tiny", "gpt2-tiny")
-MIN_HISTORY = 20  # the detector judges nothing before this many runs
+# The detector judges nothing before this many runs (DetectorSettings / INSTRUCTION_SETTINGS).
+MIN_HISTORY = {"wall": 20, "instructions": 10}
+JUDGED = {"wall": "latency_p50_seconds", "instructions": "instructions_per_iteration"}
 
 
-def suite_config(path: Path, inject: float, *, detection: dict[str, Any] | None = None) -> Config:
+def suite_config(path: Path, inject: float, *, detection: dict[str, Any] | None = None,
+                 mode: str = "wall") -> Config:
     """bert-tiny (seq 32, eager) and gpt2-tiny from the default config, its defaults, and
-    bert-tiny slowed by `inject` of extra compute."""
+    bert-tiny slowed by `inject` of extra compute. Instructions mode: bert-tiny alone."""
     yaml = YAML()
     document = yaml.load(DEFAULT_CONFIG.read_text())
     benches = []
+    kept = KEPT if mode == "wall" else (INJECTED,)
     for original in document["suites"]["default"]["benchmarks"]:
-        if original["name"] not in KEPT:
+        if original["name"] not in kept:
             continue
         entry = dict(original)
+        if mode != "wall":
+            entry["measurement"] = {**entry.get("measurement", {}), "mode": mode,
+                                    "repetitions": 1}
         if entry["name"] == "bert-tiny":
             entry.pop("matrix", None)
             entry["sequence_length"] = 32
@@ -103,8 +114,9 @@ def cycle(config: Config, stores: Stores, pool: WorkerPool) -> tuple[Outcome, fl
     return outcome, elapsed
 
 
-def record_history(stores: Stores, path: Path) -> dict[str, Any]:
-    """Every series' stored points (oldest first), with each repetition's p50."""
+def record_history(stores: Stores, path: Path | None) -> dict[str, Any]:
+    """Every series' stored points (oldest first), with each repetition's p50; written to
+    `path` when given."""
     store = stores.local
     out: dict[str, Any] = {"recorded_at": datetime.now(timezone.utc).isoformat(),
                            "host_cpu": os.cpu_count(), "series": {}}
@@ -115,8 +127,9 @@ def record_history(stores: Stores, path: Path) -> dict[str, Any]:
         out["series"][info.name] = {
             "series_id": info.series_id, "task": info.task, "metrics": metrics,
             "other_cpu_fraction": [r.other_cpu_fraction for r in history.runs]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 
@@ -124,7 +137,8 @@ def cv(values: list[float]) -> float | None:
     return statistics.stdev(values) / statistics.mean(values) if len(values) > 1 else None
 
 
-def trial(slow: Config, db: Path, copy: Path, pool: WorkerPool, after: int) -> dict[str, Any]:
+def trial(slow: Config, db: Path, copy: Path, pool: WorkerPool, *, after: int,
+          metric: str) -> dict[str, Any]:
     """One slowed cycle on a copy of the history as it is now (SQLite's backup API: the
     store runs in WAL mode, so the file alone may miss the latest runs)."""
     source, target = sqlite3.connect(db), sqlite3.connect(copy)
@@ -141,7 +155,7 @@ def trial(slow: Config, db: Path, copy: Path, pool: WorkerPool, after: int) -> d
         hit = [r for r in pages(outcome) if r.series_id == series
                and r.kind == "regression" and r.start_run_id == run.run_id]
         before = stores.local.series_history(series, 40)
-        p50 = before.values["latency_p50_seconds"]
+        p50 = before.values[metric]
         reference = statistics.median(p50[r.run_id] for r in before.runs[:-1])
         return {"after_cycle": after, "paged": bool(hit),
                 "metrics": sorted(r.metric for r in hit), "seconds": elapsed,
@@ -156,17 +170,20 @@ def summarize(args: argparse.Namespace, clean_times: list[float], trials: list[d
               null_pages: list[dict[str, Any]], *, confirmations: int,
               recorded: dict[str, Any]) -> dict[str, Any]:
     median_clean = statistics.median(clean_times)
+    metric = JUDGED[args.mode]
     return {
-        "cycles": args.cycles, "null_cycles": max(0, args.cycles - MIN_HISTORY),
+        "mode": args.mode, "metric": metric,
+        "cycles": args.cycles, "null_cycles": max(0, args.cycles - MIN_HISTORY[args.mode]),
         "null_pages": null_pages, "trials": trials,
         "paged": sum(t["paged"] for t in trials), "inject": args.inject,
         "clean_cycle_seconds": {"median": median_clean, "max": max(clean_times)},
         "trial_extra_seconds_median": (statistics.median(t["seconds"] for t in trials)
                                        - median_clean) if trials else None,
         "noise_confirmation_points": confirmations,
-        "run_to_run_cv_p50": {name: cv(s["metrics"]["latency_p50_seconds"])
-                              for name, s in recorded["series"].items()},
-        "load_average_end": os.getloadavg(), "record": str(args.record)}
+        "run_to_run_cv": {name: cv(s["metrics"][metric])
+                          for name, s in recorded["series"].items()},
+        "load_average_end": os.getloadavg(),
+        "record": str(args.record) if args.record else None}
 
 
 def report(summary: dict[str, Any]) -> None:
@@ -178,25 +195,34 @@ def report(summary: dict[str, Any]) -> None:
     print(f"clean cycle: median {summary['clean_cycle_seconds']['median']:.1f} s; trial "
           f"cycle: +{summary['trial_extra_seconds_median'] or 0:.1f} s (confirmation runs); "
           f"{summary['noise_confirmation_points']} confirmation point(s) in clean cycles")
-    print("run-to-run CV of the stored p50: " + ", ".join(
-        f"{k} {v:.1%}" for k, v in summary["run_to_run_cv_p50"].items() if v is not None))
-    print(f"recorded the clean history to {summary['record']}")
+    print(f"run-to-run CV of the stored {summary['metric']}: " + ", ".join(
+        f"{k} {v:.3%}" for k, v in summary["run_to_run_cv"].items() if v is not None))
+    if summary["record"]:
+        print(f"recorded the clean history to {summary['record']}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=70)
+    parser.add_argument("--mode", choices=("wall", "instructions"), default="wall")
+    parser.add_argument("--cycles", type=int, help="clean cycles (default 70; 60 for "
+                        "instructions)")
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--first-trial", type=int, default=30)
+    parser.add_argument("--first-trial", type=int,
+                        help="default 30 (wall) or 10 (instructions)")
     parser.add_argument("--inject", type=float, default=0.10)
-    parser.add_argument("--record", type=Path, default=ROOT / "benchmarks" / "data" /
-                        "host_noise.json")
+    parser.add_argument("--record", type=Path, help="default benchmarks/data/host_noise.json "
+                        "in wall mode; none in instructions mode")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    wall = args.mode == "wall"
+    args.cycles = args.cycles or (70 if wall else 60)
+    args.first_trial = args.first_trial or (30 if wall else 10)
+    if args.record is None and wall:
+        args.record = ROOT / "benchmarks" / "data" / "host_noise.json"
     out = sys.stderr if args.json else sys.stdout
     tmp = Path(tempfile.mkdtemp(prefix="collector-e2e-"))
-    clean = suite_config(tmp / "clean.yml", 0.0)
-    slow = suite_config(tmp / "slow.yml", args.inject)
+    clean = suite_config(tmp / "clean.yml", 0.0, mode=args.mode)
+    slow = suite_config(tmp / "slow.yml", args.inject, mode=args.mode)
     db = tmp / "history.db"
     stores = Stores.open(db, None)
     spacing = max(1, (args.cycles - args.first_trial) // max(args.trials, 1))
@@ -214,14 +240,15 @@ def main() -> int:
                 clean_times.append(elapsed)
                 confirmations += len(outcome.confirmation_runs)
                 opened = pages(outcome)
-                if index > MIN_HISTORY:
+                if index > MIN_HISTORY[args.mode]:
                     null_pages += [{"cycle": index, "metric": r.metric, "kind": r.kind,
                                     "change": r.relative_change} for r in opened]
                 print(f"clean {index:3d}: {elapsed:5.1f} s, "
                       f"{len(outcome.confirmation_runs)} confirmation point(s), "
                       f"{len(opened)} page(s)", file=out, flush=True)
                 if index in trial_at:
-                    result = trial(slow, db, tmp / "trial.db", pool, index)
+                    result = trial(slow, db, tmp / "trial.db", pool, after=index,
+                                   metric=JUDGED[args.mode])
                     trials.append(result)
                     print(f"  trial after {index}: "
                           f"{'PAGED' if result['paged'] else 'missed'} "

@@ -386,10 +386,10 @@ def confirm_series(store: Store, series_id: str, extra: dict[str, list[float]], 
             if record is not None and record.status not in ("suspected", "dismissed"):
                 continue  # already open, acknowledged or decided by a person
             if record is not None and _relocated(record, change, position):
-                gone = _superseded(record, window.points[change.start_index].run_id)
-                store.save_regression(gone)
-                saved.append(gone)
-                judged.add(gone.regression_id)
+                moved = _superseded(record, window.points[change.start_index].run_id)
+                store.save_regression(moved)
+                saved.append(moved)
+                judged.add(moved.regression_id)
                 record = None
             if record is None:
                 # detected and confirmed within the points: the scheduled runs name it
