@@ -431,9 +431,11 @@ def _serve(args: argparse.Namespace) -> int:
     import signal
 
     from collector.config import load_config
+    from collector.http import token_from_environment
     from collector.scheduler import Service
 
     config = load_config(args.config)
+    alerts_token = token_from_environment()
     if args.run_at_start:
         config = dataclasses.replace(config, serve=config.serve.model_copy(
             update={"run_at_start": True}))
@@ -444,7 +446,7 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stores = _open_stores(config.storage, args.local_store)
     service = Service(config, stores, host=args.host, start_method=args.isolation,
-                      port=args.port)
+                      port=args.port, alerts_token=alerts_token)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: service.request_stop())
     try:

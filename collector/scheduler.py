@@ -28,12 +28,13 @@ from collector.config import Config, Schedule
 from collector.environment import capture_host
 from collector.exporter import Exposition, ServiceCollector
 from collector.history import Store
-from collector.http import MetricsServer, serve_metrics
+from collector.http import ALERTS_TOKEN_FILE_ENV, MetricsServer, serve_metrics
 from collector.runner import WorkerPool
 from collector.service import Selection, run_once
 from collector.store import SQLiteStore, Stores
 
 log = logging.getLogger("collector.serve")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def trigger_for(schedule: Schedule) -> BaseTrigger:
@@ -79,8 +80,10 @@ class Service:
     """The long-running collector: scheduler, metrics endpoint and stores."""
 
     def __init__(self, config: Config, stores: Stores, *, host: str | None = None,
-                 start_method: str = "forkserver", port: int | None = None) -> None:
+                 start_method: str = "forkserver", port: int | None = None,
+                 alerts_token: bytes | None = None) -> None:
         self.config = config
+        self._alerts_token = alerts_token
         self.stores = stores
         self.host = host
         self.port = config.serve.port if port is None else port
@@ -134,7 +137,11 @@ class Service:
                 seconds=self.config.serve.outbox_retry_s), id="outbox", name="outbox")
         self._scheduler.start()
         self._http = serve_metrics(self.exposition.render, self.health, host=self.config.serve.host,
-                                   port=self.port)
+                                   port=self.port, alerts_token=self._alerts_token)
+        if self._alerts_token is None and self.config.serve.host not in _LOOPBACK:
+            log.warning("POST /alerts takes notifications from anyone who can reach %s: set "
+                        "%s to a file holding a bearer token", self.config.serve.host,
+                        ALERTS_TOKEN_FILE_ENV)
         log.info("serving /metrics on http://%s:%d", *self._http.address)
 
     @property
