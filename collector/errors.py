@@ -53,6 +53,12 @@ class PermanentStoreError(StoreError):
     """Retrying will not help: permission denied, schema mismatch, bad credentials."""
 
 
+class RejectedDataError(PermanentStoreError):
+    """The database refuses this one run's data (a value out of a column's range, a broken
+    constraint, a document that no longer validates): retrying it will not help, other runs
+    may still go through. The outbox quarantines such a run and forwards the rest."""
+
+
 class SchemaError(PermanentStoreError):
     """The database schema is older than this collector (and migration is refused), newer
     than it knows, or an applied migration was edited."""
