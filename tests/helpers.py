@@ -70,11 +70,13 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
              models: tuple[str, ...] = ("bert", "vit"), latency: float = 0.01,
              samples: int = 20, fail: str | None = None,
              run_id: str | None = None, environment: dict[str, Any] | None = None,
-             other_cpu_fraction: float | None = None) -> Any:
+             other_cpu_fraction: float | None = None,
+             metrics: dict[str, float] | None = None) -> Any:
     """A RunResult as the engine would produce it, without running anything: one result
     per model, latency metrics around `latency`, `samples` raw samples each; the model
     named `fail` (if any) fails with a timeout. `environment` overrides fields of the
-    captured environment (versions, hardware); `other_cpu_fraction` adds a noise probe."""
+    captured environment (versions, hardware); `other_cpu_fraction` adds a noise probe;
+    `metrics` adds or overrides metrics of every result."""
     import uuid
     from datetime import datetime, timedelta, timezone
 
@@ -114,7 +116,7 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
             **common, status="ok", resolved_task=Task.TEXT_CLASSIFICATION,
             metrics={"latency_p50_seconds": latency, "latency_p90_seconds": latency * 1.1,
                      "throughput_samples_per_second": 1 / latency,
-                     "peak_rss_bytes": 3e8},
+                     "peak_rss_bytes": 3e8, **(metrics or {})},
             samples={"latency_seconds": values}, noise=noise,
             measurement=MeasurementInfo(iterations=samples, warmup_iterations=1,
                                         duration_s=0.2, target_rel_ci=0.01,

@@ -117,7 +117,8 @@ def _segment(runs: list[RunPoint]) -> list[RunPoint]:
 
 def _windows(store: Store, series_id: str, config: ScanSettings) -> Iterator[_Window]:
     """What the detector sees of each detectable metric of a series: its scheduled runs on
-    the latest hardware, after the metric's newest baseline."""
+    the latest hardware, after the metric's newest baseline; a run that other processes
+    disturbed is set aside for the metrics they can move (drift_prone)."""
     history = store.series_history(series_id, config.history_runs)
     runs = _segment(history.runs)
     since: dict[str, datetime] = {}
@@ -131,7 +132,8 @@ def _windows(store: Store, series_id: str, config: ScanSettings) -> Iterator[_Wi
         points = [r for r in runs if r.run_id in by_run and (start is None or r.time >= start)]
         if not points:
             continue
-        contaminated = [r.other_cpu_fraction is not None
+        # Another process's CPU use moves time and rates, not instruction counts or memory.
+        contaminated = [drift_prone(metric) and r.other_cpu_fraction is not None
                         and r.other_cpu_fraction >= config.contaminated_cpu_fraction
                         for r in points]
         yield _Window(series_id, metric, points, [by_run[r.run_id] for r in points],

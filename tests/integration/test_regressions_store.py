@@ -126,6 +126,16 @@ def test_contaminated_runs_and_excursions_do_not_alert(store: Store) -> None:
     assert [r for r in store.regressions() if r.status in ("open", "acknowledged")] == []
 
 
+def test_a_busy_host_sets_runs_aside_for_time_not_for_memory(store: Store) -> None:
+    """Another process's CPU use moves latency, not memory (or instruction counts): the
+    same disturbed runs are no evidence of a slowdown but are of a memory rise."""
+    feed = Feed(store)
+    feed.many(20, 0.010)
+    feed.many(10, 0.030, other_cpu_fraction=0.6, metrics={"peak_rss_bytes": 4e8})
+    active = [r for r in store.regressions() if r.status in ("open", "acknowledged")]
+    assert [(r.metric, r.kind) for r in active] == [("peak_rss_bytes", "regression")]
+
+
 def test_other_hardware_starts_a_new_segment(store: Store) -> None:
     feed = Feed(store)
     feed.many(20, 0.010)
