@@ -162,6 +162,12 @@ class StorageSettings(_Strict):
     database_url_file: str | None = None
     schema_policy: Literal["migrate", "refuse"] = Field("migrate", alias="schema")
     timescaledb: TimescaleSettings = TimescaleSettings()
+    # Bounds on every PostgreSQL call, so a server that stops answering cannot freeze us.
+    connect_timeout_s: Annotated[int, Field(ge=1, le=300)] = 10
+    statement_timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 60
+    # Delivered outbox documents (each with its raw samples) are pruned this many days
+    # after delivery; null keeps them forever.
+    outbox_retention_days: Annotated[int, Field(ge=0, le=36_500)] | None = 14
     database_url: Any = None
     password: Any = None
 
