@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -36,6 +36,7 @@ from collector.history import (
 )
 from collector.metrics import METRICS
 from collector.model import RunResult
+from collector.redact import redact as redact  # noqa: PLC0414 - explicit re-export (mypy)
 from collector.store import activity, regressions
 from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
 from collector.store.rows import (
@@ -55,15 +56,6 @@ _MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collecto
 _TEMPORARY_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
 _PERMANENT_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf",
                       "authentication failed", "permission denied")
-
-
-def redact(url: str) -> str:
-    """The URL with its password replaced: the only form ever logged or printed."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def classify(exc: Exception, url: str) -> StoreError:
