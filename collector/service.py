@@ -1,6 +1,12 @@
 """Composition root for `run-once`: expand the config, run every benchmark in isolation, one
 at a time, gather one RunResult per suite, store it, forward it, and run regression
-detection over the series it touched."""
+detection over the series it touched.
+
+Nothing finished is lost when the process is killed: each run is journalled in the local
+store as it happens (its start, each benchmark's start, each finished repetition), and a
+journal whose process is gone becomes an aborted run at the next start (recover_crashed_runs).
+Times come from a wall clock read once per run and advanced by the monotonic clock, so a
+wall clock stepped back mid-run never yields a result that ends before it starts."""
 
 from __future__ import annotations
 
@@ -8,12 +14,17 @@ import dataclasses
 import fnmatch
 import functools
 import itertools
+import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from collector import __version__
 from collector.combine import combine
@@ -21,10 +32,12 @@ from collector.config import Config, Suite
 from collector.environment import capture_host
 from collector.errors import SelectionError, StoreError
 from collector.history import Regression
+from collector.locks import OwnerLock
 from collector.model import (
     BenchmarkResult,
     BenchmarkSpec,
     Environment,
+    Failure,
     FailureKind,
     MeasurementMode,
     RunResult,
@@ -32,7 +45,9 @@ from collector.model import (
 from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
-from collector.store import Stores, SyncReport
+from collector.store import SQLiteStore, Stores, SyncReport
+
+log = logging.getLogger("collector.service")
 
 
 class Reporter(Protocol):
@@ -92,6 +107,157 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class RunClock:
+    """The wall time at the start of a run, advanced by the monotonic clock: durations are
+    monotonic, and a wall clock stepped back (NTP, a VM restored) mid-run cannot make a
+    result end before it started. Read afresh for every run."""
+
+    def __init__(self, wall: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._start_wall = (wall or _now)()
+        self._start_mono = monotonic()
+
+    def __call__(self) -> datetime:
+        return self._start_wall + timedelta(seconds=max(
+            0.0, self._monotonic() - self._start_mono))
+
+
+# -- the run journal ---------------------------------------------------------------------
+
+_owners: dict[Path, OwnerLock] = {}
+_owners_lock = threading.Lock()
+CRASH_MESSAGE = ("the collector process died (killed, out of memory or power loss) while "
+                 "this benchmark ran; the run was recovered at the next start")
+
+
+def owner_for(store: SQLiteStore) -> OwnerLock:
+    """This process's journal owner token for `store` (one lock file, held until exit)."""
+    key = Path(str(store.path))
+    with _owners_lock:
+        if key not in _owners:
+            _owners[key] = OwnerLock(key)
+        return _owners[key]
+
+
+class Journal:
+    """One run's journal in the local store. Journalling is best effort: a store error
+    disables it for this run (logged once); the run is still kept in memory and stored
+    whole at its end, as before."""
+
+    def __init__(self, store: SQLiteStore | None, run_id: str, header: dict[str, Any],
+                 started: datetime) -> None:
+        self._store = store
+        self.run_id = run_id
+        self._seq = itertools.count()
+        if store is not None:
+            owner = owner_for(store).token
+            self._write(lambda: store.journal_begin(run_id, owner, header, started))
+
+    def _write(self, action: Callable[[], None]) -> None:
+        if self._store is None:
+            return
+        try:
+            action()
+        except StoreError as exc:
+            log.warning("run %s is not journalled (a crash now would lose its finished "
+                        "results): %s", self.run_id, exc)
+            self._store = None
+
+    def started(self, position: int, spec: BenchmarkSpec) -> None:
+        store = self._store
+        if store is not None:
+            seq = next(self._seq)
+            self._write(lambda: store.journal_entry(self.run_id, seq, position, "started",
+                                                    spec.model_dump_json()))
+
+    def finished(self, position: int, result: BenchmarkResult) -> None:
+        store = self._store
+        if store is not None:
+            seq = next(self._seq)
+            self._write(lambda: store.journal_entry(self.run_id, seq, position, "finished",
+                                                    result.model_dump_json()))
+
+    def close(self) -> None:
+        """The run is stored: the journal goes."""
+        store = self._store
+        if store is not None:
+            self._write(lambda: store.journal_end(self.run_id))
+
+
+def _header(suite: str, env: Environment, started: datetime, purpose: str) -> dict[str, Any]:
+    return {"suite": suite, "host": env.host, "started_at": started.isoformat(),
+            "collector_version": __version__, "purpose": purpose,
+            "environment": env.model_dump(mode="json")}
+
+
+def rebuild_run(journal: dict[str, Any]) -> RunResult:
+    """The aborted run a dead process's journal stands for: every finished repetition
+    combined per benchmark, a benchmark that had started but finished nothing as an
+    aborted failure, the run marked aborted. Entries that no longer validate are skipped."""
+    header = journal["header"]
+    env = Environment.model_validate(header["environment"])
+    slots: dict[int, dict[str, Any]] = {}
+    last: datetime = journal["started_at"]
+    for _seq, position, kind, document, recorded in journal["entries"]:
+        slot = slots.setdefault(position, {"finished": [], "spec": None, "at": None})
+        last = max(last, recorded)
+        try:
+            if kind == "started":
+                slot["spec"] = BenchmarkSpec.model_validate_json(document)
+                slot["at"] = recorded
+            else:
+                slot["finished"].append(BenchmarkResult.model_validate_json(document))
+                slot["at"] = None
+        except ValidationError as exc:
+            log.warning("run %s: a journal entry no longer validates, skipped: %s",
+                        journal["run_id"], str(exc).splitlines()[0])
+    results: list[BenchmarkResult] = []
+    for position in sorted(slots):
+        slot = slots[position]
+        if slot["finished"]:
+            results.append(combine(slot["finished"]))
+        elif slot["spec"] is not None and slot["at"] is not None:
+            spec: BenchmarkSpec = slot["spec"]
+            results.append(BenchmarkResult(
+                spec=spec, series_id=spec.series_id(env.host), status="failed",
+                started_at=slot["at"], finished_at=max(slot["at"], last), environment=env,
+                failure=Failure(kind=FailureKind.ABORTED, message=CRASH_MESSAGE)))
+    return RunResult(run_id=journal["run_id"], suite=header["suite"], host=header["host"],
+                     started_at=journal["started_at"], finished_at=last,
+                     collector_version=header["collector_version"], results=tuple(results),
+                     aborted=True, purpose=header.get("purpose", "scheduled"))
+
+
+def recover_crashed_runs(store: SQLiteStore) -> list[RunResult]:
+    """Store, as aborted runs, the journals of collector processes that died mid-run (their
+    lock file is free), and close those journals. A journal that cannot be rebuilt stays,
+    logged, for a later version to read; a store error is logged and retried next time."""
+    owner = owner_for(store)
+    recovered: list[RunResult] = []
+    try:
+        journals = store.open_journals()
+    except (StoreError, ValueError) as exc:
+        log.error("cannot read the run journal: %s", exc)
+        return recovered
+    for journal in journals:
+        if owner.alive(journal["owner"]):
+            continue  # a run in progress in a live process (this one or another)
+        try:
+            if not journal["stored"]:
+                run = rebuild_run(journal)
+                store.record_run(run)
+                recovered.append(run)
+                log.warning("run %s of suite %s was in progress when its collector died: "
+                            "stored as aborted with %d result(s)", run.run_id, run.suite,
+                            len(run.results))
+            store.journal_end(journal["run_id"])
+            owner.forget(journal["owner"])
+        except (StoreError, ValueError, KeyError, TypeError) as exc:
+            log.error("cannot recover run %s from its journal: %s", journal["run_id"], exc)
+    return recovered
+
+
 @dataclass(frozen=True)
 class Outcome:
     runs: list[RunResult]
@@ -102,6 +268,8 @@ class Outcome:
     # Confirmation runs for suspicions of this cycle, and the records they judged.
     confirmation_runs: list[RunResult] = dataclasses.field(default_factory=list)
     confirmed: list[Regression] = dataclasses.field(default_factory=list)
+    # Runs of a collector that died mid-run, stored as aborted before this one started.
+    recovered: list[RunResult] = dataclasses.field(default_factory=list)
 
 
 def detect(config: Config, stores: Stores, runs: list[RunResult],
@@ -150,57 +318,91 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     config's detection.confirmation)."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
+    recovered = recover_crashed_runs(stores.local) if stores is not None else []
     env = environment(host)
     total = sum(len(interleaved(s.benchmarks)) for s in suites)
     report.start(total)
     runs: list[RunResult] = []
     store_error: str | None = None
-    counter = itertools.count()
     workers = pool or WorkerPool(start_method)
-
-    def one(spec: BenchmarkSpec) -> BenchmarkResult:
-        index = next(counter)
-        report.benchmark_started(index, spec)
-        result = run_benchmark(workers, spec, env, target=target, kill=kill,
-                               on_progress=functools.partial(report.progress, spec))
-        report.benchmark_finished(index, result)
-        return result
-
+    bench = _Bench(workers, env, report, stores.local if stores is not None else None,
+                   target=target, kill=kill)
     try:
         for suite in suites:
             if stop is not None and stop.is_set():
                 break
-            started = _now()
-            done: list[list[BenchmarkResult]] = [[] for _ in suite.benchmarks]
-            planned = interleaved(suite.benchmarks)
-            for pos, _rep in planned:
-                if stop is not None and stop.is_set():
-                    break  # the rest of the suite is not run; the run is marked aborted
-                done[pos].append(one(suite.benchmarks[pos]))
-            results = [combine(reps) for reps in done if reps]
-            ran = sum(len(reps) for reps in done)
-            run = RunResult(run_id=uuid.uuid4().hex, suite=suite.name, host=env.host,
-                            started_at=started, finished_at=_now(),
-                            collector_version=__version__, results=tuple(results),
-                            aborted=ran < len(planned) or _any_aborted(done))
+            run, log_run = bench.run_suite(suite, stop)
             runs.append(run)
             if stores is not None and store_error is None:
                 try:
                     stores.local.record_run(run)
                 except StoreError as exc:
-                    store_error = str(exc)
+                    store_error = str(exc)  # the journal stays: recovered at next start
+                else:
+                    log_run.close()
     finally:
         report.finish()
     try:
-        return _after_runs(config, stores, runs, store_error, one, stop=stop,
-                           confirm=confirm)
+        outcome = _after_runs(config, stores, runs, store_error, bench, stop=stop,
+                              confirm=confirm)
+        return dataclasses.replace(outcome, recovered=recovered)
     finally:
         if pool is None:
             workers.close()  # ours: stop a valgrind forkserver it may have started
 
 
+@dataclass
+class _Bench:
+    """Runs benchmarks for run_once: one at a time, journalled, timed by a RunClock."""
+
+    workers: WorkerPool
+    env: Environment
+    report: Reporter
+    store: SQLiteStore | None
+    target: Target | None = None
+    kill: threading.Event | None = None
+    counter: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
+
+    def one(self, spec: BenchmarkSpec, journal: Journal, position: int,
+            clock: RunClock) -> BenchmarkResult:
+        index = next(self.counter)
+        self.report.benchmark_started(index, spec)
+        journal.started(position, spec)
+        result = run_benchmark(self.workers, spec, self.env, target=self.target,
+                               kill=self.kill, now=clock,
+                               on_progress=functools.partial(self.report.progress, spec))
+        journal.finished(position, result)
+        self.report.benchmark_finished(index, result)
+        return result
+
+    def journal(self, suite: str, clock: RunClock, purpose: str) -> Journal:
+        started = clock()
+        return Journal(self.store, uuid.uuid4().hex,
+                       _header(suite, self.env, started, purpose), started)
+
+    def run_suite(self, suite: Suite,
+                  stop: threading.Event | None) -> tuple[RunResult, Journal]:
+        """One run of `suite` (not yet stored), and its open journal."""
+        clock = RunClock()
+        started = clock()
+        log_run = self.journal(suite.name, clock, "scheduled")
+        done: list[list[BenchmarkResult]] = [[] for _ in suite.benchmarks]
+        planned = interleaved(suite.benchmarks)
+        for pos, _rep in planned:
+            if stop is not None and stop.is_set():
+                break  # the rest of the suite is not run; the run is marked aborted
+            done[pos].append(self.one(suite.benchmarks[pos], log_run, pos, clock))
+        results = [combine(reps) for reps in done if reps]
+        ran = sum(len(reps) for reps in done)
+        run = RunResult(run_id=log_run.run_id, suite=suite.name, host=self.env.host,
+                        started_at=started, finished_at=clock(),
+                        collector_version=__version__, results=tuple(results),
+                        aborted=ran < len(planned) or _any_aborted(done))
+        return run, log_run
+
+
 def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
-                store_error: str | None, one: Callable[[BenchmarkSpec], BenchmarkResult], *,
+                store_error: str | None, bench: _Bench, *,
                 stop: threading.Event | None, confirm: bool) -> Outcome:
     """Forward, detect, and run confirmation points for this cycle's suspicions."""
     sync = stores.sync() if stores is not None and store_error is None else None
@@ -210,7 +412,7 @@ def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
     outcome = Outcome(runs, store_error, sync, detection, detection_error)
     if (confirm and stores is not None and detection is not None
             and config.detection.confirmation.enabled):
-        outcome = _confirm(config, stores, outcome, one, stop)
+        outcome = _confirm(config, stores, outcome, bench, stop)
     return outcome
 
 
@@ -238,8 +440,7 @@ def confirmation_points(spec: BenchmarkSpec, configured: int) -> int:
     return configured
 
 
-def _confirm(config: Config, stores: Stores, outcome: Outcome,
-             one: Callable[[BenchmarkSpec], BenchmarkResult],
+def _confirm(config: Config, stores: Stores, outcome: Outcome, bench: _Bench,
              stop: threading.Event | None) -> Outcome:
     """Run confirmation points for this cycle's suspicions and judge them. Each point is
     its own run (purpose confirmation: stored and forwarded, never a point of the series)
@@ -260,10 +461,13 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome,
         for _ in range(confirmation_points(spec, settings.points)):
             if stop is not None and stop.is_set():
                 break
-            started = _now()
-            point = combine([one(spec) for _ in range(spec.measurement.repetitions)])
-            run = RunResult(run_id=uuid.uuid4().hex, suite=spec.suite, host=host,
-                            started_at=started, finished_at=_now(),
+            clock = RunClock()
+            started = clock()
+            log_run = bench.journal(spec.suite, clock, "confirmation")
+            point = combine([bench.one(spec, log_run, 0, clock)
+                             for _ in range(spec.measurement.repetitions)])
+            run = RunResult(run_id=log_run.run_id, suite=spec.suite, host=host,
+                            started_at=started, finished_at=clock(),
                             collector_version=__version__, results=(point,),
                             purpose="confirmation")
             extra_runs.append(run)
@@ -272,6 +476,7 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome,
             except StoreError as exc:
                 return dataclasses.replace(outcome, store_error=str(exc),
                                            confirmation_runs=extra_runs)
+            log_run.close()
             if point.status == "ok":
                 for metric, value in point.metrics.items():
                     values.setdefault(metric, []).append(value)
