@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 def _stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, emoji=False)  # `file:100:` is not the :100: emoji
 
 
 def _error(message: str) -> None:
