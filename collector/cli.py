@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("migrate", "apply pending schema migrations (local and PostgreSQL)"),
                        ("status", "show the storage mode, migrations and outbox backlog"),
                        ("sync", "forward runs waiting in the outbox to PostgreSQL"),
+                       ("retry-quarantined", "put runs PostgreSQL refused back in line "
+                                             "(after a fix) and sync"),
                        ("create-reader", "create or update a read-only log-in role for "
                                          "dashboards; password from "
                                          "$COLLECTOR_READER_PASSWORD")):
@@ -292,11 +294,12 @@ def _push(gateway: str, runs: list[RunResult], err: Console) -> None:
 def _open_stores(settings: StorageSettings, local_store: str | None, *,
                  manage_schema: bool = True) -> Stores:
     """Both stores; `manage_schema=False` (db commands) leaves migrating to the command."""
-    from collector.store import Stores, resolve_database_url
+    from collector.store import StoreOptions, Stores, resolve_database_url
 
     url = resolve_database_url(settings.database_url_env, settings.database_url_file)
     return Stores.open(local_store or settings.local_path, url,
-                       schema=settings.schema_policy if manage_schema else None)
+                       schema=settings.schema_policy if manage_schema else None,
+                       options=StoreOptions.from_settings(settings))
 
 
 def _optional_config(path: str) -> Config | None:
@@ -320,8 +323,15 @@ def _storage_settings(path: str) -> StorageSettings:
 def _db(args: argparse.Namespace) -> int:
     settings = _storage_settings(args.config)
     stores = _open_stores(settings, args.local_store,
-                          manage_schema=args.db_command in ("sync", "create-reader"))
+                          manage_schema=args.db_command in ("sync", "create-reader",
+                                                            "retry-quarantined"))
     try:
+        if args.db_command == "retry-quarantined":
+            released = stores.local.release_quarantined()
+            _out().print(f"{released} quarantined run(s) back in line", markup=False)
+            if stores.database_url is None:
+                return EXIT_OK
+            return _db_sync(stores, settings)
         if args.db_command == "sync":
             return _db_sync(stores, settings)
         if args.db_command == "create-reader":
@@ -355,9 +365,14 @@ def _db_sync(stores: Stores, settings: StorageSettings) -> int:
         raise PermanentStoreError(f"no database configured: set {settings.database_url_env} "
                                   "or storage.database_url_file")
     _out().print(f"delivered {report.delivered}, already present {report.already_there}, "
-                 f"pending {report.pending}", markup=False)
+                 f"pending {report.pending}, quarantined {report.quarantined}", markup=False)
     if not report.ok:
         _error(f"{report.pending} run(s) still pending: {report.error}")
+        return EXIT_STORE
+    if report.quarantined:
+        _error(f"{report.quarantined} run(s) quarantined: PostgreSQL refuses them (reasons: "
+               "`collector db status`); they are kept locally; after a fix, `collector db "
+               "retry-quarantined`")
         return EXIT_STORE
     return EXIT_OK
 
@@ -380,15 +395,17 @@ def _db_migrate_or_status(stores: Stores, settings: StorageSettings, *, migratin
                                                    stores.local)]
     if stores.database_url is not None:
         remote = stores.remote()
-        targets.append((f"PostgreSQL {remote.redacted_url} (mode: {remote.mode})", remote))
+        targets.append((f"PostgreSQL {remote.redacted_url}", remote))
     for where, target in targets:
         if migrating:
             applied = migrate(target)
             names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
-            out.print(f"{where}: applied {names}", markup=False)
+            mode = f" (mode: {stores.remote().mode})" if target is not stores.local else ""
+            out.print(f"{where}{mode}: applied {names}", markup=False)
             continue
         state = plan(target)
-        out.print(where, markup=False)
+        out.print(where + (f" (mode: {stores.remote().mode})"
+                           if target is not stores.local else ""), markup=False)
         for row in state.applied:
             out.print(f"  applied   {row.version:04d}_{row.name}  {row.applied_at}", markup=False)
         for migration in state.pending:
@@ -399,11 +416,31 @@ def _db_migrate_or_status(stores: Stores, settings: StorageSettings, *, migratin
     if migrating and stores.database_url is not None:
         stores.remote().apply_timescale_policies(settings.timescaledb.compress_after,
                                                  settings.timescaledb.retain_for)
+    if stores.database_url is not None:
+        for note in stores.remote().notes:
+            out.print(f"note: {note}", markup=False)
     if not migrating:
-        out.print(f"outbox: {stores.local.pending_count()} run(s) pending", markup=False)
-        if stores.database_url is None:
-            out.print("no database configured: local store only", markup=False)
+        _db_outbox_status(stores, out)
     return EXIT_OK
+
+
+def _db_outbox_status(stores: Stores, out: Console) -> None:
+    """The outbox part of `db status`: backlog, and each quarantined run with its reason."""
+    if not stores.local.has_outbox():
+        out.print("outbox: empty (the local store has no schema yet: `collector db "
+                  "migrate`, or any run, creates it)", markup=False)
+    else:
+        out.print(f"outbox: {stores.local.pending_count()} run(s) pending", markup=False)
+        quarantined = stores.local.quarantined()
+        if quarantined:
+            out.print(f"outbox: {len(quarantined)} run(s) quarantined (PostgreSQL refuses "
+                      "them; after a fix: `collector db retry-quarantined`)", markup=False)
+        for item in quarantined:
+            out.print(f"  quarantined  run {item.run_id}  since "
+                      f"{item.quarantined_at:%Y-%m-%d %H:%M:%S} (collector "
+                      f"{item.quarantined_by}): {item.reason}", markup=False)
+    if stores.database_url is None:
+        out.print("no database configured: local store only", markup=False)
 
 
 def _schedule(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -273,6 +274,32 @@ class ServiceCollector(Collector):
             yield every
 
 
+@runtime_checkable
+class OutboxStats(Protocol):
+    """A store that keeps an outbox (the local SQLite store)."""
+
+    def quarantined_count(self) -> int: ...
+
+
+class OutboxCollector(Collector):
+    """Runs set aside in the outbox because the database refuses them: kept locally,
+    retried after a fix (`collector db retry-quarantined`); alert on any."""
+
+    def __init__(self, outbox: OutboxStats) -> None:
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            count = self._outbox.quarantined_count()
+        except StoreError as exc:
+            log.warning("outbox quarantine not readable: %s", exc)
+            return
+        yield GaugeMetricFamily(f"{PREFIX}_outbox_quarantined_runs", "Runs kept locally that "
+                                "PostgreSQL refuses (see `collector db status`); they wait "
+                                "for a fix and `collector db retry-quarantined`.",
+                                value=float(count))
+
+
 class Exposition:
     """The /metrics body. Formatting 1,000 series takes prometheus_client about half a
     second, so the store's part is rendered once per data version and served as bytes;
@@ -286,6 +313,8 @@ class Exposition:
         self._live = CollectorRegistry()
         self._live.register(service)
         self._live.register(RegressionCollector(regressions or store))
+        if isinstance(store, OutboxStats):
+            self._live.register(OutboxCollector(store))
         self._lock = threading.Lock()
         self._cached: tuple[str, bytes] | None = None
 

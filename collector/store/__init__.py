@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,31 @@ from collector.store.outbox import RetryPolicy, SyncReport, forward_pending
 from collector.store.sqlite import SQLiteStore, default_local_path
 
 if TYPE_CHECKING:
+    from collector.config import StorageSettings
     from collector.store.postgres import PostgresStore
 
-__all__ = ["SQLiteStore", "Stores", "SyncReport", "default_local_path", "resolve_database_url"]
+__all__ = ["SQLiteStore", "StoreOptions", "Stores", "SyncReport", "default_local_path",
+           "resolve_database_url"]
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """How the stores bound and keep things (from the config's storage section)."""
+
+    connect_timeout_s: float = 10.0  # each connection attempt to PostgreSQL
+    statement_timeout_s: float = 60.0  # each PostgreSQL call (server and client side)
+    outbox_retention: timedelta | None = timedelta(days=14)  # delivered documents
+    compress_after: str | None = "7 days"  # TimescaleDB policies set after a migration
+    retain_for: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings) -> StoreOptions:
+        days = settings.outbox_retention_days
+        return cls(connect_timeout_s=settings.connect_timeout_s,
+                   statement_timeout_s=settings.statement_timeout_s,
+                   outbox_retention=None if days is None else timedelta(days=days),
+                   compress_after=settings.timescaledb.compress_after,
+                   retain_for=settings.timescaledb.retain_for)
 
 
 def resolve_database_url(url_env: str, url_file: str | None) -> str | None:
@@ -41,13 +64,30 @@ class Stores:
     database_url: str | None = None
     schema: SchemaPolicy | None = "migrate"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    options: StoreOptions = field(default_factory=StoreOptions)
     _remote: PostgresStore | None = None
 
     @classmethod
     def open(cls, local_path: str | Path | None, database_url: str | None, *,
-             schema: SchemaPolicy | None = "migrate", retry: RetryPolicy | None = None) -> Stores:
+             schema: SchemaPolicy | None = "migrate", retry: RetryPolicy | None = None,
+             options: StoreOptions | None = None) -> Stores:
         local = SQLiteStore(local_path or default_local_path(), schema=schema)
-        return cls(local, database_url, schema, retry or RetryPolicy())
+        return cls(local, database_url, schema, retry or RetryPolicy(),
+                   options or StoreOptions())
+
+    def open_remote(self, schema: SchemaPolicy | None = None) -> PostgresStore:
+        """A PostgreSQL store of its own (another connection, e.g. for a reader thread),
+        with the same bounds."""
+        from collector.store.postgres import PostgresStore
+
+        if self.database_url is None:
+            raise PermanentStoreError("no database configured (set COLLECTOR_DATABASE_URL or "
+                                      "storage.database_url_file)")
+        return PostgresStore(self.database_url, schema=schema,
+                             connect_timeout=self.options.connect_timeout_s,
+                             statement_timeout=self.options.statement_timeout_s,
+                             timescale_policies=(self.options.compress_after,
+                                                 self.options.retain_for))
 
     def remote(self) -> PostgresStore:
         """The PostgreSQL store, connected (and its schema checked) on first use."""
@@ -55,9 +95,7 @@ class Stores:
             raise PermanentStoreError("no database configured (set COLLECTOR_DATABASE_URL or "
                                       "storage.database_url_file)")
         if self._remote is None:
-            from collector.store.postgres import PostgresStore
-
-            self._remote = PostgresStore(self.database_url, schema=self.schema)
+            self._remote = self.open_remote(self.schema)
         return self._remote
 
     def primary(self) -> Store:
@@ -70,7 +108,8 @@ class Stores:
         """Forward pending runs; None when no database is configured."""
         if self.database_url is None:
             return None
-        return forward_pending(self.local, self.remote, policy=self.retry)
+        return forward_pending(self.local, self.remote, policy=self.retry,
+                               retain_delivered=self.options.outbox_retention)
 
     def close(self) -> None:
         self.local.close()

@@ -9,6 +9,10 @@ file, never from the config, and is only ever shown with its password replaced.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import socket
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -18,9 +22,16 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
-from collector.errors import PermanentStoreError, SchemaError, StoreError, TemporaryStoreError
+from collector.errors import (
+    PermanentStoreError,
+    RejectedDataError,
+    SchemaError,
+    StoreError,
+    TemporaryStoreError,
+)
 from collector.history import (
     Baseline,
     DetectionState,
@@ -56,9 +67,22 @@ _MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collecto
 _TEMPORARY_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
 _PERMANENT_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf",
                       "authentication failed", "permission denied")
+# TCP-level bounds for a server (or the network to it) that goes silent: keepalive probes
+# after 30 s idle, every 10 s, dead after 3 unanswered (about 1 minute); unacknowledged
+# data gives up after 30 s. A `key=value` of the same name in the database URL wins.
+_TCP_BOUNDS = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+               "keepalives_count": "3", "tcp_user_timeout": "30000"}
+# Beyond the server's own statement_timeout, how long the client waits before it gives the
+# connection up: a server that is stopped (SIGSTOP, a hung host whose kernel still
+# acknowledges) enforces no timeout of its own, and the kernel answers keepalives.
+_CLIENT_MARGIN_S = 5.0
+# Migrations (a hypertable's data migration, say) get longer than ordinary statements.
+MIGRATION_TIMEOUT_S = 1800.0
+
+log = logging.getLogger(__name__)
 
 
-def classify(exc: Exception, url: str) -> StoreError:
+def classify(exc: Exception, url: str) -> StoreError:  # noqa: PLR0911 - one return per kind
     """A psycopg error as a temporary or permanent store error, password-free."""
     where = redact(url)
     state = getattr(exc, "sqlstate", None)
@@ -68,8 +92,18 @@ def classify(exc: Exception, url: str) -> StoreError:
         return PermanentStoreError(f"permission denied on {where}: {text}")
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
         return SchemaError(f"schema mismatch on {where}: {text}; run `collector db migrate`")
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        # SQLSTATE classes 22 and 23 (a value out of range, a NUL in text, a broken
+        # constraint): about this data, not the server; other data may go through.
+        return RejectedDataError(f"{where} refused the data: {text}")
     if state in _TEMPORARY_STATES:
         return TemporaryStoreError(f"{where} temporarily unavailable: {text}")
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return TemporaryStoreError(f"{where} did not finish a statement in time: {text}")
+    if "must be preloaded" in text:
+        return PermanentStoreError(
+            f"{where}: {text}; add timescaledb to shared_preload_libraries and restart "
+            "the server, or remove the extension to run on plain PostgreSQL")
     if isinstance(exc, psycopg.OperationalError):
         if any(marker in text for marker in _PERMANENT_CONNECT):
             return PermanentStoreError(f"cannot use {where}: {text}")
@@ -101,14 +135,27 @@ class PostgresStore:
     dialect = "postgres"
 
     def __init__(self, url: str, *, schema: SchemaPolicy | None = "migrate",
-                 migrations: list[Migration] | None = None, connect_timeout: float = 5.0,
-                 bulk: Literal["copy", "executemany"] = "copy") -> None:
+                 migrations: list[Migration] | None = None, connect_timeout: float = 10.0,
+                 statement_timeout: float = 60.0,
+                 bulk: Literal["copy", "executemany"] = "copy",
+                 timescale_policies: tuple[str | None, str | None] | None = None,
+                 ) -> None:
+        """`connect_timeout` bounds each connection attempt and `statement_timeout` each
+        call (on the server, and on the client a few seconds later, for a server that
+        stops answering). `timescale_policies` (compress_after, retain_for) are set after
+        a start-up migration on TimescaleDB, as `collector db migrate` sets them."""
         self._url = url
         self.redacted_url = redact(url)
         self._connect_timeout = connect_timeout
+        self._statement_timeout = statement_timeout
         self._bulk = bulk
         self._conn: psycopg.Connection[Any] | None = None
-        with self._guard():
+        self._armed = 0  # the token of the outermost _guard running (0: none)
+        self._token = 0
+        self._abort_lock = threading.Lock()
+        self._aborted = False
+        self.notes: list[str] = []  # what a user should know about this database
+        with self._guard(MIGRATION_TIMEOUT_S):
             conn = self._connection()
             if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
                 # Under the migration lock: concurrent CREATE TABLE IF NOT EXISTS collide.
@@ -117,60 +164,143 @@ class PostgresStore:
                         "CREATE TABLE IF NOT EXISTS schema_migrations (version integer "
                         "PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
                         "applied_at timestamptz NOT NULL DEFAULT now())")
-        with self._guard():
-            ensure_schema(self, schema, migrations)
+        with self._guard(MIGRATION_TIMEOUT_S):
+            applied = ensure_schema(self, schema, migrations)
+        if applied and timescale_policies is not None:
+            self.apply_timescale_policies(*timescale_policies)
 
     # -- connection and errors -------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self._url, autocommit=True,
+            given = conninfo_to_dict(self._url)
+            bounds = {k: v for k, v in _TCP_BOUNDS.items() if k not in given}
+            self._conn = psycopg.connect(make_conninfo(self._url, **bounds), autocommit=True,
                                          connect_timeout=max(1, int(self._connect_timeout)))
+            try:
+                self._conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                                   (f"{int(self._statement_timeout * 1000)}ms",))
+            except BaseException:
+                self._conn.close()
+                self._conn = None
+                raise
         return self._conn
 
+    def _abort(self, token: int) -> None:
+        """The client-side deadline: shut the socket down under a call that waits on a
+        server that does not answer, so it fails now (the connection is then dropped)."""
+        with self._abort_lock:
+            conn = self._conn
+            if self._armed != token or conn is None or conn.closed:
+                return
+            self._aborted = True
+            with contextlib.suppress(OSError, psycopg.Error):
+                duplicate = socket.socket(fileno=os.dup(conn.pgconn.socket))
+                try:
+                    duplicate.shutdown(socket.SHUT_RDWR)
+                finally:
+                    duplicate.close()
+
     @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    def _guard(self, bound_s: float | None = None) -> Iterator[None]:
+        """Database errors as store errors; the outermost guard also bounds the whole
+        block in time (statement_timeout plus a margin, unless told otherwise)."""
+        if self._armed:
+            yield
+            return
+        bound = (bound_s if bound_s is not None else self._statement_timeout) \
+            + _CLIENT_MARGIN_S + self._connect_timeout
+        with self._abort_lock:
+            self._token += 1
+            self._armed, self._aborted = self._token, False
+        timer = threading.Timer(bound, self._abort, args=(self._armed,))
+        timer.daemon = True
+        timer.start()
         try:
             yield
         except psycopg.Error as exc:
-            if self._conn is not None and (self._conn.broken or isinstance(
+            if self._conn is not None and (self._conn.broken or self._aborted or isinstance(
                     exc, psycopg.OperationalError)):
                 with contextlib.suppress(Exception):
                     self._conn.close()
                 self._conn = None
+            if self._aborted:
+                raise TemporaryStoreError(
+                    f"{self.redacted_url} did not answer within {bound:g} s; the "
+                    "connection was given up") from None
             raise classify(exc, self._url) from None
+        finally:
+            with self._abort_lock:
+                self._armed = 0
+            timer.cancel()
 
     # -- migrations ------------------------------------------------------------------------
 
     def applied_migrations(self) -> list[Applied]:
-        rows = self._connection().execute(
-            "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
+        with self._guard():
+            rows = self._connection().execute(
+                "SELECT version, name, checksum, applied_at FROM schema_migrations "
+                "ORDER BY version").fetchall()
         return [Applied(*row) for row in rows]
 
     def apply_migration(self, migration: Migration) -> bool:
-        conn = self._connection()
-        with conn.transaction():
-            if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
-                            (migration.version,)).fetchone():
-                return False
-            conn.execute(migration.sql.encode())  # no parameters: multi-statement script
-            conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
-                         "VALUES (%s, %s, %s)",
-                         (migration.version, migration.name, migration.checksum))
+        with self._guard(MIGRATION_TIMEOUT_S):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                             (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
+                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
+                                (migration.version,)).fetchone():
+                    return False
+                conn.execute(migration.sql.encode())  # no parameters: multi-statement script
+                conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
+                             "VALUES (%s, %s, %s)",
+                             (migration.version, migration.name, migration.checksum))
         return True
 
-    def available_extensions(self) -> set[str]:
+    def _listed_extensions(self) -> set[str]:
         rows = self._connection().execute("SELECT name FROM pg_available_extensions")
         return {name for (name,) in rows}
 
+    def _timescaledb_preloaded(self) -> bool:
+        """TimescaleDB's loader defines timescaledb.disable_load only when the library is
+        in shared_preload_libraries; without it the extension cannot be used."""
+        row = self._connection().execute(
+            "SELECT current_setting('timescaledb.disable_load', true)").fetchone()
+        return row is not None and row[0] is not None
+
+    def available_extensions(self) -> set[str]:
+        """The extensions this database can use. TimescaleDB installed but not preloaded
+        counts as absent (its migration would kill the session), with a note saying so."""
+        with self._guard():
+            names = self._listed_extensions()
+            if "timescaledb" in names and not self._timescaledb_preloaded():
+                names.discard("timescaledb")
+                note = ("the timescaledb extension is installed but not in "
+                        "shared_preload_libraries: running as plain PostgreSQL (add it there "
+                        "and restart the server to use TimescaleDB)")
+                if note not in self.notes:
+                    self.notes.append(note)
+                    log.warning("%s: %s", self.redacted_url, note)
+        return names
+
     @contextlib.contextmanager
     def migration_lock(self) -> Iterator[None]:
-        conn = self._connection()
-        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        with self._guard(MIGRATION_TIMEOUT_S):
+            conn = self._connection()
+            conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                         (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            finally:
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             (f"{int(self._statement_timeout * 1000)}ms",))
         try:
             yield
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+            with self._guard():
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
 
     @property
     def mode(self) -> str:
@@ -197,24 +327,44 @@ class PostgresStore:
                 if retain_for:
                     conn.execute("SELECT add_retention_policy('measurements', "
                                  "drop_after => %s::interval)", (retain_for,))
+        self.refresh_aggregates()
 
-    def create_reader(self, name: str, password: str) -> None:
-        """A log-in role that can SELECT and nothing else (member of collector_readonly)."""
-        with self._guard():
+    def refresh_aggregates(self) -> None:
+        """Materialise the hourly and daily aggregates over all history (after a
+        migration: their policies then keep them current). Outside any transaction, as
+        TimescaleDB requires; a no-op where they are plain views."""
+        with self._guard(MIGRATION_TIMEOUT_S):
             conn = self._connection()
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                  (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            with conn.transaction():
-                conn.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                    sql.Identifier(name), sql.Literal(password)))
-                conn.execute(sql.SQL("GRANT collector_readonly TO {}").format(
-                    sql.Identifier(name)))
+            views = {name for (name,) in conn.execute(
+                "SELECT view_name FROM timescaledb_information.continuous_aggregates "
+                "WHERE view_name IN ('measurements_hourly', 'measurements_daily')")}
+            conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                         (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
+            try:
+                for view in sorted(views):
+                    conn.execute("CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)",
+                                 (view,))
+            finally:
+                conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                             (f"{int(self._statement_timeout * 1000)}ms",))
+
+    def create_reader(self, name: str, password: str, *, kind: str = "reader") -> None:
+        """A log-in role that can SELECT and nothing else (member of collector_readonly),
+        or with kind="writer" read and write rows and nothing else (collector_writer).
+        An existing role that is more than that is refused (collector.store.roles)."""
+        from collector.store import roles
+
+        with self._guard():
+            roles.create_login(self._connection(), name, password, kind=kind)
 
     # -- writes ----------------------------------------------------------------------------
 
     def record_run(self, run: RunResult) -> bool:
-        rows = run_rows(run)
+        try:
+            rows = run_rows(run)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise RejectedDataError(f"run {run.run_id} cannot be written to "
+                                    f"{self.redacted_url}: {type(exc).__name__}: {exc}") from None
         with self._guard():
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:

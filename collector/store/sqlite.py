@@ -1,7 +1,12 @@
 """The embedded local store (SQLite): history without a server, and the outbox.
 
 Every run lands here first, in one transaction, with its JSON document in the outbox; the
-forwarder later copies pending runs to PostgreSQL in order and marks them delivered.
+forwarder later copies pending runs to PostgreSQL in order and marks them delivered. A run
+PostgreSQL refuses is quarantined (kept, with its reason) so the runs behind it still go.
+
+Every SQLite error becomes a store error: busy or locked is temporary, and writes are
+retried (bounded, with backoff) past the busy timeout; a full disk (SQLITE_FULL) is a
+permanent error with the whole write rolled back; anything else is permanent.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from collector.errors import PermanentStoreError, TemporaryStoreError
+from collector import __version__
+from collector.errors import PermanentStoreError, StoreError, TemporaryStoreError
 from collector.history import (
     Baseline,
     DetectionState,
@@ -38,6 +45,7 @@ from collector.store.migrate import (
     ensure_schema,
     split_statements,
 )
+from collector.store.retry import RetryPolicy, with_retry
 from collector.store.rows import (
     FAILURE_COLUMNS,
     MEASUREMENT_COLUMNS,
@@ -50,7 +58,24 @@ from collector.store.rows import (
     run_rows,
 )
 
-_BUSY_TIMEOUT_MS = 30_000
+T = TypeVar("T")
+
+_BUSY_TIMEOUT_MS = 30_000  # SQLite's own wait for a lock, per attempt
+# Past the busy timeout a write is tried again, with backoff: about 2 minutes in all
+# (4 x 30 s plus 7 s of pauses) before the caller hears the store is busy.
+BUSY_RETRY = RetryPolicy(attempts=4, base_delay_s=1.0, max_delay_s=4.0)
+
+
+@dataclass(frozen=True)
+class QuarantinedRun:
+    """A run the database refused, kept in the outbox with the reason."""
+
+    seq: int
+    run_id: str
+    quarantined_at: datetime
+    quarantined_by: str  # the collector version that set it aside
+    attempts: int
+    reason: str
 
 
 def _json_text(value: Any) -> str:
@@ -92,7 +117,7 @@ class SQLiteStore:
             self._conn = sqlite3.connect(self.path, isolation_level=None,
                                          timeout=_BUSY_TIMEOUT_MS / 1000,
                                          check_same_thread=False)
-            self._conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_MS)}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -106,12 +131,12 @@ class SQLiteStore:
     # -- migrations ------------------------------------------------------------------------
 
     def applied_migrations(self) -> list[Applied]:
-        rows = self._conn.execute(
+        rows = self._fetch(
             "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
         return [Applied(*row) for row in rows]
 
     def apply_migration(self, migration: Migration) -> bool:
-        with self._transaction():
+        def apply() -> bool:
             done = self._conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
                                       (migration.version,)).fetchone()
             if done:
@@ -122,7 +147,15 @@ class SQLiteStore:
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at) "
                 "VALUES (?, ?, ?, ?)", (migration.version, migration.name, migration.checksum,
                                         _ts(datetime.now(timezone.utc))))
-        return True
+            return True
+
+        return self._write(apply)
+
+    def has_outbox(self) -> bool:
+        """Whether the schema has the outbox yet (a fresh file before `db migrate` has
+        not)."""
+        return bool(self._fetch(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"))
 
     def available_extensions(self) -> set[str]:
         return set()
@@ -131,30 +164,69 @@ class SQLiteStore:
     def migration_lock(self) -> Iterator[None]:
         yield  # apply_migration re-checks inside BEGIN IMMEDIATE, which serialises writers
 
+    # -- errors, transactions and retries -------------------------------------------------
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """A SQLite error as a store error: busy/locked temporary, the rest permanent."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        text = str(exc)
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or (
+                not name and ("locked" in text or "busy" in text)):
+            return TemporaryStoreError(f"local store {self.path} busy: {text}")
+        if name.startswith("SQLITE_FULL") or "disk is full" in text:
+            return PermanentStoreError(
+                f"local store {self.path} is full ({text}): nothing of this write was kept; "
+                "free some disk space")
+        return PermanentStoreError(f"local store {self.path}: {text}")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One read, all rows, as store errors (a busy read is retried too)."""
+        def read() -> list[Any]:
+            with self._guard():
+                return self._conn.execute(query, params).fetchall()
+
+        return with_retry(read, BUSY_RETRY)
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; SQLite errors become store
-        errors (locked or busy: temporary; anything else: permanent)."""
-        try:
+        """BEGIN IMMEDIATE ... COMMIT, all of it rolled back on any error (SQLite may have
+        rolled back already, e.g. on SQLITE_FULL); SQLite errors become store errors."""
+        with self._guard():
             self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise TemporaryStoreError(f"local store {self.path} busy: {exc}") from None
         try:
             yield
             self._conn.execute("COMMIT")
         except BaseException as exc:
-            self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise TemporaryStoreError(f"local store {self.path} busy: {exc}") from None
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # the first error is the one to tell
+                    self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise PermanentStoreError(f"local store {self.path}: {exc}") from None
+                raise self._error(exc) from None
             raise
+
+    def _write(self, body: Callable[[], T]) -> T:
+        """body in one transaction; tried again (bounded, with backoff) while the store is
+        busy, so a long-held lock delays a write instead of losing it."""
+        def once() -> T:
+            with self._transaction():
+                return body()
+
+        return with_retry(once, BUSY_RETRY)
 
     # -- writes ----------------------------------------------------------------------------
 
     def record_run(self, run: RunResult) -> bool:
         rows = run_rows(run)
-        with self._transaction():
+        document = run.model_dump_json()
+
+        def write() -> bool:
             cur = self._conn.execute(_insert("runs", RUN_COLUMNS, "OR IGNORE"),
                                      _sql_values(rows.run))
             if cur.rowcount == 0:
@@ -169,35 +241,130 @@ class SQLiteStore:
             ):
                 self._conn.executemany(_insert(table, columns), [_sql_values(r) for r in values])
             self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
-                               (run.run_id, run.model_dump_json()))
-        return True
+                               (run.run_id, document))
+            return True
+
+        return self._write(write)
 
     # -- outbox ----------------------------------------------------------------------------
 
+    def pending_documents(self, limit: int = 100) -> list[tuple[str, str]]:
+        """(run id, JSON document) of runs waiting to be forwarded, oldest first;
+        quarantined runs are not among them."""
+        rows = self._fetch("SELECT run_id, document FROM outbox WHERE delivered_at IS NULL "
+                           "AND quarantined_at IS NULL ORDER BY seq LIMIT ?", (limit,))
+        return [(str(run_id), str(doc)) for run_id, doc in rows]
+
     def pending(self, limit: int = 100) -> list[RunResult]:
-        """Runs not yet delivered to PostgreSQL, oldest first."""
-        rows = self._conn.execute("SELECT document FROM outbox WHERE delivered_at IS NULL "
-                                  "ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [RunResult.model_validate_json(doc) for (doc,) in rows]
+        """Runs not yet delivered to PostgreSQL, oldest first. A document that no longer
+        validates is left out (the forwarder quarantines it, with the reason)."""
+        runs = []
+        for _run_id, document in self.pending_documents(limit):
+            try:
+                runs.append(RunResult.model_validate_json(document))
+            except ValueError:  # pydantic's ValidationError; bad JSON
+                continue
+        return runs
 
     def pending_count(self) -> int:
-        (count,) = self._conn.execute(
-            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()
+        """Runs waiting to be forwarded (quarantined ones not counted)."""
+        (count,) = self._fetch("SELECT count(*) FROM outbox WHERE delivered_at IS NULL "
+                               "AND quarantined_at IS NULL")[0]
         return int(count)
 
     def mark_delivered(self, run_id: str) -> None:
-        self._conn.execute("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, "
-                           "last_error = NULL WHERE run_id = ?",
-                           (_ts(datetime.now(timezone.utc)), run_id))
+        def mark() -> None:
+            self._conn.execute("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, "
+                               "last_error = NULL, quarantined_at = NULL, "
+                               "quarantined_by = NULL WHERE run_id = ?",
+                               (_ts(datetime.now(timezone.utc)), run_id))
+
+        self._write(mark)
 
     def mark_attempt(self, run_id: str, error: str) -> None:
-        self._conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? "
-                           "WHERE run_id = ?", (error[:2000], run_id))
+        def mark() -> None:
+            self._conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+                               "WHERE run_id = ?", (error[:2000], run_id))
+
+        self._write(mark)
+
+    def quarantine(self, run_id: str, reason: str) -> None:
+        """Set a run the database refuses aside: kept here with the reason, skipped by
+        pending(), until release_quarantined() puts it back in line."""
+        def mark() -> None:
+            self._conn.execute(
+                "UPDATE outbox SET quarantined_at = ?, quarantined_by = ?, "
+                "attempts = attempts + 1, last_error = ? WHERE run_id = ? "
+                "AND delivered_at IS NULL",
+                (_ts(datetime.now(timezone.utc)), __version__, reason[:2000], run_id))
+            self._bump()
+
+        self._write(mark)
+
+    def quarantined(self) -> list[QuarantinedRun]:
+        rows = self._fetch("SELECT seq, run_id, quarantined_at, quarantined_by, attempts, "
+                           "last_error FROM outbox WHERE quarantined_at IS NOT NULL "
+                           "ORDER BY seq")
+        return [QuarantinedRun(int(seq), str(r), parse_time(at), str(by or ""), int(n),
+                               str(why or "")) for seq, r, at, by, n, why in rows]
+
+    def quarantined_count(self) -> int:
+        (count,) = self._fetch(
+            "SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL")[0]
+        return int(count)
+
+    def release_quarantined(self, run_ids: Sequence[str] | None = None, *,
+                            not_by: str | None = None) -> int:
+        """Put quarantined runs back in line (all, those named, or those a collector
+        version other than `not_by` set aside); how many were released."""
+        sql = "UPDATE outbox SET quarantined_at = NULL, quarantined_by = NULL " \
+              "WHERE quarantined_at IS NOT NULL"
+        params: list[Any] = []
+        if not_by is not None:
+            sql += " AND coalesce(quarantined_by, '') <> ?"
+            params.append(not_by)
+        if run_ids is not None:
+            if not run_ids:
+                return 0
+            sql += f" AND run_id IN ({', '.join('?' for _ in run_ids)})"
+            params.extend(run_ids)
+
+        def release() -> int:
+            count = self._conn.execute(sql, params).rowcount
+            if count:
+                self._bump()
+            return int(count)
+
+        return self._write(release)
+
+    def prune_delivered(self, before: datetime, *, batch: int = 500) -> int:
+        """Drop the outbox documents (and the local raw samples) of runs delivered before
+        `before`: PostgreSQL has them. Runs, results and measurements stay. In batches, so
+        no write waits long behind it; how many documents were dropped."""
+        cutoff = _ts(before)
+        dropped = 0
+
+        def prune() -> int:
+            ids = [r for (r,) in self._conn.execute(
+                "SELECT run_id FROM outbox WHERE delivered_at IS NOT NULL "
+                "AND delivered_at < ? ORDER BY seq LIMIT ?", (cutoff, batch))]
+            if ids:
+                marks = ", ".join("?" for _ in ids)
+                self._conn.execute(f"DELETE FROM samples WHERE run_id IN ({marks})", ids)  # noqa: S608 - placeholders only
+                self._conn.execute(f"DELETE FROM outbox WHERE run_id IN ({marks})", ids)  # noqa: S608 - placeholders only
+            return len(ids)
+
+        while (count := self._write(prune)) > 0:
+            dropped += count
+            if count < batch:
+                break
+        return dropped
 
     def last_error(self) -> str | None:
-        row = self._conn.execute("SELECT last_error FROM outbox WHERE delivered_at IS NULL "
-                                 "AND last_error IS NOT NULL ORDER BY seq LIMIT 1").fetchone()
-        return None if row is None else str(row[0])
+        rows = self._fetch("SELECT last_error FROM outbox WHERE delivered_at IS NULL "
+                           "AND quarantined_at IS NULL AND last_error IS NOT NULL "
+                           "ORDER BY seq LIMIT 1")
+        return None if not rows else str(rows[0][0])
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -211,11 +378,11 @@ class SQLiteStore:
         if end is not None:
             sql += " AND time < ?"
             params.append(_ts(end))
-        rows = self._conn.execute(sql + " ORDER BY time", params)
+        rows = self._fetch(sql + " ORDER BY time", params)
         return [Point(parse_time(t), float(v), r) for t, v, r in rows]
 
     def latest(self, metric: str | None = None) -> list[LatestValue]:
-        rows = self._conn.execute(
+        rows = self._fetch(
             "SELECT m.series_id, m.metric, m.unit, m.value, m.time, m.run_id "
             "FROM measurements m JOIN (SELECT series_id, metric, max(time) AS time "
             "FROM measurements WHERE (? IS NULL OR metric = ?) GROUP BY series_id, metric) AS l "
@@ -226,7 +393,7 @@ class SQLiteStore:
         check_series_filters(filters)
         # Column names come from SERIES_FILTERS (checked above), values are parameters.
         where = "".join(f" AND {name} = ?" for name in filters)
-        rows = self._conn.execute(
+        rows = self._fetch(
             "SELECT series_id, host, suite, name, model, source, revision, task, backend, "  # noqa: S608
             "device, dtype, batch_size, sequence_length, new_tokens FROM series WHERE 1 = 1"
             + where + " ORDER BY series_id", list(filters.values()))
@@ -243,22 +410,22 @@ class SQLiteStore:
         if since is not None:
             sql += " AND time >= ?"
             params.append(_ts(since))
-        rows = self._conn.execute(sql + " ORDER BY time DESC", params)
+        rows = self._fetch(sql + " ORDER BY time DESC", params)
         return [FailureRecord(r, s, parse_time(t), k, m, e, tb) for r, s, t, k, m, e, tb in rows]
 
     def data_version(self) -> str:
-        (seq,) = self._conn.execute("SELECT max(seq) FROM outbox").fetchone()
-        (version,) = self._conn.execute("SELECT version FROM store_state").fetchone()
+        (seq,) = self._fetch("SELECT max(seq) FROM outbox")[0]
+        (version,) = self._fetch("SELECT version FROM store_state")[0]
         return f"{seq}:{version}"
 
     def series_activity(self) -> list[SeriesActivity]:
-        return activity.series_activity(lambda q: self._conn.execute(q).fetchall())
+        return activity.series_activity(self._fetch)
 
     def suite_activity(self) -> list[SuiteActivity]:
-        return activity.suite_activity(lambda q: self._conn.execute(q).fetchall())
+        return activity.suite_activity(self._fetch)
 
     def run_count(self) -> int:
-        (count,) = self._conn.execute("SELECT count(*) FROM runs").fetchone()
+        (count,) = self._fetch("SELECT count(*) FROM runs")[0]
         return int(count)
 
     # -- regressions -----------------------------------------------------------------------
@@ -266,7 +433,7 @@ class SQLiteStore:
     def _select(self, query: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one of the shared (psycopg-style) queries of collector.store.regressions."""
         values = [_ts(v) if isinstance(v, datetime) else v for v in params]
-        return self._conn.execute(query.replace("%s", "?"), values).fetchall()
+        return self._fetch(query.replace("%s", "?"), values)
 
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         return regressions.series_history(self._select, series_id, limit)
@@ -280,16 +447,20 @@ class SQLiteStore:
         params = regressions.regression_params(
             regression, encode_time=_ts, encode_json=_json_text,
             now=datetime.now(timezone.utc))
-        with self._transaction():
+        def write() -> None:
             self._conn.execute(regressions.UPSERT_REGRESSION.replace("%s", "?"), params)
             self._bump()
 
+        self._write(write)
+
     def add_baseline(self, baseline: Baseline) -> None:
-        with self._transaction():
+        def write() -> None:
             self._conn.execute(regressions.INSERT_BASELINE.replace("%s", "?"),
                                (baseline.series_id, baseline.metric, _ts(baseline.since),
                                 baseline.run_id, baseline.reason))
             self._bump()
+
+        self._write(write)
 
     def baselines(self, series_id: str | None = None) -> list[Baseline]:
         return regressions.select_baselines(self._select, series_id)
@@ -298,11 +469,14 @@ class SQLiteStore:
         if not states:
             return
         now = _ts(datetime.now(timezone.utc))
-        with self._transaction():
+        params = [regressions.detection_state_params(s, now) for s in states]
+
+        def write() -> None:
             self._conn.executemany(regressions.UPSERT_DETECTION_STATE.replace("%s", "?"),
-                                   [regressions.detection_state_params(s, now)
-                                    for s in states])
+                                   params)
             self._bump()
+
+        self._write(write)
 
     def detection_states(self) -> list[DetectionState]:
         return regressions.select_detection_states(self._select)
@@ -312,7 +486,8 @@ class SQLiteStore:
         self._conn.execute("UPDATE store_state SET version = version + 1")
 
     def close(self) -> None:
-        self._conn.close()
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
 
     # == run journal (issue 11: a killed collector loses no finished result) == BEGIN ==
     # Used by collector.service; the table is migrations/sqlite/0005_run_journal.sql.

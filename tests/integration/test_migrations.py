@@ -24,7 +24,8 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
                                                             (4, "regressions"),
                                                             (5, "signal")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
-    assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb")]
+    assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
+                                                                   (6, "timescaledb")]
     assert store.mode == "postgresql"
     # The plain-PostgreSQL fallback of the continuous aggregates answers the same query.
     with psycopg.connect(pg_url) as conn:
@@ -40,11 +41,15 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
     store = PostgresStore(pg_url)
     monkeypatch.setattr(store, "available_extensions", lambda: {"timescaledb", "plpgsql"})
     state = plan(store)
-    assert [m.version for m in state.pending] == [3]
+    assert [m.version for m in state.pending] == [3, 6]
     assert state.unavailable == []
     sql = state.pending[0].sql
     assert "create_hypertable('measurements'" in sql
     assert "timescaledb.continuous" in sql
+    tuning = state.pending[1].sql
+    assert "compress_orderby = 'time DESC, run_id'" in tuning
+    assert tuning.count("timescaledb.materialized_only = false") == 2
+    assert tuning.count("start_offset => NULL") == 2
     store.close()
 
 
@@ -55,7 +60,7 @@ def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 5]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5]
     local.close()
 
 
