@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
+import math
+import re
 import types
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -39,6 +42,7 @@ from collector.model import (
     BenchmarkSpec,
     CompileSettings,
     Dtype,
+    HubSource,
     MeasurementMode,
     MeasurementSettings,
     ModelSource,
@@ -48,10 +52,28 @@ from collector.model import (
 
 MATRIX_AXES = ("batch_size", "sequence_length", "new_tokens", "dtype", "backend", "device")
 
-_PositiveInt = Annotated[int, Field(ge=1)]
+# Bounds. A value the config accepts must work everywhere it goes: in APScheduler, in the
+# worker's waits, in both stores. Below them nothing a sane config needs is refused.
+MAX_FILE_BYTES = 1 << 20  # the shipped configs are a few KiB
+MAX_DEPTH = 32  # the deepest shipped path (a model's nested sub-config) is 9 levels
+# YAML nodes after expanding aliases: an alias bomb stops here. The shipped configs have a
+# few hundred; ruamel's pure-Python parser reads about 15,000 a second.
+MAX_NODES = 20_000
+MAX_INT_DIGITS = 64  # longer integer literals are refused before Python converts them
+MAX_BENCHMARKS = 1_000  # expanded benchmarks per file: each one costs seconds to minutes
+INT4_MAX = 2**31 - 1  # PostgreSQL `integer` (series.batch_size, sequence_length, ...)
+INT8_MAX = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
+DAY_S = 86_400.0  # timeouts and graces: a day, far below poll()'s 2**31 ms (24.8 days)
+YEAR_S = 366 * 86_400.0  # schedule intervals and jitter: a year keeps every fire time sane
+_CORE_TAGS = {"!", *(f"tag:yaml.org,2002:{t}"
+                     for t in ("str", "int", "float", "bool", "null", "map", "seq"))}
+
+_PositiveInt = Annotated[int, Field(ge=1, le=INT4_MAX)]
+_Count = Annotated[int, Field(ge=0, le=INT4_MAX)]
+_Seconds = Annotated[float, Field(ge=0, le=DAY_S)]
 _Device = Annotated[str, Field(pattern=DEVICE_PATTERN)]
 _Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-_INTERVAL = r"^[0-9]+ ?(second|minute|hour|day|week|month|year)s?$"
+_INTERVAL = r"^[0-9]{1,6} ?(second|minute|hour|day|week|month|year)s?$"
 Loc = tuple[int | str, ...]
 _SECRET_FIELDS = {"database_url", "password"}  # never echoed back in error messages
 
@@ -61,11 +83,11 @@ class _Strict(BaseModel):
 
 
 class _MeasurementOverrides(_Strict):
-    warmup_iterations: Annotated[int, Field(ge=0)] | None = None
-    min_iterations: Annotated[int, Field(ge=1)] | None = None
-    max_iterations: Annotated[int, Field(ge=1)] | None = None
-    min_duration_s: Annotated[float, Field(ge=0)] | None = None
-    max_duration_s: Annotated[float, Field(gt=0)] | None = None
+    warmup_iterations: _Count | None = None
+    min_iterations: _PositiveInt | None = None
+    max_iterations: _PositiveInt | None = None
+    min_duration_s: _Seconds | None = None
+    max_duration_s: Annotated[float, Field(gt=0, le=DAY_S)] | None = None
     target_rel_ci: Annotated[float, Field(gt=0, lt=1)] | None = None
     confidence: Annotated[float, Field(gt=0.5, lt=1)] | None = None
     mode: MeasurementMode | None = None
@@ -92,7 +114,7 @@ class _Settings(_Strict):
     sequence_length: _PositiveInt | None = None
     new_tokens: _PositiveInt | None = None
     threads: _PositiveInt | None = None
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=DAY_S)] | None = None
     memory_limit_mb: _PositiveInt | None = None
     measurement: _MeasurementOverrides | None = None
     compile: CompileSettings | None = None
@@ -105,25 +127,58 @@ class _Benchmark(_Settings):
 
 
 class Schedule(_Strict):
-    """When `collector serve` runs a suite: a cron expression or a fixed interval."""
+    """When `collector serve` runs a suite: a cron expression or a fixed interval. Both
+    are checked with APScheduler's own parsers, as `collector serve` builds them
+    (collector.scheduler.trigger_for), so what this accepts serve can run."""
 
     cron: str | None = None
-    interval_s: Annotated[float, Field(gt=0)] | None = None
+    interval_s: Annotated[float, Field(ge=1, le=YEAR_S)] | None = None
     timezone: str = "UTC"
-    jitter_s: Annotated[float, Field(ge=0)] = 0.0
+    jitter_s: Annotated[float, Field(ge=0, le=YEAR_S)] = 0.0
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value.split()) != 5:
+            raise ValueError("cron must have 5 fields (minute hour day month weekday)")
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            trigger = CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression: {exc}") from None
+        if _next_fire(trigger) is None:  # e.g. `0 0 30 2 *`
+            raise ValueError("the cron expression never fires")
+        return value
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Schedule:
         if (self.cron is None) == (self.interval_s is None):
             raise ValueError("set exactly one of cron and interval_s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron must have 5 fields (minute hour day month weekday), "
-                             f"got {self.cron!r}")
+        if self.cron is not None and self.jitter_s:
+            raise ValueError("jitter_s applies to interval_s only; a cron schedule runs on "
+                             "its times")
         try:
             zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown timezone {self.timezone!r}") from None
+        if self.interval_s is not None:
+            from apscheduler.triggers.interval import IntervalTrigger
+
+            try:
+                _next_fire(IntervalTrigger(seconds=self.interval_s, timezone=self.timezone,
+                                           jitter=self.jitter_s or None))
+            except (ValueError, OverflowError) as exc:
+                raise ValueError(f"invalid interval: {exc}") from None
         return self
+
+
+def _next_fire(trigger: Any) -> Any:
+    from datetime import datetime, timezone
+
+    return trigger.get_next_fire_time(None, datetime.now(timezone.utc))
 
 
 class ServeSettings(_Strict):
@@ -132,9 +187,10 @@ class ServeSettings(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
     run_at_start: bool = False
-    grace_s: Annotated[float, Field(ge=0)] = 60.0
-    misfire_grace_s: Annotated[float, Field(gt=0)] = 3600.0
-    outbox_retry_s: Annotated[float, Field(gt=0)] = 300.0
+    grace_s: _Seconds = 60.0
+    # APScheduler takes whole seconds (0.5 would be truncated to 0, which it refuses).
+    misfire_grace_s: Annotated[int, Field(ge=1, le=YEAR_S)] = 3600
+    outbox_retry_s: Annotated[float, Field(ge=1, le=DAY_S)] = 300.0
 
 
 class _Suite(_Strict):
@@ -259,6 +315,7 @@ def _yaml_load(text: str, file: str) -> Any:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
+        _Prescan(yaml, file).run(text)  # before any node is built
         return yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -266,7 +323,156 @@ def _yaml_load(text: str, file: str) -> Any:
         reason = "; ".join(str(p).strip() for p in (exc.context, exc.problem) if p)
         raise ConfigError([ConfigProblem(file, line, "", f"invalid YAML: {reason}")]) from None
     except YAMLError as exc:
+        # e.g. a ReaderError (a control character): it knows the offset, not the line.
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else None
+        reason = str(exc).split("\n")[0]
+        raise ConfigError([ConfigProblem(file, line, "", f"invalid YAML: {reason}")]) from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # The pre-scan refuses what is known to end here; this is the net below it.
         raise ConfigError([ConfigProblem(file, None, "", f"invalid YAML: {exc}")]) from None
+
+
+class _Frame:
+    """An open mapping or sequence in the event stream."""
+
+    __slots__ = ("anchor", "expect_key", "height", "index", "is_map", "key", "part", "size")
+
+    def __init__(self, is_map: bool, anchor: str | None, part: int | str | None) -> None:
+        self.is_map = is_map
+        self.anchor = anchor
+        self.part = part  # where this collection sits in its parent
+        self.size = 1  # nodes, aliases expanded
+        self.height = 1  # levels of collections, this one included
+        self.expect_key = True
+        self.key: int | str | None = None
+        self.index = 0
+
+
+class _Prescan:
+    """Bounds the document before ruamel builds it: nesting depth, node count with aliases
+    expanded (an alias bomb is refused at a few hundred nodes' cost, never expanded),
+    integer literal length (Python refuses to convert more than 4,300 digits), tags
+    (a config is plain data: the YAML core tags only) and strings that no store can keep
+    (NUL, lone surrogates). ruamel's parser is an iterative state machine; the composer
+    and constructor recurse, so the depth check has to come first."""
+
+    def __init__(self, yaml: Any, file: str) -> None:
+        self.yaml = yaml
+        self.file = file
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[int, int]] = {}  # anchor -> (size, height)
+        self.total = 0
+
+    def run(self, text: str) -> None:
+        from ruamel.yaml.events import (
+            AliasEvent,
+            CollectionEndEvent,
+            CollectionStartEvent,
+            MappingStartEvent,
+            ScalarEvent,
+        )
+
+        for event in self.yaml.parse(text):
+            if isinstance(event, CollectionStartEvent):
+                part = self._part()
+                self._tag(event, part)
+                self._grow(event, part, 1, 1)
+                self.stack.append(_Frame(isinstance(event, MappingStartEvent),
+                                         event.anchor, part))
+            elif isinstance(event, CollectionEndEvent):
+                frame = self.stack.pop()
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (frame.size, frame.height)
+                self._done(frame.size, frame.height, "?")
+            elif isinstance(event, ScalarEvent):
+                part = self._part()
+                self._tag(event, part)
+                self._scalar(event, part)
+                self._grow(event, part, 1, 0)
+                if event.anchor is not None:
+                    self.anchors[event.anchor] = (1, 0)
+                self._done(1, 0, event.value)
+            elif isinstance(event, AliasEvent):
+                part = self._part()
+                if any(f.anchor == event.anchor for f in self.stack):
+                    self._fail(event, part, f"alias *{event.anchor} refers to a collection "
+                                            "that contains it")
+                size, height = self.anchors.get(event.anchor, (1, 0))
+                self._grow(event, part, size, height)
+                self._done(size, height, "?")
+
+    def _part(self) -> int | str | None:
+        """The key or index of the node that starts now; None for a mapping key."""
+        if not self.stack:
+            return None
+        top = self.stack[-1]
+        if not top.is_map:
+            return top.index
+        return None if top.expect_key else top.key
+
+    def _grow(self, event: Any, part: int | str | None, size: int, height: int) -> None:
+        self.total += size
+        if len(self.stack) + height > MAX_DEPTH:
+            self._fail(event, part, f"nested more than {MAX_DEPTH} levels deep")
+        if self.total > MAX_NODES:
+            self._fail(event, part, f"more than {MAX_NODES:,} nodes (aliases expanded); "
+                                    "a configuration is not that large")
+
+    def _done(self, size: int, height: int, key: Any) -> None:
+        if not self.stack:
+            return
+        top = self.stack[-1]
+        top.size += size
+        top.height = max(top.height, height + 1)
+        if not top.is_map:
+            top.index += 1
+        elif top.expect_key:
+            top.key = key if isinstance(key, str) else "?"
+            top.expect_key = False
+        else:
+            top.expect_key = True
+
+    def _tag(self, event: Any, part: int | str | None) -> None:
+        tag = event.tag
+        if tag is not None and str(tag) not in _CORE_TAGS:
+            shown = str(tag).replace("tag:yaml.org,2002:", "!!")
+            self._fail(event, part, f"YAML tag {shown} is not allowed: a configuration "
+                                    "holds plain data (strings, numbers, booleans, lists, "
+                                    "mappings)")
+
+    def _scalar(self, event: Any, part: int | str | None) -> None:
+        value: str = event.value
+        if "\x00" in value:
+            self._fail(event, part, "a NUL character in a string (no store can keep it)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self._fail(event, part, "a lone surrogate (\\ud800-\\udfff) in a string is not "
+                                    "valid Unicode")
+        if len(value) > MAX_INT_DIGITS and self._is_int(event):
+            self._fail(event, part, f"an integer of {len(value):,} characters; at most "
+                                    f"{MAX_INT_DIGITS}")
+
+    def _is_int(self, event: Any) -> bool:
+        from ruamel.yaml.nodes import ScalarNode
+
+        tag = event.tag
+        if tag is None and event.implicit[0]:
+            tag = self.yaml.resolver.resolve(ScalarNode, event.value, event.implicit)
+        return str(tag) == "tag:yaml.org,2002:int"
+
+    def _fail(self, event: Any, part: int | str | None, message: str) -> None:
+        parts = [f.part for f in self.stack[1:]] + ([part] if self.stack else [])
+        field = ""
+        for item in parts:
+            if item is None:
+                continue
+            field += f"[{item}]" if isinstance(item, int) else (f".{item}" if field else item)
+        if len(field) > 100:
+            field = field[:97] + "..."
+        raise ConfigError([ConfigProblem(self.file, event.start_mark.line + 1, field,
+                                         message)])
 
 
 def _plain(node: Any) -> Any:
@@ -441,11 +647,18 @@ ArchitectureCheck = Callable[[str], "bool | None"]
 
 def transformers_architecture_known(name: str) -> bool | None:
     """True/False when transformers is installed (lazy import, no torch), None otherwise."""
+    names = _transformers_names()
+    return None if names is None else name[:1].isupper() and name in names
+
+
+@functools.cache
+def _transformers_names() -> frozenset[str] | None:
+    """dir() of transformers' lazy module costs 0.6 s: once per process, not per name."""
     try:
         import transformers
     except ImportError:
         return None
-    return name[:1].isupper() and name in dir(transformers)
+    return frozenset(dir(transformers))
 
 
 class _Checker:
@@ -458,6 +671,7 @@ class _Checker:
         self.notes: list[str] = []
         self._architecture_known = architecture_known
         self._checked: dict[str, bool | None] = {}
+        self.benchmarks = 0  # expanded so far, for MAX_BENCHMARKS
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
         problem = ConfigProblem(self.file, _line_of(self.root, loc, key=key),
@@ -507,6 +721,83 @@ class _Checker:
             return False
         return True
 
+    def model_config(self, raw: Any, loc: Loc) -> bool:
+        """A synthetic model's `config` goes to transformers and, as JSON, into both stores:
+        plain JSON data only. False (with problems) otherwise."""
+        model = raw.get("model") if isinstance(raw, dict) else None
+        if not isinstance(model, dict) or "config" not in model:
+            return True
+        before = len(self.problems)
+        self._json_data(model["config"], (*loc, "model", "config"))
+        return len(self.problems) == before
+
+    def _json_data(self, value: Any, loc: Loc) -> None:
+        if value is None or isinstance(value, bool | str):
+            return
+        if isinstance(value, int):
+            if not -INT8_MAX - 1 <= value <= INT8_MAX:
+                self.add(loc, f"integer out of the 64-bit range (got {_short(value)})")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                self.add(loc, f"not a finite number (got {value}); JSON and the stores "
+                              "hold finite numbers only")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._json_data(item, (*loc, index))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.add((*loc, key), f"keys must be strings (got {_short(key)}); quote "
+                                          "it", key=True)
+                else:
+                    self._json_data(item, (*loc, key))
+        else:
+            self.add(loc, f"expected plain data (a string, number, boolean, null, list or "
+                          f"mapping), got a {type(value).__name__} ({_short(str(value))}); "
+                          "quote it to make it a string")
+
+    def model(self, raw: Any, bench: _Benchmark, loc: Loc) -> bool:
+        """The model's config and source; False when the benchmark cannot be expanded."""
+        self.source(bench, loc)
+        return self.model_config(raw, loc)
+
+    def source(self, bench: _Benchmark, loc: Loc) -> None:
+        model = bench.model
+        if isinstance(model, HubSource) and model.trust_remote_code and not re.fullmatch(
+                r"[0-9a-f]{40}", model.revision):
+            self.add((*loc, "model", "revision"),
+                     f"trust_remote_code runs the model repository's own code: pin revision "
+                     f"to a full 40-character commit hash (got {model.revision!r}), so the "
+                     "code that runs cannot change under the same name")
+        if isinstance(model, SyntheticSource) and model.seed > INT8_MAX:
+            self.add((*loc, "model", "seed"), f"a seed fits in 64 bits (got {model.seed})")
+
+    def expansion(self, levels: Sequence[_Settings | None], axes: dict[str, list[Any]],
+                  loc: Loc, suite_name: str) -> bool:
+        """At most MAX_BENCHMARKS per file; False (with a problem) when this benchmark's
+        matrix would pass it, before any of it is built."""
+        if self.benchmarks > MAX_BENCHMARKS:  # reported already
+            return False
+        count = math.prod(len(values) for values in axes.values())
+        if self.benchmarks + count <= MAX_BENCHMARKS:
+            self.benchmarks += count
+            return True
+        file_level, suite_level, bench = levels
+        where: Loc = loc
+        if bench is not None and bench.matrix is not None:
+            where = (*loc, "matrix")
+        elif suite_level is not None and suite_level.matrix is not None:
+            where = ("suites", suite_name, "defaults", "matrix")
+        elif file_level is not None and file_level.matrix is not None:
+            where = ("defaults", "matrix")
+        sizes = " x ".join(f"{len(v)} {a}" for a, v in axes.items() if len(v) > 1)
+        self.add(where, f"expands to {count:,} benchmarks ({sizes or 'one'}); at most "
+                        f"{MAX_BENCHMARKS:,} per file" + (
+                            f", and {self.benchmarks:,} come before it"
+                            if self.benchmarks else ""), key=True)
+        self.benchmarks = MAX_BENCHMARKS + 1  # the rest would only repeat this problem
+        return False
+
     def architecture(self, source: SyntheticSource, loc: Loc) -> None:
         arch = source.architecture
         if arch not in self._checked:
@@ -520,6 +811,24 @@ class _Checker:
                     "the worker checks it")
             if note not in self.notes:
                 self.notes.append(note)
+
+
+def _specs(check: _Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
+           workloads: dict[str, str], name: str, loc: Loc) -> list[BenchmarkSpec]:
+    """One benchmark's matrix, expanded; `workloads` maps identities to benchmark names."""
+    specs = []
+    for combo in itertools.product(*axes.values()):
+        spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
+        # Two benchmarks with one series identity would write one series twice per run.
+        workload = json.dumps(spec.identity(), sort_keys=True)
+        if workload in workloads:
+            if workloads[workload] != name:  # else already reported as a duplicate name
+                check.add((*loc, "name"), f"repeats the workload of benchmark "
+                          f"{workloads[workload]!r} ({spec.label})")
+            break
+        workloads[workload] = name
+        specs.append(spec)
+    return specs
 
 
 def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite) -> Suite:
@@ -538,6 +847,8 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
             if isinstance(raw_model, dict) and raw_model.get("source") == "synthetic":
                 with contextlib.suppress(ValidationError):
                     check.architecture(SyntheticSource.model_validate(raw_model), loc)
+            continue
+        if not check.model(raw, bench, loc):
             continue
         if bench.name in first_index:
             check.add((*loc, "name"), f"duplicate benchmark name (got {bench.name!r}); first "
@@ -559,32 +870,38 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
             if value is not None:
                 fixed[field] = value
         axes = {a: v for a in MATRIX_AXES if (v := _axis_values(levels, a)) is not None}
-        for combo in itertools.product(*axes.values()):
-            spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
-            # Two benchmarks with one series identity would write one series twice per run.
-            workload = json.dumps(spec.identity(), sort_keys=True)
-            if workload in workloads:
-                if workloads[workload] == bench.name:
-                    break  # already reported as a duplicate name
-                check.add((*loc, "name"), f"repeats the workload of benchmark "
-                          f"{workloads[workload]!r} ({spec.label})")
-                break
-            workloads[workload] = bench.name
-            specs.append(spec)
+        if not check.expansion(levels, axes, loc, suite_name):
+            continue
+        specs += _specs(check, fixed, axes, workloads=workloads, name=bench.name, loc=loc)
     return Suite(suite_name, suite.description, tuple(specs), suite.schedule)
+
+
+def _read(path: str | Path, file: str) -> str:
+    """The file's text: at most MAX_FILE_BYTES, UTF-8 (a byte order mark is allowed)."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(file, None, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, None, "", f"cannot read file: "
+                                                         f"{exc.strerror or exc}")]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([ConfigProblem(file, None, "", f"larger than {MAX_FILE_BYTES >> 20} "
+                                                         "MiB; a configuration is a few KiB")])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([ConfigProblem(file, line, "", f"not UTF-8 text (byte "
+                                                         f"0x{data[exc.start]:02x})")]) from None
 
 
 def load_config(path: str | Path, *,
                 architecture_known: ArchitectureCheck = transformers_architecture_known) -> Config:
     """Read, validate and expand a configuration file. Raises ConfigError with every problem."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(file, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(file, None, "", f"cannot read file: {exc}")]) from None
-    root = _yaml_load(text, file)
+    root = _yaml_load(_read(path, file), file)
     if not isinstance(root, dict):
         got = "an empty file" if root is None else f"a {type(root).__name__}"
         raise ConfigError([ConfigProblem(file, 1, "", f"expected a mapping with a 'suites' "

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def one_line(text: str) -> str:
+    """Text as one printable line: control characters, line and paragraph separators
+    escaped (a key or a file name with a newline in it must not split an error message, nor
+    forge a log line)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class CollectorError(Exception):
     """Base class of every error the collector reports to a user."""
 
@@ -21,7 +31,7 @@ class ConfigProblem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         field = self.field or "(document)"
-        return f"{where}: {field}: {self.message}"
+        return one_line(f"{where}: {field}: {self.message}")
 
 
 class ConfigError(CollectorError):
@@ -67,6 +77,9 @@ class SchemaError(PermanentStoreError):
 class InputError(CollectorError):
     """A data file given on the command line (e.g. `collector detect --input`) is
     malformed; the message names the file and line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 class NotFoundError(CollectorError):

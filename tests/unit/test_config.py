@@ -246,7 +246,7 @@ def test_benchmarks_differing_only_in_labels_are_one_series(tmp_path: Path) -> N
     ("{cron: '0 2 * * *', interval_s: 60}", "set exactly one of cron and interval_s"),
     ("{}", "set exactly one of cron and interval_s"),
     ("{interval_s: 60, timezone: Mars/Olympus}", "unknown timezone 'Mars/Olympus'"),
-    ("{interval_s: -5}", "greater than 0 (got -5)"),
+    ("{interval_s: -5}", "greater than or equal to 1 (got -5)"),
 ])
 def test_schedules_are_validated(tmp_path: Path, schedule: str, message: str) -> None:
     text = BENCH.replace("  s:\n", f"  s:\n    schedule: {schedule}\n", 1)
