@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,79 +37,183 @@ class InputPoint:
     contaminated: bool = False
 
 
+MAX_DEPTH = 32  # a point is at most 3 levels deep ({"points": [{"samples": [...]}]})
+MAX_INT_DIGITS = 64  # longer integers are not measurements (and Python caps at 4,300)
+_WS = re.compile(r"[ \t\n\r]*")
+# Strings are skipped whole (brackets inside them do not count), brackets are counted.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class _BigInt(str):
+    """An integer literal too long to be a value: kept as its text, refused by _value."""
+
+    def __repr__(self) -> str:
+        return f"an integer of {len(self):,} digits"
+
+
+def _int(text: str) -> int | _BigInt:
+    return int(text) if len(text) <= MAX_INT_DIGITS else _BigInt(text)
+
+
+_DECODER = json.JSONDecoder(parse_int=_int)
+
+
 def read_series(path: Path) -> list[InputPoint]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark is fine
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"
+                         ) from None
     stripped = text.lstrip()
     points = _read_json(path, text) if stripped[:1] in ("[", "{") else _read_csv(path, text)
     if not points:
-        raise InputError(f"{path}: no points")
+        raise InputError(f"{path}:1: no points")
     return points
 
 
 def _value(raw: Any, where: str, field: str) -> float:
+    if isinstance(raw, bool | _BigInt):  # float(True) is 1.0: not a measurement
+        raise InputError(f"{where}: {field}: expected a number, got {_short(raw)}")
     try:
         value = float(raw)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: {field}: expected a number, got {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{where}: {field}: expected a number, got {_short(raw)}") from None
     if not math.isfinite(value) or value <= 0:
-        raise InputError(f"{where}: {field}: expected a positive finite number, got {raw!r}")
+        raise InputError(f"{where}: {field}: expected a positive finite number, "
+                         f"got {_short(raw)}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _samples(raw: Any, where: str) -> list[float] | None:
     if raw is None or raw == "":
         return None
-    items = raw if isinstance(raw, list) else str(raw).replace(";", " ").split()
+    if isinstance(raw, dict | bool | _BigInt) or not isinstance(raw, list | str):
+        raise InputError(f"{where}: samples: expected a list of numbers, got {_short(raw)}")
+    items = raw if isinstance(raw, list) else raw.replace(";", " ").split()
     return [_value(item, where, "samples") for item in items]
 
 
 def _flag(raw: Any, where: str) -> bool:
     if isinstance(raw, bool):
         return raw
-    text = str(raw).strip().lower() if raw is not None else ""
+    if isinstance(raw, int):
+        raw = str(raw)  # 0 and 1, as in CSV
+    text = raw.strip().lower() if isinstance(raw, str) else "" if raw is None else None
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
-    raise InputError(f"{where}: contaminated: expected true or false, got {raw!r}")
+    raise InputError(f"{where}: contaminated: expected true or false, got {_short(raw)}")
+
+
+def _time(raw: Any, where: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise InputError(f"{where}: time: expected a string, got {_short(raw)}")
+    return str(raw)
 
 
 def _read_csv(path: Path, text: str) -> list[InputPoint]:
     reader = csv.DictReader(io.StringIO(text))
-    if reader.fieldnames is None or "value" not in reader.fieldnames:
-        raise InputError(f"{path}:1: expected a CSV header with a `value` column "
-                         "(and optionally time, samples, contaminated)")
     points = []
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        points.append(InputPoint(row.get("time") or None, _value(row["value"], where, "value"),
-                                 _samples(row.get("samples"), where),
-                                 _flag(row.get("contaminated"), where)))
+    try:
+        if reader.fieldnames is None or "value" not in reader.fieldnames:
+            raise InputError(f"{path}:1: expected a CSV header with a `value` column "
+                             "(and optionally time, samples, contaminated)")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            points.append(InputPoint(_time(row.get("time"), where),
+                                     _value(row["value"], where, "value"),
+                                     _samples(row.get("samples"), where),
+                                     _flag(row.get("contaminated"), where)))
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (131,072)
+        # The error comes while reading a record: it starts on the line after line_num.
+        raise InputError(f"{path}:{reader.line_num + 1}: invalid CSV: {exc}") from None
     return points
 
 
+def _check_depth(path: Path, text: str) -> None:
+    """json.loads recurses once per level: refuse deep nesting before it does."""
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                raise InputError(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _item_lines(text: str, data: Any) -> list[int]:
+    """The line of each point of a document already known to be valid JSON: the stdlib
+    parser keeps no positions, so the point list is walked again with raw_decode."""
+    def skip(index: int) -> int:
+        return _WS.match(text, index).end()  # type: ignore[union-attr]  # `*` always matches
+
+    index = skip(0)
+    if isinstance(data, dict):  # {"points": [...]}: the last "points" member counts
+        start = None
+        index = skip(index + 1)
+        while text[index] != "}":
+            key, index = _DECODER.raw_decode(text, index)
+            index = skip(skip(index) + 1)  # the colon
+            if key == "points":
+                start = index
+            _, index = _DECODER.raw_decode(text, index)
+            index = skip(index)
+            if text[index] == ",":
+                index = skip(index + 1)
+        if start is None:
+            return []
+        index = start
+    lines = []
+    newlines = 0
+    last = 0
+    index = skip(index + 1)
+    while text[index] != "]":
+        newlines += text.count("\n", last, index)
+        last = index
+        lines.append(newlines + 1)
+        _, index = _DECODER.raw_decode(text, index)
+        index = skip(index)
+        if text[index] == ",":
+            index = skip(index + 1)
+    return lines
+
+
 def _read_json(path: Path, text: str) -> list[InputPoint]:
+    _check_depth(path, text)
     try:
-        data = json.loads(text)
+        data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # the checks above should leave none
+        raise InputError(f"{path}: invalid JSON: {exc}") from None
     items = data.get("points") if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise InputError(f"{path}: expected a list of points or {{\"points\": [...]}}")
+        raise InputError(f"{path}:1: expected a list of points or {{\"points\": [...]}}")
+    lines = _item_lines(text, data)
     points = []
     for i, item in enumerate(items):
-        where = f"{path}: point {i}"
+        where = f"{path}:{lines[i]}: point {i}"
         if not isinstance(item, dict):
             raise InputError(f"{where}: expected an object with a `value`")
         if "value" not in item:
             raise InputError(f"{where}: value: missing")
-        time = item.get("time")
-        points.append(InputPoint(None if time is None else str(time),
+        points.append(InputPoint(_time(item.get("time"), where),
                                  _value(item["value"], where, "value"),
                                  _samples(item.get("samples"), where),
                                  _flag(item.get("contaminated"), where)))

@@ -69,9 +69,9 @@ def test_detect_reads_json_with_a_direction(tmp_path: Path) -> None:
     ("time,latency\n1,2\n", "series.csv:1: expected a CSV header with a `value` column"),
     ("value\n1.0\nfast\n", "series.csv:3: value: expected a number, got 'fast'"),
     ("value\n1.0\n-2\n", "series.csv:3: value: expected a positive finite number"),
-    ('[{"value": 1}, {"time": 3}]', "series.csv: point 1: value: missing"),
+    ('[{"value": 1}, {"time": 3}]', "series.csv:1: point 1: value: missing"),
     ('{"points": [1, 2', "series.csv:1: invalid JSON"),
-    ("value\n", "series.csv: no points"),
+    ("value\n", "series.csv:1: no points"),
 ])
 def test_detect_names_the_bad_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "series.csv"
