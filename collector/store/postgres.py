@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -155,7 +156,7 @@ class PostgresStore:
         self._abort_lock = threading.Lock()
         self._aborted = False
         self.notes: list[str] = []  # what a user should know about this database
-        with self._guard(MIGRATION_TIMEOUT_S):
+        with self._guard():
             conn = self._connection()
             if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
                 # Under the migration lock: concurrent CREATE TABLE IF NOT EXISTS collide.
@@ -164,8 +165,8 @@ class PostgresStore:
                         "CREATE TABLE IF NOT EXISTS schema_migrations (version integer "
                         "PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
                         "applied_at timestamptz NOT NULL DEFAULT now())")
-        with self._guard(MIGRATION_TIMEOUT_S):
-            applied = ensure_schema(self, schema, migrations)
+        # Not under one guard: each call bounds itself (a migration for longer).
+        applied = ensure_schema(self, schema, migrations)
         if applied and timescale_policies is not None:
             self.apply_timescale_policies(*timescale_policies)
 
@@ -286,15 +287,20 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def migration_lock(self) -> Iterator[None]:
-        with self._guard(MIGRATION_TIMEOUT_S):
-            conn = self._connection()
-            conn.execute("SELECT set_config('statement_timeout', %s, false)",
-                         (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
-            try:
-                conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            finally:
-                conn.execute("SELECT set_config('statement_timeout', %s, false)",
-                             (f"{int(self._statement_timeout * 1000)}ms",))
+        # Polled with short statements, so a server that stops answering is told apart
+        # from another collector that migrates (which may take minutes).
+        deadline = time.monotonic() + MIGRATION_TIMEOUT_S
+        while True:
+            with self._guard():
+                row = self._connection().execute("SELECT pg_try_advisory_lock(%s)",
+                                                 (_MIGRATION_LOCK_KEY,)).fetchone()
+            if row is not None and row[0]:
+                break
+            if time.monotonic() > deadline:
+                raise TemporaryStoreError(
+                    f"{self.redacted_url}: another collector held the migration lock for "
+                    f"{MIGRATION_TIMEOUT_S:g} s")
+            time.sleep(0.2)
         try:
             yield
         finally:

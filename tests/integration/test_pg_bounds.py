@@ -85,6 +85,11 @@ def test_a_server_that_stops_answering_fails_store_calls_within_the_bound(
         error, took = call_with_deadline(lambda: store.record_run(make_run()), 30)
         assert isinstance(error, StoreError), error
         assert took < 15
+        # Opening a store (connect, schema check) on the frozen server is bounded too.
+        error, took = call_with_deadline(
+            lambda: PostgresStore(url, connect_timeout=2, statement_timeout=1), 60)
+        assert isinstance(error, StoreError), error
+        assert took < 15
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
