@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.runner.isolation import WorkerPool
+from collector.runner.protocol import send
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT_RUNS = 3
@@ -49,7 +50,7 @@ def trivial_target(conn: Connection, payload: Any) -> None:  # noqa: ARG001 - ta
     """Import torch (already loaded in a forkserver worker) and report back."""
     already = "torch" in sys.modules
     importlib.import_module("torch")
-    conn.send(("result", {"pid": os.getpid(), "torch_was_loaded": already}))
+    send(conn, "result", {"pid": os.getpid(), "torch_was_loaded": already})
 
 
 def interpreter_seconds(modules: str) -> tuple[float, float]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+
+from pydantic import ValidationError
 
 from collector.model import (
     BenchmarkResult,
@@ -18,12 +19,10 @@ from collector.model import (
     Environment,
     Failure,
     FailureKind,
-    MeasurementInfo,
     MeasurementMode,
-    NoiseProbe,
-    Task,
 )
 from collector.runner.isolation import ProgressCallback, Target, WorkerOutcome, WorkerPool
+from collector.runner.protocol import WorkerResult, describe, protocol_failure
 from collector.runner.valgrind import instructions_mode_problem
 
 __all__ = ["WorkerPool", "run_benchmark"]
@@ -60,14 +59,20 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
         return BenchmarkResult(spec=spec, series_id=series_id, status="failed",
                                started_at=started, finished_at=finished,
                                environment=environment, failure=outcome.failure)
-    body: dict[str, Any] = outcome.payload
-    env = environment.model_copy(update=body.get("environment", {}))
-    return BenchmarkResult(
-        spec=spec, series_id=series_id, status="ok",
-        resolved_task=Task(body["resolved_task"]),
-        started_at=started, finished_at=finished,
-        environment=Environment.model_validate(env.model_dump()),
-        metrics=body["metrics"], samples=body["samples"],
-        measurement=MeasurementInfo.model_validate(body["measurement"]),
-        noise=NoiseProbe.model_validate(body["noise"]),
-    )
+    # The worker's result is untrusted input: a body that is not a valid result is this
+    # benchmark's failure, never an exception that would lose the suite.
+    try:
+        body = WorkerResult.model_validate(outcome.payload)
+        env = environment.model_copy(update=body.environment.model_dump(exclude_unset=True))
+        return BenchmarkResult(
+            spec=spec, series_id=series_id, status="ok", resolved_task=body.resolved_task,
+            started_at=started, finished_at=finished,
+            environment=Environment.model_validate(env.model_dump()),
+            metrics=body.metrics, samples=body.samples, measurement=body.measurement,
+            noise=body.noise,
+        )
+    except ValidationError as exc:
+        return BenchmarkResult(spec=spec, series_id=series_id, status="failed",
+                               started_at=started, finished_at=finished,
+                               environment=environment, failure=protocol_failure(
+                                   f"the worker sent a malformed result: {describe(exc)}"))

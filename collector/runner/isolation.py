@@ -14,6 +14,12 @@ into either a result payload or a Failure.
 Measurement mode `instructions` runs workers under valgrind: `run(..., under_valgrind=True)`
 forks them from a second forkserver that itself runs under valgrind (collector/runner/
 valgrind.py), created on the first such run; everything on this side of the pipe is the same.
+
+Workers are untrusted: what they send is length-prefixed JSON, read from the pipe's raw
+descriptor under the benchmark's deadline, bounded in size and validated before use
+(collector/runner/protocol.py); a message that breaks the protocol is that benchmark's
+failure. They start without the collector's secrets in their environment
+(collector/runner/scrub.py).
 """
 
 from __future__ import annotations
@@ -21,18 +27,25 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing import spawn
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext, SpawnContext
+from pathlib import Path
 from typing import Any, cast
 
 from collector.model import Failure, FailureKind
-from collector.runner.valgrind import SPAWN_LOCK, ValgrindLauncher
+from collector.runner import protocol, scrub
+from collector.runner.protocol import FrameReader, ProtocolError
+from collector.runner.valgrind import SPAWN_LOCK, ValgrindLauncher, executable
 
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
@@ -86,17 +99,18 @@ def _child_main(conn: Connection, target: Target, payload: Any) -> None:
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    scrub.scrub()  # what the wrapper could not unset (collector/runner/scrub.py)
     try:
         target(conn, payload)
     except BaseException as exc:
         tail = "".join(traceback.format_exception(exc)).splitlines()[-TRACEBACK_TAIL_LINES:]
         with contextlib.suppress(Exception):
-            conn.send(("error", {
+            protocol.send(conn, "error", {
                 "kind": _failure_kind(exc).value,
                 "type": type(exc).__name__,
                 "message": str(exc) or type(exc).__name__,
                 "traceback_tail": "\n".join(tail),
-            }))
+            })
     finally:
         conn.close()
 
@@ -120,9 +134,11 @@ class WorkerPool:
 
     def __init__(self, start_method: str = "forkserver",
                  preload: Sequence[str] = DEFAULT_PRELOAD, *,
-                 valgrind: str | None = None) -> None:
+                 valgrind: str | None = None,
+                 max_message_bytes: int = protocol.MAX_MESSAGE_BYTES) -> None:
         """`valgrind`: the binary for instructions mode (default: $COLLECTOR_VALGRIND, else
-        `valgrind` on PATH); looked up only when an instructions-mode benchmark runs."""
+        `valgrind` on PATH); looked up only when an instructions-mode benchmark runs.
+        `max_message_bytes`: the largest message a worker may send (see protocol.py)."""
         if start_method not in ("forkserver", "spawn"):
             raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
         self.start_method = start_method
@@ -131,6 +147,10 @@ class WorkerPool:
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(list(preload))
         self._preload = tuple(preload)
+        self._max_message_bytes = max_message_bytes
+        with SPAWN_LOCK:  # never a wrapper that another thread has swapped in
+            self._python = os.fsdecode(spawn.get_executable())
+        self._wrapper: tuple[Path, str] | None = None  # the scrubbing wrapper and its text
         self._valgrind_binary = valgrind
         self._valgrind: ValgrindLauncher | None = None
         self._valgrind_lock = threading.Lock()
@@ -148,12 +168,34 @@ class WorkerPool:
             launcher, self._valgrind = self._valgrind, None
         if launcher is not None:
             launcher.close()
+        with SPAWN_LOCK:
+            wrapper, self._wrapper = self._wrapper, None
+        if wrapper is not None:
+            shutil.rmtree(wrapper[0].parent, ignore_errors=True)
 
     def _launcher(self) -> ValgrindLauncher:
         with self._valgrind_lock:
             if self._valgrind is None:
-                self._valgrind = ValgrindLauncher(self._preload, valgrind=self._valgrind_binary)
+                self._valgrind = ValgrindLauncher(self._preload, valgrind=self._valgrind_binary,
+                                                  python=self._python)
             return self._valgrind
+
+    def _clean_interpreter(self) -> str:
+        """The interpreter workers (spawn) or their forkserver start from: a wrapper that
+        unsets the secrets of the environment as it is now (called under SPAWN_LOCK)."""
+        text = scrub.wrapper_script(self._python, scrub.secret_names())
+        if self._wrapper is None:
+            folder = Path(tempfile.mkdtemp(prefix="collector-workers-"))
+            weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+            self._wrapper = (folder / "python-without-secrets", "")
+        path, written = self._wrapper
+        if text != written:
+            partial = path.with_name(path.name + ".new")
+            partial.write_text(text)
+            partial.chmod(0o700)
+            partial.replace(path)  # never a half-written script for a concurrent exec
+            self._wrapper = (path, text)
+        return str(path)
 
     def run(self, target: Target, payload: Any, *, timeout_s: float,
             memory_limit_bytes: int | None = None,
@@ -177,7 +219,11 @@ class WorkerPool:
                                    name="collector-worker"))
         try:
             with SPAWN_LOCK:
-                proc.start()
+                if launcher is not None:  # its forkserver's wrapper unsets the secrets
+                    proc.start()
+                else:  # where an interpreter is exec'd (forkserver, spawn), it has none
+                    with executable(self._clean_interpreter()):
+                        proc.start()
         except (OSError, EOFError) as exc:  # the forkserver died or refused the connection
             reader.close()
             writer.close()
@@ -196,17 +242,19 @@ class WorkerPool:
                     update={"traceback_tail": "valgrind log:\n" + log}), outcome.wall_s)
         return outcome
 
-    # One wait loop handles every way a worker can end, in order; split up it reads worse.
-    def _wait(self, proc: multiprocessing.process.BaseProcess,  # noqa: PLR0912
+    def _wait(self, proc: multiprocessing.process.BaseProcess,
               reader: Connection, started: float, *, timeout_s: float,
               memory_limit_bytes: int | None, on_progress: ProgressCallback | None,
               kill: threading.Event | None) -> WorkerOutcome:
         deadline = started + timeout_s
+        frames = FrameReader(reader.fileno(), self._max_message_bytes)
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        broken: str | None = None  # how the worker broke the protocol
         killed_for: Failure | None = None
+        closed = False
         try:
-            while result is None and error is None:
+            while result is None and error is None and broken is None:
                 remaining = deadline - time.monotonic()
                 killed_for = _reason_to_kill(proc, remaining, timeout_s, kill,
                                              memory_limit_bytes)
@@ -214,24 +262,28 @@ class WorkerPool:
                     break
                 polling = memory_limit_bytes or kill is not None
                 step = min(remaining, _MEMORY_POLL_S) if polling else remaining
-                ready = wait([reader, proc.sentinel], timeout=step)
-                if reader in ready:
+                # The raw descriptor, never Connection.recv: a read only when data is there,
+                # so a message that stops half-way cannot hold the parent past the deadline.
+                ready = wait([reader.fileno(), proc.sentinel], timeout=step)
+                if reader.fileno() in ready:
                     try:
-                        kind, body = reader.recv()
+                        final = _receive(frames, on_progress)
                     except (EOFError, OSError):
                         # Pipe closed without a result: the exit code tells why.
+                        closed = True
                         proc.join(_EXIT_GRACE_S)
                         break
-                    if kind == "progress" and on_progress is not None:
-                        on_progress(body)
-                    elif kind == "result":
-                        result = body
-                    elif kind == "error":
-                        error = body
+                    except ProtocolError as exc:
+                        broken = str(exc)
+                        break
+                    if final is not None:
+                        kind, body = final
+                        result, error = (body, None) if kind == "result" else (None, body)
                 elif proc.sentinel in ready:
                     break
         finally:
-            if killed_for is not None or (result is None and error is None and proc.is_alive()):
+            if killed_for is not None or broken is not None or (
+                    result is None and error is None and proc.is_alive()):
                 self._kill(proc)
             proc.join(_EXIT_GRACE_S)
             if proc.is_alive():
@@ -241,14 +293,9 @@ class WorkerPool:
         wall = time.monotonic() - started
         if result is not None:
             return WorkerOutcome(result, None, wall)
-        if killed_for is not None:
-            return WorkerOutcome(None, killed_for, wall)
-        if error is not None:
-            return WorkerOutcome(None, Failure(
-                kind=FailureKind(error["kind"]), message=error["message"],
-                exception_type=error["type"], traceback_tail=error["traceback_tail"],
-                exit_code=proc.exitcode), wall)
-        return WorkerOutcome(None, _exit_failure(proc.exitcode), wall)
+        return WorkerOutcome(None, _failure(proc.exitcode, error=error, broken=broken,
+                                            killed_for=killed_for, partial=frames.partial(),
+                                            closed=closed), wall)
 
     @staticmethod
     def _kill(proc: multiprocessing.process.BaseProcess) -> None:
@@ -259,6 +306,39 @@ class WorkerPool:
         except (ProcessLookupError, PermissionError):
             with contextlib.suppress(Exception):
                 proc.kill()
+
+
+def _failure(exitcode: int | None, *, error: dict[str, Any] | None, broken: str | None,
+             killed_for: Failure | None, partial: str | None, closed: bool) -> Failure:
+    """Why a worker ended without a result, from what the wait loop saw."""
+    if broken is None and error is not None:
+        try:
+            return protocol.error_failure(error, exitcode)
+        except ProtocolError as exc:
+            broken = str(exc)
+    if broken is not None:
+        return protocol.protocol_failure(broken)
+    if killed_for is not None:
+        if partial is not None and killed_for.kind is FailureKind.TIMEOUT:
+            return killed_for.model_copy(update={"message": (
+                f"{killed_for.message} (it had sent {partial} and stalled)")})
+        return killed_for
+    if closed and partial is not None and exitcode == 0:
+        return protocol.protocol_failure(f"the worker exited after sending only {partial}")
+    return _exit_failure(exitcode)
+
+
+def _receive(frames: FrameReader, on_progress: ProgressCallback | None,
+             ) -> tuple[str, dict[str, Any]] | None:
+    """Read what the pipe holds, hand progress on; the first result or error message, if
+    one came. EOFError when the pipe is closed, ProtocolError for a bad message."""
+    for frame in frames.read():
+        kind, body = protocol.decode(frame)
+        if kind != "progress":
+            return kind, body
+        if on_progress is not None:
+            on_progress(body)
+    return None
 
 
 def _reason_to_kill(proc: multiprocessing.process.BaseProcess, remaining: float,

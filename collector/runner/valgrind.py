@@ -69,6 +69,7 @@ from typing import Any
 
 from collector.model import BenchmarkSpec, Failure, FailureKind
 from collector.runner.callgrind import ENV_CLIENT_LIBRARY, ENV_OUT_PREFIX
+from collector.runner.scrub import secret_names, unset_line
 
 ENV_VALGRIND = "COLLECTOR_VALGRIND"  # path of the valgrind binary, where PATH has none
 ENV_READY = "COLLECTOR_VALGRIND_READY"
@@ -202,7 +203,7 @@ def _include_dirs(valgrind: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _executable(path: str) -> Iterator[None]:
+def executable(path: str) -> Iterator[None]:
     """multiprocessing's executable set to `path` for the duration (process-global)."""
     with SPAWN_LOCK:
         previous = spawn.get_executable()
@@ -230,7 +231,7 @@ class _ValgrindForkServer(forkserver.ForkServer):
         # The resource tracker is a plain interpreter: start it (if needed) first, with the
         # normal executable, so it never ends up under valgrind.
         resource_tracker.ensure_running()
-        with _executable(self._wrapper):
+        with executable(self._wrapper):
             super().ensure_running()
 
     @property
@@ -396,9 +397,12 @@ class ValgrindLauncher:
                    f"--log-file={folder}/valgrind.%p.log", self._python]
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         wrapper = folder / "python-under-valgrind"
+        # The server and so every worker start without the collector's secrets (names only
+        # here, never values; collector/runner/scrub.py).
         wrapper.write_text(
             "#!/bin/sh\n"
             "# Written by the collector: the interpreter of its valgrind forkserver.\n"
+            f"{unset_line(secret_names())}"
             f"export {exports}\n"
             f'exec {shlex.join(command)} "$@"\n')
         wrapper.chmod(0o700)

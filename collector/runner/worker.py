@@ -38,6 +38,7 @@ from collector.model import (
     SyntheticSource,
     Task,
 )
+from collector.runner import protocol
 from collector.runner.callgrind import CallgrindError, InstructionCounter
 from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
@@ -258,11 +259,12 @@ def _instruction_counter(spec: BenchmarkSpec) -> InstructionCounter:
 
 
 def run(conn: Connection, payload: dict[str, Any]) -> None:
-    """Worker entry: run payload['spec'] and send ('result', body) on the connection."""
+    """Worker entry: run payload['spec'] and send its result body on the connection
+    (JSON, collector/runner/protocol.py: the parent validates it as a WorkerResult)."""
     spec = BenchmarkSpec.model_validate(payload["spec"])
 
     def progress(body: dict[str, Any]) -> None:
-        conn.send(("progress", body))
+        protocol.send(conn, "progress", body)
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -285,7 +287,7 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     body["environment"] = {"torch_version": str(torch.__version__),
                            "transformers_version": str(transformers.__version__),
                            "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
-    conn.send(("result", body))
+    protocol.send(conn, "result", body)
 
 
 def _time_cost(fn: Callable[[], Any], repeats: int) -> float:
