@@ -91,15 +91,18 @@ def _parser() -> argparse.ArgumentParser:
                                              "(after a fix) and sync"),
                        ("create-reader", "create or update a read-only log-in role for "
                                          "dashboards; password from "
-                                         "$COLLECTOR_READER_PASSWORD")):
+                                         "$COLLECTOR_READER_PASSWORD"),
+                       ("create-writer", "create or update a log-in role for collectors: "
+                                         "rows only, no DDL; password from "
+                                         "$COLLECTOR_WRITER_PASSWORD")):
         action = db_commands.add_parser(name, help=text)
         action.add_argument("--config", "-c",
                             default=os.environ.get("COLLECTOR_CONFIG", DEFAULT_CONFIG),
                             help="configuration file for its storage section (optional)")
         action.add_argument("--local-store", metavar="PATH", help="SQLite file of the local "
                                                                   "store")
-        if name == "create-reader":
-            action.add_argument("name", help="role name, e.g. grafana")
+        if name in ("create-reader", "create-writer"):
+            action.add_argument("name", help="role name, e.g. grafana or collector_app")
 
     serve = commands.add_parser("serve", help="run suites on their schedules and serve "
                                              "/metrics for Prometheus")
@@ -324,6 +327,7 @@ def _db(args: argparse.Namespace) -> int:
     settings = _storage_settings(args.config)
     stores = _open_stores(settings, args.local_store,
                           manage_schema=args.db_command in ("sync", "create-reader",
+                                                            "create-writer",
                                                             "retry-quarantined"))
     try:
         if args.db_command == "retry-quarantined":
@@ -334,8 +338,8 @@ def _db(args: argparse.Namespace) -> int:
             return _db_sync(stores, settings)
         if args.db_command == "sync":
             return _db_sync(stores, settings)
-        if args.db_command == "create-reader":
-            return _db_create_reader(stores, args.name)
+        if args.db_command in ("create-reader", "create-writer"):
+            return _db_create_reader(stores, args.name, kind=args.db_command[7:])
         return _db_migrate_or_status(stores, settings, migrating=args.db_command == "migrate")
     finally:
         stores.close()
@@ -377,13 +381,18 @@ def _db_sync(stores: Stores, settings: StorageSettings) -> int:
     return EXIT_OK
 
 
-def _db_create_reader(stores: Stores, name: str) -> int:
-    password = os.environ.get("COLLECTOR_READER_PASSWORD")
+def _db_create_reader(stores: Stores, name: str, *, kind: str = "reader") -> int:
+    """`db create-reader` / `db create-writer`: the password from the environment (never
+    an argument: it would show in `ps`), refused while it is the .env.example placeholder."""
+    variable = f"COLLECTOR_{kind.upper()}_PASSWORD"
+    password = os.environ.get(variable)
     if not password:
-        raise PermanentStoreError("set COLLECTOR_READER_PASSWORD to the new role's password")
-    stores.remote().create_reader(name, password)
-    _out().print(f"role {name} can now log in and SELECT (member of collector_readonly)",
-                 markup=False)
+        raise PermanentStoreError(f"set {variable} to the new role's password")
+    _refuse_placeholders(None, **{variable: password})
+    stores.remote().create_reader(name, password, kind=kind)
+    what = ("SELECT (member of collector_readonly)" if kind == "reader"
+            else "read and write rows, no DDL (member of collector_writer)")
+    _out().print(f"role {name} can now log in and {what}", markup=False)
     return EXIT_OK
 
 
@@ -462,6 +471,26 @@ def _schedule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PLACEHOLDER = "change-me"
+
+
+def _refuse_placeholders(url: str | None, **named: str | None) -> None:
+    """Refuse to start with a password still set to deploy/.env.example's placeholder:
+    the database URL's password, $PGPASSWORD, and any `named` (VARIABLE=value) secret."""
+    from collector.redact import secrets_of
+
+    secrets = {"PGPASSWORD": os.environ.get("PGPASSWORD"), **named}
+    placeholder = [s for s in (secrets_of(url) if url else [])
+                   if s.strip().lower().startswith(PLACEHOLDER)]
+    if placeholder:
+        secrets["the database URL's password"] = placeholder[0]
+    for where, value in secrets.items():
+        if value is not None and value.strip().lower().startswith(PLACEHOLDER):
+            raise ConfigError([ConfigProblem(
+                "environment", None, where, "is still the placeholder of "
+                "deploy/.env.example: set a real password (e.g. `openssl rand -hex 24`)")])
+
+
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
@@ -469,6 +498,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from collector.config import load_config
     from collector.http import token_from_environment
+    from collector.locks import AlreadyServing, ServeLock
     from collector.scheduler import Service
 
     config = load_config(args.config)
@@ -481,7 +511,17 @@ def _serve(args: argparse.Namespace) -> int:
                                          "no suite has a schedule; add schedule: {cron: ...} "
                                          "or {interval_s: ...} to at least one suite")])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from collector.store import resolve_database_url
+
+    _refuse_placeholders(resolve_database_url(config.storage.database_url_env,
+                                              config.storage.database_url_file))
     stores = _open_stores(config.storage, args.local_store)
+    try:
+        # One serve per local store, for the life of this process (the kernel drops it).
+        serving = ServeLock(stores.local.path).acquire()
+    except AlreadyServing:
+        stores.close()
+        raise
     service = Service(config, stores, host=args.host, start_method=args.isolation,
                       port=args.port, alerts_token=alerts_token)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -491,7 +531,13 @@ def _serve(args: argparse.Namespace) -> int:
         while not service.stopped.wait(0.5):
             pass
     finally:
-        stores.close()
+        if not service.abandoned:
+            stores.close()
+        serving.release()
+    if service.abandoned:  # a thread stuck in a database call must not hold the exit
+        logging.getLogger("collector.serve").info("stopped")
+        logging.shutdown()
+        os._exit(EXIT_OK)
     logging.getLogger("collector.serve").info("stopped")
     return EXIT_OK
 

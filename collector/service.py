@@ -306,7 +306,8 @@ def run_once(config: Config, *, selection: Selection = Selection(),
              environment: Callable[[str | None], Environment] = capture_host,
              target: Target | None = None, pool: WorkerPool | None = None,
              stop: threading.Event | None = None,
-             kill: threading.Event | None = None, confirm: bool = True) -> Outcome:
+             kill: threading.Event | None = None, confirm: bool = True,
+             forward: bool = True) -> Outcome:
     """Run the selected suites now, keep every run in the local store (one transaction per
     run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
     failures are results, not exceptions; a database that is away is a report, not an
@@ -315,7 +316,9 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     Repetitions of a suite's benchmarks are interleaved (see `interleaved`) and combined
     into one result per benchmark (collector.combine). When detection flags a suspected
     change, confirmation runs of that benchmark follow at once (`confirm`, bounded by the
-    config's detection.confirmation)."""
+    config's detection.confirmation). `forward=False` (serve, whose database thread
+    forwards) stores the runs locally and stops there when a database is configured:
+    detection then waits for `detect_and_confirm` after the runs are delivered."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     recovered = recover_crashed_runs(stores.local) if stores is not None else []
@@ -343,6 +346,9 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     finally:
         report.finish()
     try:
+        if not forward and stores is not None and stores.database_url is not None:
+            return Outcome(runs, store_error, recovered=recovered, detection_error=(
+                "deferred: detection follows when the runs reach PostgreSQL"))
         outcome = _after_runs(config, stores, runs, store_error, bench, stop=stop,
                               confirm=confirm)
         return dataclasses.replace(outcome, recovered=recovered)
@@ -399,6 +405,22 @@ class _Bench:
                         collector_version=__version__, results=tuple(results),
                         aborted=ran < len(planned) or _any_aborted(done))
         return run, log_run
+
+
+def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],
+                       sync: SyncReport | None, *, pool: WorkerPool,
+                       host: str | None = None, stop: threading.Event | None = None,
+                       kill: threading.Event | None = None,
+                       environment: Callable[[str | None], Environment] = capture_host,
+                       confirm: bool = True) -> Outcome:
+    """Detection (and confirmation runs) for runs already stored and forwarded: what
+    run_once does after its sync, for serve, whose database thread forwards."""
+    bench = _Bench(pool, environment(host), SilentReporter(), stores.local, kill=kill)
+    detection, detection_error = detect(config, stores, runs, sync)
+    outcome = Outcome(runs, None, sync, detection, detection_error)
+    if confirm and detection is not None and config.detection.confirmation.enabled:
+        outcome = _confirm(config, stores, outcome, bench, stop)
+    return outcome
 
 
 def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
