@@ -38,7 +38,7 @@ SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"
 SERVICES = {"timescaledb", "migrate", "collector", "prometheus", "alertmanager", "pushgateway",
             "grafana"}
 REQUIRED_SECRETS = ("COLLECTOR_DB_PASSWORD", "COLLECTOR_GRAFANA_DB_PASSWORD",
-                    "GRAFANA_ADMIN_PASSWORD")
+                    "COLLECTOR_WRITER_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 HEALTH_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[^\s'\"]*)")
@@ -718,3 +718,34 @@ def test_the_gpu_override_builds_cuda_torch_and_reserves_gpus(gpu_stack: dict[st
     for name, service in stack["services"].items():
         for key in ("healthcheck", "depends_on", "environment", "networks"):
             assert gpu_stack["services"][name].get(key) == service.get(key), (name, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Least privilege and bounded resources (issue 11)
+
+
+def test_the_collector_connects_as_a_writer_not_as_the_owner(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    owner = services["timescaledb"]["environment"]["POSTGRES_USER"]
+    serve_env = services["collector"]["environment"]
+    user = re.match(r"postgresql://([^@:/]+)@", serve_env["COLLECTOR_DATABASE_URL"])
+    assert user is not None and user.group(1) != owner
+    example = env_file_values(ENV_EXAMPLE)
+    # The collector holds the writer's password, never the owner's.
+    assert serve_env["PGPASSWORD"] == example["COLLECTOR_WRITER_DB_PASSWORD"]
+    assert example["COLLECTOR_DB_PASSWORD"] not in json.dumps(services["collector"])
+    migrate = services["migrate"]
+    script = " ".join(migrate["entrypoint"] + migrate["command"])
+    assert f"collector db create-writer {user.group(1)}" in script, script
+    assert migrate["environment"]["COLLECTOR_WRITER_PASSWORD"] == serve_env["PGPASSWORD"]
+    assert migrate["environment"]["PGPASSWORD"] == example["COLLECTOR_DB_PASSWORD"]
+
+
+def test_every_service_rotates_its_logs_and_is_bounded(stack: dict[str, Any]) -> None:
+    for name, service in stack["services"].items():
+        logging = service.get("logging") or {}
+        assert logging.get("driver") == "json-file", name
+        options = logging.get("options") or {}
+        assert options.get("max-size") and int(options.get("max-file", 0)) >= 1, name
+        assert int(service.get("mem_limit") or 0) > 0, name
+        assert int(service.get("pids_limit") or 0) > 0, name
