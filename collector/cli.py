@@ -514,7 +514,9 @@ def _serve(args: argparse.Namespace) -> int:
     from collector.store import resolve_database_url
 
     _refuse_placeholders(resolve_database_url(config.storage.database_url_env,
-                                              config.storage.database_url_file))
+                                              config.storage.database_url_file),
+                         COLLECTOR_ALERTS_TOKEN_FILE=(alerts_token.decode("utf-8", "replace")
+                                                      if alerts_token else None))
     stores = _open_stores(config.storage, args.local_store)
     try:
         # One serve per local store, for the life of this process (the kernel drops it).

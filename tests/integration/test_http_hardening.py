@@ -206,7 +206,11 @@ def test_token_comes_from_a_file(tmp_path: Path) -> None:
         read_token(tmp_path / "missing")
 
 
-def test_serve_with_an_unreadable_token_file_is_a_one_line_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [None, b"change-me-alerts-token\n"])
+def test_serve_with_an_unusable_token_file_is_a_one_line_error(tmp_path: Path,
+                                                              content: bytes | None) -> None:
+    if content is not None:
+        (tmp_path / "nope").write_bytes(content)
     config = tmp_path / "c.yml"
     config.write_text("version: 1\nsuites:\n  s:\n    schedule: {interval_s: 60}\n"
                       "    benchmarks:\n      - name: b\n        model:\n"
@@ -221,4 +225,7 @@ def test_serve_with_an_unreadable_token_file_is_a_one_line_error(tmp_path: Path)
                                "COLLECTOR_ALERTS_TOKEN_FILE": str(tmp_path / "nope")})
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "alerts token" in proc.stderr and str(tmp_path / "nope") in proc.stderr
+    if content is None:
+        assert "alerts token" in proc.stderr and str(tmp_path / "nope") in proc.stderr
+    else:
+        assert "placeholder" in proc.stderr and "change-me-alerts" not in proc.stderr
