@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -49,6 +48,7 @@ from collector.history import (
 from collector.metrics import METRICS
 from collector.model import RunResult
 from collector.redact import redact as redact  # noqa: PLC0414 - explicit re-export (mypy)
+from collector.redact import scrub
 from collector.store import activity, regressions
 from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
 from collector.store.rows import (
@@ -88,7 +88,7 @@ def classify(exc: Exception, url: str) -> StoreError:  # noqa: PLR0911 - one ret
     where = redact(url)
     state = getattr(exc, "sqlstate", None)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = text.replace(urlsplit(url).password or "\0", "***")
+    text = scrub(text, url)
     if isinstance(exc, pg_errors.InsufficientPrivilege):
         return PermanentStoreError(f"permission denied on {where}: {text}")
     if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):

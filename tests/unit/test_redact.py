@@ -71,3 +71,20 @@ def test_secrets_include_the_percent_decoded_password() -> None:
     assert "p@ss/w" in secrets_of(url)
     assert "p@ss/w" not in scrub("bad password p@ss/w", url)
     assert redact(url) == "postgresql://u:***@h/db"
+
+
+@pytest.mark.parametrize("url,secret", [
+    ("postgresql://u:p%23a@h/db", "p#a"),
+    ("postgresql://u:pw[x@h/db", "pw[x"),
+    ("host=h password=se/cr#et dbname=d", "se/cr#et"),
+])
+def test_a_database_error_names_no_password(url: str, secret: str) -> None:
+    """classify() turns a psycopg error into the store error users see: every form of the
+    URL is masked, in the location and in the error's own text."""
+    import psycopg
+
+    from collector.store.postgres import classify
+
+    error = classify(psycopg.OperationalError(f"connection to {url} failed: {secret}"), url)
+    assert secret not in str(error)
+    assert "***" in str(error)
