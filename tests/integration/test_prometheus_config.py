@@ -119,7 +119,8 @@ def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
     assert set(alerts) == {
         "BenchmarkRegression", "BenchmarkRegressionSuspected", "BenchmarkHostDrift",
         "BenchmarkRegressionAcknowledged", "BenchmarkFailingRepeatedly", "BenchmarkStale",
-        "CollectorDown", "CollectorOutboxBacklogGrowing", "CollectorSchedulerStuck"}
+        "CollectorDown", "CollectorOutboxBacklogGrowing", "CollectorOutboxQuarantine",
+        "CollectorSchedulerStuck"}
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in SEVERITIES, name
         for annotation in ("summary", "description", "runbook"):
@@ -192,6 +193,10 @@ def test_every_alert_has_unit_tests_that_fire_and_that_stay_silent() -> None:
 # Changes to the rules that break a promise, and the unit test file that must catch each:
 # name -> (prometheus/tests/<file>.test.yml, text in the rules, its replacement).
 MUTATIONS: dict[str, tuple[str, str, str]] = {
+    "a quarantined run never warns": (
+        "collector",
+        "expr: collector_outbox_quarantined_runs > 0",
+        "expr: collector_outbox_quarantined_runs > 1"),
     "suspected regressions page": (
         "regression",
         'expr: collector_regression_relative_change{kind="regression", status="open"}',
