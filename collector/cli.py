@@ -231,6 +231,11 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
         err.print(f"[yellow]warning:[/] {outcome.sync.pending} run(s) wait in the outbox for "
                   f"PostgreSQL: {escape(outcome.sync.error or '')}; `collector db sync` "
                   "forwards them", highlight=False, soft_wrap=True)
+    if outcome.sync is not None and outcome.sync.quarantined:
+        err.print(f"[yellow]warning:[/] {outcome.sync.quarantined} run(s) are quarantined in "
+                  "the outbox (PostgreSQL refused their data); `collector db status` says why, "
+                  "`collector db retry-quarantined` delivers them after a fix",
+                  highlight=False, soft_wrap=True)
     _report_detection(outcome, err)
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
 

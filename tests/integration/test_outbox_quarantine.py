@@ -195,3 +195,24 @@ def test_db_status_shows_quarantined_runs_and_retry_quarantined_delivers(
     assert retried.returncode == 4
     assert "1 quarantined run(s) back in line" in retried.stdout
     assert remote_run_ids(pg_url) == {good.run_id}
+
+
+def test_run_once_says_when_runs_are_quarantined(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run-once that forwards fine still warns of runs held in quarantine (else they
+    would wait unseen until someone ran `db status`)."""
+    from tests.helpers import benchmark_yaml
+    from tests.integration.test_cli import write_config
+
+    db = tmp_path / "local.db"
+    stores = Stores.open(db, pg_url)
+    stores.local.record_run(with_nul_in_failure(make_run(fail="vit")))
+    stores.close()
+    monkeypatch.setenv("COLLECTOR_DATABASE_URL", pg_url)
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("bert")])
+    proc = collector("run-once", "--config", str(config), "--local-store", str(db),
+                     "--no-confirm")
+    assert proc.returncode == 0, proc.stderr
+    assert "forwarded 1 run(s)" in proc.stderr
+    assert "1 run(s) are quarantined in the outbox" in proc.stderr
+    assert "Traceback" not in proc.stderr
