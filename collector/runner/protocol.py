@@ -28,9 +28,9 @@ import struct
 from multiprocessing.connection import Connection
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from collector.model import Failure, FailureKind, MeasurementInfo, NoiseProbe, Task
+from collector.model import Failure, FailureKind, Frozen, MeasurementInfo, NoiseProbe, Task
 
 MAX_MESSAGE_BYTES = 64 * 2**20
 HEADER = struct.Struct("!I")
@@ -114,11 +114,7 @@ class FrameReader:
 # Parent side: schemas
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Progress(_Strict):
+class Progress(Frozen):
     """What a worker may say while it runs (collector/runner/worker.py, measure.py)."""
 
     phase: Annotated[str, Field(max_length=200)]
@@ -128,7 +124,7 @@ class Progress(_Strict):
     instrumented: bool | None = None
 
 
-class WorkerError(_Strict):
+class WorkerError(Frozen):
     """A Python exception in the worker, reported by isolation._child_main."""
 
     kind: FailureKind
@@ -149,7 +145,7 @@ class WorkerError(_Strict):
                        traceback_tail=tail, exit_code=exit_code)
 
 
-class WorkerEnvironment(_Strict):
+class WorkerEnvironment(Frozen):
     """The part of Environment only the worker knows (live module versions, GPU)."""
 
     torch_version: str | None = None
@@ -162,7 +158,7 @@ class WorkerEnvironment(_Strict):
     gpu_count: int | None = None
 
 
-class WorkerResult(_Strict):
+class WorkerResult(Frozen):
     """A benchmark's result body as collector/runner/worker.py sends it."""
 
     resolved_task: Task

@@ -11,16 +11,7 @@ import pytest
 
 from collector.config import MAX_BENCHMARKS, load_config
 from collector.errors import ConfigError, ConfigProblem
-
-BENCH = """\
-suites:
-  s:
-    benchmarks:
-      - name: b
-        model:
-          source: synthetic
-          architecture: GPT2LMHeadModel
-"""
+from tests.unit.test_config import BENCH
 
 
 def _known(_name: str) -> bool:
