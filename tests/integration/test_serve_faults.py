@@ -12,11 +12,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import load_config
+from collector.config import Config, load_config
 from collector.scheduler import Service
 from collector.store import StoreOptions, Stores
 from tests.helpers import benchmark_yaml
@@ -88,17 +89,25 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_a_database_that_never_answers_freezes_nothing(tmp_path: Path,
-                                                       black_hole: int) -> None:
+def _with_a_silent_database(tmp_path: Path, black_hole: int,
+                            serve: dict[str, Any]) -> tuple[Config, Stores]:
+    """An hourly suite of the tiny bert with these serve settings, and stores whose
+    PostgreSQL is a port that accepts connections and never answers."""
     path = tmp_path / "c.yml"
     with path.open("w") as handle:
-        YAML().dump({"version": 1, "serve": {"grace_s": 1, "outbox_retry_s": 1},
+        YAML().dump({"version": 1, "serve": serve,
                      "suites": {"s": {"schedule": {"interval_s": 3600},
                                       "benchmarks": [benchmark_yaml("bert")]}}}, handle)
-    config = load_config(path)
     stores = Stores(Stores.open(tmp_path / "l.db", None).local,
                     f"postgresql://u@127.0.0.1:{black_hole}/db",
                     options=StoreOptions(connect_timeout_s=60, statement_timeout_s=60))
+    return load_config(path), stores
+
+
+def test_a_database_that_never_answers_freezes_nothing(tmp_path: Path,
+                                                       black_hole: int) -> None:
+    config, stores = _with_a_silent_database(tmp_path, black_hole,
+                                             {"grace_s": 1, "outbox_retry_s": 1})
     service = Service(config, stores, port=0, sync_stuck_s=1.0)
     service.start()
     try:
@@ -125,15 +134,8 @@ def test_a_database_that_never_answers_freezes_nothing(tmp_path: Path,
 
 def test_a_suite_runs_while_the_database_never_answers(tmp_path: Path,
                                                        black_hole: int) -> None:
-    path = tmp_path / "c.yml"
-    with path.open("w") as handle:
-        YAML().dump({"version": 1, "serve": {"grace_s": 1, "run_at_start": True},
-                     "suites": {"s": {"schedule": {"interval_s": 3600},
-                                      "benchmarks": [benchmark_yaml("bert")]}}}, handle)
-    config = load_config(path)
-    stores = Stores(Stores.open(tmp_path / "l.db", None).local,
-                    f"postgresql://u@127.0.0.1:{black_hole}/db",
-                    options=StoreOptions(connect_timeout_s=60, statement_timeout_s=60))
+    config, stores = _with_a_silent_database(tmp_path, black_hole,
+                                             {"grace_s": 1, "run_at_start": True})
     service = Service(config, stores, port=0)
     done = threading.Event()
     original = service.exposition.render
