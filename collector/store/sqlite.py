@@ -494,40 +494,38 @@ class SQLiteStore:
 
     def journal_begin(self, run_id: str, owner: str, header: dict[str, Any],
                       started_at: datetime) -> None:
-        """A run in progress, owned by `owner` (collector.locks.OwnerLock's token)."""
-        with self._transaction():
-            self._conn.execute("INSERT OR REPLACE INTO run_journal (run_id, owner, header, "
-                               "started_at) VALUES (?, ?, ?, ?)",
-                               (run_id, owner, _json_text(header), _ts(started_at)))
+        """A run in progress, owned by `owner` (collector.locks.OwnerLock's token). Like
+        every journal write, retried while the store is busy (a journal given up on would
+        leave the run's finished results unprotected)."""
+        self._write(lambda: self._conn.execute(
+            "INSERT OR REPLACE INTO run_journal (run_id, owner, header, started_at) "
+            "VALUES (?, ?, ?, ?)", (run_id, owner, _json_text(header), _ts(started_at))))
 
     def journal_entry(self, run_id: str, seq: int, position: int, kind: str,
                       document: str) -> None:
         """A benchmark of the run started (`document`: its spec) or finished (its result)."""
-        with self._transaction():
-            self._conn.execute("INSERT OR REPLACE INTO run_journal_entries (run_id, seq, "
-                               "position, kind, document, recorded_at) VALUES "
-                               "(?, ?, ?, ?, ?, ?)",
-                               (run_id, seq, position, kind, document,
-                                _ts(datetime.now(timezone.utc))))
+        self._write(lambda: self._conn.execute(
+            "INSERT OR REPLACE INTO run_journal_entries (run_id, seq, position, kind, "
+            "document, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, seq, position, kind, document, _ts(datetime.now(timezone.utc)))))
 
     def journal_end(self, run_id: str) -> None:
         """The run is stored (or was never worth keeping): its journal goes."""
-        with self._transaction():
-            self._conn.execute("DELETE FROM run_journal WHERE run_id = ?", (run_id,))
+        self._write(lambda: self._conn.execute("DELETE FROM run_journal WHERE run_id = ?",
+                                               (run_id,)))
 
     def open_journals(self) -> list[dict[str, Any]]:
         """Every journal still open: {run_id, owner, header, started_at, stored, entries},
         entries as (seq, position, kind, document, recorded_at) in order; `stored` when the
         run itself is already in the store (killed between storing and cleaning up)."""
         journals = []
-        for run_id, owner, header, started in self._conn.execute(
+        for run_id, owner, header, started in self._fetch(
                 "SELECT run_id, owner, header, started_at FROM run_journal "
-                "ORDER BY started_at").fetchall():
-            entries = self._conn.execute(
+                "ORDER BY started_at"):
+            entries = self._fetch(
                 "SELECT seq, position, kind, document, recorded_at FROM run_journal_entries "
-                "WHERE run_id = ? ORDER BY seq", (run_id,)).fetchall()
-            stored = self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?",
-                                        (run_id,)).fetchone() is not None
+                "WHERE run_id = ? ORDER BY seq", (run_id,))
+            stored = bool(self._fetch("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))
             journals.append({"run_id": run_id, "owner": owner, "header": json.loads(header),
                              "started_at": parse_time(started), "stored": stored,
                              "entries": [(s, p, k, d, parse_time(t))

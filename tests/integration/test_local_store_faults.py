@@ -5,9 +5,12 @@ delays a write instead of losing it."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -61,29 +64,61 @@ def test_a_full_disk_when_marking_delivered_is_a_store_error(tmp_path: Path) -> 
     store.close()
 
 
-def test_a_store_busy_past_its_timeout_is_retried_not_dropped(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = tmp_path / "local.db"
+def _busy_store(db: Path, monkeypatch: pytest.MonkeyPatch) -> SQLiteStore:
+    """A store whose busy timeout is short: the same shape as a writer holding the lock
+    past the 30 s busy timeout, scaled down."""
     SQLiteStore(db).close()
-    # The same shape as a writer holding the lock past the 30 s busy timeout, scaled down.
     monkeypatch.setattr(sqlite_module, "_BUSY_TIMEOUT_MS", 200)
     monkeypatch.setattr(sqlite_module, "BUSY_RETRY",
                         RetryPolicy(attempts=6, base_delay_s=0.2, max_delay_s=0.5),
                         raising=False)
-    store = SQLiteStore(db)
+    return SQLiteStore(db)
+
+
+@contextlib.contextmanager
+def _lock_held(db: Path, seconds: float) -> Iterator[None]:
+    """Another connection holds the write lock for `seconds` from now."""
     holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(1.5, holder.execute, args=("COMMIT",))
+    release = threading.Timer(seconds, holder.execute, args=("COMMIT",))
     release.start()
-    run = make_run()
-    started = time.monotonic()
     try:
-        assert store.record_run(run) is True
+        yield
     finally:
         release.join()
         holder.close()
+
+
+def test_a_store_busy_past_its_timeout_is_retried_not_dropped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "local.db"
+    store = _busy_store(db, monkeypatch)
+    run = make_run()
+    started = time.monotonic()
+    with _lock_held(db, 1.5):
+        assert store.record_run(run) is True
     assert time.monotonic() - started >= 1.0  # it waited for the lock, then wrote
     assert store.pending_count() == 1 and store.run_count() == 1
+    store.close()
+
+
+def test_run_journal_writes_wait_for_a_busy_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal write that gave up would leave the run's finished results unprotected
+    against a crash (collector.service.Journal stops journalling after an error)."""
+    db = tmp_path / "local.db"
+    store = _busy_store(db, monkeypatch)
+    when = datetime.now(timezone.utc)
+    with _lock_held(db, 1.0):
+        store.journal_begin("r1", "owner", {"suite": "s"}, when)
+    with _lock_held(db, 1.0):
+        store.journal_entry("r1", 0, 0, "started", "{}")
+    with _lock_held(db, 1.0):
+        [journal] = store.open_journals()
+    assert journal["run_id"] == "r1" and len(journal["entries"]) == 1
+    with _lock_held(db, 1.0):
+        store.journal_end("r1")
+    assert store.open_journals() == []
     store.close()
 
 
