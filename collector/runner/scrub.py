@@ -14,10 +14,12 @@ CREDENTIAL, an access/API/private key, AUTH as a word, a DSN or DATABASE_URL: th
 COLLECTOR_DATABASE_URL, COLLECTOR_*_PASSWORD and the compose stack's passwords among them),
 libpq's connection variables (PG*: host, user, password, service file) and the PostgreSQL
 image's POSTGRES_*, and any value that carries credentials (a URL with `user:password@`, a
-libpq `password=` string): that catches a database URL kept under a custom
-`storage.database_url_env` name. Kept whatever they look like: Hugging Face's own variables
-(HF_*, HUGGING_FACE_*; HF_TOKEN is what lets a worker fetch a gated model) and proxies (the
-worker may need one to reach the Hub); torch and thread settings match none of the rules.
+libpq `password=` string), any PostgreSQL URL and any libpq key=value connection string
+(two or more of its keywords): that catches a database URL kept under a custom
+`storage.database_url_env` name, with a password or without one. Kept whatever they look
+like: Hugging Face's own variables (HF_*, HUGGING_FACE_*; HF_TOKEN is what lets a worker
+fetch a gated model) and proxies (the worker may need one to reach the Hub); torch and
+thread settings match none of the rules.
 
 What this cannot do: a worker runs as the collector's user, so it can still read that user's
 files (a database_url_file, ~/.pgpass) and /proc/<collector pid>/environ. Keeping those from
@@ -37,9 +39,14 @@ _SECRET_NAME = re.compile(
     r"(^|_)DSN($|_)|DATABASE_URL|^PG|^POSTGRES_", re.IGNORECASE)
 # (TOKENS?($|_): GITHUB_TOKEN, not TOKENIZERS_PARALLELISM, a tokenizer thread setting.)
 _KEPT_NAME = re.compile(r"^(HF_|HUGGING_?FACE_)|(^|_)PROXY$", re.IGNORECASE)
-# scheme://user:password@host, and libpq's key=value form with a password.
+# scheme://user:password@host, libpq's key=value form with a password, and any PostgreSQL
+# URL (a database_url without a password, under a custom name: its host, user and database
+# are the collector's to know, and libpq finds the password in ~/.pgpass for them).
 _SECRET_VALUE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/\s@:]*:[^/\s@]+@|"
-                           r"\bpassword\s*=", re.IGNORECASE)
+                           r"\bpassword\s*=|^\s*postgres(ql)?://", re.IGNORECASE)
+# libpq's key=value connection string without a password: two or more of its keywords.
+_CONNINFO_KEY = re.compile(r"(?:^|\s)(?:host|hostaddr|port|dbname|user|passfile|service|"
+                           r"sslmode|sslcert|sslkey)\s*=", re.IGNORECASE)
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,7 +54,8 @@ def is_secret(name: str, value: str) -> bool:
     """Whether the variable `name=value` must not reach a worker."""
     if _KEPT_NAME.search(name):
         return False
-    return bool(_SECRET_NAME.search(name) or _SECRET_VALUE.search(value))
+    return bool(_SECRET_NAME.search(name) or _SECRET_VALUE.search(value)
+                or len(_CONNINFO_KEY.findall(value)) >= 2)
 
 
 def secret_names(environ: Mapping[str, str] | None = None) -> list[str]:

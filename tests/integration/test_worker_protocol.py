@@ -144,6 +144,7 @@ SECRETS = {
     "COLLECTOR_READER_PASSWORD": "reader-secret",
     "COLLECTOR_GRAFANA_DB_PASSWORD": "grafana-secret",
     "RESULTS_DB": "postgresql://u:custom-url-secret@db/x",  # a custom database_url_env
+    "RESULTS_DB_PLAIN": "postgresql://custom-user-secret@db/x",  # no password: ~/.pgpass
     "GITHUB_TOKEN": "gh-secret",
 }
 ORDINARY = {"COLLECTOR_ORDINARY_SETTING": "kept", "HF_TOKEN": "hf_kept",

@@ -16,6 +16,9 @@ from collector.runner.scrub import is_secret, scrub, unset_line, wrapper_script
     ("RESULTS_DB", "postgresql://u:pw@db/x"),  # a custom storage.database_url_env
     ("COLLECTOR_PUSHGATEWAY", "http://user:pw@push:9091"),
     ("LEGACY_DSN", "host=db password=pw"),
+    # custom storage.database_url_env names without a password (libpq reads ~/.pgpass):
+    ("RESULTS_DB", "postgresql://collector@db:5432/x"), ("RESULTS_DB", "postgres:///x"),
+    ("RESULTS_DB", "host=db dbname=collector user=collector"),
 ])
 def test_secrets(name: str, value: str) -> None:
     assert is_secret(name, value)
@@ -27,7 +30,8 @@ def test_secrets(name: str, value: str) -> None:
     ("TORCHINDUCTOR_CACHE_DIR", "/tmp/i"), ("CUDA_VISIBLE_DEVICES", "0"),
     ("HTTPS_PROXY", "http://user:pw@proxy:3128"), ("PATH", "/usr/bin"),
     ("COLLECTOR_DATA_DIR", "/data"), ("COLLECTOR_CALLGRIND_OUT", "/tmp/cg"),
-    ("URL", "http://example.org/a@b"),
+    ("URL", "http://example.org/a@b"), ("GREETING", "host=world"),
+    ("NOTE", "see postgresql://docs for this"),
 ])
 def test_not_secrets(name: str, value: str) -> None:
     assert not is_secret(name, value)
