@@ -6,7 +6,7 @@ detector (later) depend on this protocol only, never on a concrete store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -164,8 +164,12 @@ class Baseline:
     reason: str | None
 
 
-SERIES_FILTERS = ("host", "suite", "name", "model", "task", "backend", "device", "dtype",
-                  "batch_size", "sequence_length", "new_tokens")
+# The series identity, defined once: the series table's label columns (what both stores
+# select, in SeriesInfo's order), the labels a series can be filtered by, and the labels
+# every exported series carries (collector/exporter.py, the dashboards).
+SERIES_FIELDS = tuple(f.name for f in fields(SeriesInfo))
+SERIES_FILTERS = tuple(n for n in SERIES_FIELDS if n not in ("series_id", "source", "revision"))
+SERIES_LABELS = (*SERIES_FILTERS, "series_id")
 
 
 def check_series_filters(filters: dict[str, str | int]) -> None:

@@ -1,7 +1,20 @@
-"""The catalogue of metrics: name (unit in the name), unit, and which direction is better."""
+"""The catalogue of metrics: everything about a metric in one row.
+
+A metric's name (unit in the name), unit, better direction and help; how the regression
+detector judges it (its `Profile`); the Prometheus family it is exported in, with the label
+value that tells it apart there; how the terminal table shows it; and the Grafana trend
+panel it is drawn in, with its legend. The exporter, the detector, the scan, the table, the
+dashboards generator and the stores all read this module, so adding a metric is one row
+here plus the tracker in the worker that measures it; no other module spells a metric's
+name (tests/unit/test_catalogue.py checks that).
+
+The series identity (the labels every series carries) is `collector.history.SERIES_LABELS`,
+next to `SeriesInfo`, the record it describes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -12,66 +25,264 @@ class Direction(str, Enum):
     NEUTRAL = "neutral"
 
 
+class Profile(str, Enum):
+    """How the detector judges a metric (collector/regress/detector.py maps each profile to
+    its settings) and whether a busy host can move it."""
+
+    STEADY = "steady"  # the timed steady state: noisy, a busy host moves it
+    COLD = "cold"  # one-off work (load, first call, compile, export): a larger minimum effect
+    MEMORY = "memory"  # near-deterministic: thresholds decide
+    INSTRUCTIONS = "instructions"  # counted under valgrind: repeatable to 0.01%
+    NONE = "none"  # stored and shown, never judged (spread, sizes)
+
+    @property
+    def drift_prone(self) -> bool:
+        """Whether other work on the host moves it (so a disturbed run is set aside)."""
+        return self in (Profile.STEADY, Profile.COLD)
+
+
+class Format(str, Enum):
+    """How the terminal table writes a value."""
+
+    MS = "ms"  # seconds shown as milliseconds, 2 decimals
+    SECONDS = "s"  # seconds, 2 decimals
+    RATE = "rate"  # thousands separators, 1 decimal
+    MIB = "MiB"  # bytes shown as MiB, no decimals
+    PERCENT = "%"  # a ratio shown as a percentage, 1 decimal
+    MEGA = "M"  # an instruction count shown in millions, 3 decimals
+
+    def render(self, value: float | None) -> str:
+        return "-" if value is None else _RENDER[self](value)
+
+
+_RENDER = {
+    Format.MS: lambda v: f"{v * 1e3:.2f}",
+    Format.SECONDS: lambda v: f"{v:.2f}",
+    Format.RATE: lambda v: f"{v:,.1f}",
+    Format.MIB: lambda v: f"{v / 2**20:,.0f}",
+    Format.PERCENT: lambda v: f"{v * 100:.1f}",
+    Format.MEGA: lambda v: f"{v / 1e6:,.3f} M instr",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A Prometheus family (`collector_benchmark_<name>`); metrics in one family differ by
+    the value of its `label`."""
+
+    name: str
+    help: str
+    label: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"collector_benchmark_{self.name}"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A Grafana trend panel: the metrics drawn in it share a unit."""
+
+    title: str
+    description: str
+    unit: str  # Grafana's unit id
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the terminal table. Metrics with the same header share the column: a
+    result shows the first of them it has (instruction counts stand in the p50 column in
+    measurement mode instructions, where nothing is timed)."""
+
+    header: str
+    format: Format
+
+
 @dataclass(frozen=True)
 class MetricDef:
     name: str
     unit: str
     direction: Direction
     help: str
+    profile: Profile
+    family: Family | None = None  # not exported when None (in the store only)
+    label_value: str | None = None  # its value of family.label
+    column: Column | None = None  # not in the terminal table when None
+    panel: Panel | None = None  # not in a trend panel when None
+    legend: str | None = None  # its name in the panel, when the panel has several
+
+    @property
+    def detectable(self) -> bool:
+        """Whether the detector judges it: a better direction and a profile."""
+        return self.direction is not Direction.NEUTRAL and self.profile is not Profile.NONE
 
 
 _L = Direction.LOWER_IS_BETTER
 _H = Direction.HIGHER_IS_BETTER
 _N = Direction.NEUTRAL
 
+# -- Prometheus families -------------------------------------------------------------------
+
+LATENCY = Family("latency_seconds",
+                 "Iteration latency (forward pass or generate call) by percentile.",
+                 "percentile")
+LATENCY_MEAN = Family("latency_mean_seconds", "Mean iteration latency.")
+THROUGHPUT = Family("throughput_samples_per_second",
+                    "Samples per second at the median latency.")
+INPUT_TOKENS = Family("throughput_tokens_per_second",
+                      "Input tokens per second at the median latency.")
+TTFT = Family("time_to_first_token_seconds", "Time to the first new token, by percentile.",
+              "percentile")
+ITL = Family("inter_token_latency_seconds", "Time between new tokens, by percentile.",
+             "percentile")
+ITL_MEAN = Family("inter_token_latency_mean_seconds", "Mean time between new tokens.")
+DECODE = Family("decode_tokens_per_second", "Decode rate, new tokens per second.")
+PREFILL = Family("prefill_tokens_per_second", "Prompt tokens per second to the first token.")
+LOAD = Family("load_time_seconds", "Model load time from disk to ready on the device.")
+COMPILE = Family("compile_time_seconds", "torch.compile time on the first call.")
+MEMORY = Family("peak_memory_bytes", "Peak memory by kind.", "kind")
+SIZE = Family("model_size_bytes", "Bytes of parameters and buffers.")
+INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
+                      "region (measurement mode instructions), per iteration or per "
+                      "generated token.", "per")
+
+# -- Grafana trend panels ------------------------------------------------------------------
+
+P_LATENCY = Panel("Latency", "Iteration latency (a forward pass, or a whole generate() call) "
+                  "by percentile.", "s")
+P_THROUGHPUT = Panel("Throughput", "Samples per second at the median latency (batch size / "
+                     "p50).", "suffix: samples/s")
+P_TOKENS = Panel("Tokens per second (input, prefill)", "Forward tasks: input tokens per "
+                 "second at the median latency. Generation: prompt tokens per second to the "
+                 "first token.", "suffix: tokens/s")
+P_DECODE = Panel("Decode tokens per second", "Generation: new tokens after the first, over "
+                 "the batch, per second of decoding (median over calls).", "suffix: tokens/s")
+P_TTFT = Panel("Time to first token", "Generation: from the generate() call to the first new "
+               "token.", "s")
+P_ITL = Panel("Inter-token latency", "Generation: time between consecutive new tokens.", "s")
+P_COLD = Panel("Load, first call and compile time", "from_pretrained from local disk until "
+               "ready on the device; the first (cold) call; torch.compile time where "
+               "compiled.", "s")
+P_RSS = Panel("Peak RSS", "Peak resident memory of the worker while measuring and up to the "
+              "end of loading (kernel high-water mark).", "bytes")
+P_CUDA = Panel("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA "
+               "only).", "bytes")
+P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per generated "
+                       "token), counted under valgrind in the timed region only (measurement "
+                       "mode instructions): near-deterministic, so a step here is more work "
+                       "per call (extra ops, dispatch overhead, another kernel path), never "
+                       "cache, bandwidth or threading effects.", "short")
+
+# The order of the trend panels on the dashboard.
+PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_RSS, P_CUDA,
+          P_INSTRUCTIONS)
+
+_S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
+                      Profile.NONE)
+
+# In the order of the terminal table's columns and of /metrics.
 _DEFS = [
-    MetricDef("load_time_seconds", "seconds", _L,
-              "from_pretrained from disk until the model is ready on the device"),
-    MetricDef("first_call_seconds", "seconds", _L,
-              "first forward/generate call (cold caches; includes compilation when compiled)"),
-    MetricDef("compile_time_seconds", "seconds", _L,
-              "torch.compile: first call minus the steady-state median"),
-    MetricDef("latency_p50_seconds", "seconds", _L, "median iteration latency"),
-    MetricDef("latency_p90_seconds", "seconds", _L, "90th percentile iteration latency"),
-    MetricDef("latency_p99_seconds", "seconds", _L, "99th percentile iteration latency"),
-    MetricDef("latency_mean_seconds", "seconds", _L, "mean iteration latency"),
-    MetricDef("latency_min_seconds", "seconds", _L, "fastest iteration"),
-    MetricDef("latency_stdev_seconds", "seconds", _N, "sample standard deviation of latency"),
-    MetricDef("latency_cv_ratio", "ratio", _N, "coefficient of variation of latency"),
+    MetricDef("latency_p50_seconds", "seconds", _L, "median iteration latency", _S,
+              LATENCY, "50", Column("p50 ms", Format.MS), P_LATENCY, "p50"),
+    MetricDef("latency_p90_seconds", "seconds", _L, "90th percentile iteration latency", _S,
+              LATENCY, "90", Column("p90 ms", Format.MS), P_LATENCY, "p90"),
+    MetricDef("latency_p99_seconds", "seconds", _L, "99th percentile iteration latency", _S,
+              LATENCY, "99", Column("p99 ms", Format.MS), P_LATENCY, "p99"),
+    MetricDef("latency_mean_seconds", "seconds", _L, "mean iteration latency", _S,
+              LATENCY_MEAN),
+    MetricDef("latency_min_seconds", "seconds", _L, "fastest iteration", _S),
+    MetricDef("latency_stdev_seconds", "seconds", _N, "sample standard deviation of latency",
+              _X),
+    MetricDef("latency_cv_ratio", "ratio", _N, "coefficient of variation of latency", _X,
+              column=Column("CV %", Format.PERCENT)),
     MetricDef("throughput_samples_per_second", "samples/s", _H,
-              "batch size / median latency"),
+              "batch size / median latency", _S, THROUGHPUT,
+              column=Column("samples/s", Format.RATE), panel=P_THROUGHPUT),
     MetricDef("throughput_input_tokens_per_second", "tokens/s", _H,
-              "batch size x input length / median latency"),
+              "batch size x input length / median latency", _S, INPUT_TOKENS,
+              panel=P_TOKENS, legend="input"),
     MetricDef("time_to_first_token_p50_seconds", "seconds", _L,
-              "median time from generate() call to the first new token"),
+              "median time from generate() call to the first new token", _S, TTFT, "50",
+              Column("TTFT ms", Format.MS), P_TTFT, "p50"),
     MetricDef("time_to_first_token_mean_seconds", "seconds", _L,
-              "mean time to the first new token"),
+              "mean time to the first new token", _S, panel=P_TTFT, legend="mean"),
     MetricDef("inter_token_latency_mean_seconds", "seconds", _L,
-              "mean time between consecutive new tokens"),
+              "mean time between consecutive new tokens", _S, ITL_MEAN, panel=P_ITL,
+              legend="mean"),
     MetricDef("inter_token_latency_p90_seconds", "seconds", _L,
-              "90th percentile time between consecutive new tokens"),
+              "90th percentile time between consecutive new tokens", _S, ITL, "90",
+              panel=P_ITL, legend="p90"),
     MetricDef("decode_tokens_per_second", "tokens/s", _H,
-              "new tokens after the first, over the batch, per second of decoding (median)"),
+              "new tokens after the first, over the batch, per second of decoding (median)",
+              _S, DECODE, column=Column("decode tok/s", Format.RATE), panel=P_DECODE),
     MetricDef("prefill_tokens_per_second", "tokens/s", _H,
-              "prompt tokens over the batch / median time to first token"),
+              "prompt tokens over the batch / median time to first token", _S, PREFILL,
+              panel=P_TOKENS, legend="prefill"),
+    MetricDef("load_time_seconds", "seconds", _L,
+              "from_pretrained from disk until the model is ready on the device", _C,
+              LOAD, column=Column("load s", Format.SECONDS), panel=P_COLD, legend="load"),
+    MetricDef("first_call_seconds", "seconds", _L,
+              "first forward/generate call (cold caches; includes compilation when compiled)",
+              _C, panel=P_COLD, legend="first call"),
+    MetricDef("compile_time_seconds", "seconds", _L,
+              "torch.compile: first call minus the steady-state median", _C, COMPILE,
+              panel=P_COLD, legend="compile"),
     MetricDef("peak_rss_bytes", "bytes", _L,
-              "peak resident set size of the worker while measuring (kernel high-water mark)"),
+              "peak resident set size of the worker while measuring (kernel high-water mark)",
+              _M, MEMORY, "rss", Column("peak RSS MiB", Format.MIB), P_RSS, "measuring"),
     MetricDef("load_peak_rss_bytes", "bytes", _L,
-              "peak resident set size of the worker up to the end of model loading"),
-    MetricDef("model_size_bytes", "bytes", _N, "bytes of parameters and buffers"),
-    MetricDef("cuda_max_allocated_bytes", "bytes", _L, "torch.cuda.max_memory_allocated"),
-    MetricDef("cuda_max_reserved_bytes", "bytes", _L, "torch.cuda.max_memory_reserved"),
+              "peak resident set size of the worker up to the end of model loading", _M,
+              MEMORY, "load_rss", panel=P_RSS, legend="loading"),
+    MetricDef("model_size_bytes", "bytes", _N, "bytes of parameters and buffers", _X, SIZE),
+    MetricDef("cuda_max_allocated_bytes", "bytes", _L, "torch.cuda.max_memory_allocated", _M,
+              MEMORY, "cuda_allocated", panel=P_CUDA, legend="allocated"),
+    MetricDef("cuda_max_reserved_bytes", "bytes", _L, "torch.cuda.max_memory_reserved", _M,
+              MEMORY, "cuda_reserved", panel=P_CUDA, legend="reserved"),
     MetricDef("instructions_per_iteration", "instructions", _L,
               "CPU instructions per iteration (forward or generate call), counted under "
-              "valgrind in the timed region only (measurement mode instructions)"),
+              "valgrind in the timed region only (measurement mode instructions)", _I,
+              INSTRUCTIONS, "iteration", Column("p50 ms", Format.MEGA), P_INSTRUCTIONS,
+              "per iteration"),
     MetricDef("instructions_per_token", "instructions", _L,
               "CPU instructions per generated token over the batch (generation tasks, "
-              "measurement mode instructions)"),
+              "measurement mode instructions)", _I, INSTRUCTIONS, "token",
+              panel=P_INSTRUCTIONS, legend="per token"),
 ]
 
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
+
+# The metric a result is read by, first present wins: instruction counts in that mode, else
+# the median latency. The table's first value column and its MDE column show it.
+HEADLINES = ("instructions_per_iteration", "latency_p50_seconds")
+# What the Grafana metric pickers start with.
+DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
+                     "peak_rss_bytes")
 
 
 def metric(name: str) -> MetricDef:
     """Look up a metric; unknown names are a programming error."""
     return METRICS[name]
+
+
+def headline(metrics: Mapping[str, float]) -> str:
+    """The metric a result with these values is read by."""
+    return next((name for name in HEADLINES if name in metrics), HEADLINES[-1])
+
+
+def families() -> dict[str, Family]:
+    """Every exported family by full name, in catalogue order."""
+    return {d.family.full_name: d.family for d in _DEFS if d.family is not None}
+
+
+def columns() -> dict[str, list[MetricDef]]:
+    """The table's metric columns in catalogue order: header -> the metrics shown there."""
+    grouped: dict[str, list[MetricDef]] = {}
+    for definition in _DEFS:
+        if definition.column is not None:
+            grouped.setdefault(definition.column.header, []).append(definition)
+    return grouped
+
+
+def panels() -> list[tuple[Panel, list[MetricDef]]]:
+    """The trend panels in dashboard order, each with its metrics in catalogue order."""
+    return [(panel, [d for d in _DEFS if d.panel == panel]) for panel in PANELS]

@@ -9,19 +9,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from collector import metrics as catalogue
 from collector.model import BenchmarkResult, BenchmarkSpec, RunResult
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.2f}"
-
-
-def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
-
-
-def _mib(value: float | None) -> str:
-    return "-" if value is None else f"{value / 2**20:,.0f}"
 
 
 class RichReporter:
@@ -64,8 +53,7 @@ class RichReporter:
     def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
         spec = result.spec
         if result.status == "ok":
-            line = (f"[green]ok[/] {spec.suite}/{spec.label}: p50 "
-                    f"{_ms(result.metrics.get('latency_p50_seconds'))} ms")
+            line = f"[green]ok[/] {spec.suite}/{spec.label}: {_headline_text(result)}"
         else:
             assert result.failure is not None
             line = (f"[red]FAILED[/] {spec.suite}/{spec.label}: {result.failure.kind.value}: "
@@ -83,26 +71,38 @@ class RichReporter:
             self._progress = None
 
 
-def _headline(result: BenchmarkResult) -> str:
-    """The metric a result is read by: latency, or instructions in that mode."""
-    if "instructions_per_iteration" in result.metrics:
-        return "instructions_per_iteration"
-    return "latency_p50_seconds"
+def _headline_text(result: BenchmarkResult) -> str:
+    """The headline metric of a result in a few words: `p50 12.34 ms`, or
+    `12.345 M instr per iteration`."""
+    name = catalogue.headline(result.metrics)
+    column = catalogue.metric(name).column
+    assert column is not None  # every headline metric has a table column
+    value = column.format.render(result.metrics.get(name))
+    return f"p50 {value} ms" if column.format is catalogue.Format.MS else f"{value} per iteration"
+
+
+def _cell(metrics: dict[str, float], shown: list[catalogue.MetricDef]) -> str:
+    """A metric column's cell: the first of its metrics the result has."""
+    for definition in shown:
+        if definition.name in metrics:
+            assert definition.column is not None
+            return definition.column.format.render(metrics[definition.name])
+    return "-"
 
 
 def results_table(runs: list[RunResult],
                   detectable: dict[tuple[str, str], float] | None = None) -> Table:
-    """The summary table. `detectable`: (series, metric) -> the smallest change the
+    """The summary table: the catalogue's table columns (collector/metrics.py), then the
+    measurement's precision. `detectable`: (series, metric) -> the smallest change the
     detector pages on within one cycle, shown for each result's headline metric."""
     effects = detectable or {}
+    columns = catalogue.columns()
     table = Table(title="Benchmark results", title_justify="left")
-    for header, justify in (("suite", "left"), ("benchmark", "left"), ("task", "left"),
-                            ("status", "left"), ("p50 ms", "right"), ("p90 ms", "right"),
-                            ("p99 ms", "right"), ("CV %", "right"), ("samples/s", "right"),
-                            ("TTFT ms", "right"), ("decode tok/s", "right"),
-                            ("load s", "right"), ("peak RSS MiB", "right"), ("CI ±%", "right"),
-                            ("reps", "right"), ("MDE %", "right")):
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]  # literal values
+    for header in ("suite", "benchmark", "task", "status"):
+        table.add_column(header)
+    for header in (*columns, "CI ±%", "reps", "MDE %"):
+        table.add_column(header, justify="right")
+    blank = ["-"] * (len(columns) + 3)
     for run in runs:
         for result in run.results:
             m = result.metrics
@@ -110,31 +110,19 @@ def results_table(runs: list[RunResult],
             if result.status != "ok":
                 assert result.failure is not None
                 table.add_row(run.suite, spec.label, spec.task.value,
-                              f"[red]{result.failure.kind.value}[/]",
-                              *["-"] * 12)
+                              f"[red]{result.failure.kind.value}[/]", *blank)
                 continue
             info = result.measurement
             ci = "-"
             if info is not None and info.achieved_rel_ci is not None:
                 ci = f"{info.achieved_rel_ci * 100:.1f}" + ("" if info.converged else "*")
-            cv = m.get("latency_cv_ratio")
-            load = m.get("load_time_seconds")
-            mde = effects.get((result.series_id, _headline(result)))
-            p50 = _ms(m.get("latency_p50_seconds"))
-            if "instructions_per_iteration" in m:
-                p50 = f"{m['instructions_per_iteration'] / 1e6:,.3f} M instr"
+            mde = effects.get((result.series_id, catalogue.headline(m)))
             table.add_row(
                 run.suite, spec.label,
                 result.resolved_task.value if result.resolved_task else spec.task.value,
-                "[green]ok[/]",
-                p50, _ms(m.get("latency_p90_seconds")),
-                _ms(m.get("latency_p99_seconds")), "-" if cv is None else f"{cv * 100:.1f}",
-                _rate(m.get("throughput_samples_per_second")),
-                _ms(m.get("time_to_first_token_p50_seconds")),
-                _rate(m.get("decode_tokens_per_second")),
-                "-" if load is None else f"{load:.2f}",
-                _mib(m.get("peak_rss_bytes")), ci, str(max(len(result.repetitions), 1)),
-                "-" if mde is None else f"{mde * 100:.1f}")
+                "[green]ok[/]", *(_cell(m, shown) for shown in columns.values()),
+                ci, str(max(len(result.repetitions), 1)),
+                catalogue.Format.PERCENT.render(mde))
     table.caption = ("CI ±%: achieved 95% CI half-width of the median (with repetitions: "
                      "also their spread); * = target not reached. reps: fresh-process "
                      "repetitions. MDE %: smallest change of the p50 (or instructions) the "

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from collector.metrics import METRICS, Direction
+from collector.metrics import METRICS, Direction, Profile
 
 Kind = Literal["regression", "improvement"]
 
@@ -113,28 +113,23 @@ INSTRUCTION_SETTINGS = DetectorSettings(min_persist=1, confirm_runs=2, confirm_m
                                         z_suspect=4.0, z_trigger=4.0, rank_z=1.6,
                                         noise_floor=0.0005, min_history=10)
 
-_MEMORY_UNITS = {"bytes"}
-_COLD_METRICS = {"first_call_seconds", "compile_time_seconds", "load_time_seconds"}
+_PROFILE_SETTINGS = {Profile.MEMORY: MEMORY_SETTINGS, Profile.INSTRUCTIONS: INSTRUCTION_SETTINGS,
+                     Profile.COLD: COLD_SETTINGS}
 
 
 def settings_for(metric: str, base: DetectorSettings | None = None) -> DetectorSettings:
-    """Default settings of a catalogue metric (memory: thresholds; instructions: tight and
-    fast; cold paths: a larger minimum effect); `base` overrides the default for time and
-    rate metrics."""
-    definition = METRICS[metric]
-    if definition.unit in _MEMORY_UNITS:
-        return MEMORY_SETTINGS
-    if definition.unit == "instructions":
-        return INSTRUCTION_SETTINGS
-    if metric in _COLD_METRICS:
-        return COLD_SETTINGS
-    return base or DetectorSettings()
+    """Default settings of a catalogue metric, by its profile (memory: thresholds;
+    instructions: tight and fast; cold paths: a larger minimum effect); `base` overrides the
+    default for the steady state (time and rate metrics)."""
+    chosen = _PROFILE_SETTINGS.get(METRICS[metric].profile)
+    return chosen if chosen is not None else base or DetectorSettings()
 
 
 def detectable(metric: str) -> bool:
-    """Metrics with a better direction; neutral ones (stdev, model size) are not judged."""
+    """Metrics with a better direction and a profile; neutral ones (stdev, model size) are
+    not judged."""
     definition = METRICS.get(metric)
-    return definition is not None and definition.direction is not Direction.NEUTRAL
+    return definition is not None and definition.detectable
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,7 @@ def _record(window: _Window, change: Change) -> Regression:
 def drift_prone(metric: str) -> bool:
     """Metrics a host can move by itself (time and rates); not memory or instructions,
     which only change when the work changes."""
-    return METRICS[metric].unit not in ("bytes", "instructions")
+    return METRICS[metric].profile.drift_prone
 
 
 def _dismissed_by_confirmation(record: Regression) -> bool:

@@ -33,6 +33,7 @@ from collector.errors import (
     TemporaryStoreError,
 )
 from collector.history import (
+    SERIES_FIELDS,
     Baseline,
     DetectionState,
     FailureRecord,
@@ -433,10 +434,8 @@ class PostgresStore:
         check_series_filters(filters)
         conditions = sql.SQL("").join(
             sql.SQL(" AND {} = %s").format(sql.Identifier(name)) for name in filters)
-        query = sql.SQL(
-            "SELECT series_id, host, suite, name, model, source, revision, task, backend, "
-            "device, dtype, batch_size, sequence_length, new_tokens FROM series WHERE TRUE"
-            "{} ORDER BY series_id").format(conditions)
+        query = sql.SQL("SELECT {} FROM series WHERE TRUE{} ORDER BY series_id").format(
+            sql.SQL(", ").join(map(sql.Identifier, SERIES_FIELDS)), conditions)
         return [SeriesInfo(*row) for row in self._query(query, list(filters.values()))]
 
     def failures(self, series_id: str | None = None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from collector.history import SeriesInfo
+from collector.history import SERIES_FIELDS, SeriesInfo
 from collector.metrics import METRICS
 from collector.model import (
     BenchmarkResult,
@@ -54,9 +54,7 @@ class RunRows:
 
 RUN_COLUMNS = ("run_id", "suite", "host", "started_at", "finished_at", "status",
                "collector_version", "environment", "purpose")
-SERIES_COLUMNS = ("series_id", "host", "suite", "name", "model", "source", "revision", "task",
-                  "backend", "device", "dtype", "batch_size", "sequence_length", "new_tokens",
-                  "spec", "identity")
+SERIES_COLUMNS = (*SERIES_FIELDS, "spec", "identity")
 RESULT_COLUMNS = ("run_id", "series_id", "status", "started_at", "finished_at",
                   "resolved_task", "measurement", "noise", "environment", "spec_hash",
                   "purpose", "repetitions")
@@ -76,10 +74,8 @@ def run_rows(run: RunResult) -> RunRows:
     for result in run.results:
         info = series_info(result)
         series[result.series_id] = (
-            info.series_id, info.host, info.suite, info.name, info.model, info.source,
-            info.revision, info.task, info.backend, info.device, info.dtype, info.batch_size,
-            info.sequence_length, info.new_tokens, _json(result.spec.model_dump(mode="json")),
-            _json(result.spec.identity()))
+            *(getattr(info, name) for name in SERIES_FIELDS),
+            _json(result.spec.model_dump(mode="json")), _json(result.spec.identity()))
         results.append((run.run_id, result.series_id, result.status, result.started_at,
                         result.finished_at, info.task,
                         _json(result.measurement.model_dump(mode="json")

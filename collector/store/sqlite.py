@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from collector import __version__
 from collector.errors import PermanentStoreError, StoreError, TemporaryStoreError
 from collector.history import (
+    SERIES_FIELDS,
     Baseline,
     DetectionState,
     FailureRecord,
@@ -391,11 +392,11 @@ class SQLiteStore:
 
     def list_series(self, **filters: str | int) -> list[SeriesInfo]:
         check_series_filters(filters)
-        # Column names come from SERIES_FILTERS (checked above), values are parameters.
+        # Column names come from SERIES_FIELDS and SERIES_FILTERS (checked above), values
+        # are parameters.
         where = "".join(f" AND {name} = ?" for name in filters)
         rows = self._fetch(
-            "SELECT series_id, host, suite, name, model, source, revision, task, backend, "  # noqa: S608
-            "device, dtype, batch_size, sequence_length, new_tokens FROM series WHERE 1 = 1"
+            f"SELECT {', '.join(SERIES_FIELDS)} FROM series WHERE 1 = 1"  # noqa: S608 - our column names
             + where + " ORDER BY series_id", list(filters.values()))
         return [SeriesInfo(*row) for row in rows]
 
