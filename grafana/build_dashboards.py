@@ -679,14 +679,22 @@ def health() -> Json:
         [(stat("Targets up", "Scrape targets answering (collectors, Pushgateway, "
                "Alertmanager, Prometheus itself).",
                prom_target(f"sum(up{{{JOB}}})", instant=True),
-               thresholds=((None, "red"), (1, "green"))), 6, 4),
+               thresholds=((None, "red"), (1, "green"))), 4, 4),
          (stat("Targets down", "Scrape targets Prometheus cannot reach.",
                prom_target(f"count(up{{{JOB}}} == 0) or vector(0)", instant=True),
-               thresholds=((None, "green"), (1, "red"))), 6, 4),
+               thresholds=((None, "green"), (1, "red"))), 4, 4),
          (stat("Outbox backlog", "Runs waiting in the local stores to be forwarded to "
                "PostgreSQL.", prom_target(f"sum(collector_outbox_pending_runs{{{JOB}}})",
                                           instant=True),
-               thresholds=((None, "green"), (1, "orange"), (10, "red"))), 6, 4),
+               thresholds=((None, "green"), (1, "orange"), (10, "red"))), 5, 4),
+         (stat("Outbox quarantined", "Runs PostgreSQL refuses (a value out of a column's "
+               "range, a document that no longer validates): kept in the local store, not "
+               "forwarded, while the runs behind them are. Any is a problem. On the "
+               "collector's host run `collector db status` to see each run and its reason, "
+               "fix the cause (schema, config or collector version), then "
+               "`collector db retry-quarantined` puts them back in line.",
+               prom_target(f"sum(collector_outbox_quarantined_runs{{{JOB}}})", instant=True),
+               thresholds=((None, "green"), (1, "red")), decimals=0), 5, 4),
          (stat("Benchmark failures in range", "Failed benchmark results counted over the "
                "time range.",
                prom_target("sum(increase(collector_benchmark_failures_total"

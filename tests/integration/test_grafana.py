@@ -330,6 +330,21 @@ def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
     assert "regression_annotations" in annotations["Regressions"]["target"]["rawSql"]
 
 
+def test_outbox_quarantine_stat_is_red_above_zero_and_says_what_to_do() -> None:
+    (panel,) = [p for p in panels(by_uid("collector-health"))
+                if "collector_outbox_quarantined_runs" in p["targets"][0]["expr"]]
+    assert panel["type"] == "stat" and panel["targets"][0]["instant"] is True
+    backlog = next(p for p in panels(by_uid("collector-health"))
+                   if p["title"] == "Outbox backlog" and p["type"] == "stat")
+    # next to the backlog stat, on the same line
+    assert panel["gridPos"]["y"] == backlog["gridPos"]["y"]
+    assert panel["gridPos"]["x"] == backlog["gridPos"]["x"] + backlog["gridPos"]["w"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps == [{"value": None, "color": "green"}, {"value": 1, "color": "red"}]
+    for words in ("`collector db status`", "fix", "`collector db retry-quarantined`"):
+        assert words in panel["description"], words
+
+
 # -- seeding PostgreSQL through the collector --------------------------------------------------
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -945,9 +960,16 @@ def server_metrics(url: str) -> str:
 
 def check_every_promql(prometheus: PrometheusServer, scraped: str) -> None:
     for family in ("collector_regression_relative_change",
-                   "collector_suite_schedule_interval_seconds"):
+                   "collector_suite_schedule_interval_seconds",
+                   "collector_outbox_quarantined_runs"):
         assert re.search(rf"^{family}[{{ ]", scraped, re.M), f"{family} is not scraped"
     boards = [by_uid("collector-health"), by_uid("collector-overview")]
+    # Every outbox gauge a collector exports has a Health stat panel (so the query check
+    # below runs it): a quarantined run is invisible otherwise.
+    outbox = set(re.findall(r"^(collector_outbox_\w+)[{ ]", scraped, re.M))
+    stats = " ".join(t["expr"] for p in panels(boards[0]) if p["type"] == "stat"
+                     for t in p["targets"])
+    assert len(outbox) >= 2 and {f for f in outbox if f not in stats} == set()
     now = datetime.now(timezone.utc)
     time_range = TimeRange(now - timedelta(minutes=5), now)
     health = boards[0]
