@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from collector.metrics import METRICS, Direction, Profile
+from collector.stats import percentile, rank_u
 
 Kind = Literal["regression", "improvement"]
 
@@ -172,16 +173,11 @@ def _kind(sign: int, direction: Direction) -> Kind:
 
 
 def _median(sorted_values: Sequence[float]) -> float:
-    n = len(sorted_values)
-    mid = n // 2
-    return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])
+    return percentile(sorted_values, 50)
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    pos = q * (len(sorted_values) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    return percentile(sorted_values, 100 * q)
 
 
 def _scale(values: Sequence[float]) -> float:
@@ -247,14 +243,9 @@ def _rank_z(tail: Sequence[float], reference: Sequence[float], sign: int) -> flo
     """Mann-Whitney U of the tail against the sorted reference, as a z score in the
     direction `sign` (normal approximation, ties counted half)."""
     m, r = len(tail), len(reference)
-    u = 0.0
-    for v in tail:
-        below = bisect.bisect_left(reference, v)
-        ties = bisect.bisect_right(reference, v) - below
-        u += below + 0.5 * ties
     mean = m * r / 2
     sd = math.sqrt(m * r * (m + r + 1) / 12)
-    return sign * (u - mean) / sd
+    return sign * (rank_u(tail, reference) - mean) / sd
 
 
 @dataclass(frozen=True)
