@@ -33,11 +33,13 @@ from pydantic import (
     model_validator,
 )
 
+from collector import capabilities
 from collector.errors import ConfigError, ConfigProblem
 from collector.metrics import METRICS
 from collector.model import (
     DEVICE_PATTERN,
     NAME_PATTERN,
+    Attention,
     Backend,
     BenchmarkSpec,
     CompileSettings,
@@ -46,11 +48,13 @@ from collector.model import (
     MeasurementMode,
     MeasurementSettings,
     ModelSource,
+    Quantization,
     SyntheticSource,
     Task,
 )
 
-MATRIX_AXES = ("batch_size", "sequence_length", "new_tokens", "dtype", "backend", "device")
+MATRIX_AXES = ("batch_size", "sequence_length", "new_tokens", "dtype", "backend", "device",
+               "quantization", "attn_implementation")
 
 # Bounds. A value the config accepts must work everywhere it goes: in APScheduler, in the
 # worker's waits, in both stores. Below them nothing a sane config needs is refused.
@@ -101,6 +105,8 @@ class _Matrix(_Strict):
     dtype: Annotated[list[Dtype], Field(min_length=1)] | None = None
     backend: Annotated[list[Backend], Field(min_length=1)] | None = None
     device: Annotated[list[_Device], Field(min_length=1)] | None = None
+    quantization: Annotated[list[Quantization], Field(min_length=1)] | None = None
+    attn_implementation: Annotated[list[Attention], Field(min_length=1)] | None = None
 
 
 class _Settings(_Strict):
@@ -118,6 +124,8 @@ class _Settings(_Strict):
     memory_limit_mb: _PositiveInt | None = None
     measurement: _MeasurementOverrides | None = None
     compile: CompileSettings | None = None
+    quantization: Quantization | None = None
+    attn_implementation: Attention | None = None
     matrix: _Matrix | None = None
 
 
@@ -819,6 +827,11 @@ def _specs(check: _Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *
     specs = []
     for combo in itertools.product(*axes.values()):
         spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
+        impossible = capabilities.problem(spec)
+        if impossible is not None:
+            field, message = impossible
+            check.add((*loc, field), f"{message} ({spec.label})")
+            break
         # Two benchmarks with one series identity would write one series twice per run.
         workload = json.dumps(spec.identity(), sort_keys=True)
         if workload in workloads:

@@ -38,8 +38,31 @@ GENERATION_TASKS = frozenset({Task.TEXT_GENERATION, Task.SPEECH_RECOGNITION})
 
 
 class Backend(str, Enum):
+    """The runtime a benchmark runs on: one module each under collector/runner/backends/,
+    what each can run in collector/capabilities.py."""
+
     EAGER = "eager"
     COMPILE = "compile"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+
+
+class Quantization(str, Enum):
+    """Weight quantization applied after loading (dtype stays the activations' type)."""
+
+    NONE = "none"
+    INT8_DYNAMIC = "int8-dynamic"  # int8 weights and dynamically quantized activations
+    INT8_WEIGHT_ONLY = "int8-weight-only"
+    BNB_INT8 = "bnb-int8"  # bitsandbytes LLM.int8(), CUDA
+    BNB_NF4 = "bnb-nf4"  # bitsandbytes 4-bit NormalFloat, CUDA
+
+
+class Attention(str, Enum):
+    """transformers' attn_implementation."""
+
+    EAGER = "eager"
+    SDPA = "sdpa"
+    FLASH = "flash_attention_2"
 
 
 class MeasurementMode(str, Enum):
@@ -160,6 +183,8 @@ class BenchmarkSpec(Frozen):
     memory_limit_mb: Annotated[int, Field(ge=1)] | None = None
     measurement: MeasurementSettings = MeasurementSettings()
     compile: CompileSettings = CompileSettings()
+    quantization: Quantization = Quantization.NONE
+    attn_implementation: Attention | None = None  # None: the model's own default
 
     def identity(self) -> dict[str, Any]:
         """What defines the workload. Names, suite and measurement knobs are labels, not
@@ -178,6 +203,12 @@ class BenchmarkSpec(Frozen):
         }
         if self.backend is Backend.COMPILE:
             ident["compile"] = self.compile.model_dump(mode="json")
+        # Dimensions added later enter the identity only when set, so the series of
+        # benchmarks that do not use them keep their history.
+        if self.quantization is not Quantization.NONE:
+            ident["quantization"] = self.quantization.value
+        if self.attn_implementation is not None:
+            ident["attn_implementation"] = self.attn_implementation.value
         # Instructions are another quantity than wall time (and wall time under valgrind is
         # meaningless): their own series. Wall-time identities stay as they were.
         if self.measurement.mode is not MeasurementMode.WALL:
@@ -196,6 +227,10 @@ class BenchmarkSpec(Frozen):
         if self.task not in {Task.IMAGE_CLASSIFICATION}:
             parts.append(f"seq={self.sequence_length}")
         parts += [self.dtype.value, self.backend.value, self.device]
+        if self.quantization is not Quantization.NONE:
+            parts.append(self.quantization.value)
+        if self.attn_implementation is not None:
+            parts.append(f"attn={self.attn_implementation.value}")
         return " ".join(parts)
 
 
@@ -205,6 +240,8 @@ class FailureKind(str, Enum):
     TIMEOUT = "timeout"
     OUT_OF_MEMORY = "out_of_memory"
     MODEL_UNAVAILABLE = "model_unavailable"
+    # The backend's package (or a device it needs) is not installed here.
+    BACKEND_UNAVAILABLE = "backend_unavailable"
     ABORTED = "aborted"
 
 

@@ -42,7 +42,8 @@ _KINDS = ("progress", "result", "error")
 # The failure kinds a worker may report itself; timeouts, crashes and aborts are decided by
 # the parent alone (an "aborted" failure would, for instance, mark the whole run aborted).
 WORKER_FAILURE_KINDS = frozenset({FailureKind.EXCEPTION, FailureKind.OUT_OF_MEMORY,
-                                  FailureKind.MODEL_UNAVAILABLE})
+                                  FailureKind.MODEL_UNAVAILABLE,
+                                  FailureKind.BACKEND_UNAVAILABLE})
 
 
 class ProtocolError(Exception):

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import transformers
 
+from collector import capabilities
 from collector.environment import NoiseMeter
 from collector.model import (
     GENERATION_TASKS,
@@ -38,12 +39,15 @@ from collector.model import (
     SyntheticSource,
     Task,
 )
-from collector.runner import protocol
+from collector.runner import backends, protocol
+from collector.runner.backends.base import Context, Prepared
 from collector.runner.callgrind import CallgrindError, InstructionCounter
 from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
-from collector.runner.tasks import AUTO_CLASSES, forward, generation, infer_task
+from collector.runner.quantize import load_kwargs as quantization_load_kwargs
+from collector.runner.quantize import quantize
+from collector.runner.tasks import AUTO_CLASSES, generation, infer_task
 from collector.runner.tasks.inputs import build_inputs
 from collector.runner.valgrind import instructions_mode_problem
 from collector.stats import summarize
@@ -169,7 +173,9 @@ def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[
             "the model's config names no transformers architecture; set 'task' explicitly"))
     cls = getattr(transformers, arch if arch is not None else AUTO_CLASSES[task])
     start = time.perf_counter_ns()
-    model = cls.from_pretrained(path, dtype=_DTYPES[spec.dtype.value], trust_remote_code=trust)
+    model = cls.from_pretrained(path, dtype=_DTYPES[spec.dtype.value], trust_remote_code=trust,
+                                **backends.get(spec.backend).load_kwargs(spec),
+                                **quantization_load_kwargs(spec))
     model.to(device)
     model.eval()
     if sync is not None:
@@ -183,6 +189,19 @@ def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[
 
         model.register_forward_pre_hook(_slow_down)
     return model, task, load_s
+
+
+def _delayed(spec: BenchmarkSpec, step: Callable[[], Any]) -> Callable[[], Any]:
+    """`step` sleeping delay_ms first (for backends that run no torch module to hook)."""
+    delay_s = spec.model.delay_ms / 1e3 if isinstance(spec.model, SyntheticSource) else 0.0
+    if delay_s <= 0:
+        return step
+
+    def slowed() -> Any:
+        time.sleep(delay_s)
+        return step()
+
+    return slowed
 
 
 def _task_of(arch: str) -> Task | None:
@@ -281,7 +300,7 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
         path = _checkpoint(spec, workdir)
         model, task, load_s = _load(spec, path, device, sync)
         body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
-                              counter=counter)
+                              counter=counter, workdir=workdir)
     if counter is None:  # under valgrind, load time is emulation time
         body["metrics"]["load_time_seconds"] = load_s
     body["environment"] = {"torch_version": str(torch.__version__),
@@ -368,9 +387,22 @@ def _count_instructions(spec: BenchmarkSpec, model: Any, step: Callable[[], Any]
     return metrics, {"instructions": [float(c) for c in counts]}, info
 
 
+def _prepare(model: Any, context: Context) -> Prepared:
+    """The backend's step for the quantized model (delay_ms wrapped around it where the
+    backend runs no torch module for the forward hook to slow down)."""
+    spec = context.spec
+    impossible = capabilities.problem(spec, context.task)
+    if impossible is not None:  # `task: auto` resolved to one the backend cannot run
+        raise WorkerFailure(FailureKind.EXCEPTION, impossible[1])
+    prepared = backends.get(spec.backend).prepare(quantize(model, spec), context)
+    if prepared.module is None:
+        prepared.step = _delayed(spec, prepared.step)
+    return prepared
+
+
 def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device, *,
                    sync: Callable[[], None] | None,
-                   progress: Callable[[dict[str, Any]], None],
+                   progress: Callable[[dict[str, Any]], None], workdir: Path,
                    counter: InstructionCounter | None = None) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     if counter is None:  # under valgrind, RSS is valgrind's as much as the model's
@@ -381,17 +413,10 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     dtype = _DTYPES[spec.dtype.value]
     inputs, prompt_tokens = build_inputs(task, model.config, spec, dtype, device)
     generating = task in GENERATION_TASKS
-
-    if spec.backend is Backend.COMPILE:
-        compiled = torch.compile(model.forward if generating else model, mode=spec.compile.mode,
-                                 fullgraph=spec.compile.fullgraph, dynamic=spec.compile.dynamic)
-        if generating:
-            model.forward = compiled
-        else:
-            model = compiled
-    step: Callable[[], Any] = (
-        generation.make_step(model, inputs, spec.new_tokens, sync) if generating
-        else forward.make_step(model, inputs))
+    progress({"phase": "preparing"})
+    prepared = _prepare(model, Context(spec, task, inputs, device, sync, workdir))
+    metrics.update(prepared.metrics)
+    step = prepared.step
 
     reset_peak_rss()
     if device.type == "cuda":
@@ -431,7 +456,7 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         "throughput_samples_per_second": spec.batch_size / summary.p50,
         "peak_rss_bytes": float(peak_rss_bytes()),
     })
-    if spec.backend is Backend.COMPILE:
+    if spec.backend is Backend.COMPILE:  # inductor compiles on the first call
         metrics["compile_time_seconds"] = max(first_call_s - summary.p50, 0.0)
     if prompt_tokens and not generating:
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens

@@ -14,3 +14,16 @@ def make_step(model: Any, inputs: dict[str, torch.Tensor]) -> Callable[[], None]
             model(**inputs)
 
     return step
+
+
+def make_outputs(model: Any, inputs: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """One forward pass's first output (logits, or the last hidden state), on the CPU in
+    float32: what the numerics fingerprint summarises."""
+    def outputs() -> torch.Tensor:
+        with torch.inference_mode():
+            out = model(**inputs)
+        first = out[0] if isinstance(out, tuple) else next(iter(out.values()))
+        result: torch.Tensor = first.detach().float().cpu()
+        return result
+
+    return outputs

@@ -1,0 +1,32 @@
+"""PyTorch eager mode: the model as transformers builds it, with the attention
+implementation the spec asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.model import GENERATION_TASKS, BenchmarkSpec
+from collector.runner.backends.base import Context, Prepared
+from collector.runner.tasks import forward, generation
+
+
+class Eager:
+    def load_kwargs(self, spec: BenchmarkSpec) -> dict[str, Any]:
+        if spec.attn_implementation is None:
+            return {}
+        return {"attn_implementation": spec.attn_implementation.value}
+
+    def prepare(self, model: Any, context: Context) -> Prepared:
+        return Prepared(torch_step(model, context), model,
+                        outputs=forward.make_outputs(model, context.inputs))
+
+
+def torch_step(model: Any, context: Context) -> Any:
+    """The step of a torch module: a forward pass, or a generate() call."""
+    if context.task in GENERATION_TASKS:
+        return generation.make_step(model, context.inputs, context.spec.new_tokens,
+                                    context.sync)
+    return forward.make_step(model, context.inputs)
+
+
+BACKEND = Eager()
