@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from collector.errors import StoreError
@@ -33,6 +34,8 @@ from collector.model import RunResult
 log = logging.getLogger("collector.exporter")
 
 PREFIX = "collector"
+OPENMETRICS = "application/openmetrics-text"
+_EOF = b"# EOF\n"
 SERIES_LABELS = ("suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
                  "sequence_length", "new_tokens", "host", "series_id")
 
@@ -303,7 +306,17 @@ class OutboxCollector(Collector):
 class Exposition:
     """The /metrics body. Formatting 1,000 series takes prometheus_client about half a
     second, so the store's part is rendered once per data version and served as bytes;
-    the small live part is rendered at every scrape."""
+    the small live part is rendered at every scrape.
+
+    The format is negotiated from the scraper's Accept header by prometheus_client's
+    `choose_encoder`: OpenMetrics (what Prometheus asks for) or the classic text format.
+    The store part is cached per format; an OpenMetrics store part loses its `# EOF`, so
+    the only one is the live part's, at the very end. At a new data version every format
+    served lately, and OpenMetrics 1.0.0 from the start, is rendered again at once: the
+    scheduler's render() after a run warms what Prometheus scrapes. At most `formats_kept`
+    formats are remembered (the version in an Accept header is the client's to invent)."""
+
+    formats_kept = 3
 
     def __init__(self, store: Store, service: ServiceCollector,
                  regressions: Store | Callable[[], Store] | None = None) -> None:
@@ -316,14 +329,33 @@ class Exposition:
         if isinstance(store, OutboxStats):
             self._live.register(OutboxCollector(store))
         self._lock = threading.Lock()
-        self._cached: tuple[str, bytes] | None = None
+        self._version: str | None = None
+        # content type: encoder, the most recent last; Prometheus' format from the start.
+        encode, content_type = choose_encoder(f"{OPENMETRICS}; version=1.0.0")
+        self._encoders: dict[str, Callable[[Collector], bytes]] = {content_type: encode}
+        self._parts: dict[str, bytes] = {}  # content type: the store part, this version
 
-    def render(self) -> bytes:
+    def render(self, accept: str = "") -> bytes:
+        """The exposition for a scraper that sent `accept` as its Accept header (none: the
+        classic text format)."""
+        encode, content_type = choose_encoder(accept)
         with self._lock:  # one store connection: one scrape at a time reads it
+            self._encoders.pop(content_type, None)
+            self._encoders[content_type] = encode
+            while len(self._encoders) > self.formats_kept:
+                oldest = next(iter(self._encoders))
+                del self._encoders[oldest]
+                self._parts.pop(oldest, None)
             version = self._store.data_version()
-            if self._cached is None or self._cached[0] != version:
-                self._cached = (version, generate_latest(self._stored))
-            return self._cached[1] + generate_latest(self._live)
+            if version != self._version:
+                self._version, self._parts = version, {}
+            for kind, encoder in self._encoders.items():
+                if kind not in self._parts:
+                    part = encoder(self._stored)
+                    if kind.startswith(OPENMETRICS):
+                        part = part.removesuffix(_EOF)
+                    self._parts[kind] = part
+            return self._parts[content_type] + encode(self._live)
 
 
 def push_run(run: RunResult, gateway: str, *, job: str = "collector",

@@ -5,8 +5,9 @@ stack shows alerts somewhere out of the box; real routes go to e-mail, Slack, pa
 Binds to 127.0.0.1 unless configured otherwise. Served by prometheus_client's threading WSGI
 server, bounded: at most `max_connections` requests are handled at once (a connection past
 that gets a 503 and is closed at once), every socket read or write times out after
-`timeout_s`, and a request body must arrive whole within `timeout_s`. /metrics is gzipped
-when the scraper accepts it (prometheus_client's own negotiation). /alerts takes a bearer
+`timeout_s`, and a request body must arrive whole within `timeout_s`. /metrics is OpenMetrics
+or the classic text format as the scraper's Accept header asks, and gzipped when it accepts
+that (prometheus_client's own negotiation for both). /alerts takes a bearer
 token when one is configured (compared in constant time), answers a body it cannot read
 with 400 (413 when too large) and logs every value it was sent escaped, one line per alert.
 """
@@ -27,8 +28,7 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
+from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, gzip_accepted
 
 from collector.errors import ConfigError, ConfigProblem
 
@@ -212,15 +212,29 @@ def _authorised(environ: dict[str, Any], token: bytes | None) -> bool:
         offered.strip().encode("latin-1", "replace"), token)
 
 
-def make_app(render: Callable[[], bytes], health: HealthCheck, *,
+def _negotiate(accept: str) -> tuple[str, str]:
+    """(the Accept header to render for, its Content-Type) by prometheus_client's
+    choose_encoder. An OpenMetrics version that is not a number makes it raise: such a
+    scraper gets the classic text format, not a 500."""
+    try:
+        return accept, choose_encoder(accept)[1]
+    except (TypeError, ValueError):
+        return "", choose_encoder("")[1]
+
+
+Render = Callable[[str], bytes]
+
+
+def make_app(render: Render, health: HealthCheck, *,
              alerts_token: bytes | None = None, max_body: int = MAX_ALERT_BODY,
              timeout_s: float = TIMEOUT_S) -> Callable[..., Iterable[bytes]]:
     def route(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics":
-            body = render()
-            headers = [("Content-Type", CONTENT_TYPE_LATEST)]
+            accept, content_type = _negotiate(str(environ.get("HTTP_ACCEPT", "")))
+            body = render(accept)
+            headers = [("Content-Type", content_type)]
             if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
                 body = gzip.compress(body, compresslevel=6)
                 headers.append(("Content-Encoding", "gzip"))
@@ -280,12 +294,13 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_metrics(render: Callable[[], bytes], health: HealthCheck, *,
+def serve_metrics(render: Render, health: HealthCheck, *,
                   host: str = "127.0.0.1", port: int = 9464,
                   alerts_token: bytes | None = None,
                   max_connections: int = MAX_CONNECTIONS, timeout_s: float = TIMEOUT_S,
                   max_body: int = MAX_ALERT_BODY) -> MetricsServer:
-    """Serve `render()` (the exposition text) at /metrics, `health()` at /healthz and the
+    """Serve `render(accept)` (the exposition in the format choose_encoder picks for that
+    Accept header, e.g. Exposition.render) at /metrics, `health()` at /healthz and the
     alert receiver at /alerts (requiring `alerts_token` as a bearer token when given)."""
     server_class: type[BoundedWSGIServer] = type(
         "Server", (BoundedWSGIServer,), {"max_connections": max_connections})

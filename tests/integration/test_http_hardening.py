@@ -29,7 +29,11 @@ ALERT = {"version": "4", "status": "firing", "alerts": [
      "annotations": {"summary": "bert is slower"}}]}
 
 
-def render() -> bytes:
+ACCEPTED: list[str] = []  # what render() was asked for
+
+
+def render(accept: str = "") -> bytes:
+    ACCEPTED.append(accept)
     return b"# HELP up x\n# TYPE up gauge\nup 1.0\n" * 50
 
 
@@ -191,6 +195,20 @@ def test_metrics_are_gzipped_when_accepted(server: MetricsServer) -> None:
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
         assert response.headers["Content-Encoding"] is None
         assert response.read() == render()
+
+
+@pytest.mark.parametrize("accept", ["application/openmetrics-text; version=abc",
+                                    "application/openmetrics-text; version=1.x"])
+def test_a_version_that_is_no_number_gets_classic_text(server: MetricsServer,
+                                                        accept: str) -> None:
+    """prometheus_client's choose_encoder raises on it: the scraper still gets a 200."""
+    host, port = server.address
+    ACCEPTED.clear()
+    request = urllib.request.Request(f"http://{host}:{port}/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert response.read() == render()
+    assert ACCEPTED[0] == ""
 
 
 def test_token_comes_from_a_file(tmp_path: Path) -> None:
