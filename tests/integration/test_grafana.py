@@ -18,6 +18,7 @@ import re
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -598,6 +599,14 @@ class SqlRunner:
 
 @pytest.fixture
 def seeded_pg(pg_url: str) -> Iterator[tuple[Seeded, SqlRunner]]:
+    with seeded_reader(pg_url) as seeded:
+        yield seeded
+
+
+@contextmanager
+def seeded_reader(pg_url: str) -> Iterator[tuple[Seeded, SqlRunner]]:
+    """The database at `pg_url` migrated and seeded through the store, and a runner logged in
+    as a `collector_readonly` member (also used on TimescaleDB by timescaledb_by_hand.py)."""
     store = PostgresStore(pg_url)
     seeded = seed(store, pg_url)
     store.create_reader(READER, "reader-pw")

@@ -3,7 +3,9 @@ of a tree with the extension installed in $COLLECTOR_TIMESCALEDB_BINDIR (CI cann
 it; verified by hand with TimescaleDB 2.28.3 built from source against PostgreSQL 15).
 Migrations 0003 + 0006 at start-up with their policies, real-time aggregates over all
 history, 0006 over compressed chunks, the mode `db migrate` prints, and the fallback when
-the library is not preloaded.
+the library is not preloaded; and the Grafana SQL checks of test_grafana.py (every
+dashboard SQL text as the read-only role, returning rows) on the same seed, before any
+refresh, after the refresh policies ran and on compressed chunks.
 
 Not collected by the suite (its name does not start with test_): CI has no TimescaleDB and
 must not skip. Run it by hand, naming the file:
@@ -29,6 +31,7 @@ import pytest
 from collector.store.migrate import load_migrations, plan
 from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
+from tests.integration import test_grafana as grafana  # a module: its tests are not re-collected
 from tests.pg_server import PostgresServer
 
 ROOT = Path(__file__).parents[2]
@@ -136,3 +139,47 @@ def test_installed_but_not_preloaded_runs_as_plain_postgresql(
         assert "shared_preload_libraries" in proc.stdout and "Traceback" not in proc.stderr
     finally:
         server.close()
+
+
+GRAFANA_SQL_CHECKS = (grafana.test_overview_sql_runs_as_the_reader_and_returns_rows,
+                      grafana.test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution,
+                      grafana.test_runs_sql_runs_and_filters_by_status)
+
+
+def test_grafana_sql_before_refresh_after_the_policies_and_on_compressed_chunks(
+        timescale: PostgresServer) -> None:
+    """The plain-PostgreSQL suite's Grafana SQL tests, unchanged, on TimescaleDB: the
+    aggregates answer from real time before any refresh, from materialised buckets after the
+    refresh policies ran, and over compressed chunks."""
+    # No scheduler: a policy job it launches at creation would materialise part of the seed
+    # at a random moment; this test runs the policies itself (run_job), at a known point.
+    url = timescale.create_database("grafana")
+    with psycopg.connect(url, autocommit=True) as conn:  # 0003 creates it IF NOT EXISTS
+        conn.execute("CREATE EXTENSION timescaledb")
+        assert conn.execute("SELECT _timescaledb_functions.stop_background_workers()"
+                            ).fetchone() == (True,)
+    with grafana.seeded_reader(url) as seeded_pg:
+        # chunks of the hourly aggregate's materialisation: none until a refresh
+        materialised = ("SELECT count(*) FROM timescaledb_information.continuous_aggregates "
+                        "a, show_chunks(format('%I.%I', a.materialization_hypertable_schema, "
+                        "a.materialization_hypertable_name)::regclass) "
+                        "WHERE a.view_name = 'measurements_hourly'")
+        assert rows(url, materialised) == [(0,)]
+        for check in GRAFANA_SQL_CHECKS:
+            check(seeded_pg)
+        with psycopg.connect(url, autocommit=True) as conn:  # CALL run_job: no transaction
+            jobs = conn.execute("SELECT job_id FROM timescaledb_information.jobs WHERE "
+                                "proc_name = 'policy_refresh_continuous_aggregate'").fetchall()
+            assert len(jobs) == 2
+            for (job,) in jobs:
+                conn.execute(f"CALL run_job({job})".encode())
+        assert rows(url, materialised)[0][0] > 0
+        for check in GRAFANA_SQL_CHECKS:
+            check(seeded_pg)
+        compressed = rows(url, "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+                               "FROM show_chunks('measurements') c")[0][0]
+        assert compressed > 0
+        assert rows(url, "SELECT count(*) FROM timescaledb_information.chunks WHERE "
+                         "hypertable_name = 'measurements' AND NOT is_compressed") == [(0,)]
+        for check in GRAFANA_SQL_CHECKS:
+            check(seeded_pg)
