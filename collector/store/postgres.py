@@ -349,8 +349,15 @@ class PostgresStore:
                          (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
             try:
                 for view in sorted(views):
-                    conn.execute("CALL refresh_continuous_aggregate(%s::regclass, NULL, NULL)",
-                                 (view,))
+                    try:
+                        conn.execute("CALL refresh_continuous_aggregate(%s::regclass, NULL, "
+                                     "NULL)", (view,))
+                    except psycopg.Error as exc:
+                        # A refresh policy started at creation is materialising it now
+                        # (from the beginning, like this call): nothing left to do here.
+                        if "concurrent refresh" not in str(exc):
+                            raise
+                        log.info("%s is being refreshed by its policy job", view)
             finally:
                 conn.execute("SELECT set_config('statement_timeout', %s, false)",
                              (f"{int(self._statement_timeout * 1000)}ms",))
