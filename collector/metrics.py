@@ -140,6 +140,8 @@ DECODE = Family("decode_tokens_per_second", "Decode rate, new tokens per second.
 PREFILL = Family("prefill_tokens_per_second", "Prompt tokens per second to the first token.")
 LOAD = Family("load_time_seconds", "Model load time from disk to ready on the device.")
 COMPILE = Family("compile_time_seconds", "torch.compile time on the first call.")
+EXPORT = Family("export_time_seconds", "Export (or conversion) and compilation of the model "
+                "for an exported-graph backend (ONNX Runtime, OpenVINO).")
 MEMORY = Family("peak_memory_bytes", "Peak memory by kind.", "kind")
 SIZE = Family("model_size_bytes", "Bytes of parameters and buffers.")
 INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
@@ -160,9 +162,10 @@ P_DECODE = Panel("Decode tokens per second", "Generation: new tokens after the f
 P_TTFT = Panel("Time to first token", "Generation: from the generate() call to the first new "
                "token.", "s")
 P_ITL = Panel("Inter-token latency", "Generation: time between consecutive new tokens.", "s")
-P_COLD = Panel("Load, first call and compile time", "from_pretrained from local disk until "
-               "ready on the device; the first (cold) call; torch.compile time where "
-               "compiled.", "s")
+P_COLD = Panel("Load, first call, compile and export time", "from_pretrained from local "
+               "disk until ready on the device; the first (cold) call; torch.compile time "
+               "where compiled; export and session creation for ONNX Runtime and OpenVINO.",
+               "s")
 P_RSS = Panel("Peak RSS", "Peak resident memory of the worker while measuring and up to the "
               "end of loading (kernel high-water mark).", "bytes")
 P_CUDA = Panel("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA "
@@ -227,6 +230,10 @@ _DEFS = [
     MetricDef("compile_time_seconds", "seconds", _L,
               "torch.compile: first call minus the steady-state median", _C, COMPILE,
               panel=P_COLD, legend="compile"),
+    MetricDef("export_time_seconds", "seconds", _L,
+              "ONNX Runtime, OpenVINO: export or conversion of the loaded model plus session "
+              "creation or compilation, before the first call", _C, EXPORT, panel=P_COLD,
+              legend="export"),
     MetricDef("peak_rss_bytes", "bytes", _L,
               "peak resident set size of the worker while measuring (kernel high-water mark)",
               _M, MEMORY, "rss", Column("peak RSS MiB", Format.MIB), P_RSS, "measuring"),

@@ -50,6 +50,7 @@ from collector.runner.valgrind import SPAWN_LOCK, ValgrindLauncher, executable
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
     "collector.runner.forkserver_init",
+    "collector.runner.quiet_imports",
     "torch",
     "transformers",
     "transformers.modeling_utils",

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from collector.model import BenchmarkSpec, Quantization
-from collector.runner.backends.base import require
+from collector.runner.backends.base import quiet, require
 
 
 def load_kwargs(spec: BenchmarkSpec) -> dict[str, Any]:
@@ -32,7 +32,8 @@ def quantize(model: Any, spec: BenchmarkSpec) -> Any:
     """The model with the spec's post-load quantization applied (in place for torchao)."""
     if spec.quantization not in (Quantization.INT8_DYNAMIC, Quantization.INT8_WEIGHT_ONLY):
         return model
-    torchao = require("torchao.quantization", "quant")
+    with quiet():
+        torchao = require("torchao.quantization", "quant")
     config = (torchao.Int8DynamicActivationInt8WeightConfig()
               if spec.quantization is Quantization.INT8_DYNAMIC
               else torchao.Int8WeightOnlyConfig())

@@ -23,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+# isort: split
+import collector.runner.quiet_imports  # noqa: F401 - before transformers (see that module)
+
+# isort: split
 import transformers
 
 from collector import capabilities

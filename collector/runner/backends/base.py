@@ -9,7 +9,13 @@ memory, instructions) time that callable and know nothing of the backend.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import io
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,3 +70,49 @@ def require(module: str, extra: str) -> Any:
         raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, (
             f"{module} is not installed in the worker's environment ({exc}); install it "
             f"with `pip install 'collector[{extra}]'` (see README)")) from None
+
+
+_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.utils._pytree", "onnxscript",
+            "onnx_ir", "torchao")
+
+
+@contextlib.contextmanager
+def _silenced_fds() -> Iterator[None]:
+    """File descriptors 1 and 2 pointed at /dev/null: torch's and torchao's loggers hold
+    the original stderr, and native code writes to the descriptors directly."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):
+                stream.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Exporters print progress, log and warn about tracing (torchvision ops skipped,
+    constant folding given up), torchao prints the CUDA kernels it could not load; none of
+    it is the user's business, and run-once --format json writes to the same stdout.
+    Errors still raise."""
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()), _silenced_fds():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR + 10)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
