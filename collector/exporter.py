@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -28,7 +27,17 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from collector.errors import StoreError
-from collector.history import ACTIVE_STATUSES, SeriesInfo, Store
+from collector.history import (
+    ACTIVE_STATUSES,
+    SERIES_LABELS,
+    LatestValue,
+    SeriesActivity,
+    SeriesInfo,
+    Store,
+    SuiteActivity,
+    series_info,
+)
+from collector.metrics import METRICS
 from collector.model import RunResult
 
 log = logging.getLogger("collector.exporter")
@@ -36,69 +45,77 @@ log = logging.getLogger("collector.exporter")
 PREFIX = "collector"
 OPENMETRICS = "application/openmetrics-text"
 _EOF = b"# EOF\n"
-SERIES_LABELS = ("suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
-                 "sequence_length", "new_tokens", "host", "series_id")
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    help: str
-    extra_label: str | None = None
-
-
-# Stored metric -> (family, value of its extra label). Metrics not listed are not exported
-# (e.g. latency_min_seconds, latency_cv_ratio: in the store, not worth a series each).
-_FAMILIES: dict[str, tuple[Family, str | None]] = {}
-
-
-def _family(name: str, help_text: str, extra: str | None = None,
-            members: dict[str, str | None] | None = None) -> None:
-    family = Family(f"{PREFIX}_benchmark_{name}", help_text, extra)
-    for metric, label in (members or {}).items():
-        _FAMILIES[metric] = (family, label)
-
-
-_family("latency_seconds", "Iteration latency (forward pass or generate call) by percentile.",
-        "percentile", {"latency_p50_seconds": "50", "latency_p90_seconds": "90",
-                       "latency_p99_seconds": "99"})
-_family("latency_mean_seconds", "Mean iteration latency.", None,
-        {"latency_mean_seconds": None})
-_family("throughput_samples_per_second", "Samples per second at the median latency.", None,
-        {"throughput_samples_per_second": None})
-_family("throughput_tokens_per_second", "Input tokens per second at the median latency.",
-        None, {"throughput_input_tokens_per_second": None})
-_family("time_to_first_token_seconds", "Time to the first new token, by percentile.",
-        "percentile", {"time_to_first_token_p50_seconds": "50"})
-_family("inter_token_latency_seconds", "Time between new tokens, by percentile.",
-        "percentile", {"inter_token_latency_p90_seconds": "90"})
-_family("inter_token_latency_mean_seconds", "Mean time between new tokens.", None,
-        {"inter_token_latency_mean_seconds": None})
-_family("decode_tokens_per_second", "Decode rate, new tokens per second.", None,
-        {"decode_tokens_per_second": None})
-_family("prefill_tokens_per_second", "Prompt tokens per second to the first token.", None,
-        {"prefill_tokens_per_second": None})
-_family("load_time_seconds", "Model load time from disk to ready on the device.", None,
-        {"load_time_seconds": None})
-_family("compile_time_seconds", "torch.compile time on the first call.", None,
-        {"compile_time_seconds": None})
-_family("peak_memory_bytes", "Peak memory by kind.", "kind",
-        {"peak_rss_bytes": "rss", "load_peak_rss_bytes": "load_rss",
-         "cuda_max_allocated_bytes": "cuda_allocated",
-         "cuda_max_reserved_bytes": "cuda_reserved"})
-_family("model_size_bytes", "Bytes of parameters and buffers.", None,
-        {"model_size_bytes": None})
-_family("instructions", "CPU instructions counted under valgrind in the timed region "
-        "(measurement mode instructions), per iteration or per generated token.", "per",
-        {"instructions_per_iteration": "iteration", "instructions_per_token": "token"})
-
-
 def _ts(value: datetime) -> float:
     return value.timestamp()
 
 
 def _labels(info: SeriesInfo) -> list[str]:
     return [str(getattr(info, name)) for name in SERIES_LABELS]
+
+
+def benchmark_families(series: dict[str, SeriesInfo], latest: Iterable[LatestValue],
+                       activity: Iterable[SeriesActivity],
+                       suites: Iterable[SuiteActivity]) -> Iterator[Metric]:
+    """The benchmark families: every latest value in its catalogue family (metrics without
+    one stay in the store), then the series' and suites' activity."""
+    families: dict[str, GaugeMetricFamily] = {}
+    for value in latest:
+        definition = METRICS.get(value.metric)
+        info = series.get(value.series_id)
+        if definition is None or definition.family is None or info is None:
+            continue
+        family = definition.family
+        extra = [family.label] if family.label else []
+        gauge = families.get(family.full_name)
+        if gauge is None:
+            gauge = families[family.full_name] = GaugeMetricFamily(
+                family.full_name, family.help, labels=[*SERIES_LABELS, *extra])
+        gauge.add_metric(_labels(info) + ([definition.label_value or ""] if extra else []),
+                         value.value)
+    yield from families.values()
+    yield from _series_activity(series, activity)
+    yield from _suite_activity(suites)
+
+
+def _series_activity(series: dict[str, SeriesInfo],
+                     activity: Iterable[SeriesActivity]) -> Iterator[Metric]:
+    labels = list(SERIES_LABELS)
+    last_run = GaugeMetricFamily(f"{PREFIX}_benchmark_last_run_timestamp_seconds",
+                                 "When the series last ran (Unix time).", labels=labels)
+    last_ok = GaugeMetricFamily(f"{PREFIX}_benchmark_last_success_timestamp_seconds",
+                                "When the series last succeeded (Unix time).",
+                                labels=labels)
+    results = CounterMetricFamily(f"{PREFIX}_benchmark_results",
+                                  "Benchmark results by status.", labels=[*labels, "status"])
+    failures = CounterMetricFamily(f"{PREFIX}_benchmark_failures",
+                                   "Benchmark failures by kind.", labels=[*labels, "kind"])
+    for record in activity:
+        info = series.get(record.series_id)
+        if info is None:
+            continue
+        base = _labels(info)
+        last_run.add_metric(base, _ts(record.last_run))
+        if record.last_success is not None:
+            last_ok.add_metric(base, _ts(record.last_success))
+        for status in ("ok", "failed"):
+            results.add_metric([*base, status], float(record.results.get(status, 0)))
+        for kind, count in sorted(record.failures.items()):
+            failures.add_metric([*base, kind], float(count))
+    yield from (last_run, last_ok, results, failures)
+
+
+def _suite_activity(suites: Iterable[SuiteActivity]) -> Iterator[Metric]:
+    runs = CounterMetricFamily(f"{PREFIX}_runs", "Suite runs by status.",
+                               labels=["suite", "host", "status"])
+    duration = GaugeMetricFamily(f"{PREFIX}_run_duration_seconds",
+                                 "Duration of the latest run of a suite.",
+                                 labels=["suite", "host"])
+    for suite in suites:
+        for status in ("ok", "partial", "failed", "aborted"):
+            runs.add_metric([suite.suite, suite.host, status], float(suite.runs.get(status, 0)))
+        duration.add_metric([suite.suite, suite.host],
+                            (suite.last_finished - suite.last_started).total_seconds())
+    yield from (runs, duration)
 
 
 class StoreCollector(Collector):
@@ -108,64 +125,32 @@ class StoreCollector(Collector):
         self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._from_store()
-
-    def _from_store(self) -> Iterable[Metric]:
-        series = {s.series_id: s for s in self._store.list_series()}
-        families: dict[str, GaugeMetricFamily] = {}
-        for value in self._store.latest():
-            entry = _FAMILIES.get(value.metric)
-            info = series.get(value.series_id)
-            if entry is None or info is None:
-                continue
-            family, extra = entry
-            labels = list(SERIES_LABELS) + ([family.extra_label] if family.extra_label else [])
-            gauge = families.get(family.name)
-            if gauge is None:
-                gauge = families[family.name] = GaugeMetricFamily(family.name, family.help,
-                                                                  labels=labels)
-            gauge.add_metric(_labels(info) + ([extra] if extra is not None else []),
-                             value.value)
-        yield from families.values()
-        yield from self._activity(series)
+        store = self._store
+        yield from benchmark_families({s.series_id: s for s in store.list_series()},
+                                      store.latest(), store.series_activity(),
+                                      store.suite_activity())
 
 
-    def _activity(self, series: dict[str, SeriesInfo]) -> Iterable[Metric]:
-        labels = list(SERIES_LABELS)
-        last_run = GaugeMetricFamily(f"{PREFIX}_benchmark_last_run_timestamp_seconds",
-                                     "When the series last ran (Unix time).", labels=labels)
-        last_ok = GaugeMetricFamily(f"{PREFIX}_benchmark_last_success_timestamp_seconds",
-                                    "When the series last succeeded (Unix time).",
-                                    labels=labels)
-        results = CounterMetricFamily(f"{PREFIX}_benchmark_results",
-                                      "Benchmark results by status.", labels=[*labels, "status"])
-        failures = CounterMetricFamily(f"{PREFIX}_benchmark_failures",
-                                       "Benchmark failures by kind.", labels=[*labels, "kind"])
-        for activity in self._store.series_activity():
-            info = series.get(activity.series_id)
-            if info is None:
-                continue
-            base = _labels(info)
-            last_run.add_metric(base, _ts(activity.last_run))
-            if activity.last_success is not None:
-                last_ok.add_metric(base, _ts(activity.last_success))
-            for status in ("ok", "failed"):
-                results.add_metric([*base, status], float(activity.results.get(status, 0)))
-            for kind, count in sorted(activity.failures.items()):
-                failures.add_metric([*base, kind], float(count))
-        yield from (last_run, last_ok, results, failures)
-        runs = CounterMetricFamily(f"{PREFIX}_runs", "Suite runs by status.",
-                                   labels=["suite", "host", "status"])
-        duration = GaugeMetricFamily(f"{PREFIX}_run_duration_seconds",
-                                     "Duration of the latest run of a suite.",
-                                     labels=["suite", "host"])
-        for suite in self._store.suite_activity():
-            for status in ("ok", "partial", "failed", "aborted"):
-                runs.add_metric([suite.suite, suite.host, status],
-                                float(suite.runs.get(status, 0)))
-            duration.add_metric([suite.suite, suite.host],
-                                (suite.last_finished - suite.last_started).total_seconds())
-        yield from (runs, duration)
+class RunCollector(Collector):
+    """One run's benchmark families, from the run itself (for the Pushgateway)."""
+
+    def __init__(self, run: RunResult) -> None:
+        self._run = run
+
+    def collect(self) -> Iterator[Metric]:
+        run = self._run
+        series = {r.series_id: series_info(r) for r in run.results}
+        latest = [LatestValue(r.series_id, name, METRICS[name].unit, value, r.finished_at,
+                              run.run_id)
+                  for r in run.results if r.status == "ok" for name, value in r.metrics.items()
+                  if name in METRICS]
+        activity = [SeriesActivity(r.series_id, r.finished_at,
+                                   r.finished_at if r.status == "ok" else None, {r.status: 1},
+                                   {r.failure.kind.value: 1} if r.failure else {})
+                    for r in run.results]
+        suite = SuiteActivity(run.suite, run.host, {run.status: 1}, run.started_at,
+                              run.finished_at)
+        yield from benchmark_families(series, latest, activity, [suite])
 
 
 class RegressionCollector(Collector):
@@ -362,18 +347,11 @@ def push_run(run: RunResult, gateway: str, *, job: str = "collector",
              build_info: dict[str, str] | None = None, timeout_s: float = 10.0) -> None:
     """Push one run's metrics to a Pushgateway, grouped by job, instance (the run's host)
     and suite. PUT replaces only that group: nothing another host or suite pushed is
-    touched. The families are the same as /metrics, from an in-memory store of this run."""
+    touched. The families are the same as /metrics, rendered from the run itself."""
     from prometheus_client import push_to_gateway
 
-    from collector.store.sqlite import SQLiteStore
-
-    store = SQLiteStore(":memory:")
-    try:
-        store.record_run(run)
-        registry = CollectorRegistry()
-        registry.register(StoreCollector(store))
-        registry.register(ServiceCollector(build_info or {}))
-        push_to_gateway(gateway, job=job, registry=registry, timeout=timeout_s,
-                        grouping_key={"instance": run.host, "suite": run.suite})
-    finally:
-        store.close()
+    registry = CollectorRegistry()
+    registry.register(RunCollector(run))
+    registry.register(ServiceCollector(build_info or {}))
+    push_to_gateway(gateway, job=job, registry=registry, timeout=timeout_s,
+                    grouping_key={"instance": run.host, "suite": run.suite})

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from collector.model import RunResult
+from collector.model import BenchmarkResult, HubSource, LocalSource, RunResult, SyntheticSource
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,25 @@ class Baseline:
     since: datetime
     run_id: str | None
     reason: str | None
+
+
+def series_info(result: BenchmarkResult) -> SeriesInfo:
+    """The series a result belongs to, as stored and exported."""
+    spec = result.spec
+    model = spec.model
+    revision = model.revision if isinstance(model, HubSource) else None
+    if isinstance(model, SyntheticSource):
+        name = model.architecture
+    elif isinstance(model, LocalSource):
+        name = model.path
+    else:
+        name = model.id
+    task = result.resolved_task.value if result.resolved_task else spec.task.value
+    return SeriesInfo(series_id=result.series_id, host=result.environment.host,
+                      suite=spec.suite, name=spec.name, model=name, source=model.source,
+                      revision=revision, task=task, backend=spec.backend.value,
+                      device=spec.device, dtype=spec.dtype.value, batch_size=spec.batch_size,
+                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens)
 
 
 # The series identity, defined once: the series table's label columns (what both stores

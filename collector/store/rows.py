@@ -9,37 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from collector.history import SERIES_FIELDS, SeriesInfo
+from collector.history import SERIES_FIELDS, series_info
 from collector.metrics import METRICS
 from collector.model import (
     BenchmarkResult,
-    HubSource,
-    LocalSource,
     RunResult,
-    SyntheticSource,
 )
 
 
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def series_info(result: BenchmarkResult) -> SeriesInfo:
-    spec = result.spec
-    model = spec.model
-    revision = model.revision if isinstance(model, HubSource) else None
-    if isinstance(model, SyntheticSource):
-        name = model.architecture
-    elif isinstance(model, LocalSource):
-        name = model.path
-    else:
-        name = model.id
-    task = result.resolved_task.value if result.resolved_task else spec.task.value
-    return SeriesInfo(series_id=result.series_id, host=result.environment.host,
-                      suite=spec.suite, name=spec.name, model=name, source=model.source,
-                      revision=revision, task=task, backend=spec.backend.value,
-                      device=spec.device, dtype=spec.dtype.value, batch_size=spec.batch_size,
-                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens)
 
 
 @dataclass(frozen=True)

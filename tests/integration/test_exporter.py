@@ -254,3 +254,25 @@ def test_prometheus_scrapes_openmetrics(store: SQLiteStore,
         server.stop()
     assert accepted and set(accepted) == {PROMETHEUS_ACCEPT}
     assert choose_encoder(accepted[0])[1].startswith("application/openmetrics-text")
+
+
+def test_a_pushed_run_renders_exactly_what_the_store_would_export(tmp_path: Path) -> None:
+    """push_run renders a run's families from the run itself (RunCollector): the same
+    samples a store holding only that run exports, failures and every catalogue family
+    (export time, instructions) included."""
+    from collector.exporter import RunCollector
+
+    run = make_run(when=T0, fail="vit", metrics={"export_time_seconds": 4.5,
+                                                 "instructions_per_iteration": 1.5e7})
+    store = SQLiteStore(tmp_path / "only-this-run.db")
+    store.record_run(run)
+    from_store = CollectorRegistry()
+    from_store.register(StoreCollector(store))
+    from_run = CollectorRegistry()
+    from_run.register(RunCollector(run))
+    expected = samples_of(text_string_to_metric_families(generate_latest(from_store).decode()))
+    got = samples_of(text_string_to_metric_families(generate_latest(from_run).decode()))
+    store.close()
+    assert got == expected
+    assert find(got, "collector_benchmark_export_time_seconds") == [4.5]
+    assert find(got, "collector_benchmark_failures_total", kind="timeout") == [1.0]
