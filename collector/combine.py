@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from collector.metrics import headline
 from collector.model import (
     BenchmarkResult,
     Failure,
@@ -93,11 +94,9 @@ def _measurement(ok: list[BenchmarkResult], samples: dict[str, list[float]]
     first = infos[0]
     pooled = median_ci(sorted(samples.get(_LATENCY, [])), 0.95)
     within = pooled.rel_half_width if pooled is not None else None
-    medians = [r.metrics["latency_p50_seconds"] for r in ok
-               if "latency_p50_seconds" in r.metrics]
-    if not medians:  # instructions mode: no latency; the counts' own spread
-        medians = [r.metrics["instructions_per_iteration"] for r in ok
-                   if "instructions_per_iteration" in r.metrics]
+    # The spread of the repetitions' headline values: median latency, or in instructions
+    # mode (nothing timed) the counts.
+    medians = [r.metrics[name] for r in ok if (name := headline(r.metrics)) in r.metrics]
     between = repetition_rel_ci(medians)
     parts = [x for x in (within, between) if x is not None]
     achieved = max(parts) if parts else None

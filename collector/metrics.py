@@ -263,7 +263,7 @@ METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
 HEADLINES = ("instructions_per_iteration", "latency_p50_seconds")
 # What the Grafana metric pickers start with.
 DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
-                     "peak_rss_bytes")
+                     "decode_tokens_per_second", "peak_rss_bytes")
 
 
 def metric(name: str) -> MetricDef:

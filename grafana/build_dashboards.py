@@ -31,7 +31,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the collector
 
-from collector.metrics import METRICS, Direction  # noqa: E402  (needs the path set above)
+from collector.metrics import (  # noqa: E402  (needs the path set above)
+    DEFAULT_SELECTION,
+    METRICS,
+    P_LATENCY,
+    Direction,
+    panels,
+)
 
 DASHBOARDS_DIR = HERE / "dashboards"
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11; later versions migrate it forward on load
@@ -297,8 +303,7 @@ ORDER BY 1, 2
 
 # -- Overview ----------------------------------------------------------------------------------
 
-HEADLINE_METRICS = ("latency_p50_seconds", "throughput_samples_per_second",
-                    "decode_tokens_per_second", "peak_rss_bytes")
+HEADLINE_METRICS = DEFAULT_SELECTION
 
 LATEST_VS_BASELINE = f"""
 -- Latest value of each selected metric per series, against its baseline: the median of the
@@ -444,38 +449,11 @@ def overview() -> Json:
 
 # -- Trends ------------------------------------------------------------------------------------
 
+# One trend panel per catalogue panel (collector/metrics.py): title, description, unit and
+# each metric with its legend.
 TREND_PANELS: list[tuple[str, str, str, dict[str, str | None]]] = [
-    ("Latency", "Iteration latency (a forward pass, or a whole generate() call) by "
-     "percentile.", "s",
-     {"latency_p50_seconds": "p50", "latency_p90_seconds": "p90", "latency_p99_seconds": "p99"}),
-    ("Throughput", "Samples per second at the median latency (batch size / p50).",
-     "suffix: samples/s", {"throughput_samples_per_second": None}),
-    ("Tokens per second (input, prefill)", "Forward tasks: input tokens per second at the "
-     "median latency. Generation: prompt tokens per second to the first token.",
-     "suffix: tokens/s",
-     {"throughput_input_tokens_per_second": "input", "prefill_tokens_per_second": "prefill"}),
-    ("Decode tokens per second", "Generation: new tokens after the first, over the batch, per "
-     "second of decoding (median over calls).", "suffix: tokens/s",
-     {"decode_tokens_per_second": None}),
-    ("Time to first token", "Generation: from the generate() call to the first new token.",
-     "s", {"time_to_first_token_p50_seconds": "p50", "time_to_first_token_mean_seconds": "mean"}),
-    ("Inter-token latency", "Generation: time between consecutive new tokens.", "s",
-     {"inter_token_latency_mean_seconds": "mean", "inter_token_latency_p90_seconds": "p90"}),
-    ("Load, first call and compile time", "from_pretrained from local disk until ready on the "
-     "device; the first (cold) call; torch.compile time where compiled.", "s",
-     {"load_time_seconds": "load", "first_call_seconds": "first call",
-      "compile_time_seconds": "compile"}),
-    ("Peak RSS", "Peak resident memory of the worker while measuring and up to the end of "
-     "loading (kernel high-water mark).", "bytes",
-     {"peak_rss_bytes": "measuring", "load_peak_rss_bytes": "loading"}),
-    ("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA only).",
-     "bytes", {"cuda_max_allocated_bytes": "allocated", "cuda_max_reserved_bytes": "reserved"}),
-    ("Instructions", "CPU instructions per iteration (and per generated token), counted under "
-     "valgrind in the timed region only (measurement mode instructions): near-deterministic, "
-     "so a step here is more work per call (extra ops, dispatch overhead, another kernel "
-     "path), never cache, bandwidth or threading effects.", "short",
-     {"instructions_per_iteration": "per iteration", "instructions_per_token": "per token"}),
-]
+    (panel.title, panel.description, panel.unit, {d.name: d.legend for d in members})
+    for panel, members in panels()]
 
 DETECTABLE = f"""
 -- What the regression detector learnt of each selected series' metric at its latest scan:
@@ -535,7 +513,7 @@ def trends() -> Json:
     for title, description, unit, metrics in TREND_PANELS:
         panel = timeseries(title, description, [sql_target(trend_sql(metrics), "time_series")],
                            unit=unit)
-        if title == "Latency":
+        if title == P_LATENCY.title:
             lines.append([(panel, 24, 10)])
             continue
         pair.append((panel, 12, 9))

@@ -34,7 +34,7 @@ from collector.environment import capture_host
 from collector.exporter import Exposition, ServiceCollector, push_run
 from collector.history import Baseline, DetectionState, Regression
 from collector.http import serve_metrics
-from collector.metrics import METRICS
+from collector.metrics import METRICS, P_COLD
 from collector.model import (
     BenchmarkResult,
     BenchmarkSpec,
@@ -807,7 +807,7 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     for title, target in sql_targets(board):
         rows = runner.rows(target["rawSql"], defs_1, single)
         if title in {"Latency", "Throughput", "Tokens per second (input, prefill)", "Peak RSS",
-                     "Load, first call and compile time", "Instructions"}:
+                     P_COLD.title, "Instructions"}:
             assert rows, title
             assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"lab's-box"}, title
             assert len(rows) < counts[RAW][title], title

@@ -1,0 +1,67 @@
+"""The metric catalogue (collector/metrics.py) is the single source of truth: no module
+outside it and the worker's trackers spells a metric's name, and every catalogue row is
+complete enough for each consumer to derive from it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from collector import metrics
+from collector.metrics import METRICS, Profile
+
+ROOT = Path(__file__).parents[2]
+# The trackers measure metrics, so they name what they measure; nothing else may.
+MEASURING = ROOT / "collector" / "runner"
+
+
+def _literals(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def test_no_metric_name_is_spelled_outside_the_catalogue_and_the_trackers() -> None:
+    sources = [*sorted((ROOT / "collector").rglob("*.py")), ROOT / "grafana" / "build_dashboards.py"]
+    found = [f"{path.relative_to(ROOT)}:{line}: {value}"
+             for path in sources
+             if path != ROOT / "collector" / "metrics.py" and MEASURING not in path.parents
+             for line, value in _literals(path) if value in METRICS]
+    assert found == []
+
+
+def test_every_exported_family_has_one_help_and_label_values_tell_members_apart() -> None:
+    by_family: dict[str, set[str | None]] = {}
+    for definition in METRICS.values():
+        if definition.family is None:
+            continue
+        values = by_family.setdefault(definition.family.full_name, set())
+        assert definition.label_value not in values, definition.name
+        values.add(definition.label_value)
+        # A family with a label needs a value on every member, one without none.
+        assert (definition.label_value is None) == (definition.family.label is None), \
+            definition.name
+
+
+def test_each_panel_holds_one_unit_and_legends_where_it_has_several_metrics() -> None:
+    for panel, members in metrics.panels():
+        assert members, panel.title
+        assert len({d.unit for d in members}) == 1, panel.title
+        if len(members) > 1:
+            assert all(d.legend for d in members), panel.title
+
+
+def test_profiles_follow_units_and_directions() -> None:
+    for definition in METRICS.values():
+        if definition.unit == "bytes" and definition.direction is not metrics.Direction.NEUTRAL:
+            assert definition.profile is Profile.MEMORY, definition.name
+        if definition.unit == "instructions":
+            assert definition.profile is Profile.INSTRUCTIONS, definition.name
+        if definition.direction is metrics.Direction.NEUTRAL:
+            assert not definition.detectable, definition.name
+
+
+def test_headlines_and_default_selection_are_catalogued() -> None:
+    for name in (*metrics.HEADLINES, *metrics.DEFAULT_SELECTION):
+        assert name in METRICS
+    assert all(METRICS[name].column for name in metrics.HEADLINES)
