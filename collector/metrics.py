@@ -144,6 +144,9 @@ EXPORT = Family("export_time_seconds", "Export (or conversion) and compilation o
                 "for an exported-graph backend (ONNX Runtime, OpenVINO).")
 MEMORY = Family("peak_memory_bytes", "Peak memory by kind.", "kind")
 SIZE = Family("model_size_bytes", "Bytes of parameters and buffers.")
+NUMERICS = Family("output_drift", "How far the outputs are from the same workload's eager "
+                  "float32 result in the same run, by measure (max_abs, max_rel, "
+                  "top1_agreement).", "measure")
 INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
                       "region (measurement mode instructions), per iteration or per "
                       "generated token.", "per")
@@ -170,6 +173,10 @@ P_RSS = Panel("Peak RSS", "Peak resident memory of the worker while measuring an
               "end of loading (kernel high-water mark).", "bytes")
 P_CUDA = Panel("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA "
                "only).", "bytes")
+P_NUMERICS = Panel("Output drift", "Against the same workload's eager float32 result in the "
+                   "same run: the largest relative difference of the outputs' fingerprint "
+                   "and the share of top-1 ids that agree (1 = all). Faster but different "
+                   "shows here.", "percentunit")
 P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per generated "
                        "token), counted under valgrind in the timed region only (measurement "
                        "mode instructions): near-deterministic, so a step here is more work "
@@ -178,7 +185,7 @@ P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per 
 
 # The order of the trend panels on the dashboard.
 PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_RSS, P_CUDA,
-          P_INSTRUCTIONS)
+          P_INSTRUCTIONS, P_NUMERICS)
 
 _S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
                       Profile.NONE)
@@ -254,6 +261,18 @@ _DEFS = [
               "CPU instructions per generated token over the batch (generation tasks, "
               "measurement mode instructions)", _I, INSTRUCTIONS, "token",
               panel=P_INSTRUCTIONS, legend="per token"),
+    # Numerics (collector/numerics.py): stored, exported and drawn; not yet judged by the
+    # detector (a drift of exactly 0 has no log, and "outputs changed" is a kind of its own).
+    MetricDef("output_max_abs_diff", "absolute", _L,
+              "largest absolute difference of the outputs' fingerprint from the eager float32 "
+              "result of the same workload in the same run", _X, NUMERICS, "max_abs"),
+    MetricDef("output_max_rel_diff_ratio", "ratio", _L,
+              "output_max_abs_diff over the reference's largest absolute value", _X, NUMERICS,
+              "max_rel", panel=P_NUMERICS, legend="max relative difference"),
+    MetricDef("output_top1_agreement_ratio", "ratio", _H,
+              "share of the fingerprint's top-1 ids (argmax over the last dimension) equal "
+              "to the reference's", _X, NUMERICS, "top1_agreement", panel=P_NUMERICS,
+              legend="top-1 agreement"),
 ]
 
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}

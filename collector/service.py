@@ -42,6 +42,7 @@ from collector.model import (
     MeasurementMode,
     RunResult,
 )
+from collector.numerics import with_drift
 from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
@@ -404,7 +405,7 @@ class _Bench:
                         started_at=started, finished_at=clock(),
                         collector_version=__version__, results=tuple(results),
                         aborted=ran < len(planned) or _any_aborted(done))
-        return run, log_run
+        return with_drift(run), log_run
 
 
 def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],

@@ -50,6 +50,7 @@ from collector.runner.callgrind import CallgrindError, InstructionCounter
 from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
+from collector.runner.numerics import fingerprint
 from collector.runner.quantize import load_kwargs as quantization_load_kwargs
 from collector.runner.quantize import quantize
 from collector.runner.tasks import AUTO_CLASSES, generation, infer_task
@@ -467,6 +468,8 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens
                                                          / summary.p50)
     samples = {"latency_seconds": latencies}
+    if prepared.outputs is not None and not generating:
+        samples.update(fingerprint(prepared.outputs()))
     if generating:
         token_metrics, token_samples = generation.token_metrics(
             measured.payloads, spec.batch_size, prompt_tokens)

@@ -11,8 +11,10 @@ from collector import metrics
 from collector.metrics import METRICS, Profile
 
 ROOT = Path(__file__).parents[2]
-# The trackers measure metrics, so they name what they measure; nothing else may.
+# The trackers measure metrics, so they name what they measure; nothing else may: the
+# worker's (collector/runner/) and the output drift computed after a run.
 MEASURING = ROOT / "collector" / "runner"
+DRIFT = ROOT / "collector" / "numerics.py"
 
 
 def _literals(path: Path) -> list[tuple[int, str]]:
@@ -22,10 +24,12 @@ def _literals(path: Path) -> list[tuple[int, str]]:
 
 
 def test_no_metric_name_is_spelled_outside_the_catalogue_and_the_trackers() -> None:
-    sources = [*sorted((ROOT / "collector").rglob("*.py")), ROOT / "grafana" / "build_dashboards.py"]
+    sources = [*sorted((ROOT / "collector").rglob("*.py")),
+               ROOT / "grafana" / "build_dashboards.py"]
     found = [f"{path.relative_to(ROOT)}:{line}: {value}"
              for path in sources
-             if path != ROOT / "collector" / "metrics.py" and MEASURING not in path.parents
+             if path not in (ROOT / "collector" / "metrics.py", DRIFT)
+             and MEASURING not in path.parents
              for line, value in _literals(path) if value in METRICS]
     assert found == []
 

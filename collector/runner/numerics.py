@@ -1,0 +1,21 @@
+"""The outputs' fingerprint (worker side): a fixed, small sample of one call's first output
+on the fixed synthetic inputs, sent with the raw samples so the parent can tell a backend or
+an upgrade that is faster but computes something else (collector/numerics.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from collector.numerics import SAMPLE_KEY, SAMPLE_SIZE, TOP1_KEY, TOP1_SIZE
+
+
+def fingerprint(output: torch.Tensor) -> dict[str, list[float]]:
+    """Exactly SAMPLE_SIZE values at evenly spaced positions of the flattened output, and
+    the argmax over the last dimension of TOP1_SIZE evenly spaced rows (the top-1 class or
+    token, or the strongest hidden unit). Fixed sizes (positions repeat in small outputs),
+    so the parent can cut one fingerprint out of the repetitions' concatenated samples."""
+    flat = output.reshape(-1).float()
+    rows = output.reshape(-1, output.shape[-1]) if output.dim() > 1 else output.reshape(1, -1)
+    values = flat[torch.linspace(0, flat.numel() - 1, SAMPLE_SIZE).long()]
+    top1 = rows[torch.linspace(0, rows.shape[0] - 1, TOP1_SIZE).long()].argmax(dim=-1)
+    return {SAMPLE_KEY: [float(v) for v in values], TOP1_KEY: [float(v) for v in top1]}

@@ -1,0 +1,62 @@
+"""Output drift against the same workload's eager float32 result in the same run
+(collector/numerics.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from collector.model import Backend, Quantization
+from collector.numerics import SAMPLE_KEY, SAMPLE_SIZE, TOP1_KEY, TOP1_SIZE, with_drift
+from tests.helpers import make_run
+
+
+def _variant(result: Any, sample: list[float], top1: list[float], **spec: Any) -> Any:
+    """`result` as `spec` with a fingerprint whose values cycle through `sample` and
+    `top1` (a real fingerprint has SAMPLE_SIZE and TOP1_SIZE values)."""
+    def fixed(values: list[float], size: int) -> list[float]:
+        return [values[i % len(values)] for i in range(size)]
+
+    return result.model_copy(update={
+        "spec": result.spec.model_copy(update=spec),
+        "samples": {**result.samples, SAMPLE_KEY: fixed(sample, SAMPLE_SIZE),
+                    TOP1_KEY: fixed(top1, TOP1_SIZE)}})
+
+
+def _run(*variants: tuple[list[float], list[float], dict[str, Any]]) -> Any:
+    run = make_run(models=("bert",))
+    [base] = run.results
+    reference = _variant(base, [1.0, -2.0, 4.0], [3.0, 1.0])
+    results = [reference] + [_variant(base, s, t, **spec) for s, t, spec in variants]
+    return run.model_copy(update={"results": tuple(results)})
+
+
+def test_each_variant_is_compared_with_the_eager_float32_result_of_its_workload() -> None:
+    run = with_drift(_run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.ONNXRUNTIME}),
+                          ([1.0, -2.5, 4.0], [3.0, 2.0],
+                           {"quantization": Quantization.INT8_DYNAMIC})))
+    reference, exported, int8 = run.results
+    assert not any(k.startswith("output_") for k in reference.metrics)  # it is the reference
+    assert exported.metrics["output_max_abs_diff"] == 0.0
+    assert exported.metrics["output_top1_agreement_ratio"] == 1.0
+    assert int8.metrics["output_max_abs_diff"] == pytest.approx(0.5)
+    assert int8.metrics["output_max_rel_diff_ratio"] == pytest.approx(0.5 / 4.0)
+    assert int8.metrics["output_top1_agreement_ratio"] == 0.5
+
+
+def test_repetitions_compare_their_first_fingerprint() -> None:
+    # Repetitions' samples are concatenated by collector.combine: the first copy counts.
+    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.OPENVINO}))
+    variant = run.results[1]
+    tripled = {k: v * 3 for k, v in variant.samples.items()}
+    run = with_drift(run.model_copy(update={"results": (
+        run.results[0], variant.model_copy(update={"samples": tripled}))}))
+    assert run.results[1].metrics["output_max_abs_diff"] == 0.0
+
+
+def test_no_reference_no_drift() -> None:
+    # Another shape is another workload: nothing to compare with.
+    run = with_drift(_run(([1.0, 0.0, 4.0], [3.0, 1.0],
+                           {"backend": Backend.ONNXRUNTIME, "sequence_length": 64})))
+    assert not any(k.startswith("output_") for k in run.results[1].metrics)
