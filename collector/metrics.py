@@ -144,6 +144,10 @@ EXPORT = Family("export_time_seconds", "Export (or conversion) and compilation o
                 "for an exported-graph backend (ONNX Runtime, OpenVINO).")
 MEMORY = Family("peak_memory_bytes", "Peak memory by kind.", "kind")
 SIZE = Family("model_size_bytes", "Bytes of parameters and buffers.")
+ENERGY = Family("energy_joules", "Energy over the timed iterations (NVML on CUDA, RAPL on "
+                "CPU where exposed), per iteration or per generated token.", "per")
+TOKENS_PER_JOULE = Family("tokens_per_joule", "Generated tokens per joule of the timed "
+                          "iterations.")
 NUMERICS = Family("output_drift", "How far the outputs are from the same workload's eager "
                   "float32 result in the same run, by measure (max_abs, max_rel, "
                   "top1_agreement).", "measure")
@@ -173,6 +177,10 @@ P_RSS = Panel("Peak RSS", "Peak resident memory of the worker while measuring an
               "end of loading (kernel high-water mark).", "bytes")
 P_CUDA = Panel("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA "
                "only).", "bytes")
+P_ENERGY = Panel("Energy", "Joules per iteration (and per generated token) over the timed "
+                 "iterations: NVML's energy counter on CUDA, RAPL (powercap) on CPUs that "
+                 "expose it. No line means no counter on that host, never zero energy.",
+                 "joule")
 P_NUMERICS = Panel("Output drift", "Against the same workload's eager float32 result in the "
                    "same run: the largest relative difference of the outputs' fingerprint "
                    "and the share of top-1 ids that agree (1 = all). Faster but different "
@@ -185,7 +193,7 @@ P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per 
 
 # The order of the trend panels on the dashboard.
 PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_RSS, P_CUDA,
-          P_INSTRUCTIONS, P_NUMERICS)
+          P_INSTRUCTIONS, P_ENERGY, P_NUMERICS)
 
 _S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
                       Profile.NONE)
@@ -261,6 +269,15 @@ _DEFS = [
               "CPU instructions per generated token over the batch (generation tasks, "
               "measurement mode instructions)", _I, INSTRUCTIONS, "token",
               panel=P_INSTRUCTIONS, legend="per token"),
+    MetricDef("energy_per_iteration_joules", "joules", _L,
+              "energy over the timed iterations / their number (collector/runner/energy.py)",
+              _S, ENERGY, "iteration", panel=P_ENERGY, legend="per iteration"),
+    MetricDef("energy_per_token_joules", "joules", _L,
+              "energy over the timed iterations / the tokens they generated over the batch",
+              _S, ENERGY, "token", panel=P_ENERGY, legend="per token"),
+    MetricDef("tokens_per_joule", "tokens/J", _H,
+              "generated tokens over the batch per joule of the timed iterations", _S,
+              TOKENS_PER_JOULE),
     # Numerics (collector/numerics.py): stored, exported and drawn; not yet judged by the
     # detector (a drift of exactly 0 has no log, and "outputs changed" is a kind of its own).
     MetricDef("output_max_abs_diff", "absolute", _L,

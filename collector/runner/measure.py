@@ -7,6 +7,7 @@ reads and an append; the convergence check runs between iterations on a thinning
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,17 +36,27 @@ def _rel_ci(samples_ns: list[int], confidence: float) -> float | None:
 def measure(step: Callable[[], Any], settings: MeasurementSettings, *,
             sync: Callable[[], None] | None = None,
             on_progress: ProgressFn | None = None,
-            clock: Callable[[], int] = time.perf_counter_ns) -> Measured:
+            clock: Callable[[], int] = time.perf_counter_ns,
+            region: contextlib.AbstractContextManager[Any] | None = None) -> Measured:
     """Run `step` until the CI of the median is within target, bounded by the settings.
 
     min_iterations always run (the worker's hard timeout bounds a slow step); after that the
     loop stops at the first of: target reached (once min_duration_s has passed as well),
-    max_iterations, max_duration_s."""
+    max_iterations, max_duration_s. `region` is entered around the timed iterations only
+    (after the warm-up): the energy meter's."""
     for _ in range(settings.warmup_iterations):
         step()
         if sync is not None:
             sync()
 
+    with region or contextlib.nullcontext():
+        return _timed(step, settings, sync=sync, on_progress=on_progress, clock=clock)
+
+
+def _timed(step: Callable[[], Any], settings: MeasurementSettings, *,
+           sync: Callable[[], None] | None, on_progress: ProgressFn | None,
+           clock: Callable[[], int]) -> Measured:
+    """measure's timed loop, after the warm-up."""
     samples: list[int] = []
     payloads: list[Any] = []
     min_ns = int(settings.min_duration_s * 1e9)

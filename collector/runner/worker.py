@@ -47,6 +47,7 @@ from collector.model import (
 from collector.runner import backends, protocol
 from collector.runner.backends.base import Context, Prepared
 from collector.runner.callgrind import CallgrindError, InstructionCounter
+from collector.runner.energy import EnergyMeter
 from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
@@ -393,6 +394,17 @@ def _count_instructions(spec: BenchmarkSpec, model: Any, step: Callable[[], Any]
     return metrics, {"instructions": [float(c) for c in counts]}, info
 
 
+def _energy_metrics(joules: float | None, iterations: int, tokens: int) -> dict[str, float]:
+    """Energy per iteration (and per generated token, tokens per joule) where measured."""
+    if joules is None or iterations == 0:
+        return {}
+    metrics = {"energy_per_iteration_joules": joules / iterations}
+    if tokens:
+        metrics["energy_per_token_joules"] = joules / (iterations * tokens)
+        metrics["tokens_per_joule"] = iterations * tokens / joules
+    return metrics
+
+
 def _prepare(model: Any, context: Context) -> Prepared:
     """The backend's step for the quantized model (delay_ms wrapped around it where the
     backend runs no torch module for the forward hook to slow down)."""
@@ -445,7 +457,9 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         return {"resolved_task": task.value, "metrics": metrics, "samples": samples,
                 "measurement": info.model_dump(mode="json"),
                 "noise": noise.model_dump(mode="json")}
-    measured = measure(step, spec.measurement, sync=sync, on_progress=progress)
+    energy = EnergyMeter(device)
+    measured = measure(step, spec.measurement, sync=sync, on_progress=progress,
+                       region=energy.region() if energy.available else None)
     noise = meter.stop(gpu=_nvml_state(device) or None)
 
     latencies = [ns / 1e9 for ns in measured.samples_ns]
@@ -467,6 +481,8 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     if prompt_tokens and not generating:
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens
                                                          / summary.p50)
+    metrics.update(_energy_metrics(energy.joules, len(latencies),
+                                   spec.new_tokens * spec.batch_size if generating else 0))
     samples = {"latency_seconds": latencies}
     if prepared.outputs is not None and not generating:
         samples.update(fingerprint(prepared.outputs()))

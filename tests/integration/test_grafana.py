@@ -389,7 +389,10 @@ def metrics_for(model: str, spec: BenchmarkSpec, latency: float) -> dict[str, fl
                    "decode_tokens_per_second": (spec.new_tokens - 1) * batch / (0.8 * latency),
                    "prefill_tokens_per_second": seq * batch / (0.2 * latency)}
     if spec.device.startswith("cuda"):
-        values |= {"cuda_max_allocated_bytes": 1.2e9, "cuda_max_reserved_bytes": 1.5e9}
+        values |= {"cuda_max_allocated_bytes": 1.2e9, "cuda_max_reserved_bytes": 1.5e9,
+                   "energy_per_iteration_joules": 250.0 * latency}  # NVML, ~250 W
+        if TASKS[model] is Task.TEXT_GENERATION:
+            values["energy_per_token_joules"] = 250.0 * latency / (spec.new_tokens * batch)
     if spec.backend.value == "compile":
         values["compile_time_seconds"] = 12.0
         # Its outputs against the eager float32 result of the same workload in the run.
