@@ -5,7 +5,7 @@ before and after. CPU: RAPL through the kernel's powercap interface
 (/sys/class/powercap/intel-rapl:<n>/energy_uj, one per package; a counter that wraps at
 max_energy_range_uj). Neither is guessed: where the counter is absent (most VMs, these
 machines included, expose no powercap) or unreadable, or went backwards (an NVML reset),
-there is no energy metric, never a zero.
+there is no energy metric, never a zero. Torch-free: it takes the device's type and index.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import torch
 
 POWERCAP = Path("/sys/class/powercap")
 
@@ -48,12 +46,12 @@ def _rapl_joules(before: list[tuple[int, int]], after: list[tuple[int, int]]) ->
     return total / 1e6
 
 
-def _nvml_reader(device: torch.device) -> Callable[[], float] | None:
+def _nvml_reader(index: int) -> Callable[[], float] | None:
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     except Exception:  # no binding, no library, no GPU, or a GPU without the counter
         return None
@@ -67,10 +65,11 @@ def _nvml_reader(device: torch.device) -> Callable[[], float] | None:
 class EnergyMeter:
     """Joules over a region (`region()`), or None after it where nothing was measured."""
 
-    def __init__(self, device: torch.device, powercap: Path = POWERCAP) -> None:
+    def __init__(self, device_type: str, index: int | None = None,
+                 powercap: Path = POWERCAP) -> None:
         self.joules: float | None = None
-        self._nvml = _nvml_reader(device) if device.type == "cuda" else None
-        self._rapl = _rapl_reader(powercap) if device.type == "cpu" else None
+        self._nvml = _nvml_reader(index or 0) if device_type == "cuda" else None
+        self._rapl = _rapl_reader(powercap) if device_type == "cpu" else None
 
     @property
     def available(self) -> bool:

@@ -457,7 +457,7 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         return {"resolved_task": task.value, "metrics": metrics, "samples": samples,
                 "measurement": info.model_dump(mode="json"),
                 "noise": noise.model_dump(mode="json")}
-    energy = EnergyMeter(device)
+    energy = EnergyMeter(device.type, device.index)
     measured = measure(step, spec.measurement, sync=sync, on_progress=progress,
                        region=energy.region() if energy.available else None)
     noise = meter.stop(gpu=_nvml_state(device) or None)

@@ -19,8 +19,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.config import ServeSettings
-from collector.exporter import SERIES_LABELS, Exposition, ServiceCollector, push_run
-from collector.history import Regression
+from collector.exporter import Exposition, ServiceCollector, push_run
+from collector.history import SERIES_LABELS, Regression
 from collector.http import MetricsServer, serve_metrics
 from collector.store import SQLiteStore
 from tests.fixtures_prom import AlertmanagerFactory, PrometheusFactory

@@ -140,8 +140,8 @@ def test_a_suite_runs_while_the_database_never_answers(tmp_path: Path,
     done = threading.Event()
     original = service.exposition.render
 
-    def render() -> bytes:
-        body = original()
+    def render(accept: str = "") -> bytes:
+        body = original(accept)
         if stores.local.run_count():
             done.set()
         return body

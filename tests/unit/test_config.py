@@ -111,8 +111,8 @@ MALFORMED = [
      [(8, "colour", "unknown key; expected one of: defaults, detection, serve, storage, "
                     "suites, version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
-     [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: backend, "
-       "batch_size")]),
+     [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: attn_implementation, "
+       "backend, batch_size")]),
     ("unknown model key", BENCH.replace("GPT2LMHeadModel", "GPT2LMHeadModel\n          rev: 1"),
      [(8, "suites.s.benchmarks[0].model.rev", "unknown key; expected one of: architecture, "
        "config, delay_ms, extra_compute, seed, source, trust_remote_code")]),

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from collector.runner import energy
 from collector.runner.energy import EnergyMeter
 
@@ -23,7 +21,7 @@ def test_joules_over_the_region_summed_over_packages_with_a_wrap(tmp_path: Path)
     first = _package(tmp_path, "intel-rapl:0", 1_000_000)
     second = _package(tmp_path, "intel-rapl:1", 2**32 - 500_000)
     _package(tmp_path, "intel-rapl:0:0", 7)  # a subzone (core): counted in its package
-    meter = EnergyMeter(torch.device("cpu"), powercap=tmp_path)
+    meter = EnergyMeter("cpu", powercap=tmp_path)
     assert meter.available
     with meter.region():
         (first / "energy_uj").write_text("3500000\n")  # +2.5 J
@@ -33,18 +31,18 @@ def test_joules_over_the_region_summed_over_packages_with_a_wrap(tmp_path: Path)
 
 
 def test_no_counter_no_energy(tmp_path: Path) -> None:
-    meter = EnergyMeter(torch.device("cpu"), powercap=tmp_path)  # an empty powercap
+    meter = EnergyMeter("cpu", powercap=tmp_path)  # an empty powercap
     assert not meter.available
     zone = _package(tmp_path, "intel-rapl:0", 5)
     (zone / "energy_uj").chmod(0)
-    unreadable = EnergyMeter(torch.device("cpu"), powercap=tmp_path)
+    unreadable = EnergyMeter("cpu", powercap=tmp_path)
     # root reads any file; as another user the counter is unreadable and there is none.
     assert unreadable.available == bool(_readable(zone / "energy_uj"))
 
 
 def test_this_host_reports_energy_only_if_it_exposes_rapl() -> None:
     exposed = bool(energy._rapl_packages())
-    assert EnergyMeter(torch.device("cpu")).available is exposed
+    assert EnergyMeter("cpu").available is exposed
 
 
 def _readable(path: Path) -> bool:
