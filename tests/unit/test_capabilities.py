@@ -1,0 +1,109 @@
+"""`check-config` refuses what no backend can run, naming the file, the line and the field,
+and accepts a backend matrix every backend can run (collector/capabilities.py)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from collector import capabilities
+from collector.config import load_config
+from collector.errors import ConfigError
+from collector.model import Backend, BenchmarkSpec, Task
+from tests.helpers import spec_dict
+
+# Lines 1-8; the fields under test follow from line 9.
+BASE = """\
+suites:
+  s:
+    benchmarks:
+      - name: b
+        model:
+          source: synthetic
+          architecture: {arch}
+        sequence_length: 16
+"""
+
+# (id, architecture, extra yaml lines, field, message fragment); the first extra line is the
+# field the problem is reported at (line 9).
+IMPOSSIBLE = [
+    ("onnxruntime text-generation", "GPT2LMHeadModel",
+     "task: text-generation\nbackend: onnxruntime", "task", "not text-generation"),
+    ("openvino cuda", "BertModel", "device: cuda\nbackend: openvino", "device", "not cuda"),
+    ("bnb-int8 on cpu", "BertModel", "quantization: bnb-int8", "quantization",
+     "bnb-int8 runs on cuda, not cpu"),
+    ("int8 on onnxruntime", "BertModel", "quantization: int8-dynamic\nbackend: onnxruntime",
+     "quantization", "backend onnxruntime supports quantization none"),
+    ("attn with onnxruntime", "BertModel", "attn_implementation: sdpa\nbackend: onnxruntime",
+     "attn_implementation", "does not take attn_implementation"),
+    ("flash on cpu", "BertModel", "attn_implementation: flash_attention_2",
+     "attn_implementation", "flash_attention_2 runs on cuda only"),
+    ("openvino float16", "BertModel", "dtype: float16\nbackend: openvino", "dtype",
+     "not float16"),
+    ("instructions on onnxruntime", "BertModel",
+     "measurement: {mode: instructions}\nbackend: onnxruntime", "measurement",
+     "supports measurement mode wall, not instructions"),
+]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return path
+
+
+def bench(arch: str, extra: str) -> str:
+    return BASE.format(arch=arch) + textwrap.indent(extra + "\n", " " * 8)
+
+
+@pytest.mark.parametrize(("arch", "extra", "field", "fragment"),
+                         [case[1:] for case in IMPOSSIBLE], ids=[c[0] for c in IMPOSSIBLE])
+def test_impossible_combination_is_one_error_with_file_line_and_field(
+        tmp_path: Path, arch: str, extra: str, field: str, fragment: str) -> None:
+    path = write(tmp_path, bench(arch, extra))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.file == str(path)
+    assert problem.field == f"suites.s.benchmarks[0].{field}", str(problem)
+    assert fragment in problem.message, str(problem)
+    assert problem.line == 9 + extra.splitlines().index(
+        next(line for line in extra.splitlines() if line.startswith(field))), str(problem)
+    assert str(problem).startswith(f"{path}:{problem.line}: ")
+
+
+def test_extra_compute_with_openvino_is_refused_at_the_model(tmp_path: Path) -> None:
+    text = BASE.format(arch="BertModel").replace(
+        "          architecture: BertModel\n",
+        "          architecture: BertModel\n          extra_compute: 0.03\n") + (
+        "        backend: openvino\n")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "suites.s.benchmarks[0].model", str(problem)
+    assert problem.line == 6, str(problem)  # the model mapping starts on line 6
+    assert "extra_compute hooks the torch module" in problem.message
+    assert "delay_ms" in problem.message
+
+
+def test_backend_matrix_that_every_backend_can_run_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, bench("BertModel", "matrix:\n  backend: [eager, onnxruntime, openvino]"))
+    (suite,) = load_config(path).suites
+    assert len(suite.benchmarks) == 3
+    assert {s.backend for s in suite.benchmarks} == {
+        Backend.EAGER, Backend.ONNXRUNTIME, Backend.OPENVINO}
+    assert len({s.series_id("h") for s in suite.benchmarks}) == 3
+
+
+def test_auto_task_is_left_to_the_worker_and_checked_there_with_the_resolved_task() -> None:
+    spec = BenchmarkSpec.model_validate(spec_dict("gpt2", backend="onnxruntime"))
+    assert spec.task is Task.AUTO
+    assert capabilities.problem(spec) is None
+    problem = capabilities.problem(spec, Task.TEXT_GENERATION)
+    assert problem is not None
+    assert problem[0] == "task"
+    assert "not text-generation" in problem[1]
+    assert capabilities.problem(spec, Task.FEATURE_EXTRACTION) is None
