@@ -8,15 +8,14 @@ from typing import Any
 
 import torch
 
-from collector.model import GENERATION_TASKS, BenchmarkSpec
+from collector.model import GENERATION_TASKS
 from collector.runner.backends.base import Context, Prepared
 from collector.runner.backends.eager import Eager, torch_step
 from collector.runner.tasks import forward
 
 
-class Compiled:
-    def load_kwargs(self, spec: BenchmarkSpec) -> dict[str, Any]:
-        return Eager().load_kwargs(spec)
+class Compiled(Eager):
+    """Loads as eager does (attn_implementation); compiles when preparing."""
 
     def prepare(self, model: Any, context: Context) -> Prepared:
         settings = context.spec.compile
