@@ -212,6 +212,24 @@ def _authorised(environ: dict[str, Any], token: bytes | None) -> bool:
         offered.strip().encode("latin-1", "replace"), token)
 
 
+class _Throttle:
+    """True at most once per `interval_s`: a log line for refused requests that a client
+    retrying in a loop cannot turn into a flood."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self.interval_s = interval_s
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval_s:
+                return False
+            self._last = now
+            return True
+
+
 def _negotiate(accept: str) -> tuple[str, str]:
     """(the Accept header to render for, its Content-Type) by prometheus_client's
     choose_encoder. An OpenMetrics version that is not a number makes it raise: such a
@@ -228,6 +246,8 @@ Render = Callable[[str], bytes]
 def make_app(render: Render, health: HealthCheck, *,
              alerts_token: bytes | None = None, max_body: int = MAX_ALERT_BODY,
              timeout_s: float = TIMEOUT_S) -> Callable[..., Iterable[bytes]]:
+    refusal_logged = _Throttle()
+
     def route(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
@@ -243,6 +263,11 @@ def make_app(render: Render, health: HealthCheck, *,
             if method != "POST":
                 raise HttpError("405 Method Not Allowed", "POST only", [("Allow", "POST")])
             if not _authorised(environ, alerts_token):
+                if refusal_logged():  # a wrong token in alertmanager.yml shows up here
+                    _server_log.warning(
+                        "refused POST /alerts from %s: %s bearer token (at most one such "
+                        "line a minute)", clean(environ.get("REMOTE_ADDR", "?"), 60),
+                        "wrong" if environ.get("HTTP_AUTHORIZATION") else "no")
                 raise HttpError("401 Unauthorized", "a valid bearer token is required",
                                 [("WWW-Authenticate", 'Bearer realm="collector"')])
             alerts = parse_alerts(_read_body(environ, max_body, timeout_s))

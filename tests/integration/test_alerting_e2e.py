@@ -30,18 +30,29 @@ RULE_FILES = sorted((ROOT / "prometheus" / "rules").glob("*.yml"))
 ALERTMANAGER_YML = ROOT / "prometheus" / "alertmanager.yml"
 
 
+TOKEN = "e2e-alerts-token-0123456789abcdef"  # noqa: S105 - the test's own throwaway token
+
+
 class Webhook:
-    """An HTTP receiver for Alertmanager's webhook notifications."""
+    """An HTTP receiver for Alertmanager's webhook notifications that, like the collector's
+    /alerts, answers 401 without the bearer token."""
 
     def __init__(self) -> None:
         received: list[dict[str, Any]] = []
         self.received = received
+        self.refused = 0
+        webhook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                body = self.rfile.read(length)
+                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                    webhook.refused += 1
+                    self.send_response(401)
+                else:
+                    received.append(json.loads(body))
+                    self.send_response(200)
                 self.end_headers()
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -68,9 +79,12 @@ def webhook() -> Iterator[Webhook]:
     receiver.close()
 
 
-def _alertmanager_config(path: Path, webhook_url: str) -> Path:
-    """The committed alertmanager.yml with its webhook pointed at the test's receiver and
-    its grouping waits shortened (30 s and 5 min in production)."""
+def _alertmanager_config(path: Path, webhook_url: str, token: str = TOKEN) -> Path:
+    """The committed alertmanager.yml with its webhook pointed at the test's receiver, its
+    bearer token read from a file holding `token` (the stack's is /run/secrets/alerts_token)
+    and its grouping waits shortened (30 s and 5 min in production)."""
+    token_file = path.with_name(path.stem + "-token")
+    token_file.write_text(token + "\n")
     yaml = YAML()
     config = yaml.load(ALERTMANAGER_YML.read_text())
     config["route"]["group_wait"] = "1s"
@@ -81,6 +95,11 @@ def _alertmanager_config(path: Path, webhook_url: str) -> Path:
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = webhook_url
+            authorization = hook["http_config"]["authorization"]
+            # (one hook object shared by the receivers through the YAML alias `*webhook`)
+            assert authorization["credentials_file"] in ("/run/secrets/alerts_token",
+                                                         str(token_file))
+            authorization["credentials_file"] = str(token_file)
     with path.open("w") as handle:
         yaml.dump(config, handle)
     return path
@@ -154,5 +173,44 @@ def test_a_detected_regression_is_delivered_by_alertmanager(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         serve.wait_log("alert firing: BenchmarkRegression [page]", timeout=30)
+        assert webhook.refused == 0
+    finally:
+        assert serve.stop() == 0
+
+
+def _page(name: str) -> dict[str, Any]:
+    return {"labels": {"alertname": name, "severity": "page", "instance": "e2e"},
+            "annotations": {"summary": f"{name} from the e2e test"}}
+
+
+@pytest.mark.parametrize("sent", ["the token", "a wrong token"])
+def test_alertmanager_delivers_to_the_collectors_receiver_with_its_token(
+        sent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        alertmanager_factory: AlertmanagerFactory) -> None:
+    """The stack's default route, for real: Alertmanager with the committed config sends to
+    a real `collector serve` whose /alerts requires the token file's content. With the same
+    token the alert is logged; with another one the collector refuses it (401, logged once)
+    and logs no alert."""
+    token_file = tmp_path / "alerts_token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("COLLECTOR_ALERTS_TOKEN_FILE", str(token_file))
+    config = write(tmp_path / "c.yml", {"s": {"schedule": {"interval_s": 3600},
+                                              "benchmarks": [bench("bert")]}})
+    serve = Serve(config)
+    try:
+        alertmanager = alertmanager_factory(_alertmanager_config(
+            tmp_path / "am.yml", f"{serve.url}/alerts",
+            TOKEN if sent == "the token" else "not-" + TOKEN))
+        alertmanager.post_alerts([_page("CollectorE2ETokenCheck")])
+        if sent == "the token":
+            serve.wait_log("alert firing: CollectorE2ETokenCheck [page]", timeout=60)
+        else:
+            serve.wait_log("refused POST /alerts from 127.0.0.1: wrong bearer token", timeout=60)
+            deadline = time.monotonic() + 60
+            while "401" not in alertmanager.log_path.read_text(errors="replace"):
+                assert time.monotonic() < deadline, alertmanager.log_tail()
+                time.sleep(0.5)
+            assert "CollectorE2ETokenCheck" not in serve.log.read_text()
+        assert TOKEN not in serve.log.read_text()
     finally:
         assert serve.stop() == 0

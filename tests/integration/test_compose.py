@@ -39,6 +39,9 @@ SERVICES = {"timescaledb", "migrate", "collector", "prometheus", "alertmanager",
             "grafana"}
 REQUIRED_SECRETS = ("COLLECTOR_DB_PASSWORD", "COLLECTOR_GRAFANA_DB_PASSWORD",
                     "COLLECTOR_WRITER_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+# Secrets that are files: .env names the file on this machine, never its content.
+REQUIRED_SECRET_FILES = ("COLLECTOR_ALERTS_TOKEN_PATH",)
+SECRET_MOUNT = re.compile(r"/run/secrets/([a-z_]+)")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}")
 HEALTH_URL = re.compile(r"http://127\.0\.0\.1:(\d+)(/[^\s'\"]*)")
@@ -154,7 +157,7 @@ def test_compose_config_rejects_a_broken_copy(breakage: str, tmp_path: Path,
         assert complaint in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("secret", REQUIRED_SECRETS)
+@pytest.mark.parametrize("secret", REQUIRED_SECRETS + REQUIRED_SECRET_FILES)
 def test_every_password_is_required(secret: str, tmp_path: Path, compose_home: Path) -> None:
     """No password has a default: without it in the env file, Compose refuses to run."""
     lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
@@ -356,11 +359,21 @@ def walk_environments(document: dict[str, Any]) -> Iterator[tuple[str, str, Any]
 @pytest.mark.parametrize("path", [COMPOSE_FILE, GPU_FILE], ids=lambda p: p.name)
 def test_no_password_is_written_in_the_compose_files(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    for where, key, value in walk_environments(load_yaml(path)):
+    document = load_yaml(path)
+    for where, key, value in walk_environments(document):
         if SECRET_NAME.search(key):
-            # Exactly one required variable: no literal, no default to fall back on.
             assert isinstance(value, str), (where, key)
+            mounted = SECRET_MOUNT.fullmatch(value)
+            if key.endswith("_FILE") and mounted:
+                # The path of a Compose secret the same service mounts: a file, not a value.
+                service = document["services"][where.rpartition(".")[2]]
+                assert mounted.group(1) in service.get("secrets", []), (where, key, value)
+                continue
+            # Exactly one required variable: no literal, no default to fall back on.
             assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}", value), (where, key, value)
+    for name, secret in document.get("secrets", {}).items():
+        # A secret's file is a required variable too: nothing falls back to a shipped file.
+        assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}", secret.get("file", "")), name
     assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), "credentials in a URL"
     example = env_file_values(ENV_EXAMPLE)
     for name, value in example.items():
@@ -397,7 +410,39 @@ def test_the_env_example_documents_every_variable() -> None:
     for name in REQUIRED_SECRETS:
         # Placeholders only: nothing that could be a real secret is committed.
         assert values[name].startswith("change-me"), name
-    assert all("change-me" in v for k, v in values.items() if SECRET_NAME.search(k)), values
+    for name in REQUIRED_SECRET_FILES:
+        # A file under ./secrets, which git ignores: the token itself is never committed.
+        assert values[name].startswith("./secrets/"), (name, values[name])
+        ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+        assert "/secrets/" in ignored, f"{values[name]} is not ignored by git"
+    assert all("change-me" in v for k, v in values.items()
+               if SECRET_NAME.search(k) and k not in REQUIRED_SECRET_FILES), values
+
+
+def test_alertmanager_sends_the_token_the_collectors_receiver_requires(
+        stack: dict[str, Any], raw: dict[str, Any]) -> None:
+    """One secret, mounted in both services: the collector reads it as the token /alerts
+    requires, Alertmanager's webhooks to the collector send it as their bearer token."""
+    services = stack["services"]
+    mounts = {name: {s["source"]: s["target"] for s in services[name].get("secrets", [])}
+              for name in ("collector", "alertmanager")}
+    assert mounts["collector"].get("alerts_token") == "/run/secrets/alerts_token", mounts
+    assert mounts["alertmanager"].get("alerts_token") == "/run/secrets/alerts_token", mounts
+    environment = services["collector"]["environment"]
+    assert environment["COLLECTOR_ALERTS_TOKEN_FILE"] == mounts["collector"]["alerts_token"]
+    source = Path(stack["secrets"]["alerts_token"]["file"])
+    assert source == ROOT / env_file_values(ENV_EXAMPLE)["COLLECTOR_ALERTS_TOKEN_PATH"]
+    config = load_yaml(ROOT / "prometheus" / "alertmanager.yml")
+    hooks = [hook for receiver in config["receivers"]
+             for hook in receiver.get("webhook_configs", [])
+             if hook["url"].startswith("http://collector:")]
+    assert hooks, "no webhook goes to the collector"
+    port, _ = health_endpoint(raw, "collector")
+    for hook in hooks:
+        assert hook["url"].split("/")[2] == f"collector:{port}"
+        authorization = hook["http_config"]["authorization"]
+        assert authorization["type"] == "Bearer"
+        assert authorization["credentials_file"] == mounts["alertmanager"]["alerts_token"]
 
 
 def bind_mounts(model: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -123,13 +123,21 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(server: MetricsServer) -> None:
     assert time.monotonic() - started < 4
 
 
-def test_alerts_require_the_bearer_token(server: MetricsServer) -> None:
+def test_alerts_require_the_bearer_token(server: MetricsServer,
+                                        caplog: pytest.LogCaptureFixture) -> None:
     body = json.dumps(ALERT).encode()
-    assert post(server, body, token=None)[0] == 401
-    assert post(server, body, token=b"wrong")[0] == 401
-    assert post(server, body, headers={"Authorization": "Basic " + TOKEN.decode()},
-                token=None)[0] == 401
+    with caplog.at_level(logging.WARNING, logger="collector.http"):
+        assert post(server, body, token=None)[0] == 401
+        assert post(server, body, token=b"offered-guess")[0] == 401
+        assert post(server, body, headers={"Authorization": "Basic " + TOKEN.decode()},
+                    token=None)[0] == 401
     assert post(server, body) == (200, b"200 OK\n")
+    # A refusal is logged (a wrong token in alertmanager.yml is found in the collector's
+    # log), once a minute however often a client retries, and never with what it offered.
+    refused = [r.getMessage() for r in caplog.records if "refused POST /alerts" in r.getMessage()]
+    assert refused == ["refused POST /alerts from 127.0.0.1: no bearer token "
+                       "(at most one such line a minute)"]
+    assert "offered-guess" not in caplog.text and TOKEN.decode() not in caplog.text
 
 
 def test_alerts_without_a_configured_token_stay_open() -> None:
