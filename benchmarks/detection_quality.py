@@ -100,7 +100,7 @@ RECALL_GOAL = 0.95  # steps of 5 % or more at CV 3 %
 DELAY_GOALS = {0.10: (2, 3), 0.05: (6, 10)}  # step size: (median, p90) detection delay, runs
 LOCATED_GOAL = 0.90
 
-# Confirmation runs, as collector.service runs them (detection.confirmation.points).
+# Confirmation runs, as collector.runs runs them (detection.confirmation.points).
 CONFIRM_POINTS = 6
 MATCH_RUNS = 2  # collector.regress.scan._MATCH_RUNS: a change within 2 runs is the same record
 CONFIRM_KEY = 0x636F6E66  # spawn key of the confirmation points' generators

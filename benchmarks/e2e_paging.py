@@ -3,7 +3,7 @@ appears, and does noise never page?
 
 Real engine, real store (SQLite), no synthetic series. A suite of the default config's
 bert-tiny (seq 32, eager) and gpt2-tiny (generate) with the default config's measurement
-settings runs cycle after cycle through `collector.service.run_once`, exactly as
+settings runs cycle after cycle through `collector.runs.run_once`, exactly as
 `collector serve` runs a scheduled suite (interleaved repetitions, detection after every
 run, confirmation runs for suspicions and outlying runs).
 
@@ -51,7 +51,7 @@ from ruamel.yaml import YAML
 from collector.config import Config, load_config
 from collector.history import Regression
 from collector.runner import WorkerPool
-from collector.service import Outcome, run_once
+from collector.runs import Outcome, run_once
 from collector.store import Stores
 
 ROOT = Path(__file__).resolve().parents[1]

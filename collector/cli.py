@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collector.config import Config, StorageSettings
     from collector.history import Regression
     from collector.model import RunResult
-    from collector.service import Outcome
+    from collector.runs import Outcome
     from collector.store import Stores
 
 EXIT_OK = 0
@@ -176,7 +176,7 @@ def _write_output(path: Path, document: dict[str, Any]) -> None:
 def _run_once(args: argparse.Namespace) -> int:
     from collector.config import load_config
     from collector.report import RichReporter
-    from collector.service import Selection, run_once
+    from collector.runs import Selection, run_once
 
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
@@ -459,7 +459,7 @@ def _db_outbox_status(stores: Stores, out: Console) -> None:
 
 def _schedule(args: argparse.Namespace) -> int:
     from collector.config import load_config
-    from collector.scheduler import next_fire_times
+    from collector.service import next_fire_times
 
     config = load_config(args.config)
     out = _out()
@@ -504,7 +504,7 @@ def _serve(args: argparse.Namespace) -> int:
     from collector.config import load_config
     from collector.http import token_from_environment
     from collector.locks import AlreadyServing, ServeLock
-    from collector.scheduler import Service
+    from collector.service import Service
 
     config = load_config(args.config)
     alerts_token = token_from_environment()

@@ -137,7 +137,7 @@ class _Benchmark(_Settings):
 class Schedule(_Strict):
     """When `collector serve` runs a suite: a cron expression or a fixed interval. Both
     are checked with APScheduler's own parsers, as `collector serve` builds them
-    (collector.scheduler.trigger_for), so what this accepts serve can run."""
+    (collector.service.trigger_for), so what this accepts serve can run."""
 
     cron: str | None = None
     interval_s: Annotated[float, Field(ge=1, le=YEAR_S)] | None = None

@@ -1,519 +1,372 @@
-"""Composition root for `run-once`: expand the config, run every benchmark in isolation, one
-at a time, gather one RunResult per suite, store it, forward it, and run regression
-detection over the series it touched.
+"""`collector serve`: suites on a schedule (APScheduler 3), /metrics, and a clean stop.
 
-Nothing finished is lost when the process is killed: each run is journalled in the local
-store as it happens (its start, each benchmark's start, each finished repetition), and a
-journal whose process is gone becomes an aborted run at the next start (recover_crashed_runs).
-Times come from a wall clock read once per run and advanced by the monotonic clock, so a
-wall clock stepped back mid-run never yields a result that ends before it starts."""
+One benchmark at a time on this host: every suite job and the outbox retry run on one
+worker thread, so benchmarks never overlap (on any device), a suite whose time comes while
+another runs waits its turn, and a suite already waiting is not queued twice (coalesced).
+Misfires after downtime are coalesced into one run within `misfire_grace_s`.
+
+On SIGTERM/SIGINT: no new runs start; the running benchmark gets `grace_s` to finish, then
+its worker is killed and recorded as aborted; the run is stored whole, in one transaction,
+with status `aborted`. The stop never waits on the database: a thread stuck in a call to a
+PostgreSQL that stopped answering is left behind (every run is in the local store first).
+
+PostgreSQL is only ever called from the database thread (forwarding the outbox, then
+reading what /metrics shows of regressions) and, right after it delivered runs, from the
+detection job: benchmarks and scrapes never wait on it, and /healthz turns 503 when a
+sync has not finished for `sync_stuck_s`. Runs of a collector that died mid-run are
+recovered at start (collector.runs.recover_crashed_runs).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import fnmatch
-import functools
-import itertools
 import logging
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import Any, Protocol
+from datetime import datetime, timezone
+from typing import Any
 
-from pydantic import ValidationError
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from collector import __version__
-from collector.combine import combine
-from collector.config import Config, Suite
+from collector.config import Config, Schedule
 from collector.environment import capture_host
-from collector.errors import SelectionError, StoreError
-from collector.history import Regression
-from collector.locks import OwnerLock
-from collector.model import (
-    BenchmarkResult,
-    BenchmarkSpec,
-    Environment,
-    Failure,
-    FailureKind,
-    MeasurementMode,
-    RunResult,
+from collector.errors import StoreError, TemporaryStoreError
+from collector.exporter import Exposition, ServiceCollector
+from collector.history import (
+    ACTIVE_STATUSES,
+    DetectionState,
+    Regression,
+    SeriesInfo,
+    Store,
 )
-from collector.numerics import with_drift
-from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
-from collector.runner import WorkerPool, run_benchmark
-from collector.runner.isolation import Target
+from collector.http import ALERTS_TOKEN_FILE_ENV, MetricsServer, serve_metrics
+from collector.model import RunResult
+from collector.runner import WorkerPool
+from collector.runs import Outcome, Selection, detect_and_confirm, recover_crashed_runs, run_once
 from collector.store import SQLiteStore, Stores, SyncReport
 
-log = logging.getLogger("collector.service")
+log = logging.getLogger("collector.serve")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-class Reporter(Protocol):
-    """What the service tells its caller while it runs (the CLI draws progress with it)."""
-
-    def start(self, total: int) -> None: ...
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None: ...
-    def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None: ...
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None: ...
-    def finish(self) -> None: ...
+def trigger_for(schedule: Schedule) -> BaseTrigger:
+    if schedule.cron is not None:
+        return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
+    return IntervalTrigger(seconds=schedule.interval_s, timezone=schedule.timezone,
+                           jitter=schedule.jitter_s or None)
 
 
-class SilentReporter:
-    def start(self, total: int) -> None:
-        pass
-
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:
-        pass
-
-    def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None:
-        pass
-
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which suites and benchmarks to run; None means all. Benchmark names accept globs."""
-
-    suites: Sequence[str] | None = None
-    benchmarks: Sequence[str] | None = None
-
-    def apply(self, config: Config) -> list[Suite]:
-        known = [s.name for s in config.suites]
-        if self.suites:
-            missing = [name for name in self.suites if name not in known]
-            if missing:
-                raise SelectionError(f"unknown suite(s): {', '.join(missing)}; the config "
-                                     f"defines: {', '.join(known)}")
-        chosen = [s for s in config.suites if not self.suites or s.name in self.suites]
-        if self.benchmarks:
-            patterns = list(self.benchmarks)
-            chosen = [dataclasses.replace(s, benchmarks=tuple(
-                b for b in s.benchmarks if any(fnmatch.fnmatchcase(b.name, p) for p in patterns)))
-                for s in chosen]
-            chosen = [s for s in chosen if s.benchmarks]
-            if not chosen:
-                raise SelectionError(f"no benchmark matches {', '.join(patterns)}")
-        return chosen
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class RunClock:
-    """The wall time at the start of a run, advanced by the monotonic clock: durations are
-    monotonic, and a wall clock stepped back (NTP, a VM restored) mid-run cannot make a
-    result end before it started. Read afresh for every run."""
-
-    def __init__(self, wall: Callable[[], datetime] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._start_wall = (wall or _now)()
-        self._start_mono = monotonic()
-
-    def __call__(self) -> datetime:
-        return self._start_wall + timedelta(seconds=max(
-            0.0, self._monotonic() - self._start_mono))
-
-
-# -- the run journal ---------------------------------------------------------------------
-
-_owners: dict[Path, OwnerLock] = {}
-_owners_lock = threading.Lock()
-CRASH_MESSAGE = ("the collector process died (killed, out of memory or power loss) while "
-                 "this benchmark ran; the run was recovered at the next start")
-
-
-def owner_for(store: SQLiteStore) -> OwnerLock:
-    """This process's journal owner token for `store` (one lock file, held until exit)."""
-    key = Path(str(store.path))
-    with _owners_lock:
-        if key not in _owners:
-            _owners[key] = OwnerLock(key)
-        return _owners[key]
-
-
-class Journal:
-    """One run's journal in the local store. Journalling is best effort: a store error
-    disables it for this run (logged once); the run is still kept in memory and stored
-    whole at its end, as before."""
-
-    def __init__(self, store: SQLiteStore | None, run_id: str, header: dict[str, Any],
-                 started: datetime) -> None:
-        self._store = store
-        self.run_id = run_id
-        self._seq = itertools.count()
-        if store is not None:
-            owner = owner_for(store).token
-            self._write(lambda: store.journal_begin(run_id, owner, header, started))
-
-    def _write(self, action: Callable[[], None]) -> None:
-        if self._store is None:
-            return
-        try:
-            action()
-        except StoreError as exc:
-            log.warning("run %s is not journalled (a crash now would lose its finished "
-                        "results): %s", self.run_id, exc)
-            self._store = None
-
-    def started(self, position: int, spec: BenchmarkSpec) -> None:
-        store = self._store
-        if store is not None:
-            seq = next(self._seq)
-            self._write(lambda: store.journal_entry(self.run_id, seq, position, "started",
-                                                    spec.model_dump_json()))
-
-    def finished(self, position: int, result: BenchmarkResult) -> None:
-        store = self._store
-        if store is not None:
-            seq = next(self._seq)
-            self._write(lambda: store.journal_entry(self.run_id, seq, position, "finished",
-                                                    result.model_dump_json()))
-
-    def close(self) -> None:
-        """The run is stored: the journal goes."""
-        store = self._store
-        if store is not None:
-            self._write(lambda: store.journal_end(self.run_id))
-
-
-def _header(suite: str, env: Environment, started: datetime, purpose: str) -> dict[str, Any]:
-    return {"suite": suite, "host": env.host, "started_at": started.isoformat(),
-            "collector_version": __version__, "purpose": purpose,
-            "environment": env.model_dump(mode="json")}
-
-
-def rebuild_run(journal: dict[str, Any]) -> RunResult:
-    """The aborted run a dead process's journal stands for: every finished repetition
-    combined per benchmark, a benchmark that had started but finished nothing as an
-    aborted failure, the run marked aborted. Entries that no longer validate are skipped."""
-    header = journal["header"]
-    env = Environment.model_validate(header["environment"])
-    slots: dict[int, dict[str, Any]] = {}
-    last: datetime = journal["started_at"]
-    for _seq, position, kind, document, recorded in journal["entries"]:
-        slot = slots.setdefault(position, {"finished": [], "spec": None, "at": None})
-        last = max(last, recorded)
-        try:
-            if kind == "started":
-                slot["spec"] = BenchmarkSpec.model_validate_json(document)
-                slot["at"] = recorded
-            else:
-                slot["finished"].append(BenchmarkResult.model_validate_json(document))
-                slot["at"] = None
-        except ValidationError as exc:
-            log.warning("run %s: a journal entry no longer validates, skipped: %s",
-                        journal["run_id"], str(exc).splitlines()[0])
-    results: list[BenchmarkResult] = []
-    for position in sorted(slots):
-        slot = slots[position]
-        if slot["finished"]:
-            results.append(combine(slot["finished"]))
-        elif slot["spec"] is not None and slot["at"] is not None:
-            spec: BenchmarkSpec = slot["spec"]
-            results.append(BenchmarkResult(
-                spec=spec, series_id=spec.series_id(env.host), status="failed",
-                started_at=slot["at"], finished_at=max(slot["at"], last), environment=env,
-                failure=Failure(kind=FailureKind.ABORTED, message=CRASH_MESSAGE)))
-    return RunResult(run_id=journal["run_id"], suite=header["suite"], host=header["host"],
-                     started_at=journal["started_at"], finished_at=last,
-                     collector_version=header["collector_version"], results=tuple(results),
-                     aborted=True, purpose=header.get("purpose", "scheduled"))
-
-
-def recover_crashed_runs(store: SQLiteStore) -> list[RunResult]:
-    """Store, as aborted runs, the journals of collector processes that died mid-run (their
-    lock file is free), and close those journals. A journal that cannot be rebuilt stays,
-    logged, for a later version to read; a store error is logged and retried next time."""
-    owner = owner_for(store)
-    recovered: list[RunResult] = []
-    try:
-        journals = store.open_journals()
-    except (StoreError, ValueError) as exc:
-        log.error("cannot read the run journal: %s", exc)
-        return recovered
-    for journal in journals:
-        if owner.alive(journal["owner"]):
-            continue  # a run in progress in a live process (this one or another)
-        try:
-            if not journal["stored"]:
-                run = rebuild_run(journal)
-                store.record_run(run)
-                recovered.append(run)
-                log.warning("run %s of suite %s was in progress when its collector died: "
-                            "stored as aborted with %d result(s)", run.run_id, run.suite,
-                            len(run.results))
-            store.journal_end(journal["run_id"])
-            owner.forget(journal["owner"])
-        except (StoreError, ValueError, KeyError, TypeError) as exc:
-            log.error("cannot recover run %s from its journal: %s", journal["run_id"], exc)
-    return recovered
-
-
-@dataclass(frozen=True)
-class Outcome:
-    runs: list[RunResult]
-    store_error: str | None = None  # the local store could not keep the runs
-    sync: SyncReport | None = None  # forwarding to PostgreSQL, when one is configured
-    detection: ScanReport | None = None  # regression detection over the runs' series
-    detection_error: str | None = None  # why detection did not run (it runs next time)
-    # Confirmation runs for suspicions of this cycle, and the records they judged.
-    confirmation_runs: list[RunResult] = dataclasses.field(default_factory=list)
-    confirmed: list[Regression] = dataclasses.field(default_factory=list)
-    # Runs of a collector that died mid-run, stored as aborted before this one started.
-    recovered: list[RunResult] = dataclasses.field(default_factory=list)
-
-
-def detect(config: Config, stores: Stores, runs: list[RunResult],
-           sync: SyncReport | None) -> tuple[ScanReport | None, str | None]:
-    """Regression detection over the series of these runs, in the history of record.
-    When PostgreSQL holds it but the runs are still in the outbox, detection waits: the
-    next run (or `collector regressions scan`) catches up, since it replays history."""
-    settings = config.detection
-    series = {r.series_id for run in runs for r in run.results if r.status == "ok"}
-    if not settings.enabled or not series:
-        return None, None
-    if sync is not None and not sync.ok:
-        return None, "deferred: runs still wait in the outbox for PostgreSQL"
-    try:
-        report = scan(stores.primary(), series_ids=series,
-                      settings=ScanSettings.from_config(settings))
-    except StoreError as exc:
-        return None, str(exc)
-    return report, None
-
-
-def interleaved(specs: Sequence[BenchmarkSpec]) -> list[tuple[int, int]]:
-    """The order repetitions run in: round-robin over the suite's benchmarks (A1 B1 C1 A2
-    B2 C2 ...), as (benchmark position, repetition) pairs; a benchmark with fewer
-    repetitions drops out of later rounds."""
-    rounds = max((s.measurement.repetitions for s in specs), default=0)
-    return [(pos, rep) for rep in range(rounds) for pos, spec in enumerate(specs)
-            if rep < spec.measurement.repetitions]
-
-
-def run_once(config: Config, *, selection: Selection = Selection(),
-             reporter: Reporter | None = None, start_method: str = "forkserver",
-             host: str | None = None, stores: Stores | None = None,
-             environment: Callable[[str | None], Environment] = capture_host,
-             target: Target | None = None, pool: WorkerPool | None = None,
-             stop: threading.Event | None = None,
-             kill: threading.Event | None = None, confirm: bool = True,
-             forward: bool = True) -> Outcome:
-    """Run the selected suites now, keep every run in the local store (one transaction per
-    run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
-    failures are results, not exceptions; a database that is away is a report, not an
-    error: the runs wait in the outbox. `stop` (set by a shutdown) starts no further
-    benchmark and marks the run aborted; `kill` also stops the running worker.
-    Repetitions of a suite's benchmarks are interleaved (see `interleaved`) and combined
-    into one result per benchmark (collector.combine). When detection flags a suspected
-    change, confirmation runs of that benchmark follow at once (`confirm`, bounded by the
-    config's detection.confirmation). `forward=False` (serve, whose database thread
-    forwards) stores the runs locally and stops there when a database is configured:
-    detection then waits for `detect_and_confirm` after the runs are delivered."""
-    suites = selection.apply(config)
-    report = reporter or SilentReporter()
-    recovered = recover_crashed_runs(stores.local) if stores is not None else []
-    env = environment(host)
-    total = sum(len(interleaved(s.benchmarks)) for s in suites)
-    report.start(total)
-    runs: list[RunResult] = []
-    store_error: str | None = None
-    workers = pool or WorkerPool(start_method)
-    bench = _Bench(workers, env, report, stores.local if stores is not None else None,
-                   target=target, kill=kill)
-    try:
-        for suite in suites:
-            if stop is not None and stop.is_set():
-                break
-            run, log_run = bench.run_suite(suite, stop)
-            runs.append(run)
-            if stores is not None and store_error is None:
-                try:
-                    stores.local.record_run(run)
-                except StoreError as exc:
-                    store_error = str(exc)  # the journal stays: recovered at next start
-                else:
-                    log_run.close()
-    finally:
-        report.finish()
-    try:
-        if not forward and stores is not None and stores.database_url is not None:
-            return Outcome(runs, store_error, recovered=recovered, detection_error=(
-                "deferred: detection follows when the runs reach PostgreSQL"))
-        outcome = _after_runs(config, stores, runs, store_error, bench, stop=stop,
-                              confirm=confirm)
-        return dataclasses.replace(outcome, recovered=recovered)
-    finally:
-        if pool is None:
-            workers.close()  # ours: stop a valgrind forkserver it may have started
-
-
-@dataclass
-class _Bench:
-    """Runs benchmarks for run_once: one at a time, journalled, timed by a RunClock."""
-
-    workers: WorkerPool
-    env: Environment
-    report: Reporter
-    store: SQLiteStore | None
-    target: Target | None = None
-    kill: threading.Event | None = None
-    counter: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
-
-    def one(self, spec: BenchmarkSpec, journal: Journal, position: int,
-            clock: RunClock) -> BenchmarkResult:
-        index = next(self.counter)
-        self.report.benchmark_started(index, spec)
-        journal.started(position, spec)
-        result = run_benchmark(self.workers, spec, self.env, target=self.target,
-                               kill=self.kill, now=clock,
-                               on_progress=functools.partial(self.report.progress, spec))
-        journal.finished(position, result)
-        self.report.benchmark_finished(index, result)
-        return result
-
-    def journal(self, suite: str, clock: RunClock, purpose: str) -> Journal:
-        started = clock()
-        return Journal(self.store, uuid.uuid4().hex,
-                       _header(suite, self.env, started, purpose), started)
-
-    def run_suite(self, suite: Suite,
-                  stop: threading.Event | None) -> tuple[RunResult, Journal]:
-        """One run of `suite` (not yet stored), and its open journal."""
-        clock = RunClock()
-        started = clock()
-        log_run = self.journal(suite.name, clock, "scheduled")
-        done: list[list[BenchmarkResult]] = [[] for _ in suite.benchmarks]
-        planned = interleaved(suite.benchmarks)
-        for pos, _rep in planned:
-            if stop is not None and stop.is_set():
-                break  # the rest of the suite is not run; the run is marked aborted
-            done[pos].append(self.one(suite.benchmarks[pos], log_run, pos, clock))
-        results = [combine(reps) for reps in done if reps]
-        ran = sum(len(reps) for reps in done)
-        run = RunResult(run_id=log_run.run_id, suite=suite.name, host=self.env.host,
-                        started_at=started, finished_at=clock(),
-                        collector_version=__version__, results=tuple(results),
-                        aborted=ran < len(planned) or _any_aborted(done))
-        return with_drift(run), log_run
-
-
-def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],
-                       sync: SyncReport | None, *, pool: WorkerPool,
-                       host: str | None = None, stop: threading.Event | None = None,
-                       kill: threading.Event | None = None,
-                       environment: Callable[[str | None], Environment] = capture_host,
-                       confirm: bool = True) -> Outcome:
-    """Detection (and confirmation runs) for runs already stored and forwarded: what
-    run_once does after its sync, for serve, whose database thread forwards."""
-    bench = _Bench(pool, environment(host), SilentReporter(), stores.local, kill=kill)
-    detection, detection_error = detect(config, stores, runs, sync)
-    outcome = Outcome(runs, None, sync, detection, detection_error)
-    if confirm and detection is not None and config.detection.confirmation.enabled:
-        outcome = _confirm(config, stores, outcome, bench, stop)
-    return outcome
-
-
-def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
-                store_error: str | None, bench: _Bench, *,
-                stop: threading.Event | None, confirm: bool) -> Outcome:
-    """Forward, detect, and run confirmation points for this cycle's suspicions."""
-    sync = stores.sync() if stores is not None and store_error is None else None
-    detection, detection_error = (detect(config, stores, runs, sync)
-                                  if stores is not None and store_error is None
-                                  else (None, None))
-    outcome = Outcome(runs, store_error, sync, detection, detection_error)
-    if (confirm and stores is not None and detection is not None
-            and config.detection.confirmation.enabled):
-        outcome = _confirm(config, stores, outcome, bench, stop)
-    return outcome
-
-
-def to_confirm(detection: ScanReport, limit: int) -> list[str]:
-    """Series that want confirmation runs now: a suspected change not yet judged by them,
-    or a latest run that is a worse outlier. At most `limit`, the largest change first."""
-    wanted: dict[str, float] = {}
-    for record in detection.new + detection.changed:
-        if record.status == "suspected" and record.confirmation is None:
-            wanted[record.series_id] = max(wanted.get(record.series_id, 0.0),
-                                           abs(record.relative_change))
-    for trigger in detection.triggers:
-        wanted[trigger.series_id] = max(wanted.get(trigger.series_id, 0.0),
-                                        abs(trigger.relative_change))
-    return sorted(wanted, key=lambda series: -wanted[series])[:limit]
-
-
-def confirmation_points(spec: BenchmarkSpec, configured: int) -> int:
-    """Points to run for a suspicion: the configured number for wall time; two for
-    instruction counts, which repeat to a few hundredths of a percent: the detector pages
-    on one scheduled run and one point at the new level (collector.regress.detector,
-    INSTRUCTION_SETTINGS), and a second point costs another valgrind start-up."""
-    if spec.measurement.mode is MeasurementMode.INSTRUCTIONS:
-        return min(configured, 2)
-    return configured
-
-
-def _confirm(config: Config, stores: Stores, outcome: Outcome, bench: _Bench,
-             stop: threading.Event | None) -> Outcome:
-    """Run confirmation points for this cycle's suspicions and judge them. Each point is
-    its own run (purpose confirmation: stored and forwarded, never a point of the series)
-    with the benchmark's own repetitions; the points' values go to the detector as
-    evidence only."""
-    assert outcome.detection is not None
-    settings = config.detection.confirmation
-    specs = {r.series_id: r.spec for run in outcome.runs for r in run.results}
-    host = outcome.runs[0].host if outcome.runs else ""
-    extra_runs: list[RunResult] = []
-    judged: list[Regression] = []
-    scan_settings = ScanSettings.from_config(config.detection)
-    for series_id in to_confirm(outcome.detection, settings.max_series):
-        spec = specs.get(series_id)
-        if spec is None:
+def next_fire_times(config: Config, count: int = 3,
+                    now: datetime | None = None) -> dict[str, list[datetime]]:
+    """The next `count` run times of every scheduled suite (for `collector schedule`)."""
+    start = now or datetime.now(timezone.utc)
+    table: dict[str, list[datetime]] = {}
+    for suite in config.suites:
+        if suite.schedule is None:
             continue
-        values: dict[str, list[float]] = {}
-        for _ in range(confirmation_points(spec, settings.points)):
-            if stop is not None and stop.is_set():
+        trigger = trigger_for(suite.schedule)
+        times: list[datetime] = []
+        previous = None
+        current = start
+        while len(times) < count:
+            fire = trigger.get_next_fire_time(previous, current)
+            if fire is None:
                 break
-            clock = RunClock()
-            started = clock()
-            log_run = bench.journal(spec.suite, clock, "confirmation")
-            point = combine([bench.one(spec, log_run, 0, clock)
-                             for _ in range(spec.measurement.repetitions)])
-            run = RunResult(run_id=log_run.run_id, suite=spec.suite, host=host,
-                            started_at=started, finished_at=clock(),
-                            collector_version=__version__, results=(point,),
-                            purpose="confirmation")
-            extra_runs.append(run)
-            try:
-                stores.local.record_run(run)
-            except StoreError as exc:
-                return dataclasses.replace(outcome, store_error=str(exc),
-                                           confirmation_runs=extra_runs)
-            log_run.close()
-            if point.status == "ok":
-                for metric, value in point.metrics.items():
-                    values.setdefault(metric, []).append(value)
+            times.append(fire)
+            previous, current = fire, fire
+        table[suite.name] = times
+    return table
+
+
+def schedule_intervals(config: Config) -> dict[str, float]:
+    """Expected seconds between runs of each scheduled suite: the interval, or for cron the
+    gap between its next two run times (alert rules judge staleness by it)."""
+    intervals: dict[str, float] = {}
+    for name, times in next_fire_times(config, count=2).items():
+        if len(times) == 2:
+            intervals[name] = (times[1] - times[0]).total_seconds()
+    return intervals
+
+
+SYNC_STUCK_S = 300.0  # a sync running longer than this makes /healthz say 503
+# After the kill, how long the stop waits for the benchmark thread: the runner itself may
+# take its exit grace (10 s) to see a killed worker go; longer means a database call.
+_STUCK_THREAD_WAIT_S = 25.0
+
+
+class RegressionSnapshot:
+    """What /metrics shows of the history of record's regressions, as the database thread
+    last read it: a scrape never waits on PostgreSQL. Before the first read, or after a
+    failed one, reading raises (the exporter then says collector_regressions_readable 0)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: list[SeriesInfo] = []
+        self._active: list[Regression] = []
+        self._states: list[DetectionState] = []
+        self._error: str | None = "regressions not read from PostgreSQL yet"
+
+    def refresh(self, store: Store) -> None:
         try:
-            judged += confirm_series(stores.primary(), series_id, values,
-                                     settings=scan_settings)
+            series, active = store.list_series(), store.regressions(ACTIVE_STATUSES)
+            states = store.detection_states()
         except StoreError as exc:
-            return dataclasses.replace(outcome, detection_error=str(exc),
-                                       confirmation_runs=extra_runs, confirmed=judged)
-    sync = stores.sync() if extra_runs else outcome.sync
-    return dataclasses.replace(outcome, sync=sync, confirmation_runs=extra_runs,
-                               confirmed=judged)
+            with self._lock:
+                self._error = str(exc)
+            return
+        with self._lock:
+            self._series, self._active, self._states, self._error = (
+                series, active, states, None)
+
+    def failed(self, error: str) -> None:
+        with self._lock:
+            self._error = error
+
+    def _read(self) -> None:
+        if self._error is not None:
+            raise TemporaryStoreError(self._error)
+
+    def list_series(self, **filters: str | int) -> list[SeriesInfo]:
+        with self._lock:
+            self._read()
+            return [s for s in self._series
+                    if all(getattr(s, k) == v for k, v in filters.items())]
+
+    def regressions(self, statuses: tuple[str, ...] | None = None,
+                    series_id: str | None = None,
+                    metric: str | None = None) -> list[Regression]:
+        with self._lock:
+            self._read()
+            return [r for r in self._active
+                    if (statuses is None or r.status in statuses)
+                    and series_id in (None, r.series_id) and metric in (None, r.metric)]
+
+    def detection_states(self) -> list[DetectionState]:
+        with self._lock:
+            self._read()
+            return list(self._states)
 
 
-def _any_aborted(done: list[list[BenchmarkResult]]) -> bool:
-    return any(r.failure is not None and r.failure.kind is FailureKind.ABORTED
-               for reps in done for r in reps)
+class Service:
+    """The long-running collector: scheduler, metrics endpoint and stores."""
+
+    def __init__(self, config: Config, stores: Stores, *, host: str | None = None,
+                 start_method: str = "forkserver", port: int | None = None,
+                 alerts_token: bytes | None = None, sync_stuck_s: float = SYNC_STUCK_S) -> None:
+        self.config = config
+        self._alerts_token = alerts_token
+        self._sync_stuck_s = sync_stuck_s
+        self.stores = stores
+        self.host = host
+        self.port = config.serve.port if port is None else port
+        self.stop_event = threading.Event()  # no new benchmark starts
+        self.kill_event = threading.Event()  # the running worker is killed
+        self.stopped = threading.Event()
+        self.abandoned = False  # the stop left a thread stuck in a database call behind
+        self._busy = threading.Lock()
+        self._pool = WorkerPool(start_method)
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": int(config.serve.misfire_grace_s)},
+            timezone="UTC")
+        self._http: MetricsServer | None = None
+        # The exporter reads through its own connection (WAL: readers never block writers).
+        self._reader = SQLiteStore(stores.local.path)
+        env = capture_host(host)
+        # The database thread's own stores (SQLite and PostgreSQL connections of its own).
+        self._db_stores: Stores | None = None
+        self._db_thread: threading.Thread | None = None
+        self._db_wake = threading.Event()
+        self._db_since: float | None = None  # monotonic start of the sync in progress
+        self._undetected: list[RunResult] = []  # stored, waiting for PostgreSQL
+        self._undetected_lock = threading.Lock()
+        self._snapshot = RegressionSnapshot()
+        self.exposition = Exposition(self._reader, ServiceCollector(
+            {"version": __version__, "torch": env.torch_version or "",
+             "transformers": env.transformers_version or ""},
+            outbox_pending=self._reader.pending_count, next_runs=self.next_runs,
+            intervals=schedule_intervals(config)), regressions=self._regression_store)
+
+    def _regression_store(self) -> Store:
+        """Where the exporter reads regressions: the local store, or with PostgreSQL the
+        database thread's latest snapshot of it (scrapes never wait on a database)."""
+        if self.stores.database_url is None:
+            return self._reader
+        return self._snapshot  # type: ignore[return-value]  # the read half of Store
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        recover_crashed_runs(self.stores.local)  # a previous process killed mid-run
+        now = datetime.now(timezone.utc)
+        for suite in self.config.suites:
+            if suite.schedule is None:
+                continue
+            options: dict[str, Any] = {}
+            if self.config.serve.run_at_start:
+                options["next_run_time"] = now
+            self._scheduler.add_job(self._run_suite, trigger_for(suite.schedule),
+                                    args=[suite.name], id=f"suite:{suite.name}",
+                                    name=suite.name, **options)
+        self._scheduler.start()
+        if self.stores.database_url is not None:
+            self._db_stores = Stores(SQLiteStore(self.stores.local.path),
+                                     self.stores.database_url, self.stores.schema,
+                                     self.stores.retry, self.stores.options)
+            self._db_thread = threading.Thread(target=self._database_loop,
+                                               name="collector-db", daemon=True)
+            self._db_thread.start()
+        self._http = serve_metrics(self.exposition.render, self.health, host=self.config.serve.host,
+                                   port=self.port, alerts_token=self._alerts_token)
+        if self._alerts_token is None and self.config.serve.host not in _LOOPBACK:
+            log.warning("POST /alerts takes notifications from anyone who can reach %s: set "
+                        "%s to a file holding a bearer token", self.config.serve.host,
+                        ALERTS_TOKEN_FILE_ENV)
+        log.info("serving /metrics on http://%s:%d", *self._http.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._http is not None
+        return self._http.address
+
+    def request_stop(self) -> None:
+        """Stop scheduling; give the running benchmark grace_s, then kill it."""
+        if self.stop_event.is_set():
+            return
+        log.info("stopping: no new runs; %.0f s grace for the running benchmark",
+                 self.config.serve.grace_s)
+        self.stop_event.set()
+        self._scheduler.pause()
+        threading.Thread(target=self._finish, name="collector-stop", daemon=True).start()
+
+    def _finish(self) -> None:
+        self._db_wake.set()  # the database thread sees the stop and ends after its call
+        idle = self._busy.acquire(timeout=self.config.serve.grace_s)
+        if not idle:
+            log.warning("grace period over: killing the running benchmark")
+            self.kill_event.set()
+            idle = self._busy.acquire(timeout=_STUCK_THREAD_WAIT_S)
+        if idle:
+            self._busy.release()
+            self._scheduler.shutdown(wait=True)
+            self._pool.close()  # stops the valgrind forkserver, if instructions mode started one
+        else:  # stuck in a database call, not in a benchmark (its worker is killed)
+            log.warning("the benchmark thread is stuck in a database call: stopping without "
+                        "it (its runs are in the local store)")
+            self.abandoned = True
+            self._scheduler.shutdown(wait=False)
+        if self._http is not None:
+            self._http.stop()
+        if self._db_thread is not None:
+            self._db_thread.join(timeout=1.0)
+        if self._db_thread is None or not self._db_thread.is_alive():
+            self._reader.close()
+            if self._db_stores is not None:
+                self._db_stores.close()
+        self.stopped.set()
+
+    def health(self) -> tuple[bool, str]:
+        if self.stop_event.is_set():
+            return False, "stopping"
+        if not self._scheduler.running:
+            return False, "scheduler is not running"
+        since = self._db_since
+        if since is not None and time.monotonic() - since > self._sync_stuck_s:
+            return False, (f"database sync running for {time.monotonic() - since:.0f} s "
+                           f"(limit {self._sync_stuck_s:.0f} s): PostgreSQL does not answer")
+        return True, f"ok: {len(self._scheduler.get_jobs())} job(s) scheduled"
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        return {job.name: job.next_run_time for job in self._scheduler.get_jobs()
+                if job.id.startswith("suite:")}
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def _run_suite(self, name: str) -> None:
+        with self._busy:  # the stop sequence waits on this lock
+            if self.stop_event.is_set():
+                return
+            log.info("suite %s: starting", name)
+            outcome = run_once(self.config, selection=Selection([name]), stores=self.stores,
+                               pool=self._pool, host=self.host, stop=self.stop_event,
+                               kill=self.kill_event, forward=False)
+            # Render the new values now, so no scrape pays for it (about 1 s at 1,000 series).
+            self.exposition.render()
+        if self.stores.database_url is not None and not outcome.store_error:
+            with self._undetected_lock:
+                self._undetected += outcome.runs
+            self._db_wake.set()  # forward now, then detect
+        for run in outcome.runs:
+            failed = sum(r.status == "failed" for r in run.results)
+            log.info("suite %s: %s, %d result(s), %d failed", name, run.status,
+                     len(run.results), failed)
+        if outcome.store_error:
+            log.error("suite %s: results not stored: %s", name, outcome.store_error)
+        if outcome.sync is not None and not outcome.sync.ok:
+            log.warning("%d run(s) wait in the outbox: %s", outcome.sync.pending,
+                        outcome.sync.error)
+        if outcome.detection_error is not None and self.stores.database_url is None:
+            log.warning("regression detection did not run: %s", outcome.detection_error)
+        self._log_detection(outcome)
+
+    def _log_detection(self, outcome: Outcome) -> None:
+        judged = {r.regression_id: r for r in outcome.confirmed}
+        for seen in (outcome.detection.new + outcome.detection.changed
+                     if outcome.detection is not None else []):
+            record = judged.get(seen.regression_id, seen)
+            verdict = (f" [{record.confirmation.get('verdict')} by "
+                       f"{record.confirmation.get('points')} confirmation point(s)]"
+                       if record.confirmation else "")
+            log.info("%s %s: %s %+.1f%% on series %s%s%s (id %s)", record.kind, record.status,
+                     record.metric, record.relative_change * 100, record.series_id,
+                     f" ({record.attribution})" if record.attribution else "", verdict,
+                     record.regression_id)
+
+    def _database_loop(self) -> None:
+        """Forward the outbox now and then (at once after a suite), refresh what /metrics
+        shows of regressions, and hand delivered runs to detection. Its own connections;
+        it holds no lock a benchmark, a scrape or the stop needs."""
+        assert self._db_stores is not None
+        while not self.stop_event.is_set():
+            self._db_since = time.monotonic()
+            try:
+                report = self._db_stores.sync()
+                if report is not None and report.ok:
+                    self._snapshot.refresh(self._db_stores.primary())
+                elif report is not None:
+                    self._snapshot.failed(report.error or "PostgreSQL unavailable")
+            except StoreError as exc:  # sync reports; reaching primary() may raise
+                report = None
+                self._snapshot.failed(str(exc))
+                log.warning("database: %s", exc)
+            finally:
+                self._db_since = None
+            if report is not None and not report.ok:
+                log.warning("%d run(s) wait in the outbox: %s", report.pending, report.error)
+            elif report is not None and not self.stop_event.is_set():
+                with self._undetected_lock:
+                    runs, self._undetected = self._undetected, []
+                if runs:
+                    self._scheduler.add_job(self._detect, args=[runs, report],
+                                            name="detection")
+            self._db_wake.wait(self.config.serve.outbox_retry_s)
+            self._db_wake.clear()
+
+    def _detect(self, runs: list[RunResult], report: SyncReport) -> None:
+        """Detection and confirmation runs for delivered runs, on the benchmark thread
+        (confirmation runs are benchmarks)."""
+        with self._busy:
+            if self.stop_event.is_set():
+                return
+            outcome = detect_and_confirm(self.config, self.stores, runs, report,
+                                         pool=self._pool, host=self.host,
+                                         stop=self.stop_event, kill=self.kill_event)
+            self.exposition.render()
+        if outcome.detection_error is not None:
+            log.warning("regression detection did not run: %s", outcome.detection_error)
+        self._log_detection(outcome)

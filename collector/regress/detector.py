@@ -79,7 +79,7 @@ class DetectorSettings:
     clip_sigmas: float = 3.0  # winsorising for the location step
     dismiss_after: int = 20  # a suspected change not confirmed within this many runs is dropped
     # A single run this far out (robust z, the worse direction) asks for confirmation runs
-    # at once: they, not this run, decide (collector.service, scan.confirm_series).
+    # at once: they, not this run, decide (collector.runs, scan.confirm_series).
     z_trigger: float = 3.0
 
     def __post_init__(self) -> None:

@@ -491,7 +491,7 @@ class SQLiteStore:
             self._conn.close()
 
     # == run journal (issue 11: a killed collector loses no finished result) == BEGIN ==
-    # Used by collector.service; the table is migrations/sqlite/0005_run_journal.sql.
+    # Used by collector.runs; the table is migrations/sqlite/0005_run_journal.sql.
 
     def journal_begin(self, run_id: str, owner: str, header: dict[str, Any],
                       started_at: datetime) -> None:

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 
 from collector.config import load_config
 from collector.locks import OwnerLock
-from collector.service import CRASH_MESSAGE, RunClock, _header, recover_crashed_runs, run_once
+from collector.runs import CRASH_MESSAGE, RunClock, _header, recover_crashed_runs, run_once
 from collector.store import SQLiteStore, Stores
 from tests.helpers import FAST_MEASUREMENT, benchmark_yaml, make_run
 
@@ -141,10 +141,10 @@ class SteppingBack(datetime):
 def test_a_wall_clock_stepped_back_loses_no_run(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import collector.runner
-    import collector.service
+    import collector.runs
 
     monkeypatch.setattr(collector.runner, "datetime", SteppingBack)
-    monkeypatch.setattr(collector.service, "_now", lambda: SteppingBack.now(timezone.utc))
+    monkeypatch.setattr(collector.runs, "_now", lambda: SteppingBack.now(timezone.utc))
     config = load_config(write_config(tmp_path / "c.yml", {"s": {"benchmarks": [
         benchmark_yaml("bert"), benchmark_yaml("bert", "second", batch_size=2)]}}))
     stores = Stores.open(tmp_path / "l.db", None)

@@ -105,7 +105,7 @@ def test_a_store_busy_past_its_timeout_is_retried_not_dropped(
 def test_run_journal_writes_wait_for_a_busy_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A journal write that gave up would leave the run's finished results unprotected
-    against a crash (collector.service.Journal stops journalling after an error)."""
+    against a crash (collector.runs.Journal stops journalling after an error)."""
     db = tmp_path / "local.db"
     store = _busy_store(db, monkeypatch)
     when = datetime.now(timezone.utc)

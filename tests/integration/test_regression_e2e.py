@@ -16,7 +16,7 @@ from collector.config import load_config
 from collector.exporter import Exposition, ServiceCollector
 from collector.history import Regression
 from collector.runner import WorkerPool
-from collector.service import run_once
+from collector.runs import run_once
 from collector.store import Stores
 from tests.helpers import benchmark_yaml
 

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 
 from collector.config import DAY_S, YEAR_S, Config, load_config
 from collector.errors import ConfigError
-from collector.scheduler import Service, next_fire_times
+from collector.service import Service, next_fire_times
 from collector.store import SQLiteStore, Stores
 from tests.helpers import FAST_MEASUREMENT, TINY_MODELS
 

@@ -18,7 +18,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.config import Config, load_config
-from collector.scheduler import Service
+from collector.service import Service
 from collector.store import StoreOptions, Stores
 from tests.helpers import benchmark_yaml
 from tests.integration.test_serve import Serve, bench, write

@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from collector.config import load_config
 from collector.model import FailureKind
 from collector.runner import WorkerPool
-from collector.service import run_once
+from collector.runs import run_once
 from collector.store import Stores
 from tests.helpers import benchmark_yaml
 from tests.integration import faults

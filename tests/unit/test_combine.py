@@ -17,7 +17,7 @@ from collector.model import (
     MeasurementInfo,
     NoiseProbe,
 )
-from collector.service import interleaved
+from collector.runs import interleaved
 from tests.helpers import spec_dict
 
 T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)

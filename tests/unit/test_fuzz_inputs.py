@@ -37,7 +37,7 @@ from collector.errors import ConfigError, InputError
 from collector.metrics import Direction
 from collector.regress.detector import DetectorSettings
 from collector.regress.offline import document, read_series
-from collector.scheduler import next_fire_times
+from collector.service import next_fire_times
 
 ROOT = Path(__file__).parents[2]
 PER_INPUT_S = 10.0  # typical: 1-50 ms; a busy CI core is slow, a hang is slower
