@@ -52,7 +52,8 @@ def add_parsers(commands: Any, default_config: str) -> None:
         parser.add_argument("--metric", help="metric name")
         parser.add_argument("--model", help="model label")
         parser.add_argument("--host", help="host label")
-        parser.add_argument("--kind", choices=("regression", "improvement"))
+        parser.add_argument("--kind", choices=("regression", "improvement", "host_drift",
+                                                "outputs_changed"))
         parser.add_argument("--format", choices=("table", "json"), default="table")
 
     detect = commands.add_parser(

@@ -166,7 +166,10 @@ class RegressionCollector(Collector):
         gauge = GaugeMetricFamily(
             f"{PREFIX}_regression_relative_change",
             "Active detected changes of level (after / before - 1), by series and metric. "
-            "kind: regression or improvement; status: suspected (does not page), open, "
+            "kind: regression, improvement, host_drift (nothing of ours changed), or "
+            "outputs_changed (output drift stepped; the value is the step over the previous "
+            "value, or over the tolerance where that was 0); status: suspected (does not "
+            "page), open, "
             "acknowledged; attribution: what changed between the last good and the first "
             "bad run.",
             labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id",

@@ -6,6 +6,7 @@ detector (later) depend on this protocol only, never on a concrete store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -114,7 +115,8 @@ class Regression:
     series_id: str
     metric: str
     # host_drift: a step with no software, configuration or model change behind it
-    kind: Literal["regression", "improvement", "host_drift"]
+    # outputs_changed: output drift on fixed inputs stepped (collector/regress/outputs.py)
+    kind: Literal["regression", "improvement", "host_drift", "outputs_changed"]
     status: RegressionStatus
     start_run_id: str
     start_time: datetime
@@ -241,6 +243,11 @@ class Store(Protocol):
 
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         """The latest `limit` successful results of a series with every metric."""
+        ...
+
+    def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
+        """Raw samples `names` of the series' latest scheduled result that has any of them
+        (what the numerics drift of the next run is measured against)."""
         ...
 
     def regressions(self, statuses: tuple[str, ...] | None = None,

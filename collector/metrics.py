@@ -33,6 +33,9 @@ class Profile(str, Enum):
     COLD = "cold"  # one-off work (load, first call, compile, export): a larger minimum effect
     MEMORY = "memory"  # near-deterministic: thresholds decide
     INSTRUCTIONS = "instructions"  # counted under valgrind: repeatable to 0.01%
+    # Output drift on fixed inputs: deterministic, so any step beyond `tolerance` is a
+    # different computation ("outputs changed", collector/regress/outputs.py), never noise.
+    OUTPUTS = "outputs"
     NONE = "none"  # stored and shown, never judged (spread, sizes)
 
     @property
@@ -110,6 +113,8 @@ class MetricDef:
     column: Column | None = None  # not in the terminal table when None
     panel: Panel | None = None  # not in a trend panel when None
     legend: str | None = None  # its name in the panel, when the panel has several
+    # Profile OUTPUTS: the smallest step (in the metric's unit) that is a change.
+    tolerance: float = 0.0
 
     @property
     def detectable(self) -> bool:
@@ -148,9 +153,10 @@ ENERGY = Family("energy_joules", "Energy over the timed iterations (NVML on CUDA
                 "CPU where exposed), per iteration or per generated token.", "per")
 TOKENS_PER_JOULE = Family("tokens_per_joule", "Generated tokens per joule of the timed "
                           "iterations.")
-NUMERICS = Family("output_drift", "How far the outputs are from the same workload's eager "
-                  "float32 result in the same run, by measure (max_abs, max_rel, "
-                  "top1_agreement).", "measure")
+NUMERICS = Family("output_drift", "How far the outputs are from the reference (the same "
+                  "workload's eager float32 result in the same run, else the series' previous "
+                  "run), by measure (max_abs, max_rel, top1_agreement, token_agreement).",
+                  "measure")
 INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
                       "region (measurement mode instructions), per iteration or per "
                       "generated token.", "per")
@@ -182,9 +188,11 @@ P_ENERGY = Panel("Energy", "Joules per iteration (and per generated token) over 
                  "expose it. No line means no counter on that host, never zero energy.",
                  "joule")
 P_NUMERICS = Panel("Output drift", "Against the same workload's eager float32 result in the "
-                   "same run: the largest relative difference of the outputs' fingerprint "
-                   "and the share of top-1 ids that agree (1 = all). Faster but different "
-                   "shows here.", "percentunit")
+                   "same run (else the series' previous run): the largest relative difference "
+                   "of the outputs' fingerprint and the share of top-1 ids (generation: new "
+                   "token ids) that agree (1 = all). Faster but different shows here; a step "
+                   "is an \"outputs changed\" record on the Regressions panels.",
+                   "percentunit")
 P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per generated "
                        "token), counted under valgrind in the timed region only (measurement "
                        "mode instructions): near-deterministic, so a step here is more work "
@@ -197,6 +205,7 @@ PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_
 
 _S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
                       Profile.NONE)
+_O = Profile.OUTPUTS
 
 # In the order of the terminal table's columns and of /metrics.
 _DEFS = [
@@ -278,18 +287,25 @@ _DEFS = [
     MetricDef("tokens_per_joule", "tokens/J", _H,
               "generated tokens over the batch per joule of the timed iterations", _S,
               TOKENS_PER_JOULE),
-    # Numerics (collector/numerics.py): stored, exported and drawn; not yet judged by the
-    # detector (a drift of exactly 0 has no log, and "outputs changed" is a kind of its own).
+    # Numerics (collector/numerics.py): judged as "outputs changed" (collector/regress/
+    # outputs.py), not by the step detector: drift on fixed inputs is deterministic and is
+    # often exactly 0, which has no log. The absolute difference depends on the model's
+    # scale; its relative form is the one judged.
     MetricDef("output_max_abs_diff", "absolute", _L,
-              "largest absolute difference of the outputs' fingerprint from the eager float32 "
-              "result of the same workload in the same run", _X, NUMERICS, "max_abs"),
+              "largest absolute difference of the outputs' fingerprint from the reference "
+              "(the workload's eager float32 result in the same run, else the series' "
+              "previous run)", _X, NUMERICS, "max_abs"),
     MetricDef("output_max_rel_diff_ratio", "ratio", _L,
-              "output_max_abs_diff over the reference's largest absolute value", _X, NUMERICS,
-              "max_rel", panel=P_NUMERICS, legend="max relative difference"),
+              "output_max_abs_diff over the reference's largest absolute value", _O, NUMERICS,
+              "max_rel", panel=P_NUMERICS, legend="max relative difference", tolerance=1e-4),
     MetricDef("output_top1_agreement_ratio", "ratio", _H,
               "share of the fingerprint's top-1 ids (argmax over the last dimension) equal "
-              "to the reference's", _X, NUMERICS, "top1_agreement", panel=P_NUMERICS,
-              legend="top-1 agreement"),
+              "to the reference's", _O, NUMERICS, "top1_agreement", panel=P_NUMERICS,
+              legend="top-1 agreement", tolerance=1e-6),
+    MetricDef("output_token_agreement_ratio", "ratio", _H,
+              "generation: share of the new token ids of one greedy generate() call equal to "
+              "the reference's, position by position", _O, NUMERICS, "token_agreement",
+              panel=P_NUMERICS, legend="token agreement", tolerance=1e-6),
 ]
 
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}

@@ -42,7 +42,7 @@ from collector.model import (
     MeasurementMode,
     RunResult,
 )
-from collector.numerics import with_drift
+from collector.numerics import FINGERPRINT_KEYS, with_drift
 from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
@@ -405,7 +405,19 @@ class _Bench:
                         started_at=started, finished_at=clock(),
                         collector_version=__version__, results=tuple(results),
                         aborted=ran < len(planned) or _any_aborted(done))
-        return with_drift(run), log_run
+        return with_drift(run, self.previous_fingerprint), log_run
+
+    def previous_fingerprint(self, series_id: str) -> dict[str, list[float]]:
+        """The series' previous stored fingerprint: the numerics reference of a result
+        without one in its run. A store that cannot answer costs the drift, not the run."""
+        if self.store is None:
+            return {}
+        try:
+            return self.store.latest_samples(series_id, FINGERPRINT_KEYS)
+        except StoreError as exc:
+            log.warning("no numerics reference from the local store for %s: %s",
+                        series_id, exc)
+            return {}
 
 
 def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],

@@ -340,7 +340,8 @@ ORDER BY "worse by %" DESC NULLS LAST, s.host, s.name, k.metric
 
 ACTIVE_REGRESSIONS = """
 -- Detected regressions that are not over: suspected (not paging yet), open, acknowledged;
--- host drift (a step with nothing of ours changed behind it: a warning, no page) too.
+-- host drift (a step with nothing of ours changed behind it: a warning, no page) and
+-- changed outputs (collector/regress/outputs.py) too.
 SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.device, s.dtype,
        s.batch_size AS "batch", s.sequence_length AS "seq", r.metric,
        round((100 * r.relative_change)::numeric, 1) AS "change %",
@@ -349,7 +350,7 @@ SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.dev
        r.confirmation ->> 'verdict' AS "confirmation", r.regression_id AS "id"
 FROM regressions r
 JOIN series s USING (series_id)
-WHERE r.kind IN ('regression', 'host_drift')
+WHERE r.kind IN ('regression', 'host_drift', 'outputs_changed')
   AND r.status IN ('suspected', 'open', 'acknowledged')
   AND s.host IN ($host)
 ORDER BY CASE r.status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,

@@ -27,7 +27,8 @@ from collector.history import (
     RunPoint,
     Store,
 )
-from collector.metrics import METRICS, Direction
+from collector.metrics import METRICS, Direction, Profile
+from collector.regress import outputs
 from collector.regress.attribution import describe, environment_diff, hardware_key
 from collector.regress.detector import (
     Change,
@@ -146,6 +147,9 @@ def _scan_series(store: Store, series_id: str, config: ScanSettings,
     states: list[DetectionState] = []
     for window in _windows(store, series_id, config):
         report.metrics += 1
+        if METRICS[window.metric].profile is Profile.OUTPUTS:
+            _outputs_changed(store, window, stored, report)
+            continue
         metric, values, contaminated = window.metric, window.values, window.contaminated
         changes = replay(values, METRICS[metric].direction,
                          config.for_metric(metric), contaminated=contaminated)
@@ -291,6 +295,36 @@ def _record(window: _Window, change: Change) -> Regression:
         p_value=change.p_value, method=METHOD, environment_diff=diff,
         attribution=describe(diff))
     return _update(base, change, points)
+
+
+def _outputs_changed(store: Store, window: _Window, stored: list[Regression],
+                     report: ScanReport) -> None:
+    """Record each step of an output-drift metric as an open "outputs changed" record,
+    attributed like a regression. Deterministic, so confirmed by the run that shows it;
+    it stays open until someone acknowledges it or accepts it as the baseline."""
+    definition = METRICS[window.metric]
+    known = {r.regression_id for r in stored}
+    points, values = window.points, window.values
+    for index in outputs.changes(values, definition.direction, definition.tolerance):
+        first_bad, last_good = points[index], points[index - 1]
+        record_id = regression_id(window.series_id, window.metric, "outputs_changed",
+                                  first_bad.run_id)
+        if record_id in known:
+            continue
+        before, after = values[index - 1], values[index]
+        diff = environment_diff(last_good, first_bad)
+        created = Regression(
+            regression_id=record_id, series_id=window.series_id, metric=window.metric,
+            kind="outputs_changed", status="open", start_run_id=first_bad.run_id,
+            start_time=first_bad.time, last_good_run_id=last_good.run_id,
+            last_good_time=last_good.time, detected_run_id=first_bad.run_id,
+            detected_at=first_bad.time, confirmed_at=first_bad.time, before_value=before,
+            after_value=after,
+            relative_change=outputs.relative_step(before, after, definition.tolerance),
+            statistic=abs(after - before) / definition.tolerance, p_value=None,
+            method=outputs.METHOD, environment_diff=diff, attribution=describe(diff))
+        store.save_regression(created)
+        report.new.append(created)
 
 
 def drift_prone(metric: str) -> bool:

@@ -1,12 +1,18 @@
 """The outputs' fingerprint (worker side): a fixed, small sample of one call's first output
-on the fixed synthetic inputs, sent with the raw samples so the parent can tell a backend or
-an upgrade that is faster but computes something else (collector/numerics.py)."""
+on the fixed synthetic inputs (for generation: the new token ids of one greedy call), sent
+with the raw samples so the parent can tell a backend or an upgrade that is faster but
+computes something else (collector/numerics.py)."""
 
 from __future__ import annotations
 
 import torch
 
-from collector.numerics import SAMPLE_KEY, SAMPLE_SIZE, TOP1_KEY, TOP1_SIZE
+from collector.numerics import SAMPLE_KEY, SAMPLE_SIZE, TOKENS_KEY, TOP1_KEY, TOP1_SIZE
+
+
+def outputs_fingerprint(output: torch.Tensor, generating: bool) -> dict[str, list[float]]:
+    """The fingerprint of a task's outputs: token ids for generation, else a sample."""
+    return token_fingerprint(output) if generating else fingerprint(output)
 
 
 def fingerprint(output: torch.Tensor) -> dict[str, list[float]]:
@@ -19,3 +25,9 @@ def fingerprint(output: torch.Tensor) -> dict[str, list[float]]:
     values = flat[torch.linspace(0, flat.numel() - 1, SAMPLE_SIZE).long()]
     top1 = rows[torch.linspace(0, rows.shape[0] - 1, TOP1_SIZE).long()].argmax(dim=-1)
     return {SAMPLE_KEY: [float(v) for v in values], TOP1_KEY: [float(v) for v in top1]}
+
+
+def token_fingerprint(tokens: torch.Tensor) -> dict[str, list[float]]:
+    """A generation's fingerprint: its new token ids, row by row (batch x new_tokens values,
+    a size the parent knows from the spec)."""
+    return {TOKENS_KEY: [float(v) for v in tokens.reshape(-1)]}

@@ -51,7 +51,7 @@ from collector.runner.energy import EnergyMeter
 from collector.runner.extra_compute import Cost, ExtraCompute
 from collector.runner.isolation import WorkerFailure
 from collector.runner.measure import measure
-from collector.runner.numerics import fingerprint
+from collector.runner.numerics import outputs_fingerprint
 from collector.runner.quantize import load_kwargs as quantization_load_kwargs
 from collector.runner.quantize import quantize
 from collector.runner.tasks import AUTO_CLASSES, generation, infer_task
@@ -484,8 +484,8 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     metrics.update(_energy_metrics(energy.joules, len(latencies),
                                    spec.new_tokens * spec.batch_size if generating else 0))
     samples = {"latency_seconds": latencies}
-    if prepared.outputs is not None and not generating:
-        samples.update(fingerprint(prepared.outputs()))
+    if prepared.outputs is not None:
+        samples.update(outputs_fingerprint(prepared.outputs(), generating))
     if generating:
         token_metrics, token_samples = generation.token_metrics(
             measured.payloads, spec.batch_size, prompt_tokens)

@@ -474,6 +474,9 @@ class PostgresStore:
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         return regressions.series_history(self._query, series_id, limit)
 
+    def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
+        return regressions.latest_samples(self._query, series_id, names)
+
     def regressions(self, statuses: tuple[str, ...] | None = None,
                     series_id: str | None = None,
                     metric: str | None = None) -> list[Regression]:

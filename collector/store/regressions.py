@@ -148,6 +148,27 @@ def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
     return SeriesHistory(runs, values)
 
 
+def latest_samples(query: Query, series_id: str,
+                   names: Sequence[str]) -> dict[str, list[float]]:
+    """The raw samples `names` of the series' latest scheduled, successful result that has
+    any of them ({} when none has, or they were pruned)."""
+    marks = ", ".join(["%s"] * len(names))
+    latest = query(
+        "SELECT r.run_id FROM results r WHERE r.series_id = %s AND r.status = 'ok' "  # noqa: S608 - placeholders only
+        "AND r.purpose = 'scheduled' AND EXISTS (SELECT 1 FROM samples s WHERE "
+        f"s.run_id = r.run_id AND s.series_id = r.series_id AND s.metric IN ({marks})) "
+        "ORDER BY r.finished_at DESC LIMIT 1", (series_id, *names))
+    if not latest:
+        return {}
+    rows = query(
+        "SELECT metric, value FROM samples WHERE run_id = %s AND series_id = %s "  # noqa: S608 - placeholders only
+        f"AND metric IN ({marks}) ORDER BY metric, idx", (latest[0][0], series_id, *names))
+    found: dict[str, list[float]] = {}
+    for metric, value in rows:
+        found.setdefault(metric, []).append(float(value))
+    return found
+
+
 DETECTION_STATE_COLUMNS = ("series_id", "metric", "runs", "noise", "min_detectable_effect",
                            "confirm_min_detectable_effect")
 UPSERT_DETECTION_STATE = (

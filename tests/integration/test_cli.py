@@ -139,3 +139,30 @@ def test_spawn_isolation_from_the_command_line(tmp_path: Path) -> None:
                      "--format", "json", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["runs"][0]["results"][0]["status"] == "ok"
+
+
+def test_outputs_are_compared_with_the_series_previous_run(tmp_path: Path) -> None:
+    """Through real workers: a generation benchmark's fingerprint is its new token ids; a
+    result with no eager float32 sibling in the run (here: every reference itself) is
+    compared with its own series' previous stored run, which on a fixed seed and fixed
+    inputs computes the same outputs again."""
+    config = write_config(tmp_path / "c.yml", [benchmark_yaml("gpt2"),
+                                               benchmark_yaml("bert")])
+    store = tmp_path / "db.sqlite"
+    docs = []
+    for _ in range(2):
+        proc = collector("run-once", "--config", str(config), "--format", "json",
+                         "--no-progress", "--no-confirm", "--local-store", str(store))
+        assert proc.returncode == 0, proc.stderr
+        docs.append({r["spec"]["name"]: r for r in json.loads(proc.stdout)["runs"][0]["results"]})
+    first, second = docs
+    gpt2 = second["gpt2"]
+    assert len(gpt2["samples"]["output_tokens"]) == 1 * 4  # batch x new_tokens
+    assert all(float(t).is_integer() for t in gpt2["samples"]["output_tokens"])
+    assert "output_sample" not in gpt2["samples"]
+    assert len(second["bert"]["samples"]["output_sample"]) == 256
+    # The first run has nothing to compare with; the second matches it exactly.
+    assert not any(k.startswith("output_") for r in first.values() for k in r["metrics"])
+    assert gpt2["metrics"]["output_token_agreement_ratio"] == 1.0
+    assert second["bert"]["metrics"]["output_max_abs_diff"] == 0.0
+    assert second["bert"]["metrics"]["output_top1_agreement_ratio"] == 1.0

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from collector.errors import PermanentStoreError, SchemaError
+from collector.regress.scan import scan
 from collector.store import SQLiteStore
 from collector.store.migrate import Migration, load_migrations, plan
 from collector.store.postgres import PostgresStore
+from tests.helpers import make_run
+from tests.integration.test_regressions_store import NEW, OLD, T0
 
 
 def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> None:
@@ -22,7 +26,8 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
     assert [(a.version, a.name) for a in state.applied] == [(1, "initial"),
                                                             (2, "readonly_role"),
                                                             (4, "regressions"),
-                                                            (5, "signal")]
+                                                            (5, "signal"),
+                                                            (7, "outputs_changed")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
                                                                    (6, "timescaledb")]
@@ -56,11 +61,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 4
+    assert len(plan(again).applied) == 5
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6]
     local.close()
 
 
@@ -71,7 +76,8 @@ def _older(dialect: str) -> list[Migration]:
 def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
     PostgresStore(pg_url, migrations=_older("postgres")).close()  # a database from before
     with pytest.raises(SchemaError, match=r"older than this collector \(pending: "
-                                          r"0002_readonly_role, 0004_regressions, 0005_signal\)"):
+                                          r"0002_readonly_role, 0004_regressions, 0005_signal, "
+                                          r"0007_outputs_changed\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -101,7 +107,7 @@ def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4, 5]
+    assert versions == [1, 2, 4, 5, 7]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -122,7 +128,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
-    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1)]
+    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
@@ -146,4 +152,34 @@ def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
     # Writing through the store as that role is a permanent error, not a retry loop.
     with pytest.raises(PermanentStoreError, match="permission denied"):
         PostgresStore(reader_url).record_run(make_run())
+    store.close()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_the_outputs_changed_kind_keeps_the_regressions_of_an_older_schema(
+        dialect: str, tmp_path: Path, pg_url: str) -> None:
+    """Rebuilding SQLite's regressions table (and PostgreSQL's new constraint) keeps every
+    stored record, its confirmation evidence included, and then admits the new kind."""
+    older = [m for m in load_migrations(dialect)
+             if m.name != "outputs_changed" and m.requires is None]
+
+    def open_store(migrations: list[Migration] | None = None) -> SQLiteStore | PostgresStore:
+        if dialect == "sqlite":
+            return SQLiteStore(tmp_path / "l.db", migrations=migrations)
+        return PostgresStore(pg_url, migrations=migrations)
+
+    store = open_store(older)
+    for hour in range(28):
+        store.record_run(make_run(when=T0 + timedelta(hours=hour), models=("bert",),
+                                  latency=0.013 if hour >= 20 else 0.010,
+                                  environment=NEW if hour >= 20 else OLD))
+        scan(store)
+    before = store.regressions()
+    assert before and all(r.kind == "regression" for r in before)
+    store.close()
+    store = open_store()
+    assert store.regressions() == before
+    store.save_regression(dataclasses.replace(before[0], regression_id="changed-outputs",
+                                  kind="outputs_changed"))
+    assert {r.kind for r in store.regressions()} == {"regression", "outputs_changed"}
     store.close()

@@ -118,6 +118,7 @@ def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
     alerts = alert_rules()
     assert set(alerts) == {
         "BenchmarkRegression", "BenchmarkRegressionSuspected", "BenchmarkHostDrift",
+        "BenchmarkOutputsChanged",
         "BenchmarkRegressionAcknowledged", "BenchmarkFailingRepeatedly", "BenchmarkStale",
         "CollectorDown", "CollectorOutboxBacklogGrowing", "CollectorOutboxQuarantine",
         "CollectorSchedulerStuck"}

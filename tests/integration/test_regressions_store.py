@@ -168,3 +168,59 @@ def test_regression_records_round_trip_and_filter(store: Store) -> None:
     store.add_baseline(Baseline(sid, "latency_p50_seconds", T0, run.run_id, "why"))
     assert store.baselines() == [Baseline(sid, "latency_p50_seconds", T0, run.run_id, "why")]
     assert store.baselines("other") == []
+
+
+def _outputs(store: Store) -> list[Regression]:
+    return [r for r in store.regressions() if r.kind == "outputs_changed"]
+
+
+def test_changed_outputs_are_their_own_kind_attributed_and_flagged_once(store: Store) -> None:
+    """Output drift is deterministic: a step is recorded (open at once, attributed) at its
+    first run only, float-reordering jitter is not, an agreement drop is, and a later
+    spike after the level returned is a change of its own."""
+    feed = Feed(store)
+    drift = {"output_max_rel_diff_ratio": 1e-7, "output_top1_agreement_ratio": 1.0}
+    feed.many(6, 0.010, environment=OLD, metrics=drift)
+    feed.run(0.010, environment=OLD, metrics={**drift, "output_max_rel_diff_ratio": 3e-7})
+    assert _outputs(store) == []  # 1e-7 -> 3e-7: a reordering, far below the tolerance
+    first_bad = len(feed.runs)
+    stepped = {"output_max_rel_diff_ratio": 0.02, "output_top1_agreement_ratio": 0.875}
+    feed.many(5, 0.010, environment=NEW, metrics=stepped)
+    found = {r.metric: r for r in _outputs(store)}
+    assert set(found) == {"output_max_rel_diff_ratio", "output_top1_agreement_ratio"}
+    for record in found.values():
+        assert record.status == "open" and record.confirmed_at is not None
+        assert record.start_run_id == feed.runs[first_bad].run_id
+        assert record.last_good_run_id == feed.runs[first_bad - 1].run_id
+        assert record.attribution == "transformers_version 5.23.0 -> 5.24.0"
+        assert record.method == "outputs-step/1"
+    rel = found["output_max_rel_diff_ratio"]
+    assert rel.before_value == pytest.approx(3e-7) and rel.after_value == 0.02
+    assert rel.relative_change == pytest.approx((0.02 - 3e-7) / 1e-4)
+    assert found["output_top1_agreement_ratio"].relative_change == pytest.approx(-0.125)
+    # The latency did not move: no regression of any other kind.
+    assert [r for r in store.regressions() if r.kind != "outputs_changed"] == []
+    # Exported like the other kinds (the alert rule selects kind="outputs_changed").
+    registry = CollectorRegistry()
+    registry.register(RegressionCollector(store))
+    lines = [x for x in generate_latest(registry).decode().splitlines()
+             if x.startswith("collector_regression_relative_change{")]
+    assert sum('kind="outputs_changed"' in x and 'status="open"' in x for x in lines) == 2
+
+    # Accepted as the new baseline: detection restarts from it, nothing new.
+    _, accepted = accept_as_baseline(store, feed.runs[0].results[0].series_id,
+                                     "output_max_rel_diff_ratio", reason="int8 kernels now")
+    assert [r.status for r in accepted] == ["expected"]
+    feed.many(3, 0.010, environment=NEW, metrics=stepped)
+    assert len(_outputs(store)) == 2
+
+    # A one-run spike against the series' previous run (how an upgrade of the reference
+    # itself shows) is a change each time it happens.
+    spikes = {"output_token_agreement_ratio": 1.0}
+    feed.many(3, 0.010, environment=NEW, metrics={**stepped, **spikes})
+    for _ in range(2):
+        feed.run(0.010, environment=NEW,
+                 metrics={**stepped, "output_token_agreement_ratio": 0.5})
+        feed.many(2, 0.010, environment=NEW, metrics={**stepped, **spikes})
+    tokens = [r for r in _outputs(store) if r.metric == "output_token_agreement_ratio"]
+    assert len(tokens) == 2 and all(r.before_value == 1.0 for r in tokens)

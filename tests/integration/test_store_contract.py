@@ -41,6 +41,28 @@ def test_recording_is_idempotent_by_run_id(store: Store) -> None:
     assert len(store.history(run.results[0].series_id, "latency_p50_seconds")) == 1
 
 
+def test_latest_samples_are_the_newest_scheduled_results_that_have_them(store: Store) -> None:
+    """What the numerics drift of the next run is measured against."""
+    def with_fingerprint(run: Any, values: list[float] | None) -> Any:
+        results = tuple(r.model_copy(update={"samples": {
+            **r.samples, **({"output_sample": values} if values is not None else {})}})
+            for r in run.results)
+        return run.model_copy(update={"results": results})
+
+    old, new = [1.0, 2.0, 3.0], [1.5, 2.5, 3.5]
+    store.record_run(with_fingerprint(make_run(when=T0, models=("bert",)), old))
+    store.record_run(with_fingerprint(make_run(when=T0 + timedelta(hours=1),
+                                               models=("bert",)), new))
+    # The newest run has none (a failed fingerprint, an older collector): skipped.
+    store.record_run(with_fingerprint(make_run(when=T0 + timedelta(hours=2),
+                                               models=("bert",)), None))
+    series_id = make_run(models=("bert",)).results[0].series_id
+    assert store.latest_samples(series_id, ["output_sample", "output_tokens"]) == {
+        "output_sample": new}
+    assert store.latest_samples(series_id, ["output_tokens"]) == {}
+    assert store.latest_samples("no-such-series", ["output_sample"]) == {}
+
+
 def test_history_is_ordered_and_range_filtered(store: Store) -> None:
     runs = [make_run(when=T0 + timedelta(hours=h), latency=0.01 * (h + 1)) for h in range(5)]
     for run in reversed(runs):  # stored out of order, read back in time order

@@ -10,8 +10,7 @@ import torch
 
 from collector.model import GENERATION_TASKS
 from collector.runner.backends.base import Context, Prepared
-from collector.runner.backends.eager import Eager, torch_step
-from collector.runner.tasks import forward
+from collector.runner.backends.eager import Eager, torch_outputs, torch_step
 
 
 class Compiled(Eager):
@@ -28,7 +27,7 @@ class Compiled(Eager):
         else:
             target = compiled
         return Prepared(torch_step(target, context), model,
-                        outputs=forward.make_outputs(target, context.inputs))
+                        outputs=torch_outputs(target, context))
 
 
 BACKEND = Compiled()

@@ -17,8 +17,7 @@ class Eager:
         return {"attn_implementation": spec.attn_implementation.value}
 
     def prepare(self, model: Any, context: Context) -> Prepared:
-        return Prepared(torch_step(model, context), model,
-                        outputs=forward.make_outputs(model, context.inputs))
+        return Prepared(torch_step(model, context), model, outputs=torch_outputs(model, context))
 
 
 def torch_step(model: Any, context: Context) -> Any:
@@ -27,6 +26,14 @@ def torch_step(model: Any, context: Context) -> Any:
         return generation.make_step(model, context.inputs, context.spec.new_tokens,
                                     context.sync)
     return forward.make_step(model, context.inputs)
+
+
+def torch_outputs(model: Any, context: Context) -> Any:
+    """What the numerics fingerprint reads: the first output of a forward pass, or the new
+    token ids of one generate() call."""
+    if context.task in GENERATION_TASKS:
+        return generation.make_outputs(model, context.inputs, context.spec.new_tokens)
+    return forward.make_outputs(model, context.inputs)
 
 
 BACKEND = Eager()

@@ -33,14 +33,37 @@ class _TokenClock(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
-def make_step(model: Any, inputs: dict[str, torch.Tensor], new_tokens: int,
-              sync: Callable[[], None] | None) -> Callable[[], list[int]]:
-    """A step that runs generate() and returns token times (ns) relative to its start."""
+def _config(model: Any, new_tokens: int) -> Any:
+    """Greedy, exactly `new_tokens` new tokens."""
     config = copy.deepcopy(model.generation_config)
     config.update(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                   num_beams=1, max_length=None, min_length=None)
     if config.pad_token_id is None:
         config.pad_token_id = config.eos_token_id if config.eos_token_id is not None else 0
+    return config
+
+
+def make_outputs(model: Any, inputs: dict[str, torch.Tensor],
+                 new_tokens: int) -> Callable[[], torch.Tensor]:
+    """One greedy generate() call's new token ids (batch x new_tokens, on the CPU): what the
+    numerics fingerprint of a generation benchmark is."""
+    config = _config(model, new_tokens)
+
+    def outputs() -> torch.Tensor:
+        with torch.inference_mode():
+            out = model.generate(**inputs, generation_config=config)
+        sequences = out if isinstance(out, torch.Tensor) else out.sequences
+        # The new tokens are the last ones: prompts (or decoder start tokens) come first.
+        result: torch.Tensor = sequences[:, -new_tokens:].detach().cpu()
+        return result
+
+    return outputs
+
+
+def make_step(model: Any, inputs: dict[str, torch.Tensor], new_tokens: int,
+              sync: Callable[[], None] | None) -> Callable[[], list[int]]:
+    """A step that runs generate() and returns token times (ns) relative to its start."""
+    config = _config(model, new_tokens)
 
     def step() -> list[int]:
         clock = _TokenClock(sync)
