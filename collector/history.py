@@ -39,6 +39,8 @@ class SeriesInfo:
     batch_size: int
     sequence_length: int
     new_tokens: int
+    quantization: str = "none"
+    attn_implementation: str = "auto"  # auto: transformers' own choice
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,10 @@ def series_info(result: BenchmarkResult) -> SeriesInfo:
                       suite=spec.suite, name=spec.name, model=name, source=model.source,
                       revision=revision, task=task, backend=spec.backend.value,
                       device=spec.device, dtype=spec.dtype.value, batch_size=spec.batch_size,
-                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens)
+                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens,
+                      quantization=spec.quantization.value,
+                      attn_implementation=(spec.attn_implementation.value
+                                           if spec.attn_implementation else "auto"))
 
 
 # The series identity, defined once: the series table's label columns (what both stores

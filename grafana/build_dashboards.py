@@ -222,8 +222,9 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], *,
 
 # -- SQL pieces --------------------------------------------------------------------------------
 
-SERIES_LABEL = ("concat_ws(' ', s.name, s.dtype, s.backend, s.device, 'bs=' || s.batch_size, "
-                "'seq=' || s.sequence_length, '@' || s.host)")
+SERIES_LABEL = ("concat_ws(' ', s.name, s.dtype, s.backend, nullif(s.quantization, 'none'), "
+                "nullif('attn=' || s.attn_implementation, 'attn=auto'), s.device, "
+                "'bs=' || s.batch_size, 'seq=' || s.sequence_length, '@' || s.host)")
 
 # Chained filters of the Trends dashboard: each variable's query is filtered by the ones
 # before it, and every panel by all of them.
@@ -235,6 +236,8 @@ TREND_FILTERS: list[tuple[str, str, str, bool]] = [
     ("task", "Task", "task", False),
     ("backend", "Backend", "backend", False),
     ("dtype", "Dtype", "dtype", False),
+    ("quantization", "Quantization", "quantization", False),
+    ("attn_implementation", "Attention", "attn_implementation", False),
     ("batch_size", "Batch size", "batch_size", True),
     ("sequence_length", "Sequence length", "sequence_length", True),
 ]

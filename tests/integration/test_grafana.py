@@ -311,7 +311,8 @@ def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
     assert {name for name in quoted if name.endswith(("_seconds", "_second", "_bytes"))} <= set(
         METRICS)
     names = [v["name"] for v in trends["templating"]["list"]]
-    assert names == ["host", "device", "model", "task", "backend", "dtype", "batch_size",
+    assert names == ["host", "device", "model", "task", "backend", "dtype", "quantization",
+                     "attn_implementation", "batch_size",
                      "sequence_length"]
     for index, variable in enumerate(trends["templating"]["list"]):
         assert variable["multi"] is True and variable["includeAll"] is True
@@ -808,6 +809,7 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     # One series picked with single values: only its lines, in every panel it has data for.
     picked = {"host": "lab's-box", "device": "cpu", "model": "BertForSequenceClassification",
               "task": "text-classification", "backend": "eager", "dtype": "float32",
+              "quantization": "none", "attn_implementation": "auto",
               "batch_size": "8", "sequence_length": "8"}
     defs_1, single, _ = resolve_sql_variables(
         board, runner, {name: Selection((value,)) for name, value in picked.items()})

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import psycopg
 import pytest
 
 from collector.errors import StoreError
 from collector.history import Store
+from collector.model import Attention, Quantization
 from collector.store import SQLiteStore
+from collector.store.migrate import load_migrations
 from tests.helpers import make_run
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -99,6 +103,37 @@ def test_series_filters(store: Store) -> None:
     assert store.list_series(dtype="bfloat16") == []
     with pytest.raises(ValueError, match="unknown series filter"):
         store.list_series(colour="red")
+
+
+def test_quantization_and_attention_are_series_labels(store: Store,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Variants of one model are told apart by label, not by series_id alone; the columns
+    a migration backfills from the identity hold the same values."""
+    run = make_run(when=T0, models=("bert",))
+    [plain] = run.results
+    spec = plain.spec.model_copy(update={"quantization": Quantization.INT8_DYNAMIC,
+                                         "attn_implementation": Attention.SDPA})
+    variant = plain.model_copy(update={"spec": spec, "series_id": spec.series_id("host-a")})
+    store.record_run(run.model_copy(update={"results": (plain, variant)}))
+    [found] = store.list_series(quantization="int8-dynamic")
+    assert (found.series_id, found.attn_implementation) == (variant.series_id, "sdpa")
+    [default] = store.list_series(quantization="none")
+    assert (default.series_id, default.attn_implementation) == (plain.series_id, "auto")
+    # The migration's backfill, run again on rows reset to the column defaults.
+    dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
+    [migration] = [m for m in load_migrations(dialect) if m.name == "series_variants"]
+    backfill = migration.sql[migration.sql.index("UPDATE series"):].split(";")[0]
+    reset = "UPDATE series SET quantization = 'none', attn_implementation = 'auto'"
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(reset)
+            conn.execute(backfill)
+    else:
+        with psycopg.connect(request.getfixturevalue("pg_url"), autocommit=True) as conn:
+            conn.execute(reset)
+            conn.execute(backfill)
+    assert {(s.quantization, s.attn_implementation) for s in store.list_series()} == {
+        ("int8-dynamic", "sdpa"), ("none", "auto")}
 
 
 def test_failures_are_recorded_and_read(store: Store) -> None:
