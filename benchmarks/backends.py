@@ -29,6 +29,7 @@ and their first message is printed.
 
     .venv/bin/python benchmarks/backends.py [--rounds 3] [--max-duration-s 2]
         [--models bert-tiny,mid] [--batches 1,8] [--no-weight-only] [--json]
+    .venv/bin/python benchmarks/backends.py --table-from OUT.json   # the table of a --json run
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def row_for(key: Key, rounds: list[list[BenchmarkResult]]) -> dict[str, Any]:
         "ratio_min": min(ratios) if ratios else None,
         "ratio_max": max(ratios) if ratios else None,
         **{k: _median(v) for k, v in extra.items()},
+        **{f"{k}_by_round": v for k, v in extra.items()},
         "other_cpu_fraction_median": _median(other_cpu),
     }
 
@@ -228,9 +230,18 @@ def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cold(row: dict[str, Any], key: str) -> str:
+    """Median seconds, with [min, max] over rounds when they differ at 0.1 s."""
+    values = row.get(f"{key}_by_round") or []
+    median = _s(row[key])
+    if len(values) > 1 and f"{min(values):.1f}" != f"{max(values):.1f}":
+        return f"{median} [{min(values):.1f}, {max(values):.1f}]"
+    return median
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | batch | variant | p50 ms | ratio to eager (median [min, max]) | "
-             "export s | compile s | first call s | max rel diff | top-1 agree | failed |",
+             "export s | compile s | first call s (median) | max rel diff | top-1 agree | failed |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = ("-" if row["ratio_to_eager"] is None else
@@ -239,8 +250,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         top1 = row["output_top1_agreement_ratio"]
         lines.append(
             f"| {row['model']} | {row['batch_size']} | {row['variant']} | "
-            f"{_ms(row['p50_seconds'])} | {ratio} | {_s(row['export_time_seconds'])} | "
-            f"{_s(row['compile_time_seconds'])} | {_s(row['first_call_seconds'])} | "
+            f"{_ms(row['p50_seconds'])} | {ratio} | {_cold(row, 'export_time_seconds')} | "
+            f"{_cold(row, 'compile_time_seconds')} | {_s(row['first_call_seconds'])} | "
             f"{'-' if rel is None else f'{rel:.1e}'} | "
             f"{'-' if top1 is None else f'{top1:.0%}'} | {len(row['failures']) or ''} |")
     failed = [r for r in rows if r["failures"]]
@@ -248,6 +259,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"\n{row['model']} b{row['batch_size']} {row['variant']} failed "
                      f"{len(row['failures'])}x: {row['failures'][0]}")
     return "\n".join(lines)
+
+
+def footer(summary: dict[str, Any]) -> str:
+    m = summary["measurement"]
+    return (f"{summary['rounds']} rounds x {summary['specs']} specs, wall "
+            f"{summary['wall_seconds'] / 60:.1f} min; loadavg before "
+            f"{summary['loadavg_before']}, after {summary['loadavg_after']}; measurement "
+            f"min/max_duration_s {m['min_duration_s']}/{m['max_duration_s']}, "
+            f"threads {summary['threads']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,7 +281,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-weight-only", action="store_true",
                         help="drop the int8-weight-only variant")
     parser.add_argument("--json", action="store_true", help="machine output on stdout")
+    parser.add_argument("--table-from", type=Path, metavar="JSON",
+                        help="print the table of an earlier --json output; runs nothing")
     args = parser.parse_args(argv)
+    if args.table_from is not None:
+        summary = json.loads(args.table_from.read_text(encoding="utf-8"))
+        print(markdown(summary["rows"]))
+        print(f"\n{footer(summary)}")
+        return 0
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown or args.rounds < 1:
@@ -279,13 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     wall = time.monotonic() - started
     loadavg_after = Path("/proc/loadavg").read_text().strip()
     rows = summarize(rounds)
-    measurement = specs[0].measurement
     summary = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rounds": args.rounds, "specs": len(specs), "wall_seconds": wall,
         "loadavg_before": loadavg_before, "loadavg_after": loadavg_after,
         "cpu_count": os.cpu_count(),
-        "measurement": measurement.model_dump(mode="json"),
+        "measurement": specs[0].measurement.model_dump(mode="json"),
         "threads": specs[0].threads, "sequence_length": SEQUENCE_LENGTH,
         "rows": rows,
     }
@@ -293,10 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(markdown(rows))
-        print(f"\n{args.rounds} rounds x {len(specs)} specs, wall {wall / 60:.1f} min; "
-              f"loadavg before {loadavg_before}, after {loadavg_after}; measurement "
-              f"min/max_duration_s {measurement.min_duration_s}/{measurement.max_duration_s}, "
-              f"threads {specs[0].threads}")
+        print(f"\n{footer(summary)}")
     return 0 if all(not r["failures"] for r in rows) else 1
 
 
