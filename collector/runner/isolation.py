@@ -104,13 +104,16 @@ def _child_main(conn: Connection, target: Target, payload: Any) -> None:
     try:
         target(conn, payload)
     except BaseException as exc:
-        tail = "".join(traceback.format_exception(exc)).splitlines()[-TRACEBACK_TAIL_LINES:]
+        # A WorkerFailure is a diagnosis already (a missing runtime, an impossible task):
+        # its message says it all, and our own frames would only be noise in the results.
+        tail = None if isinstance(exc, WorkerFailure) else "\n".join(
+            "".join(traceback.format_exception(exc)).splitlines()[-TRACEBACK_TAIL_LINES:])
         with contextlib.suppress(Exception):
             protocol.send(conn, "error", {
                 "kind": _failure_kind(exc).value,
                 "type": type(exc).__name__,
                 "message": str(exc) or type(exc).__name__,
-                "traceback_tail": "\n".join(tail),
+                "traceback_tail": tail,
             })
     finally:
         conn.close()

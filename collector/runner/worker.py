@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import statistics
 import tempfile
@@ -405,6 +406,16 @@ def _energy_metrics(joules: float | None, iterations: int, tokens: int) -> dict[
     return metrics
 
 
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor stores. A tensor subclass (torchao's quantized weights) reports its
+    logical dtype's size: count the plain tensors it is made of instead."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        names, _ = flatten()
+        return sum(tensor_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
+
+
 def _prepare(model: Any, context: Context) -> Prepared:
     """The backend's step for the quantized model (delay_ms wrapped around it where the
     backend runs no torch module for the forward hook to slow down)."""
@@ -425,15 +436,15 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     metrics: dict[str, float] = {}
     if counter is None:  # under valgrind, RSS is valgrind's as much as the model's
         metrics["load_peak_rss_bytes"] = float(peak_rss_bytes())
-    metrics["model_size_bytes"] = float(
-        sum(p.numel() * p.element_size() for p in model.parameters())
-        + sum(b.numel() * b.element_size() for b in model.buffers()))
     dtype = _DTYPES[spec.dtype.value]
     inputs, prompt_tokens = build_inputs(task, model.config, spec, dtype, device)
     generating = task in GENERATION_TASKS
     progress({"phase": "preparing"})
     prepared = _prepare(model, Context(spec, task, inputs, device, sync, workdir))
     metrics.update(prepared.metrics)
+    # After quantizing: int8 weights are counted as what they store, not as float32.
+    metrics["model_size_bytes"] = float(sum(
+        tensor_bytes(t) for t in itertools.chain(model.parameters(), model.buffers())))
     step = prepared.step
 
     reset_peak_rss()

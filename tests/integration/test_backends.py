@@ -137,6 +137,17 @@ def test_int8_drift_is_bounded(results: dict[str, BenchmarkResult], name: str) -
     assert metrics["output_top1_agreement_ratio"] >= 0.5
 
 
+@pytest.mark.parametrize("name", ["int8-dynamic", "int8-weight-only"])
+def test_int8_model_size_counts_what_the_weights_store(results: dict[str, BenchmarkResult],
+                                                       name: str) -> None:
+    """torchao's quantized weights report float32 as their dtype; the size counts the int8
+    data and scales they hold. Only the linear layers are quantized (embeddings, norms and
+    biases stay float32), so the model shrinks by less than 4x, but it shrinks."""
+    plain = results["eager"].metrics["model_size_bytes"]
+    quantized = results[name].metrics["model_size_bytes"]
+    assert 0 < quantized < 0.9 * plain
+
+
 DELAY_MS = 30.0
 
 
@@ -188,6 +199,7 @@ def test_missing_runtime_fails_that_benchmark_alone(tmp_path: Path,
     assert "onnxruntime is not installed in the worker's environment" in failure["message"]
     assert "onnxruntime hidden by the test" in failure["message"]
     assert "pip install 'collector[onnx]'" in failure["message"]
+    assert failure["traceback_tail"] is None  # a diagnosis, not a crash: no worker frames
     # Said on the terminal too, with the kind.
     assert "backend_unavailable: onnxruntime is not installed" in proc.stderr
     assert "pip install 'collector[onnx]'" in proc.stderr
@@ -204,6 +216,7 @@ def test_generation_on_a_forward_only_backend_is_a_clear_failure(
     assert result.status == "failed"
     assert result.failure is not None
     assert result.failure.kind is FailureKind.EXCEPTION
+    assert result.failure.traceback_tail is None
     assert result.failure.message == (
         "backend onnxruntime runs feature-extraction, image-classification, "
         "text-classification, zero-shot-image-classification, not text-generation")
