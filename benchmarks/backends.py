@@ -24,8 +24,9 @@ Reported per model x batch and variant: the p50 latency (median over rounds of t
 latency_p50_seconds), its ratio to eager's p50 of the same round (median over rounds, and
 [min, max] over rounds), the one-off cost (export_time_seconds for ONNX Runtime / OpenVINO,
 compile_time_seconds and first_call_seconds for compile; first_call_seconds for the
-others), and the median drift. A ratio below 1 is faster than eager. Failures are counted
-and their first message is printed.
+others; the worker's figures: compile time is the first call minus p50, with a fresh Inductor
+cache per worker; --json keeps every round's value), and the median drift. A ratio below 1
+is faster than eager. Failures are counted and their first message is printed.
 
     .venv/bin/python benchmarks/backends.py [--rounds 3] [--max-duration-s 2]
         [--models bert-tiny,mid] [--batches 1,8] [--no-weight-only] [--json]
