@@ -102,6 +102,26 @@ def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[st
             and not can.extra_compute):
         yield "model", (f"extra_compute hooks the torch module, which backend {name} does "
                         "not run; use delay_ms")
+    yield from _onnxruntime_problems(spec, device)
+
+
+# onnxruntime's providers, most wanted first, by execution_provider and device type.
+_ORT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider",),
+                  "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
+_ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
+
+
+def onnxruntime_providers(spec: BenchmarkSpec) -> tuple[str, ...]:
+    """The execution providers an onnxruntime benchmark's session gets."""
+    choice = spec.onnxruntime.execution_provider
+    return _ORT_PROVIDERS[spec.device.split(":")[0] if choice == "auto" else choice]
+
+
+def _onnxruntime_problems(spec: BenchmarkSpec, device: str) -> Iterator[tuple[str, str]]:
+    choice = spec.onnxruntime.execution_provider
+    if spec.backend is Backend.ONNXRUNTIME and choice != "auto" and _ORT_DEVICE[choice] != device:
+        yield "onnxruntime", (f"execution_provider {choice} runs on {_ORT_DEVICE[choice]}, "
+                              f"not {spec.device}")
 
 
 def problem(spec: BenchmarkSpec, task: Task | None = None) -> tuple[str, str] | None:

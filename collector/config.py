@@ -48,6 +48,7 @@ from collector.model import (
     MeasurementMode,
     MeasurementSettings,
     ModelSource,
+    OnnxRuntimeSettings,
     Quantization,
     SyntheticSource,
     Task,
@@ -124,6 +125,7 @@ class _Settings(_Strict):
     memory_limit_mb: _PositiveInt | None = None
     measurement: _MeasurementOverrides | None = None
     compile: CompileSettings | None = None
+    onnxruntime: OnnxRuntimeSettings | None = None
     quantization: Quantization | None = None
     attn_implementation: Attention | None = None
     matrix: _Matrix | None = None
@@ -878,7 +880,8 @@ def _expand_suite(check: _Checker, parsed: _File, suite_name: str, suite: _Suite
 
         fixed: dict[str, Any] = {"suite": suite_name, "name": bench.name, "model": bench.model,
                                  "measurement": measurement}
-        for field in ("task", "threads", "timeout_s", "memory_limit_mb", "compile"):
+        for field in ("task", "threads", "timeout_s", "memory_limit_mb", "compile",
+                      "onnxruntime"):
             value = _scalar(levels, field)
             if value is not None:
                 fixed[field] = value

@@ -165,6 +165,14 @@ class CompileSettings(Frozen):
     dynamic: bool | None = None
 
 
+class OnnxRuntimeSettings(Frozen):
+    """Backend onnxruntime's execution provider. auto: CPU's on a cpu device, CUDA's on a
+    cuda device; tensorrt: TensorRT's (on cuda, falling back to CUDA's for the nodes it does
+    not take), where onnxruntime was built with it."""
+
+    execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
+
+
 class BenchmarkSpec(Frozen):
     """One fully expanded benchmark: a single point of a matrix."""
 
@@ -183,6 +191,7 @@ class BenchmarkSpec(Frozen):
     memory_limit_mb: Annotated[int, Field(ge=1)] | None = None
     measurement: MeasurementSettings = MeasurementSettings()
     compile: CompileSettings = CompileSettings()
+    onnxruntime: OnnxRuntimeSettings = OnnxRuntimeSettings()
     quantization: Quantization = Quantization.NONE
     attn_implementation: Attention | None = None  # None: the model's own default
 
@@ -203,6 +212,8 @@ class BenchmarkSpec(Frozen):
         }
         if self.backend is Backend.COMPILE:
             ident["compile"] = self.compile.model_dump(mode="json")
+        if self.backend is Backend.ONNXRUNTIME and self.onnxruntime != OnnxRuntimeSettings():
+            ident["onnxruntime"] = self.onnxruntime.model_dump(mode="json")
         # Dimensions added later enter the identity only when set, so the series of
         # benchmarks that do not use them keep their history.
         if self.quantization is not Quantization.NONE:

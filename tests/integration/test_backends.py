@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +222,69 @@ def test_generation_on_a_forward_only_backend_is_a_clear_failure(
     assert result.failure.message == (
         "backend onnxruntime runs feature-extraction, image-classification, "
         "text-classification, zero-shot-image-classification, not text-generation")
+
+
+TENSORRT_CHECK = """
+import sys, tempfile
+from pathlib import Path
+import torch
+from collector.model import BenchmarkSpec, FailureKind, Task
+from collector.runner.backends import get
+from collector.runner.backends.base import Context
+from collector.runner.isolation import WorkerFailure
+spec = BenchmarkSpec.model_validate({
+    "suite": "t", "name": "trt", "backend": "onnxruntime", "device": "cuda",
+    "onnxruntime": {"execution_provider": "tensorrt"},
+    "model": {"source": "synthetic", "architecture": "BertModel", "config": {}}})
+context = Context(spec, Task.FEATURE_EXTRACTION, {}, torch.device("cpu"), None,
+                  Path(tempfile.mkdtemp()))
+try:
+    get(spec.backend).prepare(object(), context)
+except WorkerFailure as failure:
+    print(failure.kind.value, failure, sep="|")
+    sys.exit(0)
+sys.exit("prepared without TensorRT")
+"""
+
+
+def test_a_missing_execution_provider_is_backend_unavailable() -> None:
+    """TensorRT (or CUDA) missing from the installed onnxruntime is said before anything is
+    exported. The CPU wheel here has neither, so the backend is asked directly (in a fresh
+    process: torch stays out of this one), with the spec's device and a CPU context."""
+    proc = subprocess.run([sys.executable, "-c", TENSORRT_CHECK], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kind, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
+    assert kind == FailureKind.BACKEND_UNAVAILABLE.value
+    assert message.startswith("onnxruntime here has no TensorrtExecutionProvider (it has ")
+    assert "CPUExecutionProvider" in message
+    assert message.endswith("install onnxruntime-gpu and TensorRT (its libnvinfer)")
+
+
+FLASH_CHECK = """
+import sys
+from collector.model import BenchmarkSpec
+from collector.runner.backends import get
+from collector.runner.isolation import WorkerFailure
+spec = BenchmarkSpec.model_validate({
+    "suite": "t", "name": "flash", "device": "cuda", "attn_implementation": "flash_attention_2",
+    "model": {"source": "synthetic", "architecture": "BertModel", "config": {}}})
+try:
+    get(spec.backend).load_kwargs(spec)
+except WorkerFailure as failure:
+    print(failure.kind.value, failure, sep="|")
+    sys.exit(0)
+sys.exit("loading would have been tried without flash-attn")
+"""
+
+
+def test_flash_attention_without_its_package_is_backend_unavailable() -> None:
+    """Asked before loading, so the failure names the package instead of transformers'
+    ImportError from deep inside from_pretrained (flash-attn is not installed here)."""
+    proc = subprocess.run([sys.executable, "-c", FLASH_CHECK], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kind, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
+    assert kind == FailureKind.BACKEND_UNAVAILABLE.value
+    assert message.startswith("flash_attn is not installed in the worker's environment")
+    assert "`pip install flash-attn --no-build-isolation`" in message

@@ -42,6 +42,9 @@ IMPOSSIBLE = [
      "attn_implementation", "flash_attention_2 runs on cuda only"),
     ("openvino float16", "BertModel", "dtype: float16\nbackend: openvino", "dtype",
      "not float16"),
+    ("tensorrt on cpu", "BertModel",
+     "onnxruntime: {execution_provider: tensorrt}\nbackend: onnxruntime", "onnxruntime",
+     "execution_provider tensorrt runs on cuda, not cpu"),
     ("instructions on onnxruntime", "BertModel",
      "measurement: {mode: instructions}\nbackend: onnxruntime", "measurement",
      "supports measurement mode wall, not instructions"),
@@ -107,3 +110,27 @@ def test_auto_task_is_left_to_the_worker_and_checked_there_with_the_resolved_tas
     assert problem[0] == "task"
     assert "not text-generation" in problem[1]
     assert capabilities.problem(spec, Task.FEATURE_EXTRACTION) is None
+
+
+def test_onnxruntime_execution_providers_by_choice_and_device() -> None:
+    def providers(**fields: object) -> tuple[str, ...]:
+        return capabilities.onnxruntime_providers(
+            BenchmarkSpec.model_validate(spec_dict("bert", backend="onnxruntime", **fields)))
+
+    assert providers() == ("CPUExecutionProvider",)
+    assert providers(device="cuda:1") == ("CUDAExecutionProvider",)
+    # TensorRT takes what it can and leaves the other nodes to CUDA's provider.
+    assert providers(device="cuda", onnxruntime={"execution_provider": "tensorrt"}) == (
+        "TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def test_the_execution_provider_is_identity_only_for_onnxruntime_when_set() -> None:
+    def series(**fields: object) -> str:
+        return BenchmarkSpec.model_validate(spec_dict("bert", **fields)).series_id("h")
+
+    plain = series(backend="onnxruntime")
+    assert series(backend="onnxruntime", onnxruntime={"execution_provider": "auto"}) == plain
+    assert series(backend="onnxruntime", device="cuda") != series(
+        backend="onnxruntime", device="cuda", onnxruntime={"execution_provider": "tensorrt"})
+    # Other backends ignore it (a matrix over backends may set it for onnxruntime's sake).
+    assert series(onnxruntime={"execution_provider": "cuda"}) == series()

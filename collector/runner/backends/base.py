@@ -60,16 +60,19 @@ class BackendImpl(Protocol):
         """The step to time, from the loaded, quantized model."""
 
 
-def require(module: str, extra: str) -> Any:
-    """Import a backend's runtime, or fail the benchmark naming what to install."""
+def require(module: str, extra: str | None, package: str | None = None) -> Any:
+    """Import a backend's runtime, or fail the benchmark naming what to install: the
+    project's pip extra, or a package no extra installs (it needs a matching CUDA)."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        how = (f"`pip install 'collector[{extra}]'`" if extra is not None
+               else f"`pip install {package or module}`")
         raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, (
             f"{module} is not installed in the worker's environment ({exc}); install it "
-            f"with `pip install 'collector[{extra}]'` (see README)")) from None
+            f"with {how} (see README)")) from None
 
 
 _LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.utils._pytree", "onnxscript",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.model import GENERATION_TASKS, BenchmarkSpec
-from collector.runner.backends.base import Context, Prepared
+from collector.model import GENERATION_TASKS, Attention, BenchmarkSpec
+from collector.runner.backends.base import Context, Prepared, require
 from collector.runner.tasks import forward, generation
 
 
@@ -14,6 +14,8 @@ class Eager:
     def load_kwargs(self, spec: BenchmarkSpec) -> dict[str, Any]:
         if spec.attn_implementation is None:
             return {}
+        if spec.attn_implementation is Attention.FLASH:  # built against the local CUDA
+            require("flash_attn", None, "flash-attn --no-build-isolation")
         return {"attn_implementation": spec.attn_implementation.value}
 
     def prepare(self, model: Any, context: Context) -> Prepared:

@@ -1,18 +1,23 @@
 """ONNX Runtime: the model exported with torch.onnx's dynamo exporter (the maintained one;
 the TorchScript exporter is deprecated, and optimum-onnx does not allow transformers 5), at
 the benchmark's own shapes, then run by an InferenceSession on the CPU execution provider, or
-CUDA's where the device is cuda. `export_time_seconds` is export plus session creation."""
+CUDA's where the device is cuda, or TensorRT's when `onnxruntime.execution_provider` says so
+(collector.capabilities.onnxruntime_providers). `export_time_seconds` is export plus session
+creation."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from collector.capabilities import onnxruntime_providers
 from collector.model import BenchmarkSpec, FailureKind
 from collector.runner.backends.base import Context, Prepared, quiet, require
 from collector.runner.backends.exported import numpy_inputs, timed
 from collector.runner.isolation import WorkerFailure
 
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+_PACKAGES = {"CPUExecutionProvider": "onnxruntime",
+             "CUDAExecutionProvider": "onnxruntime-gpu (CUDA and cuDNN matching it)",
+             "TensorrtExecutionProvider": "onnxruntime-gpu and TensorRT (its libnvinfer)"}
 
 
 class OnnxRuntime:
@@ -24,11 +29,13 @@ class OnnxRuntime:
         require("onnxscript", "onnx")
         import torch
 
-        provider = _PROVIDERS[context.device.type]
-        if provider not in ort.get_available_providers():
+        providers = list(onnxruntime_providers(context.spec))
+        available = ort.get_available_providers()
+        if providers[0] not in available:
             raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, (
-                f"onnxruntime here has no {provider} (it has "
-                f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu"))
+                f"onnxruntime here has no {providers[0]} (it has {', '.join(available)}); "
+                f"install {_PACKAGES[providers[0]]}"))
+        providers = [p for p in providers if p in available]
         path = context.workdir / "model.onnx"
 
         def export() -> Any:
@@ -39,7 +46,7 @@ class OnnxRuntime:
             if context.spec.threads is not None:
                 options.intra_op_num_threads = context.spec.threads
             options.log_severity_level = 3  # errors only
-            return ort.InferenceSession(str(path), options, providers=[provider])
+            return ort.InferenceSession(str(path), options, providers=providers)
 
         session, export_s = timed(export)
         feeds = numpy_inputs(context.inputs)
