@@ -172,13 +172,16 @@ def test_delay_ms_slows_an_exported_graph(results: dict[str, BenchmarkResult],
 
 @pytest.fixture
 def hidden_runtimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A PYTHONPATH on which `import onnxruntime` and `import openvino` fail, for the
-    collector processes (and so the forkserver and workers) a test starts."""
+    """Processes (the collector, its forkserver, its workers) in which onnxruntime, openvino
+    and torchao look uninstalled: a sitecustomize on PYTHONPATH marks them absent in
+    sys.modules, so `import` fails and importlib.util.find_spec says None, as it does for
+    a package that is not there (transformers asks find_spec before importing torchao)."""
     fake = tmp_path / "hidden"
-    for package in ("onnxruntime", "openvino"):
-        (fake / package).mkdir(parents=True)
-        (fake / package / "__init__.py").write_text(
-            f"raise ImportError('{package} hidden by the test')\n")
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text(
+        "import sys\n"
+        "for name in ('onnxruntime', 'openvino', 'torchao'):\n"
+        "    sys.modules[name] = None  # uninstalled, as far as this interpreter knows\n")
     monkeypatch.setenv("PYTHONPATH", str(fake))
     yield fake
 
@@ -186,20 +189,29 @@ def hidden_runtimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_missing_runtime_fails_that_benchmark_alone(tmp_path: Path,
                                                     hidden_runtimes: Path) -> None:
     config = write_config(tmp_path / "c.yml", [
-        _entry("onnx", backend="onnxruntime"), _entry("plain")])
+        _entry("onnx", backend="onnxruntime"), _entry("plain"),
+        _entry("ov", backend="openvino"), _entry("int8", quantization="int8-dynamic")])
     out = tmp_path / "results.json"
     proc = collector("run-once", "--config", str(config), "--output", str(out),
                      "--no-confirm", "--no-progress")
     assert proc.returncode == 1, proc.stdout + proc.stderr  # a benchmark failed
     assert "Traceback" not in proc.stdout + proc.stderr
     [run] = json.loads(out.read_text())["runs"]
-    onnx, plain = run["results"]
+    onnx, plain, ov, int8 = run["results"]
     assert plain["status"] == "ok", plain["failure"]
+    # Each missing package fails its own benchmarks, naming its own extra.
+    for result, module, extra in ((ov, "openvino", "openvino"),
+                                  (int8, "torchao.quantization", "quant")):
+        assert result["status"] == "failed"
+        assert result["failure"]["kind"] == FailureKind.BACKEND_UNAVAILABLE.value
+        assert result["failure"]["message"].startswith(
+            f"{module} is not installed in the worker's environment"), result["failure"]
+        assert f"pip install 'collector[{extra}]'" in result["failure"]["message"]
     assert onnx["status"] == "failed"
     failure = onnx["failure"]
     assert failure["kind"] == FailureKind.BACKEND_UNAVAILABLE.value
     assert "onnxruntime is not installed in the worker's environment" in failure["message"]
-    assert "onnxruntime hidden by the test" in failure["message"]
+    assert "import of onnxruntime halted" in failure["message"]
     assert "pip install 'collector[onnx]'" in failure["message"]
     assert failure["traceback_tail"] is None  # a diagnosis, not a crash: no worker frames
     # Said on the terminal too, with the kind.
