@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector import __version__, cli_regress
+from collector import __version__, cli_compare, cli_regress
 from collector.errors import (
     CollectorError,
     ConfigError,
@@ -33,6 +33,7 @@ from collector.errors import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from collector.compare import Row
     from collector.config import Config, StorageSettings
     from collector.history import Regression
     from collector.model import RunResult
@@ -124,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", help="configuration file")
     cli_regress.add_parsers(commands, DEFAULT_CONFIG)
+    cli_compare.add_parser(commands)
     return parser
 
 
@@ -202,15 +204,18 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     from rich.markup import escape
 
     from collector.model import results_document
-    from collector.report import failures_text, results_table
+    from collector.report import failures_text, previous_table, results_table
 
     runs: list[RunResult] = outcome.runs
     document = results_document(runs + outcome.confirmation_runs)
     if args.format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        Console(width=200 if not sys.stdout.isatty() else None).print(
-            results_table(runs, _detectable_effects(stores)))
+        console = Console(width=200 if not sys.stdout.isatty() else None)
+        console.print(results_table(runs, _detectable_effects(stores)))
+        moved = _against_previous(runs, stores)
+        if moved:
+            console.print(previous_table(moved))
     failures = failures_text(runs)
     for line in failures:
         err.print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -238,6 +243,36 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
                   highlight=False, soft_wrap=True)
     _report_detection(outcome, err)
     return EXIT_BENCHMARK_FAILED if failures else EXIT_OK
+
+
+PREVIOUS_RUNS = 10  # how many of a series' previous runs a run-once result is read against
+
+
+def _against_previous(runs: list[RunResult], stores: Stores) -> list[Row]:
+    """Each successful result's headline metric against its series' previous runs in the
+    history of record (nothing when it cannot be read now: the table stands alone)."""
+    from collector.compare import against_history
+    from collector.errors import StoreError
+    from collector.metrics import headline
+
+    rows = []
+    try:
+        store = stores.primary()
+        for run in runs:
+            for result in run.results:
+                if result.status != "ok":
+                    continue
+                metric = headline(result.metrics)
+                history = store.series_history(result.series_id, PREVIOUS_RUNS + 1)
+                by_run = history.values.get(metric, {})
+                previous = [by_run[p.run_id] for p in history.runs
+                            if p.run_id != run.run_id and p.run_id in by_run][-PREVIOUS_RUNS:]
+                row = against_history(result, metric, previous)
+                if row is not None:
+                    rows.append(row)
+    except StoreError:
+        return rows
+    return rows
 
 
 def _detectable_effects(stores: Stores) -> dict[tuple[str, str], float]:
@@ -559,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = {"check-config": _check_config, "db": _db, "serve": _serve,
                    "schedule": _schedule, "run-once": _run_once,
                    "regressions": _regressions, "detect": cli_regress.run_detect,
+                   "compare": cli_compare.run_compare,
                    }[args.command]
         return command(args)
     except ConfigError as exc:

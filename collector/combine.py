@@ -26,19 +26,10 @@ from collector.model import (
     NoiseProbe,
     Repetition,
 )
-from collector.stats import median_ci
+from collector.stats import median_ci, t975
 
-# Two-sided 97.5% quantiles of Student's t, by degrees of freedom (1..10); 1.96 beyond 30.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228}
 _MEDIAN_SE = 1.2533  # standard error of a median / that of a mean, normal noise (sqrt(pi/2))
 _LATENCY = "latency_seconds"
-
-
-def _t975(df: int) -> float:
-    if df in _T975:
-        return _T975[df]
-    return 2.042 if df <= 30 else 1.96  # df 11..30 lie within 2.20..2.04; 30's is a bound
 
 
 def combine_values(values: Sequence[float]) -> float:
@@ -69,7 +60,7 @@ def repetition_rel_ci(medians: Sequence[float]) -> float | None:
         return None
     n = len(medians)
     factor = _MEDIAN_SE if n >= 3 else 1.0
-    return _t975(n - 1) * sd * factor / math.sqrt(n)
+    return t975(n - 1) * sd * factor / math.sqrt(n)
 
 
 def _noise(probes: list[NoiseProbe]) -> NoiseProbe | None:

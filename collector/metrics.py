@@ -313,6 +313,16 @@ METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
 # The metric a result is read by, first present wins: instruction counts in that mode, else
 # the median latency. The table's first value column and its MDE column show it.
 HEADLINES = ("instructions_per_iteration", "latency_p50_seconds")
+# What `collector compare` and run-once's comparison show unless told otherwise (those a
+# result has): what a person choosing a model or a runtime reads first.
+COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
+                     "throughput_samples_per_second", "time_to_first_token_p50_seconds",
+                     "decode_tokens_per_second", "peak_rss_bytes", "cuda_max_allocated_bytes",
+                     "output_max_rel_diff_ratio", "output_top1_agreement_ratio",
+                     "output_token_agreement_ratio")
+# Metrics that are the median of a result's raw samples (by sample name).
+SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
+                  "time_to_first_token_p50_seconds": "time_to_first_token_seconds"}
 # What the Grafana metric pickers start with.
 DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
                      "decode_tokens_per_second", "peak_rss_bytes")

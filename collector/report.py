@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector import metrics as catalogue
+from collector.compare import Comparison, Row
 from collector.model import BenchmarkResult, BenchmarkSpec, RunResult
 
 
@@ -139,3 +140,49 @@ def failures_text(runs: list[RunResult]) -> list[str]:
                 f = result.failure
                 lines.append(f"{run.suite}/{result.spec.label}: {f.kind.value}: {f.message}")
     return lines
+
+
+def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
+    """`collector compare` on the terminal: one row per workload and metric."""
+    table = Table(title=f"A = {names[0]}   B = {names[1]}", title_justify="left")
+    for header in ("workload", "metric"):
+        table.add_column(header)
+    for header in ("A", "B", "B/A", "95% CI", "n A/B"):
+        table.add_column(header, justify="right")
+    table.add_column("verdict")
+    colour = {"worse": "red", "better": "green", "same": "dim"}
+    for row in result.rows:
+        table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
+                      f"{row.ratio:.3f}x", row.interval_text, f"{row.n_a}/{row.n_b}",
+                      f"[{colour[row.verdict]}]{row.word}[/]")
+    notes = ["95% interval of B/A: Welch's t over fresh-process values (repetitions, runs) "
+             "when both sides have several, a prediction interval when one side has one, "
+             "a bootstrap of the raw samples when both have one (blind to run-to-run "
+             "noise). A change inside the interval or below the metric's threshold is same."]
+    for side, missing in (("A", result.only_a), ("B", result.only_b)):
+        if missing:
+            notes.append(f"only in {side}: " + ", ".join(missing))
+    table.caption = " ".join(notes)
+    return table
+
+
+def previous_table(rows: list[Row]) -> Table:
+    """After run-once's table: each result against its series' previous runs."""
+    table = Table(title="Against the previous runs of each series", title_justify="left")
+    for header in ("benchmark", "metric"):
+        table.add_column(header)
+    for header in ("before", "now", "now/before", "95% CI", "runs"):
+        table.add_column(header, justify="right")
+    table.add_column("verdict")
+    colour = {"worse": "red", "better": "green", "same": "dim"}
+    for row in rows:
+        table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
+                      f"{row.ratio:.3f}x", row.interval_text, str(row.n_a),
+                      f"[{colour[row.verdict]}]{row.word}[/]")
+    table.caption = ("before: median of up to 10 previous runs of the series. 95% CI of "
+                     "now/before from the spread of those runs and of this run's "
+                     "repetitions (Welch's t; a prediction interval when one side has a "
+                     "single value; none after a single run of each). same: inside the noise "
+                     "or below the metric's threshold. The detector, not this table, decides "
+                     "what pages.")
+    return table

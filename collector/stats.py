@@ -49,6 +49,18 @@ def stdev(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (n - 1))
 
 
+# Two-sided 97.5% quantiles of Student's t, by degrees of freedom (1..10); 1.96 beyond 30.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228}
+
+
+def t975(df: int) -> float:
+    """Student's t 97.5% quantile (a 95% two-sided interval) for `df` degrees of freedom."""
+    if df in _T975:
+        return _T975[df]
+    return 2.042 if df <= 30 else 1.96  # df 11..30 lie within 2.20..2.04; 30's is a bound
+
+
 @functools.lru_cache(maxsize=4096)
 def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:
     """0-based ranks (lo, hi) of the order statistics bounding the median's CI.

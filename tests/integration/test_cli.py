@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from tests.helpers import benchmark_yaml
+from tests.helpers import FAST_MEASUREMENT, benchmark_yaml
 
 ROOT = Path(__file__).parents[2]
 
@@ -166,3 +166,48 @@ def test_outputs_are_compared_with_the_series_previous_run(tmp_path: Path) -> No
     assert gpt2["metrics"]["output_token_agreement_ratio"] == 1.0
     assert second["bert"]["metrics"]["output_max_abs_diff"] == 0.0
     assert second["bert"]["metrics"]["output_top1_agreement_ratio"] == 1.0
+
+
+def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> None:
+    """Two run-once outputs (B with 5 ms of injected delay per forward) compared without a
+    database: slower by a confident margin, exit 5 under --fail-on-regression, Markdown for
+    a PR comment and JSON for tools; a file compared with itself is the same."""
+    entry = benchmark_yaml("bert", measurement={**FAST_MEASUREMENT, "repetitions": 3})
+    slow = {**entry, "model": {**entry["model"], "delay_ms": 5}}
+    files = []
+    for name, bench in (("a", entry), ("b", slow)):
+        out = tmp_path / f"{name}.json"
+        proc = collector("run-once", "--config", str(write_config(tmp_path / f"{name}.yml",
+                                                                  [bench])),
+                         "--output", str(out), "--no-progress", "--no-confirm",
+                         "--local-store", str(tmp_path / "db.sqlite"))
+        assert proc.returncode == 0, proc.stderr
+        files.append(str(out))
+    # The second run-once read its result against the first run of the same series.
+    assert "Against the previous runs of each series" in proc.stdout
+    gate = collector("compare", *files, "--format", "markdown", "--fail-on-regression", "0.5")
+    assert gate.returncode == 5, gate.stdout + gate.stderr
+    assert "| latency_p50_seconds |" in gate.stdout and "**slower**" in gate.stdout
+    assert gate.stdout.startswith("**collector compare**: A = ")
+    doc = json.loads(collector("compare", *files, "--format", "json").stdout)
+    assert doc["format"] == "collector-comparison" and doc["format_version"] == 1
+    [latency] = [r for r in doc["rows"] if r["metric"] == "latency_p50_seconds"]
+    assert latency["verdict"] == "worse" and latency["method"] == "welch"
+    assert latency["ci95"][0] > 1.5 and (latency["n_a"], latency["n_b"]) == (3, 3)
+    # Above the gate's threshold it passes; the same file against itself is the same.
+    assert collector("compare", *files, "--fail-on-regression", "100").returncode == 0
+    itself = collector("compare", files[0], files[0], "--fail-on-regression")
+    assert itself.returncode == 0 and "slower" not in itself.stdout
+
+
+def test_compare_names_the_bad_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "collector-results",\n "runs": [}')
+    other = tmp_path / "other.json"
+    other.write_text('{"format": "something-else"}')
+    for path, message in ((broken, f"{broken}:2: not JSON"),
+                          (other, f"{other}: not a collector results document"),
+                          (tmp_path / "none.json", "file not found")):
+        proc = collector("compare", str(path), str(path))
+        assert proc.returncode == 2, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,166 @@
+"""`collector compare`: two sides of results files, a verdict per workload and metric
+(collector/compare.py), as a terminal table, JSON or Markdown for a PR comment.
+
+A side is one or more results documents (`run-once --output`), so CI can compare a pull
+request's runs with main's without a database. With `--fail-on-regression [F]` the command
+exits 5 when a workload's metric is judged worse (by at least F when given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collector.errors import ConfigError, ConfigProblem, InputError
+
+if TYPE_CHECKING:  # the command's own imports wait until it runs: the CLI starts fast
+    from collector.compare import Comparison
+    from collector.model import BenchmarkResult
+
+EXIT_REGRESSION = 5
+COMPARISON_FORMAT = "collector-comparison"
+COMPARISON_FORMAT_VERSION = 1
+
+
+def add_parser(commands: Any) -> None:
+    compare_cmd = commands.add_parser(
+        "compare", help="compare two sets of results: ratio, 95%% interval and verdict per "
+        "workload and metric")
+    compare_cmd.add_argument("files", nargs="*", metavar="FILE",
+                             help="A.json B.json: the two sides (or use --a and --b)")
+    compare_cmd.add_argument("--a", nargs="+", default=[], metavar="FILE",
+                             help="results files of side A (the baseline)")
+    compare_cmd.add_argument("--b", nargs="+", default=[], metavar="FILE",
+                             help="results files of side B (the candidate)")
+    compare_cmd.add_argument("--metric", action="append", default=[],
+                             help="a metric to compare (repeatable; default: the headline "
+                             "metrics each result has)")
+    compare_cmd.add_argument("--all-metrics", action="store_true",
+                             help="every judged metric both sides have")
+    compare_cmd.add_argument("--threshold", type=float, metavar="F",
+                             help="smallest relative change that counts (default: the "
+                             "detector's minimum effect of each metric)")
+    compare_cmd.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    compare_cmd.add_argument("--fail-on-regression", nargs="?", type=float, const=0.0,
+                             default=None, metavar="F",
+                             help=f"exit {EXIT_REGRESSION} when a metric is judged worse "
+                             "(by at least F, e.g. 0.05, when given)")
+
+
+def _problem(field: str, message: str) -> ConfigError:
+    return ConfigError([ConfigProblem("(command line)", None, field, message)])
+
+
+def load_results(path: str) -> list[BenchmarkResult]:
+    """Every result of a results document; a clear error naming the file otherwise."""
+    from collector.model import RESULTS_FORMAT, RESULTS_FORMAT_VERSION, RunResult
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT:
+        raise InputError(f"{path}: not a collector results document (format "
+                         f"{RESULTS_FORMAT!r}; write one with `run-once --output`)")
+    if document.get("format_version") != RESULTS_FORMAT_VERSION:
+        raise InputError(f"{path}: results format version {document.get('format_version')!r}"
+                         f", this collector reads {RESULTS_FORMAT_VERSION}")
+    results: list[BenchmarkResult] = []
+    for index, raw in enumerate(document.get("runs") or []):
+        try:
+            run = RunResult.model_validate({k: v for k, v in raw.items() if k != "status"})
+        except (ValueError, TypeError, AttributeError) as exc:
+            first = str(exc).splitlines()
+            raise InputError(f"{path}: runs[{index}] is not a valid run: "
+                             f"{' '.join(first[:3])}") from None
+        results += [r for r in run.results if run.purpose == "scheduled"]
+    return results
+
+
+def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    if args.files and (args.a or args.b):
+        raise _problem("FILE", "give either two files or --a and --b, not both")
+    if args.files:
+        if len(args.files) != 2:
+            raise _problem("FILE", f"give two files, A and B (got {len(args.files)})")
+        return [args.files[0]], [args.files[1]]
+    if not args.a or not args.b:
+        raise _problem("--a/--b", "give results files for both sides")
+    return list(args.a), list(args.b)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from collector.compare import compare
+    from collector.metrics import METRICS
+
+    files_a, files_b = _sides(args)
+    for metric in args.metric:
+        if metric not in METRICS:
+            raise _problem("--metric", f"unknown metric {metric!r}")
+    if args.threshold is not None and not 0 <= args.threshold < 10:
+        raise _problem("--threshold", "expected a relative change such as 0.05")
+    side_a = [r for path in files_a for r in load_results(path)]
+    side_b = [r for path in files_b for r in load_results(path)]
+    result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
+                     all_metrics=args.all_metrics)
+    names = (", ".join(files_a), ", ".join(files_b))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(to_json(result, names), indent=2) + "\n")
+    elif args.format == "markdown":
+        sys.stdout.write(to_markdown(result, names))
+    else:
+        from rich.console import Console
+
+        from collector.report import comparison_table
+
+        Console(width=200 if not sys.stdout.isatty() else None).print(
+            comparison_table(result, names))
+    if not result.rows:
+        raise InputError("nothing to compare: no workload has results on both sides")
+    if args.fail_on_regression is not None:
+        worse = result.worse(args.fail_on_regression or None)
+        if worse:
+            return EXIT_REGRESSION
+    return 0
+
+
+def to_json(result: Comparison, names: tuple[str, str]) -> dict[str, Any]:
+    return {"format": COMPARISON_FORMAT, "format_version": COMPARISON_FORMAT_VERSION,
+            "a": names[0], "b": names[1], "rows": [r.as_dict() for r in result.rows],
+            "only_a": result.only_a, "only_b": result.only_b,
+            "summary": summary(result)}
+
+
+def summary(result: Comparison) -> dict[str, int]:
+    counts = {"worse": 0, "better": 0, "same": 0}
+    for row in result.rows:
+        counts[row.verdict] += 1
+    return counts
+
+
+def to_markdown(result: Comparison, names: tuple[str, str]) -> str:
+    counts = summary(result)
+    lines = [f"**collector compare**: A = `{names[0]}`, B = `{names[1]}`: "
+             f"{counts['worse']} worse, {counts['better']} better, {counts['same']} same "
+             "(95% intervals; a change inside the noise or below the threshold is *same*)",
+             "", "| workload | metric | A | B | B/A | 95% CI | n A/B | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in result.rows:
+        verdict = f"**{row.word}**" if row.verdict != "same" else row.word
+        lines.append(f"| {row.workload} | {row.metric} | {row.text(row.a)} | "
+                     f"{row.text(row.b)} | {row.ratio:.3f}x | {row.interval_text} | "
+                     f"{row.n_a}/{row.n_b} | {verdict} |")
+    for side, missing in (("A", result.only_a), ("B", result.only_b)):
+        if missing:
+            lines.append("")
+            lines.append(f"Only in {side}: " + ", ".join(missing))
+    return "\n".join(lines) + "\n"

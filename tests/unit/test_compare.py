@@ -1,0 +1,100 @@
+"""collector/compare.py: matching workloads, intervals of a ratio and noise-aware verdicts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from collector.compare import against_history, compare, judge, workload_label
+from tests.helpers import make_run
+
+NOISE = [1.0, 1.01, 0.99, 1.005, 0.995, 1.0]  # +-1% around 1
+
+
+def runs(latencies: list[float], *, host: str = "host-a", model: str = "bert",
+         samples: int = 20) -> list[Any]:
+    """One successful result per latency: as many runs of one workload."""
+    return [make_run(host=host, models=(model,), latency=x, samples=samples).results[0]
+            for x in latencies]
+
+
+def row_of(comparison: Any, metric: str = "latency_p50_seconds") -> Any:
+    [row] = [r for r in comparison.rows if r.metric == metric]
+    return row
+
+
+def test_a_clear_slowdown_is_slower_with_an_interval_that_excludes_one() -> None:
+    row = row_of(compare(runs([0.010 * x for x in NOISE]), runs([0.013 * x for x in NOISE])))
+    assert row.method == "welch" and (row.n_a, row.n_b) == (6, 6)
+    assert row.ratio == pytest.approx(1.3, rel=0.01)
+    assert row.low is not None and row.high is not None and 1.25 < row.low < 1.3 < row.high
+    assert (row.verdict, row.word) == ("worse", "slower")
+    # Throughput is 1/latency: the same slowdown, from the other side.
+    tput = row_of(compare(runs([0.010 * x for x in NOISE]), runs([0.013 * x for x in NOISE])),
+                  "throughput_samples_per_second")
+    assert (tput.verdict, tput.word) == ("worse", "slower") and tput.ratio < 0.8
+
+
+def test_a_change_inside_the_noise_is_same_never_slower() -> None:
+    noisy = [1.0, 1.3, 0.8, 1.2, 0.75, 1.1]  # +-25 %, as a busy shared host gives
+    row = row_of(compare(runs([0.010 * x for x in noisy]),
+                         runs([0.011 * x for x in reversed(noisy)])))
+    assert row.ratio == pytest.approx(1.1, rel=0.01)
+    assert row.low is not None and row.low < 1 < row.high
+    assert row.verdict == "same"
+
+
+def test_a_real_but_tiny_change_is_below_the_threshold() -> None:
+    a = [0.010 * x for x in NOISE]
+    b = [0.0102 * x for x in NOISE]  # +2 %: outside this noise, below the 3 % minimum effect
+    row = row_of(compare(runs(a), runs(b)))
+    assert row.low is not None and row.low > 1
+    assert row.verdict == "same"
+    assert row_of(compare(runs(a), runs(b), threshold=0.01)).verdict == "worse"
+
+
+def test_faster_is_better() -> None:
+    row = row_of(compare(runs([0.010 * x for x in NOISE]), runs([0.007 * x for x in NOISE])))
+    assert (row.verdict, row.word) == ("better", "faster")
+
+
+def test_one_new_value_is_judged_against_the_spread_of_the_others() -> None:
+    [now] = runs([0.015])
+    previous = [0.010 * x for x in NOISE]
+    row = against_history(now, "latency_p50_seconds", previous)
+    assert row is not None and row.method == "prediction"
+    assert row.verdict == "worse" and row.ratio == pytest.approx(1.5, rel=0.01)
+    [usual] = runs([0.0101])
+    same = against_history(usual, "latency_p50_seconds", previous)
+    assert same is not None and same.verdict == "same"
+    assert against_history(usual, "latency_p50_seconds", []) is None
+
+
+def test_one_run_each_bootstraps_the_raw_samples() -> None:
+    row = row_of(compare(runs([0.010]), runs([0.013])))
+    assert row.method == "samples" and row.low is not None
+    assert row.low > 1.2 and row.verdict == "worse"
+    # No samples behind peak RSS: no interval, the threshold alone.
+    rss = row_of(compare(runs([0.010]), runs([0.013])), "peak_rss_bytes")
+    assert (rss.method, rss.low, rss.verdict) == ("none", None, "same")
+
+
+def test_workloads_match_across_hosts_and_the_rest_is_listed() -> None:
+    a = runs([0.010, 0.0101], host="host-a") + runs([0.02, 0.021], model="vit")
+    b = runs([0.010, 0.0102], host="host-b")
+    result = compare(a, b)
+    assert {r.workload for r in result.rows} == {workload_label(a[0])}
+    assert result.only_a == [workload_label(a[2])] and result.only_b == []
+    failed = make_run(models=("bert",), fail="bert").results
+    assert compare(failed, b).rows == []
+
+
+def test_verdicts_follow_the_metric_direction() -> None:
+    assert judge("latency_p50_seconds", 1.2, 1.1, 1.3, 0.03) == "worse"
+    assert judge("throughput_samples_per_second", 1.2, 1.1, 1.3, 0.03) == "better"
+    assert judge("latency_p50_seconds", 1.2, 0.9, 1.5, 0.03) == "same"
+    assert judge("latency_stdev_seconds", 2.0, 1.5, 2.5, 0.03) == "same"  # neutral
+    assert judge("output_top1_agreement_ratio", 0.5, None, None, 1e-6) == "worse"
+    assert not math.isnan(row_of(compare(runs([0.01, 0.01]), runs([0.01, 0.01]))).ratio)
