@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from collector.compare import Row
     from collector.config import Config, StorageSettings
-    from collector.history import Regression
+    from collector.history import Regression, Store
     from collector.model import RunResult
     from collector.runs import Outcome
     from collector.store import Stores
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", help="configuration file")
     cli_regress.add_parsers(commands, DEFAULT_CONFIG)
-    cli_compare.add_parser(commands)
+    cli_compare.add_parser(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -397,6 +397,25 @@ def _regressions(args: argparse.Namespace) -> int:
         stores.close()
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from collector.config import StorageSettings
+
+    opened: list[Stores] = []
+
+    def store() -> Store:
+        if not opened:
+            config = _optional_config(args.config)
+            opened.append(_open_stores(config.storage if config else StorageSettings(),
+                                       args.local_store))
+        return opened[0].primary()
+
+    try:
+        return cli_compare.run_compare(args, store)
+    finally:
+        for stores in opened:
+            stores.close()
+
+
 def _out() -> Console:
     from rich.console import Console
 
@@ -594,7 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = {"check-config": _check_config, "db": _db, "serve": _serve,
                    "schedule": _schedule, "run-once": _run_once,
                    "regressions": _regressions, "detect": cli_regress.run_detect,
-                   "compare": cli_compare.run_compare,
+                   "compare": _compare,
                    }[args.command]
         return command(args)
     except ConfigError as exc:

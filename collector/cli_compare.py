@@ -2,7 +2,9 @@
 (collector/compare.py), as a terminal table, JSON or Markdown for a PR comment.
 
 A side is one or more results documents (`run-once --output`), so CI can compare a pull
-request's runs with main's without a database. With `--fail-on-regression [F]` the command
+request's runs with main's without a database, or a selector of stored runs (two run ids,
+two suites, two time windows, two environments such as transformers_version=5.23.0 vs
+5.24.0) read from the history of record. With `--fail-on-regression [F]` the command
 exits 5 when a workload's metric is judged worse (by at least F when given).
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +22,7 @@ from collector.errors import ConfigError, ConfigProblem, InputError
 
 if TYPE_CHECKING:  # the command's own imports wait until it runs: the CLI starts fast
     from collector.compare import Comparison
+    from collector.history import Store
     from collector.model import BenchmarkResult
 
 EXIT_REGRESSION = 5
@@ -25,16 +30,25 @@ COMPARISON_FORMAT = "collector-comparison"
 COMPARISON_FORMAT_VERSION = 1
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Any, default_config: str) -> None:
     compare_cmd = commands.add_parser(
         "compare", help="compare two sets of results: ratio, 95%% interval and verdict per "
         "workload and metric")
-    compare_cmd.add_argument("files", nargs="*", metavar="FILE",
-                             help="A.json B.json: the two sides (or use --a and --b)")
-    compare_cmd.add_argument("--a", nargs="+", default=[], metavar="FILE",
-                             help="results files of side A (the baseline)")
-    compare_cmd.add_argument("--b", nargs="+", default=[], metavar="FILE",
-                             help="results files of side B (the candidate)")
+    compare_cmd.add_argument("files", nargs="*", metavar="SIDE",
+                             help="A B: the two sides (or use --a and --b); each a results "
+                             "file or a selector of stored runs (see --a)")
+    compare_cmd.add_argument("--a", nargs="+", default=[], metavar="SIDE",
+                             help="side A (the baseline): results files and/or selectors "
+                             "of stored runs, KEY=VALUE[,KEY=VALUE...] with keys run (an id "
+                             "or prefix), suite, host, since, until (ISO times), last (the "
+                             "newest N matching runs, default 10) and any environment field "
+                             "(e.g. transformers_version=5.23.0)")
+    compare_cmd.add_argument("--b", nargs="+", default=[], metavar="SIDE",
+                             help="side B (the candidate), as --a")
+    compare_cmd.add_argument("--config", "-c", default=default_config,
+                             help="configuration file for its storage section (selectors)")
+    compare_cmd.add_argument("--local-store", metavar="PATH",
+                             help="SQLite file of the local store (selectors)")
     compare_cmd.add_argument("--metric", action="append", default=[],
                              help="a metric to compare (repeatable; default: the headline "
                              "metrics each result has)")
@@ -86,6 +100,10 @@ def load_results(path: str) -> list[BenchmarkResult]:
     return results
 
 
+def _load(side: str, store: Callable[[], Store]) -> list[BenchmarkResult]:
+    return select_stored(side, store()) if is_selector(side) else load_results(side)
+
+
 def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     if args.files and (args.a or args.b):
         raise _problem("FILE", "give either two files or --a and --b, not both")
@@ -98,7 +116,66 @@ def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return list(args.a), list(args.b)
 
 
-def run_compare(args: argparse.Namespace) -> int:
+SELECTOR_KEYS = ("run", "suite", "host", "since", "until", "last")
+DEFAULT_LAST = 10
+
+
+def is_selector(side: str) -> bool:
+    return "=" in side and not Path(side).exists()
+
+
+def parse_selector(side: str) -> dict[str, str]:
+    """`KEY=VALUE[,KEY=VALUE...]` -> {key: value}, keys checked (environment fields too)."""
+    from collector.model import Environment
+
+    known = (*SELECTOR_KEYS, *Environment.model_fields)
+    parsed: dict[str, str] = {}
+    for part in side.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key or not value.strip():
+            raise _problem(side, f"expected KEY=VALUE, got {part!r}")
+        if key not in known:
+            raise _problem(side, f"unknown key {key!r}: use {', '.join(SELECTOR_KEYS)} or an "
+                           "environment field (e.g. transformers_version)")
+        parsed[key] = value.strip()
+    return parsed
+
+
+def _when(side: str, key: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _problem(side, f"{key}: expected an ISO time such as 2026-11-30 or "
+                       f"2026-11-30T12:00Z, got {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def select_stored(side: str, store: Store) -> list[BenchmarkResult]:
+    """The results of the stored runs a selector names (newest `last` of those matching)."""
+    wanted = parse_selector(side)
+    try:
+        last = int(wanted.get("last", DEFAULT_LAST))
+    except ValueError:
+        raise _problem(side, f"last: expected a number of runs, got {wanted['last']!r}") from None
+    if last < 1:
+        raise _problem(side, "last: at least 1 run")
+    runs = store.runs(suite=wanted.get("suite"), host=wanted.get("host"),
+                      since=_when(side, "since", wanted.get("since")),
+                      until=_when(side, "until", wanted.get("until")),
+                      run_id_prefix=wanted.get("run"))
+    environment = {k: v for k, v in wanted.items() if k not in SELECTOR_KEYS}
+    runs = [r for r in runs
+            if all(str(r.environment.get(k)) == v for k, v in environment.items())][:last]
+    if not runs:
+        raise InputError(f"{side}: no stored scheduled run matches")
+    return store.stored_results(runs)
+
+
+def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
+    """`store`: the history of record, opened on first use (only selectors need it)."""
     from collector.compare import compare
     from collector.metrics import METRICS
 
@@ -108,8 +185,8 @@ def run_compare(args: argparse.Namespace) -> int:
             raise _problem("--metric", f"unknown metric {metric!r}")
     if args.threshold is not None and not 0 <= args.threshold < 10:
         raise _problem("--threshold", "expected a relative change such as 0.05")
-    side_a = [r for path in files_a for r in load_results(path)]
-    side_b = [r for path in files_b for r in load_results(path)]
+    side_a = [r for side in files_a for r in _load(side, store)]
+    side_b = [r for side in files_b for r in _load(side, store)]
     result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
                      all_metrics=args.all_metrics)
     names = (", ".join(files_a), ", ".join(files_b))

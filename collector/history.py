@@ -44,6 +44,17 @@ class SeriesInfo:
 
 
 @dataclass(frozen=True)
+class StoredRun:
+    """A stored scheduled run, as `collector compare` selects them."""
+
+    run_id: str
+    suite: str
+    host: str
+    started_at: datetime
+    environment: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class LatestValue:
     series_id: str
     metric: str
@@ -248,6 +259,17 @@ class Store(Protocol):
 
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         """The latest `limit` successful results of a series with every metric."""
+        ...
+
+    def runs(self, *, suite: str | None = None, host: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             run_id_prefix: str | None = None) -> list[StoredRun]:
+        """Scheduled runs, newest first."""
+        ...
+
+    def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
+        """The successful results of `runs`, with metrics, repetitions and the raw samples
+        behind median metrics."""
         ...
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:

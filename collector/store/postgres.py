@@ -43,14 +43,16 @@ from collector.history import (
     SeriesActivity,
     SeriesHistory,
     SeriesInfo,
+    StoredRun,
     SuiteActivity,
     check_series_filters,
 )
 from collector.metrics import METRICS
-from collector.model import RunResult
+from collector.model import BenchmarkResult, RunResult
 from collector.redact import redact as redact  # noqa: PLC0414 - explicit re-export (mypy)
 from collector.redact import scrub
 from collector.store import activity, regressions
+from collector.store import results as stored
 from collector.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
 from collector.store.rows import (
     FAILURE_COLUMNS,
@@ -473,6 +475,15 @@ class PostgresStore:
 
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         return regressions.series_history(self._query, series_id, limit)
+
+    def runs(self, *, suite: str | None = None, host: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             run_id_prefix: str | None = None) -> list[StoredRun]:
+        return stored.select_runs(self._query, suite=suite, host=host, since=since, until=until,
+                                  run_id_prefix=run_id_prefix)
+
+    def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
+        return stored.select_results(self._query, runs)
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
         return regressions.latest_samples(self._query, series_id, names)

@@ -46,14 +46,16 @@ INSERT_BASELINE = ("INSERT INTO baselines (series_id, metric, since, run_id, rea
                    "DO UPDATE SET run_id = excluded.run_id, reason = excluded.reason")
 
 
-def _text(value: Any) -> str | None:
+def text_id(value: Any) -> str | None:
+    """A run id as text (PostgreSQL's uuid as 32 hex digits, like the collector's)."""
     if value is None:
         return None
     return value.hex if hasattr(value, "hex") and not isinstance(value, (str, bytes)) else str(
         value)
 
 
-def _decoded(value: Any) -> Any:
+def decoded(value: Any) -> Any:
+    """A JSON column's value (SQLite: text; PostgreSQL: already decoded)."""
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -94,13 +96,13 @@ def select_regressions(query: Query, statuses: tuple[str, ...] | None, series_id
 
 def _column(column: str, value: Any) -> Any:
     if column in _RUN_ID_COLUMNS:
-        return _text(value)
+        return text_id(value)
     if column in _TIME_COLUMNS and value is not None:
         return parse_time(value)
     if column == "environment_diff":
-        return _decoded(value) or {}
+        return decoded(value) or {}
     if column == "confirmation":
-        return _decoded(value)
+        return decoded(value)
     if column in ("before_value", "after_value", "relative_change", "statistic"):
         return float(value)
     return value
@@ -118,7 +120,7 @@ def select_baselines(query: Query, series_id: str | None) -> list[Baseline]:
         sql += " WHERE series_id = %s"
         params.append(series_id)
     rows = query(sql + " ORDER BY since DESC", params)
-    return [Baseline(s, m, parse_time(t), _text(r), why) for s, m, t, r, why in rows]
+    return [Baseline(s, m, parse_time(t), text_id(r), why) for s, m, t, r, why in rows]
 
 
 def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
@@ -131,18 +133,18 @@ def series_history(query: Query, series_id: str, limit: int) -> SeriesHistory:
         (series_id, limit))
     runs: list[RunPoint] = []
     for run_id, finished, noise, environment, spec_hash in reversed(results):
-        probe = _decoded(noise) or {}
+        probe = decoded(noise) or {}
         fraction = probe.get("other_cpu_fraction")
-        runs.append(RunPoint(_text(run_id) or "", parse_time(finished),
+        runs.append(RunPoint(text_id(run_id) or "", parse_time(finished),
                              float(fraction) if fraction is not None else None,
-                             _decoded(environment) or {}, spec_hash))
+                             decoded(environment) or {}, spec_hash))
     values: dict[str, dict[str, float]] = {}
     if runs:
         rows = query("SELECT metric, run_id, value FROM measurements WHERE series_id = %s "
                      "AND time >= %s", (series_id, runs[0].time))
         wanted = {r.run_id for r in runs}
         for metric, run_id, value in rows:
-            key = _text(run_id) or ""
+            key = text_id(run_id) or ""
             if key in wanted:
                 values.setdefault(metric, {})[key] = float(value)
     return SeriesHistory(runs, values)

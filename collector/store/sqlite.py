@@ -34,11 +34,13 @@ from collector.history import (
     SeriesActivity,
     SeriesHistory,
     SeriesInfo,
+    StoredRun,
     SuiteActivity,
     check_series_filters,
 )
-from collector.model import RunResult
+from collector.model import BenchmarkResult, RunResult
 from collector.store import activity, regressions
+from collector.store import results as stored
 from collector.store.migrate import (
     Applied,
     Migration,
@@ -438,6 +440,15 @@ class SQLiteStore:
 
     def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
         return regressions.series_history(self._select, series_id, limit)
+
+    def runs(self, *, suite: str | None = None, host: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             run_id_prefix: str | None = None) -> list[StoredRun]:
+        return stored.select_runs(self._select, suite=suite, host=host, since=since, until=until,
+                                  run_id_prefix=run_id_prefix)
+
+    def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
+        return stored.select_results(self._select, runs)
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
         return regressions.latest_samples(self._select, series_id, names)
