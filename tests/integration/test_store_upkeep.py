@@ -74,7 +74,7 @@ def test_db_status_on_a_fresh_data_directory(tmp_path: Path) -> None:
 
 def test_a_failing_migration_through_the_cli_path_is_a_store_error(pg_url: str) -> None:
     store = PostgresStore(pg_url, schema=None)
-    broken = Migration(7, "broken", "SELECT no_such_function();", "c" * 64, None)
+    broken = Migration(99, "broken", "SELECT no_such_function();", "c" * 64, None)
     with pytest.raises(PermanentStoreError, match="no_such_function"):
         migrate(store, [*load_migrations("postgres"), broken])
     store.close()
