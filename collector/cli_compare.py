@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from collector.errors import ConfigError, ConfigProblem, InputError
 
 if TYPE_CHECKING:  # the command's own imports wait until it runs: the CLI starts fast
-    from collector.compare import Comparison
+    from collector.compare import Comparison, Pivot
     from collector.history import Store
     from collector.model import BenchmarkResult
 
@@ -45,6 +45,11 @@ def add_parser(commands: Any, default_config: str) -> None:
                              "(e.g. transformers_version=5.23.0)")
     compare_cmd.add_argument("--b", nargs="+", default=[], metavar="SIDE",
                              help="side B (the candidate), as --a")
+    compare_cmd.add_argument("--pivot", metavar="ROWS:COLUMNS",
+                             help="one side's metric as a table by two dimensions (model, "
+                             "backend, dtype, device, batch_size, sequence_length, "
+                             "quantization, attn_implementation, host), best per column "
+                             "marked, e.g. --pivot model:batch_size or backend:dtype")
     compare_cmd.add_argument("--config", "-c", default=default_config,
                              help="configuration file for its storage section (selectors)")
     compare_cmd.add_argument("--local-store", metavar="PATH",
@@ -105,6 +110,11 @@ def _load(side: str, store: Callable[[], Store]) -> list[BenchmarkResult]:
 
 
 def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    if args.pivot is not None:
+        one = args.files or args.a
+        if not one or args.b or (args.files and args.a):
+            raise _problem("--pivot", "give one side: SIDE... or --a SIDE...")
+        return list(one), []
     if args.files and (args.a or args.b):
         raise _problem("FILE", "give either two files or --a and --b, not both")
     if args.files:
@@ -186,6 +196,8 @@ def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     if args.threshold is not None and not 0 <= args.threshold < 10:
         raise _problem("--threshold", "expected a relative change such as 0.05")
     side_a = [r for side in files_a for r in _load(side, store)]
+    if args.pivot is not None:
+        return _pivot(args, side_a)
     side_b = [r for side in files_b for r in _load(side, store)]
     result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
                      all_metrics=args.all_metrics)
@@ -208,6 +220,55 @@ def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
         if worse:
             return EXIT_REGRESSION
     return 0
+
+
+def _pivot(args: argparse.Namespace, results: list[BenchmarkResult]) -> int:
+    from collector.compare import DIMENSIONS, pivot
+    from collector.metrics import headline
+
+    rows, sep, columns = str(args.pivot).partition(":")
+    if not sep or rows not in DIMENSIONS or columns not in DIMENSIONS or rows == columns:
+        raise _problem("--pivot", f"expected ROWS:COLUMNS, two of {', '.join(DIMENSIONS)}")
+    ok = [r for r in results if r.status == "ok"]
+    if not ok:
+        raise InputError("nothing to lay out: no successful result")
+    metric = args.metric[0] if args.metric else headline(ok[0].metrics)
+    tables = pivot(ok, rows, columns, metric)
+    if not tables:
+        raise InputError(f"no result has {metric}")
+    if args.format == "json":
+        sys.stdout.write(json.dumps({"format": "collector-pivot", "format_version": 1,
+                                     "tables": [pivot_json(p) for p in tables]}, indent=2)
+                         + "\n")
+    elif args.format == "markdown":
+        sys.stdout.write("\n".join(pivot_markdown(p) for p in tables))
+    else:
+        from rich.console import Console
+
+        from collector.report import pivot_table
+
+        console = Console(width=200 if not sys.stdout.isatty() else None)
+        for table in tables:
+            console.print(pivot_table(table))
+    return 0
+
+
+def pivot_json(table: Pivot) -> dict[str, Any]:
+    return {"metric": table.metric, "group": table.group, "rows": table.rows,
+            "columns": table.columns,
+            "cells": [{"row": r, "column": c, "value": v, "best": (r, c) in table.best}
+                      for (r, c), v in sorted(table.cells.items())]}
+
+
+def pivot_markdown(table: Pivot) -> str:
+    title = f"**{table.metric}**" + (f" ({table.group})" if table.group else "")
+    lines = [title + ": * = best of its column", "",
+             "| | " + " | ".join(table.columns) + " |",
+             "|---|" + "---|" * len(table.columns)]
+    for row in table.rows:
+        lines.append(f"| {row} | " + " | ".join(table.cell_text(row, c)
+                                               for c in table.columns) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def to_json(result: Comparison, names: tuple[str, str]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,10 +74,7 @@ class Row:
 
     def text(self, value: float) -> str:
         """A value of this row's metric with its unit, as the results table shows it."""
-        definition = METRICS[self.metric]
-        shown = definition.column.format if definition.column is not None else _BY_UNIT.get(
-            definition.unit)
-        return f"{value:.4g}" if shown is None else shown.render(value) + _SUFFIX[shown]
+        return value_text(self.metric, value)
 
     @property
     def interval_text(self) -> str:
@@ -103,6 +100,14 @@ class Comparison:
         """Rows judged worse, by at least `at_least` (relative) when given."""
         return [r for r in self.rows if r.verdict == "worse"
                 and (at_least is None or _worse_by(r) >= at_least)]
+
+
+def value_text(metric: str, value: float) -> str:
+    """A value of `metric` with its unit, as the results table shows it."""
+    definition = METRICS[metric]
+    shown = definition.column.format if definition.column is not None else _BY_UNIT.get(
+        definition.unit)
+    return f"{value:.4g}" if shown is None else shown.render(value) + _SUFFIX[shown]
 
 
 def _worse_by(row: Row) -> float:
@@ -264,3 +269,78 @@ def compare(side_a: Sequence[BenchmarkResult], side_b: Sequence[BenchmarkResult]
     only_a = [workload_label(ga[k][0]) for k in ga if k not in gb]
     only_b = [workload_label(gb[k][0]) for k in gb if k not in ga]
     return Comparison(rows, only_a, only_b)
+
+
+def _attention(result: BenchmarkResult) -> str:
+    attention = result.spec.attn_implementation
+    return attention.value if attention is not None else "auto"
+
+
+# Dimensions a pivot table can be laid out by: name -> the value of a result.
+DIMENSIONS: dict[str, Callable[[BenchmarkResult], str]] = {
+    "model": lambda r: r.spec.name,
+    "backend": lambda r: r.spec.backend.value,
+    "dtype": lambda r: r.spec.dtype.value,
+    "device": lambda r: r.spec.device,
+    "batch_size": lambda r: str(r.spec.batch_size),
+    "sequence_length": lambda r: str(r.spec.sequence_length),
+    "quantization": lambda r: r.spec.quantization.value,
+    "attn_implementation": _attention,
+    "host": lambda r: r.environment.host,
+}
+
+
+@dataclass(frozen=True)
+class Pivot:
+    """One side's metric laid out by two dimensions, for one value of the others."""
+
+    metric: str
+    group: str  # the other dimensions' values ("" when they do not vary)
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], float]  # the median over the matching results
+    best: set[tuple[str, str]]  # the best cell of each column (direction-aware)
+
+    def cell_text(self, row: str, column: str) -> str:
+        """A cell with its unit; the best of its column starred."""
+        value = self.cells.get((row, column))
+        if value is None:
+            return "-"
+        return value_text(self.metric, value) + (" *" if (row, column) in self.best else "")
+
+
+def _order(values: set[str]) -> list[str]:
+    return sorted(values, key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
+
+
+def pivot(results: Sequence[BenchmarkResult], row_dim: str, column_dim: str,
+          metric: str) -> list[Pivot]:
+    """`metric` of the successful `results` by `row_dim` x `column_dim`, one table per
+    combination of the other dimensions that vary."""
+    if row_dim not in DIMENSIONS or column_dim not in DIMENSIONS or row_dim == column_dim:
+        raise ValueError(f"pivot by two of {', '.join(DIMENSIONS)}")
+    ok = [r for r in results if r.status == "ok" and metric in r.metrics]
+    others = [d for d in DIMENSIONS if d not in (row_dim, column_dim)
+              and len({DIMENSIONS[d](r) for r in ok}) > 1]
+    groups: dict[str, list[BenchmarkResult]] = {}
+    for result in ok:
+        label = " ".join(f"{d}={DIMENSIONS[d](result)}" for d in others)
+        groups.setdefault(label, []).append(result)
+    lower = METRICS[metric].direction is Direction.LOWER_IS_BETTER
+    tables = []
+    for label, members in sorted(groups.items()):
+        values: dict[tuple[str, str], list[float]] = {}
+        for result in members:
+            cell = (DIMENSIONS[row_dim](result), DIMENSIONS[column_dim](result))
+            values.setdefault(cell, []).extend(values_of(result, metric))
+        cells = {k: percentile(sorted(v), 50) for k, v in values.items()}
+        rows = _order({r for r, _ in cells})
+        columns = _order({c for _, c in cells})
+        best = set()
+        if METRICS[metric].direction is not Direction.NEUTRAL:
+            for column in columns:
+                present = [(cells[(r, column)], r) for r in rows if (r, column) in cells]
+                _, row = min(present) if lower else max(present)
+                best.add((row, column))
+        tables.append(Pivot(metric, label, rows, columns, cells, best))
+    return tables

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from collector import metrics as catalogue
-from collector.compare import Comparison, Row
+from collector.compare import Comparison, Pivot, Row
 from collector.model import BenchmarkResult, BenchmarkSpec, RunResult
 
 
@@ -186,3 +186,18 @@ def previous_table(rows: list[Row]) -> Table:
                      "or below the metric's threshold. The detector, not this table, decides "
                      "what pages.")
     return table
+
+
+def pivot_table(table: Pivot) -> Table:
+    """`collector compare --pivot`: one side's metric by two dimensions."""
+    title = table.metric + (f"  ({table.group})" if table.group else "")
+    out = Table(title=title, title_justify="left")
+    out.add_column("")
+    for column in table.columns:
+        out.add_column(column, justify="right")
+    for row in table.rows:
+        out.add_row(row, *(f"[bold green]{text}[/]" if (row, column) in table.best else text
+                           for column in table.columns
+                           for text in [escape(table.cell_text(row, column))]))
+    out.caption = "* = the best of its column (median over the results in the cell)"
+    return out

@@ -198,6 +198,13 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
     assert collector("compare", *files, "--fail-on-regression", "100").returncode == 0
     itself = collector("compare", files[0], files[0], "--fail-on-regression")
     assert itself.returncode == 0 and "slower" not in itself.stdout
+    # One side laid out by two dimensions, the best of each column marked.
+    laid = collector("compare", "--pivot", "model:batch_size", files[0], "--format", "markdown")
+    assert laid.returncode == 0, laid.stderr
+    assert laid.stdout.startswith("**latency_p50_seconds**: * = best of its column")
+    assert "| | 1 |" in laid.stdout and laid.stdout.count(" ms * |") == 1
+    wrong = collector("compare", "--pivot", "model:colour", files[0])
+    assert wrong.returncode == 2 and "--pivot" in wrong.stderr
 
 
 def test_compare_names_the_bad_file(tmp_path: Path) -> None:
