@@ -171,8 +171,8 @@ def test_keys_with_newlines_do_not_split_the_message(tmp_path: Path) -> None:
     assert str(problem).endswith("suites.s.benchmarks[0].bad\\nkey: unknown key; expected "
                                  "one of: attn_implementation, backend, batch_size, compile, "
                                  "device, dtype, matrix, measurement, memory_limit_mb, model, "
-                                 "name, new_tokens, quantization, sequence_length, task, "
-                                 "threads, timeout_s")
+                                 "name, new_tokens, onnxruntime, quantization, "
+                                 "sequence_length, task, threads, timeout_s")
 
 
 def test_the_bounds_themselves_are_accepted(tmp_path: Path) -> None:
