@@ -251,13 +251,15 @@ PREVIOUS_RUNS = 10  # how many of a series' previous runs a run-once result is r
 def _against_previous(runs: list[RunResult], stores: Stores) -> list[Row]:
     """Each successful result's headline metric against its series' previous runs in the
     history of record (nothing when it cannot be read now: the table stands alone)."""
-    from collector.compare import against_history
+    from collector.compare import DEFAULT_RUN_NOISE, against_history
     from collector.errors import StoreError
     from collector.metrics import headline
 
     rows = []
     try:
         store = stores.primary()
+        # The detector's learnt run-to-run noise of each series, where it has learnt it.
+        noise = {(s.series_id, s.metric): s.noise for s in store.detection_states()}
         for run in runs:
             for result in run.results:
                 if result.status != "ok":
@@ -267,7 +269,8 @@ def _against_previous(runs: list[RunResult], stores: Stores) -> list[Row]:
                 by_run = history.values.get(metric, {})
                 previous = [by_run[p.run_id] for p in history.runs
                             if p.run_id != run.run_id and p.run_id in by_run][-PREVIOUS_RUNS:]
-                row = against_history(result, metric, previous)
+                row = against_history(result, metric, previous, run_noise=noise.get(
+                    (result.series_id, metric), DEFAULT_RUN_NOISE))
                 if row is not None:
                     rows.append(row)
     except StoreError:

@@ -62,6 +62,10 @@ def add_parser(commands: Any, default_config: str) -> None:
     compare_cmd.add_argument("--threshold", type=float, metavar="F",
                              help="smallest relative change that counts (default: the "
                              "detector's minimum effect of each metric)")
+    compare_cmd.add_argument("--run-noise", type=float, metavar="SD",
+                             help="run-to-run noise assumed when each side is one run (a "
+                             "relative sd; default 0.05; about 0.2 on busy shared VMs): the "
+                             "repetitions of one run cannot show it")
     compare_cmd.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     compare_cmd.add_argument("--fail-on-regression", nargs="?", type=float, const=0.0,
                              default=None, metavar="F",
@@ -186,7 +190,7 @@ def select_stored(side: str, store: Store) -> list[BenchmarkResult]:
 
 def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     """`store`: the history of record, opened on first use (only selectors need it)."""
-    from collector.compare import compare
+    from collector.compare import DEFAULT_RUN_NOISE, compare
     from collector.metrics import METRICS
 
     files_a, files_b = _sides(args)
@@ -199,8 +203,11 @@ def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     if args.pivot is not None:
         return _pivot(args, side_a)
     side_b = [r for side in files_b for r in _load(side, store)]
+    if args.run_noise is not None and not 0 <= args.run_noise < 5:
+        raise _problem("--run-noise", "expected a relative sd such as 0.05")
+    noise = DEFAULT_RUN_NOISE if args.run_noise is None else args.run_noise
     result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
-                     all_metrics=args.all_metrics)
+                     all_metrics=args.all_metrics, run_noise=noise)
     names = (", ".join(files_a), ", ".join(files_b))
     if args.format == "json":
         sys.stdout.write(json.dumps(to_json(result, names), indent=2) + "\n")

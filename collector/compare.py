@@ -3,21 +3,25 @@
 A side is a set of results (one or more runs of the same workloads: files, stored runs, the
 previous runs of a series). Workloads are matched by their identity without the host (the
 same model, task, backend, dtype, shapes, device and settings), so two hosts or two
-environments compare too. For each metric, each side's values are the fresh-process
-repetitions of each run where there are several (their spread is what the next run would
-show), else each run's value. On the log scale, so that the interval of a ratio is
-symmetric in slower and faster:
+environments compare too. On the log scale, so that the interval of a ratio is symmetric
+in slower and faster:
 
-- both sides with 2 values or more: Welch's t interval of the difference of mean logs;
-- one side with a single value: the other side's t prediction interval for one more value
-  (the single value is judged against the spread the other side shows);
-- one value each: a bootstrap of the raw samples' medians where the metric has samples
-  (the latency p50), which knows nothing of run-to-run noise; else no interval.
+- a side of 2 runs or more is represented by its runs' values (the unit of noise on a
+  shared host is the run: repetitions of one run share its conditions, and as units they
+  understate the noise; benchmarks/compare_calibration.py measured 23 % false verdicts
+  that way);
+- both sides with 2 runs or more: Welch's t interval of the difference of mean logs;
+- one side with 2 runs or more and the other with one: the many-run side's t prediction
+  interval for one more run;
+- one run each: Welch's t over their fresh-process repetitions (else a bootstrap of the
+  raw samples' medians), widened in quadrature by an assumed run-to-run noise
+  (`run_noise`, a log-sd per side; nothing within one run can show it).
 
 The verdict respects the noise: B is `worse` (slower) or `better` (faster) only when the
 interval excludes a ratio of 1 and the change is beyond the metric's threshold (the
 detector's minimum effect for it, or --threshold); everything else is `same`, never a
-slowdown. Without an interval the threshold alone decides, and the row says so.
+slowdown. Without an interval (one value each, no samples, no assumed noise) the threshold
+alone decides, and the row says so.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ from collector.regress.detector import settings_for
 from collector.stats import percentile, t975
 
 Verdict = Literal["better", "worse", "same"]
-Method = Literal["welch", "prediction", "samples", "none"]
+Method = Literal["welch", "prediction", "repetitions", "samples", "none"]
+# Run-to-run noise (log-sd per side) assumed when each side is a single run, whose own
+# repetitions cannot show it. A dedicated, quiet host: a few percent; the shared VMs this
+# was built on: about 20 % (benchmarks/compare_calibration.py). --run-noise sets it.
+DEFAULT_RUN_NOISE = 0.05
 
 _BOOTSTRAP = 2000
 _SUFFIX = {Format.MS: " ms", Format.SECONDS: " s", Format.RATE: "", Format.MIB: " MiB",
@@ -130,7 +138,7 @@ def workload_label(result: BenchmarkResult) -> str:
     return " ".join(parts)
 
 
-def values_of(result: BenchmarkResult, metric: str) -> list[float]:
+def repetition_values(result: BenchmarkResult, metric: str) -> list[float]:
     """A result's values of `metric`: one per fresh-process repetition, else its own."""
     repeated = [r.metrics[metric] for r in result.repetitions if metric in r.metrics]
     if len(repeated) >= 2:
@@ -162,26 +170,52 @@ def _mean_sd(logs: Sequence[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((x - m) ** 2 for x in logs) / (len(logs) - 1))
 
 
-def _interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, Method]:
-    """(ratio, low, high, method) on the log scale; low/high NaN when there is no interval."""
+def _welch(la: Sequence[float], lb: Sequence[float]) -> tuple[float, float, float]:
+    """(difference of mean logs, its standard error, degrees of freedom)."""
+    ma, sa = _mean_sd(la)
+    mb, sb = _mean_sd(lb)
+    va, vb = sa * sa / len(la), sb * sb / len(lb)
+    # Welch-Satterthwaite degrees of freedom (no spread at all: the smaller side's).
+    df = ((va + vb) ** 2 / (va * va / (len(la) - 1) + vb * vb / (len(lb) - 1))
+          if va + vb > 0 else min(len(la), len(lb)) - 1)
+    return mb - ma, math.sqrt(va + vb), df
+
+
+def _runs_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, Method]:
+    """(log ratio, half-width, method) from per-run values, one side with 2 or more."""
     la, lb = [math.log(v) for v in a], [math.log(v) for v in b]
     if len(la) >= 2 and len(lb) >= 2:
-        ma, sa = _mean_sd(la)
-        mb, sb = _mean_sd(lb)
-        va, vb = sa * sa / len(la), sb * sb / len(lb)
-        se = math.sqrt(va + vb)
-        # Welch-Satterthwaite degrees of freedom (no spread at all: the smaller side's).
-        df = ((va + vb) ** 2 / (va * va / (len(la) - 1) + vb * vb / (len(lb) - 1))
-              if va + vb > 0 else min(len(la), len(lb)) - 1)
-        half = t975(max(1, math.floor(df))) * se
-        return math.exp(mb - ma), math.exp(mb - ma - half), math.exp(mb - ma + half), "welch"
-    if len(la) >= 2 or len(lb) >= 2:
-        many, one, sign = (la, lb[0], 1) if len(la) >= 2 else (lb, la[0], -1)
-        m, s = _mean_sd(many)
-        diff = sign * (one - m)
-        half = t975(len(many) - 1) * s * math.sqrt(1 + 1 / len(many))
-        return math.exp(diff), math.exp(diff - half), math.exp(diff + half), "prediction"
-    return b[0] / a[0], math.nan, math.nan, "none"
+        diff, se, df = _welch(la, lb)
+        return diff, t975(max(1, math.floor(df))) * se, "welch"
+    many, one, sign = (la, lb[0], 1) if len(la) >= 2 else (lb, la[0], -1)
+    m, s = _mean_sd(many)
+    # A prediction interval: where one more run would fall if nothing had changed.
+    return sign * (one - m), t975(len(many) - 1) * s * math.sqrt(1 + 1 / len(many)), \
+        "prediction"
+
+
+def _one_run_interval(a: Sequence[float], b: Sequence[float],
+                      samples: tuple[Sequence[float], Sequence[float]] | None,
+                      run_noise: float) -> tuple[float, float, Method]:
+    """(log ratio, half-width, method) for one run a side: the within-run spread (the
+    repetitions, else a bootstrap of the raw samples) cannot show run-to-run noise, so an
+    assumed run-to-run log-sd `run_noise` per side is added in quadrature."""
+    assumed = 1.96 * math.sqrt(2) * run_noise
+    if len(a) >= 2 and len(b) >= 2:
+        diff, se, df = _welch([math.log(v) for v in a], [math.log(v) for v in b])
+        within = t975(max(1, math.floor(df))) * se
+        method: Method = "repetitions"
+    else:
+        diff = math.log(percentile(sorted(b), 50) / percentile(sorted(a), 50))
+        within, method = 0.0, "none"
+        if samples is not None:
+            sa, sb = samples
+            if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
+                low, high = _bootstrap(sa, sb)
+                within, method = 0.5 * math.log(high / low), "samples"
+    if method == "none" and run_noise == 0:
+        return diff, math.nan, "none"
+    return diff, math.hypot(within, assumed), method
 
 
 def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -197,43 +231,55 @@ def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return percentile(ratios, 2.5), percentile(ratios, 97.5)
 
 
-def _make_row(result: BenchmarkResult, metric: str, a: Sequence[float], b: Sequence[float],
-              *, threshold: float | None,
-              samples: tuple[Sequence[float], Sequence[float]] | None = None) -> Row | None:
-    """`metric` of `result`'s workload with values `a` and `b` (and, for one value each,
-    raw samples of each side to bootstrap)."""
-    if not a or not b or min(a) <= 0 or min(b) <= 0:
+def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkResult],
+              side_b: Sequence[BenchmarkResult], *, threshold: float | None,
+              run_noise: float, previous: Sequence[float] | None = None) -> Row | None:
+    """`metric` of `result`'s workload on both sides. A side of 2 runs or more is judged by
+    its runs' values (repetitions of one run share that run's conditions: as units they
+    would understate the noise); with one run on each side, by the repetitions (or raw
+    samples) plus the assumed run-to-run noise. `previous`: side A as stored values."""
+    runs_a = list(previous) if previous is not None else [
+        r.metrics[metric] for r in side_a if metric in r.metrics]
+    runs_b = [r.metrics[metric] for r in side_b if metric in r.metrics]
+    if not runs_a or not runs_b or min(runs_a) <= 0 or min(runs_b) <= 0:
         return None  # absent, or 0 (an exact drift of 0 has no ratio)
-    ratio, low, high, method = _interval(a, b)
-    if method == "none" and samples is not None:
-        sa, sb = samples
-        if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
-            low, high = _bootstrap(sa, sb)
-            method = "samples"
+    if len(runs_a) >= 2 or len(runs_b) >= 2:
+        diff, half, method = _runs_interval(runs_a, runs_b)
+        a, b = runs_a, runs_b
+    else:
+        a = runs_a if previous is not None else repetition_values(side_a[0], metric)
+        b = repetition_values(side_b[0], metric)
+        name = SAMPLE_MEDIANS.get(metric)
+        samples = (None if name is None or previous is not None
+                   else (side_a[0].samples.get(name, ()), side_b[0].samples.get(name, ())))
+        if min(a) <= 0 or min(b) <= 0:
+            return None
+        diff, half, method = _one_run_interval(a, b, samples, run_noise)
+    lo = None if math.isnan(half) else math.exp(diff - half)
+    hi = None if math.isnan(half) else math.exp(diff + half)
+    ratio = math.exp(diff)
     bound = threshold_for(metric, threshold)
-    lo = None if math.isnan(low) else low
-    hi = None if math.isnan(high) else high
     return Row(workload_label(result), workload_key(result), metric,
-               percentile(sorted(a), 50), percentile(sorted(b), 50),
+               percentile(sorted(runs_a), 50), percentile(sorted(runs_b), 50),
                ratio, lo, hi, len(a), len(b), method, bound,
                judge(metric, ratio, lo, hi, bound))
 
 
 def _row(metric: str, side_a: list[BenchmarkResult], side_b: list[BenchmarkResult],
-         threshold: float | None) -> Row | None:
-    a = [v for r in side_a for v in values_of(r, metric)]
-    b = [v for r in side_b for v in values_of(r, metric)]
-    name = SAMPLE_MEDIANS.get(metric)
-    samples = ((side_a[0].samples.get(name, ()), side_b[0].samples.get(name, ()))
-               if name and len(side_a) == len(side_b) == 1 else None)
-    return _make_row(side_a[0], metric, a, b, threshold=threshold, samples=samples)
+         threshold: float | None, run_noise: float) -> Row | None:
+    return _make_row(side_a[0], metric, side_a, side_b, threshold=threshold,
+                     run_noise=run_noise)
 
 
 def against_history(result: BenchmarkResult, metric: str, previous: Sequence[float],
-                    threshold: float | None = None) -> Row | None:
+                    threshold: float | None = None,
+                    run_noise: float = DEFAULT_RUN_NOISE) -> Row | None:
     """`result`'s `metric` (B) against the stored values of its series' previous runs (A):
     what `run-once` prints after its table."""
-    return _make_row(result, metric, previous, values_of(result, metric), threshold=threshold)
+    if not previous:
+        return None
+    return _make_row(result, metric, [], [result], threshold=threshold,
+                     run_noise=run_noise, previous=previous)
 
 
 def _judged(metric: str) -> bool:
@@ -243,7 +289,7 @@ def _judged(metric: str) -> bool:
 
 def compare(side_a: Sequence[BenchmarkResult], side_b: Sequence[BenchmarkResult], *,
             metrics: Sequence[str] | None = None, threshold: float | None = None,
-            all_metrics: bool = False) -> Comparison:
+            all_metrics: bool = False, run_noise: float = DEFAULT_RUN_NOISE) -> Comparison:
     """Compare two sides' successful results workload by workload."""
     def grouped(side: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkResult]]:
         groups: dict[str, list[BenchmarkResult]] = {}
@@ -263,7 +309,7 @@ def compare(side_a: Sequence[BenchmarkResult], side_b: Sequence[BenchmarkResult]
         else:
             wanted = [m for m in COMPARE_SELECTION if m in present]
         for metric in wanted:
-            row = _row(metric, ga[key], gb[key], threshold)
+            row = _row(metric, ga[key], gb[key], threshold, run_noise)
             if row is not None:
                 rows.append(row)
     only_a = [workload_label(ga[k][0]) for k in ga if k not in gb]
@@ -332,7 +378,7 @@ def pivot(results: Sequence[BenchmarkResult], row_dim: str, column_dim: str,
         values: dict[tuple[str, str], list[float]] = {}
         for result in members:
             cell = (DIMENSIONS[row_dim](result), DIMENSIONS[column_dim](result))
-            values.setdefault(cell, []).extend(values_of(result, metric))
+            values.setdefault(cell, []).append(result.metrics[metric])
         cells = {k: percentile(sorted(v), 50) for k, v in values.items()}
         rows = _order({r for r, _ in cells})
         columns = _order({c for _, c in cells})

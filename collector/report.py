@@ -155,10 +155,11 @@ def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
         table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
                       f"{row.ratio:.3f}x", row.interval_text, f"{row.n_a}/{row.n_b}",
                       f"[{colour[row.verdict]}]{row.word}[/]")
-    notes = ["95% interval of B/A: Welch's t over fresh-process values (repetitions, runs) "
-             "when both sides have several, a prediction interval when one side has one, "
-             "a bootstrap of the raw samples when both have one (blind to run-to-run "
-             "noise). A change inside the interval or below the metric's threshold is same."]
+    notes = ["95% interval of B/A: Welch's t over the runs when both sides have several, a "
+             "prediction interval when one side has a single run, and with one run a side "
+             "its repetitions (or raw samples) plus the assumed run-to-run noise "
+             "(--run-noise). n: runs (repetitions with one run a side). A change inside the "
+             "interval or below the metric's threshold is same."]
     for side, missing in (("A", result.only_a), ("B", result.only_b)):
         if missing:
             notes.append(f"only in {side}: " + ", ".join(missing))
@@ -179,12 +180,11 @@ def previous_table(rows: list[Row]) -> Table:
         table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
                       f"{row.ratio:.3f}x", row.interval_text, str(row.n_a),
                       f"[{colour[row.verdict]}]{row.word}[/]")
-    table.caption = ("before: median of up to 10 previous runs of the series. 95% CI of "
-                     "now/before from the spread of those runs and of this run's "
-                     "repetitions (Welch's t; a prediction interval when one side has a "
-                     "single value; none after a single run of each). same: inside the noise "
-                     "or below the metric's threshold. The detector, not this table, decides "
-                     "what pages.")
+    table.caption = ("before: median of up to 10 previous runs of the series. 95% CI: "
+                     "where this run would fall if nothing had changed, from those runs' "
+                     "spread (after a single previous run: the detector's learnt run-to-run "
+                     "noise, else 5%). same: inside the noise or below the metric's "
+                     "threshold. The detector, not this table, decides what pages.")
     return table
 
 

@@ -49,16 +49,20 @@ def stdev(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((v - m) ** 2 for v in values) / (n - 1))
 
 
-# Two-sided 97.5% quantiles of Student's t, by degrees of freedom (1..10); 1.96 beyond 30.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-         9: 2.262, 10: 2.228}
+# Two-sided 97.5% quantiles of Student's t, by degrees of freedom (1..30).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def t975(df: int) -> float:
-    """Student's t 97.5% quantile (a 95% two-sided interval) for `df` degrees of freedom."""
-    if df in _T975:
-        return _T975[df]
-    return 2.042 if df <= 30 else 1.96  # df 11..30 lie within 2.20..2.04; 30's is a bound
+    """Student's t 97.5% quantile (a 95% two-sided interval) for `df` degrees of freedom
+    (bounded from above beyond 30: 2.021 at 40, 2.000 at 60, 1.980 at 120)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    return 2.021 if df <= 40 else 2.000 if df <= 60 else 1.980 if df <= 120 else 1.960
 
 
 @functools.lru_cache(maxsize=4096)

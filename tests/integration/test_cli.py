@@ -192,7 +192,7 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
     doc = json.loads(collector("compare", *files, "--format", "json").stdout)
     assert doc["format"] == "collector-comparison" and doc["format_version"] == 1
     [latency] = [r for r in doc["rows"] if r["metric"] == "latency_p50_seconds"]
-    assert latency["verdict"] == "worse" and latency["method"] == "welch"
+    assert latency["verdict"] == "worse" and latency["method"] == "repetitions"
     assert latency["ci95"][0] > 1.5 and (latency["n_a"], latency["n_b"]) == (3, 3)
     # Above the gate's threshold it passes; the same file against itself is the same.
     assert collector("compare", *files, "--fail-on-regression", "100").returncode == 0

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collector.compare import against_history, compare, judge, pivot, workload_label
-from collector.model import Backend, Dtype
+from collector.model import Backend, Dtype, Repetition
 from tests.helpers import make_run
 
 NOISE = [1.0, 1.01, 0.99, 1.005, 0.995, 1.0]  # +-1% around 1
@@ -73,13 +73,38 @@ def test_one_new_value_is_judged_against_the_spread_of_the_others() -> None:
     assert against_history(usual, "latency_p50_seconds", []) is None
 
 
-def test_one_run_each_bootstraps_the_raw_samples() -> None:
+def test_one_run_each_bootstraps_the_raw_samples_plus_the_assumed_run_noise() -> None:
     row = row_of(compare(runs([0.010]), runs([0.013])))
-    assert row.method == "samples" and row.low is not None
-    assert row.low > 1.2 and row.verdict == "worse"
-    # No samples behind peak RSS: no interval, the threshold alone.
+    assert row.method == "samples" and row.low is not None and row.high is not None
+    assert 1.1 < row.low < 1.3 < row.high and row.verdict == "worse"
+    # The run-to-run noise of a shared host (about 20 %) swallows a 30 % step in one run.
+    noisy = row_of(compare(runs([0.010]), runs([0.013]), run_noise=0.2))
+    assert noisy.low is not None and noisy.low < 1 and noisy.verdict == "same"
+    # Nothing assumed, no samples: no interval, the threshold alone.
+    bare = row_of(compare(runs([0.010], samples=0), runs([0.013], samples=0), run_noise=0.0))
+    assert (bare.method, bare.low, bare.verdict) == ("none", None, "worse")
+    # No samples behind peak RSS: the assumed run noise alone (RSS equal here: same).
     rss = row_of(compare(runs([0.010]), runs([0.013])), "peak_rss_bytes")
-    assert (rss.method, rss.low, rss.verdict) == ("none", None, "same")
+    assert (rss.method, rss.ratio, rss.verdict) == ("none", 1.0, "same")
+
+
+def test_repetitions_of_one_run_are_not_runs() -> None:
+    """With several runs a side, the runs are the units: the repetitions of one run share
+    its conditions. With one run a side, the repetitions give the within-run spread."""
+    def repeated(level: float, spread: list[float]) -> Any:
+        [result] = runs([level])
+        reps = tuple(Repetition.model_validate({
+            "index": i, "status": "ok", "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "metrics": {"latency_p50_seconds": level * x}}) for i, x in enumerate(spread))
+        return result.model_copy(update={"repetitions": reps})
+
+    tight = [0.999, 1.0, 1.001]
+    one = row_of(compare([repeated(0.010, tight)], [repeated(0.0125, tight)]))
+    assert (one.method, one.n_a, one.n_b) == ("repetitions", 3, 3)
+    many = row_of(compare([repeated(0.010, tight), repeated(0.011, tight)],
+                          [repeated(0.0125, tight), repeated(0.012, tight)]))
+    assert (many.method, many.n_a, many.n_b) == ("welch", 2, 2)
 
 
 def test_workloads_match_across_hosts_and_the_rest_is_listed() -> None:
