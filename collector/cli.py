@@ -16,11 +16,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector import __version__, cli_compare, cli_regress
+from collector import __version__, cli_compare, cli_regress, cli_report
 from collector.errors import (
     CollectorError,
     ConfigError,
@@ -126,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", help="configuration file")
     cli_regress.add_parsers(commands, DEFAULT_CONFIG)
     cli_compare.add_parser(commands, DEFAULT_CONFIG)
+    cli_report.add_parser(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -400,7 +401,9 @@ def _regressions(args: argparse.Namespace) -> int:
         stores.close()
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _with_lazy_store(args: argparse.Namespace,
+                     command: Callable[[argparse.Namespace, Callable[[], Store]], int]) -> int:
+    """Run `command` with the history of record, opened only if it asks for it."""
     from collector.config import StorageSettings
 
     opened: list[Stores] = []
@@ -413,10 +416,18 @@ def _compare(args: argparse.Namespace) -> int:
         return opened[0].primary()
 
     try:
-        return cli_compare.run_compare(args, store)
+        return command(args, store)
     finally:
         for stores in opened:
             stores.close()
+
+
+def _compare(args: argparse.Namespace) -> int:
+    return _with_lazy_store(args, cli_compare.run_compare)
+
+
+def _report(args: argparse.Namespace) -> int:
+    return _with_lazy_store(args, cli_report.run_report)
 
 
 def _out() -> Console:
@@ -616,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = {"check-config": _check_config, "db": _db, "serve": _serve,
                    "schedule": _schedule, "run-once": _run_once,
                    "regressions": _regressions, "detect": cli_regress.run_detect,
-                   "compare": _compare,
+                   "compare": _compare, "report": _report,
                    }[args.command]
         return command(args)
     except ConfigError as exc:

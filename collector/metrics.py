@@ -320,6 +320,8 @@ COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
                      "decode_tokens_per_second", "peak_rss_bytes", "cuda_max_allocated_bytes",
                      "output_max_rel_diff_ratio", "output_top1_agreement_ratio",
                      "output_token_agreement_ratio")
+# The report's results table: after each result's headline metric, these (those it has).
+REPORT_COLUMNS = ("throughput_samples_per_second", "decode_tokens_per_second", "peak_rss_bytes")
 # Metrics that are the median of a result's raw samples (by sample name).
 SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
                   "time_to_first_token_p50_seconds": "time_to_first_token_seconds"}
