@@ -136,6 +136,29 @@ def table(title: str, description: str, target: Json, *, unit: str = "none",
             "options": options}
 
 
+def barchart(title: str, description: str, target: Json, *, x_field: str, unit: str = "none",
+             thresholds: Sequence[tuple[float | None, str]] | None = None,
+             decimals: int | None = None) -> Json:
+    """Horizontal bars, one per row of a table query: the label column `x_field` and one
+    numeric column (every numeric column would be a bar series of its own)."""
+    custom: Json = {"lineWidth": 1, "fillOpacity": 80, "gradientMode": "none",
+                    "axisPlacement": "auto", "axisSoftMin": 0,
+                    "hideFrom": {"tooltip": False, "legend": False, "viz": False}}
+    field_config = (_field_config(unit, custom, decimals=decimals) if thresholds is None
+                    else _field_config(unit, custom, decimals=decimals, thresholds=thresholds,
+                                       color="thresholds"))
+    return {"type": "barchart", "title": title, "description": description,
+            "datasource": target["datasource"], "targets": [target],
+            "fieldConfig": field_config,
+            "options": {"xField": x_field, "orientation": "horizontal", "barRadius": 0,
+                        "xTickLabelRotation": 0, "xTickLabelMaxLength": 60,
+                        "stacking": "none", "showValue": "auto", "barWidth": 0.8,
+                        "groupWidth": 0.7, "fullHighlight": False,
+                        "legend": {"displayMode": "list", "placement": "bottom",
+                                   "showLegend": False, "calcs": []},
+                        "tooltip": {"mode": "single", "sort": "none"}}}
+
+
 def row(title: str) -> Json:
     return {"type": "row", "title": title, "collapsed": False, "panels": []}
 
@@ -183,6 +206,19 @@ def custom_variable(name: str, label: str, values: Sequence[str],
             "multi": True, "includeAll": True,
             "current": {"text": list(default), "value": list(default)},
             "options": [{"text": value, "value": value, "selected": value in default}
+                        for value in values],
+            "hide": 0}
+
+
+def single_custom_variable(name: str, label: str, values: Sequence[str], default: str) -> Json:
+    """One value at a time, no "All": Grafana's SQL datasource inserts it unquoted with its
+    single quotes doubled, so queries write it inside a literal: '$name'."""
+    if default not in values:
+        raise ValueError(f"{name}: default {default!r} is not one of {list(values)}")
+    return {"type": "custom", "name": name, "label": label, "query": ",".join(values),
+            "multi": False, "includeAll": False,
+            "current": {"text": default, "value": default},
+            "options": [{"text": value, "value": value, "selected": value == default}
                         for value in values],
             "hide": 0}
 
@@ -511,6 +547,17 @@ ORDER BY v.time
 """
 
 
+def trend_variables() -> list[Json]:
+    """The chained series filters of TREND_FILTERS: each variable's choices are filtered by
+    the ones before it."""
+    variables = []
+    for index, (name, label, column, numeric) in enumerate(TREND_FILTERS):
+        sql = (f"SELECT DISTINCT s.{column} FROM series s WHERE {series_filter(upto=index)} "
+               "ORDER BY 1")
+        variables.append(sql_variable(name, label, sql, numeric=numeric))
+    return variables
+
+
 def trends() -> Json:
     lines: list[list[tuple[Json, int, int]]] = []
     pair: list[tuple[Json, int, int]] = []
@@ -533,19 +580,101 @@ def trends() -> Json:
         "runs) and from scheduled runs alone. A quiet trend means no step above that size; "
         "below it, nothing can be told from noise.",
         sql_target(DETECTABLE.replace("{where}", series_filter()))), 24, 8)])
-    variables = []
-    for index, (name, label, column, numeric) in enumerate(TREND_FILTERS):
-        sql = (f"SELECT DISTINCT s.{column} FROM series s WHERE {series_filter(upto=index)} "
-               "ORDER BY 1")
-        variables.append(sql_variable(name, label, sql, numeric=numeric))
     return dashboard(
         "collector-trends", "Collector / Trends",
         "Every measured quantity over time for the selected series, with detected regressions "
         "and library version changes as annotations. Long ranges read the hourly and daily "
         "aggregates.",
-        layout(lines), variables=variables,
+        layout(lines), variables=trend_variables(),
         annotations=[sql_annotation("Regressions", "red", REGRESSION_ANNOTATIONS),
                      sql_annotation("Version changes", "blue", VERSION_CHANGE_ANNOTATIONS)])
+
+
+# -- Compare -----------------------------------------------------------------------------------
+
+# Series columns the Compare dashboard can group by (its variable `group_by`).
+COMPARE_GROUPS = ("model", "backend", "dtype", "device", "batch_size", "quantization",
+                  "attn_implementation")
+COMPARE_DEFAULT_METRIC = "latency_p50_seconds"
+# Ratio to best: above this a bar turns orange, above the next one red.
+RATIO_THRESHOLDS: tuple[tuple[float | None, str], ...] = (
+    (None, "green"), (1.05, "yellow"), (1.25, "orange"), (2.0, "red"))
+
+
+def compare_sql(select: str, order: str) -> str:
+    """The latest point of the picked metric ($metric) per selected series in the time range,
+    with its group (the series column picked by $group_by) and its ratio to the best series
+    of that group, then `select` from those rows."""
+    group = "CASE '$group_by' " + " ".join(
+        f"WHEN '{column}' THEN s.{column}::text" for column in COMPARE_GROUPS) + " END"
+    return f"""
+-- The latest value of the picked metric per selected series in the time range, and its
+-- ratio to the best series of its group (the series that share the group-by column): 1.0
+-- is the best; value / best where lower is better, best / value where higher is better, so
+-- above 1 is always worse. Neutral metrics have no best: no ratio.
+WITH latest AS (
+    SELECT {group} AS "group", {SERIES_LABEL} AS series, s.host, l.value, l.unit,
+           l.time, d.sign
+    FROM series s
+    JOIN {direction_values()} ON d.metric = '$metric'
+    CROSS JOIN LATERAL (
+        SELECT m.time, m.value, m.unit FROM measurements m
+        WHERE m.series_id = s.series_id AND m.metric = d.metric AND $__timeFilter(m.time)
+        ORDER BY m.time DESC LIMIT 1) AS l
+    WHERE {series_filter()}
+), ranked AS (
+    SELECT x.*, CASE x.sign
+                    WHEN 1 THEN x.value / nullif(min(x.value) OVER g, 0)
+                    WHEN -1 THEN max(x.value) OVER g / nullif(x.value, 0)
+                END AS ratio
+    FROM latest x
+    WINDOW g AS (PARTITION BY x."group")
+)
+SELECT {select}
+FROM ranked r
+ORDER BY {order}
+"""
+
+
+COMPARE_LABEL = "r.\"group\" || ' | ' || r.series"
+COMPARE_VALUES = compare_sql(f'{COMPARE_LABEL} AS "series", r.value AS "value"',
+                             'r."group", r.value, r.series')
+COMPARE_RATIOS = compare_sql(f'{COMPARE_LABEL} AS "series", '
+                             'round(r.ratio::numeric, 4) AS "ratio to best"',
+                             'r."group", r.ratio NULLS LAST, r.series')
+COMPARE_TABLE = compare_sql(
+    f'r."group", r.series, {human_value("r.value", "r.unit")} AS "value", r.unit, '
+    'round(r.ratio::numeric, 4) AS "ratio to best", r.time AS "measured at", r.host',
+    'r."group", r.ratio NULLS LAST, r.series')
+
+
+def compare() -> Json:
+    panels = layout([
+        [(barchart("Latest $metric", "The latest value of the picked metric for every "
+                   "selected series in the time range, grouped by the group-by column (its "
+                   "value starts each label). Values are in the metric's own unit (the "
+                   "table writes it out).", sql_target(COMPARE_VALUES), x_field="series"),
+          12, 14),
+         (barchart("Ratio to the best in its group", "Each series' latest value against the "
+                   "best one of its group: 1.0 is the best (lowest latency, highest "
+                   "throughput), 1.25 is 25% worse. Neutral metrics (sizes, spreads) have no "
+                   "best and no bar.", sql_target(COMPARE_RATIOS), x_field="series",
+                   thresholds=RATIO_THRESHOLDS, decimals=2), 12, 14)],
+        [(table("Latest values", "The same rows: value with its unit, ratio to the best of "
+                "the group, when it was measured and on which host.",
+                sql_target(COMPARE_TABLE)), 24, 10)],
+    ])
+    variables = [
+        *trend_variables(),
+        single_custom_variable("metric", "Metric", sorted(METRICS), COMPARE_DEFAULT_METRIC),
+        single_custom_variable("group_by", "Group by", COMPARE_GROUPS, "model"),
+    ]
+    return dashboard(
+        "collector-compare", "Collector / Compare",
+        "The latest value of one metric across the selected series, side by side: which "
+        "backend, dtype, device or batch size is best per model (ratio to the best, 1.0 is "
+        "the best), with the same series filters as Trends.",
+        panels, variables=variables, time_from="now-30d")
 
 
 # -- Runs --------------------------------------------------------------------------------------
@@ -751,7 +880,8 @@ def health() -> Json:
 # -- output ------------------------------------------------------------------------------------
 
 BUILDERS = {"collector-overview.json": overview, "collector-trends.json": trends,
-            "collector-runs.json": runs, "collector-health.json": health}
+            "collector-runs.json": runs, "collector-health.json": health,
+            "collector-compare.json": compare}
 
 
 def render() -> dict[str, str]:

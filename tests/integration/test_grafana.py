@@ -68,7 +68,7 @@ GRAFANA = ROOT / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 SCHEMAS = ROOT / "tests" / "schemas" / "grafana"
 DASHBOARD_MOUNT = "/var/lib/grafana/dashboards/collector"  # see grafana/README.md
-PANEL_SCHEMAS = {"timeseries", "stat", "table", "text"}
+PANEL_SCHEMAS = {"timeseries", "stat", "table", "text", "barchart"}
 READER = "grafana_dashboards_reader"
 
 Json = dict[str, Any]
@@ -163,8 +163,9 @@ def test_dashboard_provider_loads_the_dashboards_folder_into_collector() -> None
     readme = (GRAFANA / "README.md").read_text()
     assert f"./grafana/dashboards:{DASHBOARD_MOUNT}" in readme
     assert "./grafana/provisioning:/etc/grafana/provisioning" in readme
-    assert sorted(dashboards()) == ["collector-health.json", "collector-overview.json",
-                                    "collector-runs.json", "collector-trends.json"]
+    assert sorted(dashboards()) == ["collector-compare.json", "collector-health.json",
+                                    "collector-overview.json", "collector-runs.json",
+                                    "collector-trends.json"]
 
 
 def test_committed_dashboards_are_the_generators_output(tmp_path: Path) -> None:
@@ -281,7 +282,7 @@ def test_every_datasource_reference_is_a_provisioned_uid() -> None:
 def test_dashboard_uids_are_unique_and_panels_do_not_overlap() -> None:
     boards = dashboards()
     uids = [board["uid"] for board in boards.values()]
-    assert len(set(uids)) == len(uids) == 4
+    assert len(set(uids)) == len(uids) == 5
     assert all(re.fullmatch(r"[a-z0-9-]{8,40}", uid) for uid in uids), uids
     for name, board in boards.items():
         assert board["id"] is None, name  # Grafana assigns ids; a fixed one would collide
@@ -656,6 +657,8 @@ def resolve_sql_variables(board: Json, runner: SqlRunner,
         picked = (choose or {}).get(name)
         if picked is None:
             saved = model["current"]["value"]
+            if isinstance(saved, str):  # a single-value variable (no multi, no All)
+                saved = [saved]
             picked = (Selection(tuple(found), is_all=True) if saved == [ALL]
                       else Selection(tuple(saved)))
         selections[name] = picked
@@ -837,6 +840,192 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"host-a", "gpu-1"}
     assert runner.rows(target_sql(board, "CUDA memory"), defs_m, multi)
     assert every_sql(board) <= set(runner.executed)
+
+
+# -- Compare ------------------------------------------------------------------------------------
+
+COMPARE_GROUPS = ["model", "backend", "dtype", "device", "batch_size", "quantization",
+                  "attn_implementation"]
+
+
+def test_compare_has_the_trend_filters_a_metric_and_a_group_by() -> None:
+    compare, trends = by_uid("collector-compare"), by_uid("collector-trends")
+    variables = compare["templating"]["list"]
+    trend_variables = trends["templating"]["list"]
+    # The same chained series filters as Trends, then one metric and one grouping column.
+    assert variables[:len(trend_variables)] == trend_variables
+    metric, group_by = variables[len(trend_variables):]
+    assert metric["name"] == "metric" and group_by["name"] == "group_by"
+    for single in (metric, group_by):
+        assert single["type"] == "custom"
+        assert single["multi"] is False and single["includeAll"] is False
+    assert metric["query"].split(",") == sorted(METRICS)
+    assert metric["current"] == {"text": "latency_p50_seconds", "value": "latency_p50_seconds"}
+    assert group_by["query"].split(",") == COMPARE_GROUPS
+    assert group_by["current"]["value"] == "model"
+    kinds = [p["type"] for p in panels(compare)]
+    assert kinds == ["barchart", "barchart", "table"]
+    names = [v["name"] for v in variables]
+    for panel in panels(compare):
+        (target,) = panel["targets"]
+        sql = target["rawSql"]
+        assert set(re.findall(r"\$(\w+)", sql)) - {"__timeFilter"} == set(names), panel["title"]
+        # single-value variables are inserted unquoted: only ever inside a literal
+        assert "'$metric'" in sql and "'$group_by'" in sql
+        assert not re.search(r"[^']\$(metric|group_by)\b|\$(metric|group_by)[^']", sql)
+        assert "FROM measurements m" in sql and "ORDER BY m.time DESC LIMIT 1" in sql
+        if panel["type"] == "barchart":
+            assert panel["options"]["xField"] == "series"
+    # The vendored barchart schema is live: a bar chart without its orientation is rejected.
+    bars = copy.deepcopy(next(iter(panels(compare))))
+    del bars["options"]["orientation"]
+    assert schema_errors(definition_validator("barchart", "Options"), bars["options"])
+    ratio = next(p for p in panels(compare) if p["title"].startswith("Ratio"))
+    steps = ratio["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[0] == {"value": None, "color": "green"} and steps[1]["value"] > 1
+
+
+def latest_values(runner: SqlRunner, metric: str) -> dict[tuple[str, str, str, int], float]:
+    """(host, name, model, batch size) -> the newest stored value of `metric`, read directly
+    from the table (the reference the dashboard's answers are checked against)."""
+    rows = runner.conn.execute(
+        "SELECT DISTINCT ON (m.series_id) s.host, s.name, s.model, s.batch_size, m.value "
+        "FROM measurements m JOIN series s USING (series_id) WHERE m.metric = %s "
+        "ORDER BY m.series_id, m.time DESC", (metric,)).fetchall()
+    return {(host, name, model, batch): value for host, name, model, batch, value in rows}
+
+
+def compare_table(runner: SqlRunner, board: Json, defs: dict[str, Variable],
+                  selections: dict[str, Selection]) -> list[dict[str, Any]]:
+    names, rows = runner.table(target_sql(board, "Latest values"), defs, selections)
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def test_compare_sql_returns_rows_for_all_single_and_multi_values(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    _, runner = seeded_pg
+    board = by_uid("collector-compare")
+    defs, selections, options = resolve_sql_variables(board, runner)
+    assert selections["metric"] == Selection(("latency_p50_seconds",))
+    assert selections["group_by"] == Selection(("model",))
+    assert options["host"] == ["gpu-1", "host-a", "lab's-box"]
+    latest = latest_values(runner, "latency_p50_seconds")
+    assert len(latest) == 5
+    results = run_every_sql_query(board, runner, defs, selections)
+    assert {title: len(rows) for title, rows in results.items()} == {
+        "Latest $metric": 5, "Ratio to the best in its group": 5, "Latest values": 5}
+    # The bars: label (group first, then the series label) and the latest value.
+    values = results["Latest $metric"]
+    assert {label.split(" | ")[0] for label, _ in values} == {
+        "BertForSequenceClassification", "GPT2LMHeadModel", "ViTForImageClassification"}
+    assert sorted(v for _, v in values) == sorted(latest.values())
+    table = compare_table(runner, board, defs, selections)
+    assert [r["series"] for r in table] == [label.split(" | ", 1)[1]
+                                            for label, _ in results["Ratio to the best in "
+                                                                    "its group"]]
+    assert all(r["value"].endswith(" ms") and r["unit"] == "seconds" for r in table)
+    assert {r["host"] for r in table} == {"gpu-1", "host-a", "lab's-box"}
+
+    # Every metric, every grouping: the queries run; neutral metrics have values, no ratio.
+    for metric in ("throughput_samples_per_second", "peak_rss_bytes", "model_size_bytes",
+                   "decode_tokens_per_second", "cuda_max_reserved_bytes"):
+        for group in COMPARE_GROUPS:
+            chosen = selections | {"metric": Selection((metric,)),
+                                   "group_by": Selection((group,))}
+            rows = compare_table(runner, board, defs, chosen)
+            assert len(rows) == len(latest_values(runner, metric)) > 0, (metric, group)
+            ratios = [r["ratio to best"] for r in rows]
+            if metric == "model_size_bytes":
+                assert ratios == [None] * len(rows)
+            else:
+                assert min(ratios) == 1 and all(r >= 1 for r in ratios), (metric, group)
+            for title, target in sql_targets(board):
+                assert len(runner.rows(target["rawSql"], defs, chosen)) == len(rows), title
+    cuda = compare_table(runner, board, defs, selections | {
+        "metric": Selection(("cuda_max_reserved_bytes",))})
+    assert [(r["host"], r["value"]) for r in cuda] == [("gpu-1", "1431 MB")]
+
+    # One series, picked with single values (a quote in the host name).
+    picked = {"host": "lab's-box", "device": "cpu", "model": "BertForSequenceClassification",
+              "task": "text-classification", "backend": "eager", "dtype": "float32",
+              "quantization": "none", "attn_implementation": "auto",
+              "batch_size": "8", "sequence_length": "8"}
+    defs_1, single, _ = resolve_sql_variables(
+        board, runner, {name: Selection((value,)) for name, value in picked.items()})
+    assert all(not single[name].is_all for name in picked)
+    results_1 = run_every_sql_query(board, runner, defs_1, single)
+    assert all(len(rows) == 1 for rows in results_1.values()), results_1
+    assert results_1["Ratio to the best in its group"][0][1] == 1  # alone in its group
+    assert results_1["Latest $metric"][0][1] == latest[
+        ("lab's-box", "bert", "BertForSequenceClassification", 8)]
+
+    # Several hosts at once.
+    defs_m, multi, _ = resolve_sql_variables(board, runner,
+                                             {"host": Selection(("host-a", "gpu-1"))})
+    rows = compare_table(runner, board, defs_m, multi)
+    assert {r["host"] for r in rows} == {"host-a", "gpu-1"} and len(rows) == 3
+    # A metric value that is not a catalogue name, with a quote, finds nothing and breaks
+    # nothing: single-value variables are only ever written inside a literal.
+    hostile = selections | {"metric": Selection(("x' OR 'a'='a",)),
+                            "group_by": Selection(("model' --",))}
+    for _, target in sql_targets(board):
+        assert runner.rows(target["rawSql"], defs, hostile) == []
+
+    # Only points in the time range: ending before host-a's upgrade, its bert is faster.
+    before = START + 10 * STEP + timedelta(hours=1)
+    early = SqlRunner(runner.conn, TimeRange(RANGE.start, before))
+    bert_early = next(r for r in compare_table(early, board, defs, selections)
+                      if r["host"] == "host-a" and r["series"].startswith("bert"))
+    assert bert_early["measured at"] <= before
+    bert_now = next(r for r in table if r["host"] == "host-a" and r["series"].startswith("bert"))
+    assert bert_now["measured at"] > before
+    assert bert_early["ratio to best"] < bert_now["ratio to best"]  # 20% + 10% slower since
+    assert every_sql(board) <= set(runner.executed)
+
+
+@pytest.mark.parametrize(("metric", "best"), [("latency_p50_seconds", min),
+                                             ("throughput_samples_per_second", max)])
+def test_compare_ratio_to_best_is_one_for_the_best_and_above_one_for_the_rest(
+        seeded_pg: tuple[Seeded, SqlRunner], metric: str,
+        best: Any) -> None:  # min or max, by the metric's direction
+    _, runner = seeded_pg
+    board = by_uid("collector-compare")
+    defs, selections, _ = resolve_sql_variables(board, runner,
+                                                {"metric": Selection((metric,))})
+    latest = latest_values(runner, metric)
+    for group, column in (("model", 2), ("batch_size", 3), ("backend", None)):
+        rows = compare_table(runner, board, defs, selections | {"group_by": Selection((group,))})
+        assert len(rows) == len(latest) == 5
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(r["group"], []).append(r)
+        if column is not None:
+            assert set(groups) == {str(key[column]) for key in latest}
+        else:
+            assert set(groups) == {"eager", "compile"}
+        for name, members in groups.items():
+            ratios = sorted(float(m["ratio to best"]) for m in members)
+            assert ratios[0] == 1.0 and all(r > 1 for r in ratios[1:]), (group, name, ratios)
+            # The reference: value / best (latency) or best / value (throughput).
+            values = {}
+            for m in members:
+                (key,) = [k for k in latest
+                          if (k[0], k[1]) == (m["host"], m["series"].split(" ")[0])]
+                values[id(m)] = latest[key]
+            top = best(values.values())
+            for m in members:
+                want = (values[id(m)] / top if best is min else top / values[id(m)])
+                assert float(m["ratio to best"]) == pytest.approx(want, abs=1e-4)
+                if m["ratio to best"] == 1:
+                    assert values[id(m)] == top
+    # The fastest per model, at a glance: lab's-box's bert at batch 8 and the compiled
+    # float16 gpt2 on the GPU, whether read by latency (lowest) or throughput (highest).
+    rows = compare_table(runner, board, defs, selections)
+    winners = {r["group"]: r["host"] for r in rows if r["ratio to best"] == 1}
+    assert winners == {"BertForSequenceClassification": "lab's-box",
+                       "GPT2LMHeadModel": "gpu-1", "ViTForImageClassification": "lab's-box"}
+    losers = [r for r in rows if r["ratio to best"] != 1]
+    assert {r["host"] for r in losers} == {"host-a"} and len(losers) == 2
 
 
 # -- SQL: Runs ----------------------------------------------------------------------------------
