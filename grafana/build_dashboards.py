@@ -595,7 +595,7 @@ def trends() -> Json:
 # Series columns the Compare dashboard can group by (its variable `group_by`).
 COMPARE_GROUPS = ("model", "backend", "dtype", "device", "batch_size", "quantization",
                   "attn_implementation")
-COMPARE_DEFAULT_METRIC = "latency_p50_seconds"
+COMPARE_DEFAULT_METRIC = DEFAULT_SELECTION[0]  # the median latency
 # Ratio to best: above this a bar turns orange, above the next one red.
 RATIO_THRESHOLDS: tuple[tuple[float | None, str], ...] = (
     (None, "green"), (1.05, "yellow"), (1.25, "orange"), (2.0, "red"))
