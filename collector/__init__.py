@@ -1,18 +1,15 @@
 """Continuous performance monitoring for Hugging Face transformers models.
 
 `import collector` is the Python API for notebooks and scripts (collector/api.py):
-`load_config`, `spec`, `run`, `open_store`, `history`, `compare`, `to_dataframe`,
-`write_results`, `results_of`, `ConfigError`. They load on first use, so importing the
-package stays cheap (no torch, no pydantic) for the CLI and the exporter.
-
-`collector.compare` and `collector.history` are the API functions, not the modules of
-those names (import those as `from collector.compare import ...`).
+`load_config`, `spec`, `run`, `open_store`, `read_history`, `compare_runs`,
+`report`, `to_dataframe`, `write_results`, `results_of`, `ConfigError`. They load on first use, so
+importing the package stays cheap (no torch, no pydantic) for the CLI and the exporter.
+(`compare_runs` and `read_history`, not `compare` and `history`: those are the names of
+the package's own modules.)
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -20,10 +17,11 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from collector.api import (
         ConfigError,
-        compare,
-        history,
+        compare_runs,
         load_config,
         open_store,
+        read_history,
+        report,
         results_of,
         run,
         spec,
@@ -31,13 +29,11 @@ if TYPE_CHECKING:
         write_results,
     )
 
-__all__ = ["ConfigError", "__version__", "compare", "history", "load_config", "open_store",
-           "results_of", "run", "spec", "to_dataframe", "write_results"]
+__all__ = ["ConfigError", "__version__", "compare_runs", "load_config", "open_store",
+           "read_history", "report", "results_of", "run", "spec", "to_dataframe",
+           "write_results"]
 
 _API = frozenset(__all__) - {"__version__"}
-# API names that are also submodules: importing the submodule must not replace the
-# function on the package (the import system sets the submodule as an attribute).
-_SHADOWED = frozenset({"compare", "history"})
 
 
 def __getattr__(name: str) -> Any:
@@ -50,13 +46,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | _API)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            return  # the submodule stays reachable in sys.modules
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

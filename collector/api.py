@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from collector.compare import Comparison
     from collector.history import Point, SeriesInfo, Store
 
-__all__ = ["ConfigError", "compare", "history", "load_config", "open_store", "results_of",
-           "run", "spec", "to_dataframe", "write_results"]
+__all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history", "report",
+           "results_of", "run", "spec", "to_dataframe", "write_results"]
 
 DEFAULT_SUITE = "api"
 
@@ -139,13 +139,13 @@ def open_store(path_or_url: str | Path) -> Store:
     return SQLiteStore(path_or_url)
 
 
-def history(store: Store, series_id: str, metric: str) -> list[Point]:
+def read_history(store: Store, series_id: str, metric: str) -> list[Point]:
     """A series' stored values of one metric, oldest first (Point: time, value, run_id).
     Find series with `store.list_series(**labels)` or `result.series_id`."""
     return store.history(series_id, metric)
 
 
-def compare(a: RunResult | Iterable[RunResult | BenchmarkResult],
+def compare_runs(a: RunResult | Iterable[RunResult | BenchmarkResult],
             b: RunResult | Iterable[RunResult | BenchmarkResult], *,
             metrics: Sequence[str] | None = None, threshold: float | None = None,
             all_metrics: bool = False) -> Comparison:
@@ -156,6 +156,16 @@ def compare(a: RunResult | Iterable[RunResult | BenchmarkResult],
 
     return _compare(results_of(a), results_of(b), metrics=metrics, threshold=threshold,
                     all_metrics=all_metrics)
+
+
+def report(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> str:
+    """`collector report` as Markdown: where it ran, the latest result of each workload
+    and the bottleneck findings computed from them (collector/findings.py)."""
+    from collector.cli_report import markdown
+    from collector.findings import analyse
+
+    ok = [r for r in results_of(runs) if r.status == "ok"]
+    return markdown(ok, analyse(ok), ["(Python API)"])
 
 
 def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Path:
