@@ -2,10 +2,12 @@
 
 `import collector` is the Python API for notebooks and scripts (collector/api.py):
 `load_config`, `spec`, `run`, `open_store`, `read_history`, `compare_runs`,
-`report`, `to_dataframe`, `write_results`, `results_of`, `ConfigError`. They load on first use, so
-importing the package stays cheap (no torch, no pydantic) for the CLI and the exporter.
-(`compare_runs` and `read_history`, not `compare` and `history`: those are the names of
-the package's own modules.)
+`report_markdown`, `to_dataframe`, `write_results`, `results_of`, `ConfigError`. They
+load on first use, so importing the package stays cheap (no torch, no pydantic) for the
+CLI and the exporter.
+(`compare_runs`, `read_history` and `report_markdown`, not `compare`, `history` and
+`report`: those are the names of the package's own modules, which replace a lazy name on
+the package once imported.)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
         load_config,
         open_store,
         read_history,
-        report,
+        report_markdown,
         results_of,
         run,
         spec,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["ConfigError", "__version__", "compare_runs", "load_config", "open_store",
-           "read_history", "report", "results_of", "run", "spec", "to_dataframe",
+           "read_history", "report_markdown", "results_of", "run", "spec", "to_dataframe",
            "write_results"]
 
 _API = frozenset(__all__) - {"__version__"}

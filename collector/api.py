@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from collector.compare import Comparison
     from collector.history import Point, SeriesInfo, Store
 
-__all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history", "report",
-           "results_of", "run", "spec", "to_dataframe", "write_results"]
+__all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history",
+           "report_markdown", "results_of", "run", "spec", "to_dataframe", "write_results"]
 
 DEFAULT_SUITE = "api"
 
@@ -158,7 +158,7 @@ def compare_runs(a: RunResult | Iterable[RunResult | BenchmarkResult],
                     all_metrics=all_metrics)
 
 
-def report(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> str:
+def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> str:
     """`collector report` as Markdown: where it ran, the latest result of each workload
     and the bottleneck findings computed from them (collector/findings.py)."""
     from collector.cli_report import markdown
