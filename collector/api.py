@@ -17,7 +17,6 @@ This module imports no torch: benchmarks run in worker processes, as from the CL
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 
 from collector.config import Config, Suite
 from collector.config import load_config as _load_config
-from collector.errors import ConfigError, ConfigProblem, OutputError
+from collector.errors import ConfigError, ConfigProblem
 from collector.model import BenchmarkResult, BenchmarkSpec, RunResult, results_document
 
 if TYPE_CHECKING:
@@ -171,15 +170,11 @@ def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> 
 def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Path:
     """Write the versioned results JSON (`collector run-once --output`, readable by
     `collector compare`). Raises OutputError when it cannot be written."""
+    from collector.results_file import write_document
+
     run_list = [runs] if isinstance(runs, RunResult) else list(runs)
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(results_document(run_list), indent=2) + "\n",
-                       encoding="utf-8")
-        tmp.replace(target)
-    except OSError as exc:
-        raise OutputError(f"cannot write results to {target}: {exc.strerror or exc}") from None
+    write_document(target, results_document(run_list))
     return target
 
 

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from collector import __version__, cli_compare, cli_regress, cli_report
 from collector.errors import (
@@ -167,15 +167,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_output(path: Path, document: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        raise OutputError(f"cannot write results to {path}: {exc.strerror or exc}") from None
-
-
 def _run_once(args: argparse.Namespace) -> int:
     from collector.config import load_config
     from collector.report import RichReporter
@@ -206,6 +197,7 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
 
     from collector.model import results_document
     from collector.report import failures_text, previous_table, results_table
+    from collector.results_file import write_document
 
     runs: list[RunResult] = outcome.runs
     document = results_document(runs + outcome.confirmation_runs)
@@ -221,7 +213,7 @@ def _report_run(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     for line in failures:
         err.print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)
     if output is not None:
-        _write_output(output, document)
+        write_document(output, document)
         err.print(f"results written to {output}", highlight=False, markup=False)
     if args.push:
         _push(args.push, runs, err)

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.errors import ConfigError, ConfigProblem, InputError
+from collector.errors import InputError, command_line_problem
 
 if TYPE_CHECKING:  # the command's own imports wait until it runs: the CLI starts fast
     from collector.compare import Comparison, Pivot
@@ -73,43 +73,10 @@ def add_parser(commands: Any, default_config: str) -> None:
                              "(by at least F, e.g. 0.05, when given)")
 
 
-def _problem(field: str, message: str) -> ConfigError:
-    return ConfigError([ConfigProblem("(command line)", None, field, message)])
+def load_side(side: str, store: Callable[[], Store]) -> list[BenchmarkResult]:
+    """A SIDE argument's results: a selector of stored runs, else a results file."""
+    from collector.results_file import load_results
 
-
-def load_results(path: str) -> list[BenchmarkResult]:
-    """Every result of a results document; a clear error naming the file otherwise."""
-    from collector.model import RESULTS_FORMAT, RESULTS_FORMAT_VERSION, RunResult
-
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
-    if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT:
-        raise InputError(f"{path}: not a collector results document (format "
-                         f"{RESULTS_FORMAT!r}; write one with `run-once --output`)")
-    if document.get("format_version") != RESULTS_FORMAT_VERSION:
-        raise InputError(f"{path}: results format version {document.get('format_version')!r}"
-                         f", this collector reads {RESULTS_FORMAT_VERSION}")
-    results: list[BenchmarkResult] = []
-    for index, raw in enumerate(document.get("runs") or []):
-        try:
-            run = RunResult.model_validate({k: v for k, v in raw.items() if k != "status"})
-        except (ValueError, TypeError, AttributeError) as exc:
-            first = str(exc).splitlines()
-            raise InputError(f"{path}: runs[{index}] is not a valid run: "
-                             f"{' '.join(first[:3])}") from None
-        results += [r for r in run.results if run.purpose == "scheduled"]
-    return results
-
-
-def _load(side: str, store: Callable[[], Store]) -> list[BenchmarkResult]:
     return select_stored(side, store()) if is_selector(side) else load_results(side)
 
 
@@ -117,16 +84,16 @@ def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     if args.pivot is not None:
         one = args.files or args.a
         if not one or args.b or (args.files and args.a):
-            raise _problem("--pivot", "give one side: SIDE... or --a SIDE...")
+            raise command_line_problem("--pivot", "give one side: SIDE... or --a SIDE...")
         return list(one), []
     if args.files and (args.a or args.b):
-        raise _problem("FILE", "give either two files or --a and --b, not both")
+        raise command_line_problem("FILE", "give either two files or --a and --b, not both")
     if args.files:
         if len(args.files) != 2:
-            raise _problem("FILE", f"give two files, A and B (got {len(args.files)})")
+            raise command_line_problem("FILE", f"give two files, A and B (got {len(args.files)})")
         return [args.files[0]], [args.files[1]]
     if not args.a or not args.b:
-        raise _problem("--a/--b", "give results files for both sides")
+        raise command_line_problem("--a/--b", "give results files for both sides")
     return list(args.a), list(args.b)
 
 
@@ -148,10 +115,11 @@ def parse_selector(side: str) -> dict[str, str]:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or not key or not value.strip():
-            raise _problem(side, f"expected KEY=VALUE, got {part!r}")
+            raise command_line_problem(side, f"expected KEY=VALUE, got {part!r}")
         if key not in known:
-            raise _problem(side, f"unknown key {key!r}: use {', '.join(SELECTOR_KEYS)} or an "
-                           "environment field (e.g. transformers_version)")
+            raise command_line_problem(side, f"unknown key {key!r}: use "
+                                       f"{', '.join(SELECTOR_KEYS)} or an environment "
+                                       "field (e.g. transformers_version)")
         parsed[key] = value.strip()
     return parsed
 
@@ -162,8 +130,8 @@ def _when(side: str, key: str, text: str | None) -> datetime | None:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise _problem(side, f"{key}: expected an ISO time such as 2026-11-30 or "
-                       f"2026-11-30T12:00Z, got {text!r}") from None
+        raise command_line_problem(side, f"{key}: expected an ISO time such as 2026-11-30 "
+                                   f"or 2026-11-30T12:00Z, got {text!r}") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
@@ -173,9 +141,10 @@ def select_stored(side: str, store: Store) -> list[BenchmarkResult]:
     try:
         last = int(wanted.get("last", DEFAULT_LAST))
     except ValueError:
-        raise _problem(side, f"last: expected a number of runs, got {wanted['last']!r}") from None
+        raise command_line_problem(
+            side, f"last: expected a number of runs, got {wanted['last']!r}") from None
     if last < 1:
-        raise _problem(side, "last: at least 1 run")
+        raise command_line_problem(side, "last: at least 1 run")
     runs = store.runs(suite=wanted.get("suite"), host=wanted.get("host"),
                       since=_when(side, "since", wanted.get("since")),
                       until=_when(side, "until", wanted.get("until")),
@@ -196,15 +165,15 @@ def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     files_a, files_b = _sides(args)
     for metric in args.metric:
         if metric not in METRICS:
-            raise _problem("--metric", f"unknown metric {metric!r}")
+            raise command_line_problem("--metric", f"unknown metric {metric!r}")
     if args.threshold is not None and not 0 <= args.threshold < 10:
-        raise _problem("--threshold", "expected a relative change such as 0.05")
-    side_a = [r for side in files_a for r in _load(side, store)]
+        raise command_line_problem("--threshold", "expected a relative change such as 0.05")
+    side_a = [r for side in files_a for r in load_side(side, store)]
     if args.pivot is not None:
         return _pivot(args, side_a)
-    side_b = [r for side in files_b for r in _load(side, store)]
+    side_b = [r for side in files_b for r in load_side(side, store)]
     if args.run_noise is not None and not 0 <= args.run_noise < 5:
-        raise _problem("--run-noise", "expected a relative sd such as 0.05")
+        raise command_line_problem("--run-noise", "expected a relative sd such as 0.05")
     noise = DEFAULT_RUN_NOISE if args.run_noise is None else args.run_noise
     result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
                      all_metrics=args.all_metrics, run_noise=noise)
@@ -235,7 +204,8 @@ def _pivot(args: argparse.Namespace, results: list[BenchmarkResult]) -> int:
 
     rows, sep, columns = str(args.pivot).partition(":")
     if not sep or rows not in DIMENSIONS or columns not in DIMENSIONS or rows == columns:
-        raise _problem("--pivot", f"expected ROWS:COLUMNS, two of {', '.join(DIMENSIONS)}")
+        raise command_line_problem("--pivot",
+                                   f"expected ROWS:COLUMNS, two of {', '.join(DIMENSIONS)}")
     ok = [r for r in results if r.status == "ok"]
     if not ok:
         raise InputError("nothing to lay out: no successful result")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.errors import ConfigError, ConfigProblem, InputError, OutputError
+from collector.errors import InputError, OutputError, command_line_problem
 
 if TYPE_CHECKING:
     from collector.findings import Finding
@@ -41,20 +41,17 @@ def add_parser(commands: Any, default_config: str) -> None:
 
 
 def run_report(args: argparse.Namespace, store: Callable[[], Store]) -> int:
-    from collector.cli_compare import is_selector, load_results, select_stored
+    from collector.cli_compare import load_side
     from collector.findings import Thresholds, analyse
 
     for name in ("high_latency_ms", "high_memory_mib", "low_throughput"):
         if getattr(args, name) <= 0:
-            raise ConfigError([ConfigProblem("(command line)", None,
-                                             "--" + name.replace("_", "-"), "must be positive")])
+            raise command_line_problem("--" + name.replace("_", "-"), "must be positive")
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise OutputError(f"cannot write the report to {output}: directory {output.parent} "
                           "does not exist")
-    results = [r for side in args.sides
-               for r in (select_stored(side, store()) if is_selector(side)
-                         else load_results(side))]
+    results = [r for side in args.sides for r in load_side(side, store)]
     ok = [r for r in results if r.status == "ok"]
     if not ok:
         raise InputError("nothing to report: no successful result")

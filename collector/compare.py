@@ -36,7 +36,7 @@ from typing import Literal
 from collector.metrics import COMPARE_SELECTION, METRICS, SAMPLE_MEDIANS, Direction, Format
 from collector.model import BenchmarkResult
 from collector.regress.detector import settings_for
-from collector.stats import percentile, t975
+from collector.stats import mean, percentile, stdev, t975
 
 Verdict = Literal["better", "worse", "same"]
 Method = Literal["welch", "prediction", "repetitions", "samples", "none"]
@@ -166,8 +166,7 @@ def judge(metric: str, ratio: float, low: float | None, high: float | None,
 
 
 def _mean_sd(logs: Sequence[float]) -> tuple[float, float]:
-    m = sum(logs) / len(logs)
-    return m, math.sqrt(sum((x - m) ** 2 for x in logs) / (len(logs) - 1))
+    return mean(logs), stdev(logs)
 
 
 def _welch(la: Sequence[float], lb: Sequence[float]) -> tuple[float, float, float]:

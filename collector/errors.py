@@ -43,6 +43,11 @@ class ConfigError(CollectorError):
         super().__init__(f"{count} problem{'s' if count != 1 else ''} in the configuration")
 
 
+def command_line_problem(field: str, message: str) -> ConfigError:
+    """A bad command-line value, reported like a config problem (the option named)."""
+    return ConfigError([ConfigProblem("(command line)", None, field, message)])
+
+
 class SelectionError(CollectorError):
     """A suite or benchmark selected on the command line does not exist."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -142,19 +143,32 @@ def failures_text(runs: list[RunResult]) -> list[str]:
     return lines
 
 
-def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
-    """`collector compare` on the terminal: one row per workload and metric."""
-    table = Table(title=f"A = {names[0]}   B = {names[1]}", title_justify="left")
-    for header in ("workload", "metric"):
+_VERDICT_COLOUR = {"worse": "red", "better": "green", "same": "dim"}
+
+
+def _rows_table(title: str, headers: tuple[str, ...], rows: list[Row],
+                counts: Callable[[Row], str]) -> Table:
+    """Comparison rows: the workload (headed `headers[0]`) and metric, then the 5 numbers
+    the other headers name (both values, the ratio, its interval, how many values:
+    `counts`), then the verdict."""
+    table = Table(title=title, title_justify="left")
+    for header in (headers[0], "metric"):
         table.add_column(header)
-    for header in ("A", "B", "B/A", "95% CI", "n A/B"):
+    for header in headers[1:]:
         table.add_column(header, justify="right")
     table.add_column("verdict")
-    colour = {"worse": "red", "better": "green", "same": "dim"}
-    for row in result.rows:
+    for row in rows:
         table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
-                      f"{row.ratio:.3f}x", row.interval_text, f"{row.n_a}/{row.n_b}",
-                      f"[{colour[row.verdict]}]{row.word}[/]")
+                      f"{row.ratio:.3f}x", row.interval_text, counts(row),
+                      f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
+    return table
+
+
+def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
+    """`collector compare` on the terminal: one row per workload and metric."""
+    table = _rows_table(f"A = {names[0]}   B = {names[1]}",
+                        ("workload", "A", "B", "B/A", "95% CI", "n A/B"), result.rows,
+                        lambda row: f"{row.n_a}/{row.n_b}")
     notes = ["95% interval of B/A: Welch's t over the runs when both sides have several, a "
              "prediction interval when one side has a single run, and with one run a side "
              "its repetitions (or raw samples) plus the assumed run-to-run noise "
@@ -169,17 +183,9 @@ def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
 
 def previous_table(rows: list[Row]) -> Table:
     """After run-once's table: each result against its series' previous runs."""
-    table = Table(title="Against the previous runs of each series", title_justify="left")
-    for header in ("benchmark", "metric"):
-        table.add_column(header)
-    for header in ("before", "now", "now/before", "95% CI", "runs"):
-        table.add_column(header, justify="right")
-    table.add_column("verdict")
-    colour = {"worse": "red", "better": "green", "same": "dim"}
-    for row in rows:
-        table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
-                      f"{row.ratio:.3f}x", row.interval_text, str(row.n_a),
-                      f"[{colour[row.verdict]}]{row.word}[/]")
+    table = _rows_table("Against the previous runs of each series",
+                        ("benchmark", "before", "now", "now/before", "95% CI", "runs"), rows,
+                        lambda row: str(row.n_a))
     table.caption = ("before: median of up to 10 previous runs of the series. 95% CI: "
                      "where this run would fall if nothing had changed, from those runs' "
                      "spread (after a single previous run: the detector's learnt run-to-run "

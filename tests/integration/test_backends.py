@@ -236,6 +236,16 @@ def test_generation_on_a_forward_only_backend_is_a_clear_failure(
         "text-classification, zero-shot-image-classification, not text-generation")
 
 
+def _worker_failure(script: str) -> tuple[str, str]:
+    """(kind, message) of the WorkerFailure that `script`, run in a fresh process (torch
+    stays out of this one), prints as `kind|message`."""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kind, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
+    return kind, message
+
+
 TENSORRT_CHECK = """
 import sys, tempfile
 from pathlib import Path
@@ -263,10 +273,7 @@ def test_a_missing_execution_provider_is_backend_unavailable() -> None:
     """TensorRT (or CUDA) missing from the installed onnxruntime is said before anything is
     exported. The CPU wheel here has neither, so the backend is asked directly (in a fresh
     process: torch stays out of this one), with the spec's device and a CPU context."""
-    proc = subprocess.run([sys.executable, "-c", TENSORRT_CHECK], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    kind, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
+    kind, message = _worker_failure(TENSORRT_CHECK)
     assert kind == FailureKind.BACKEND_UNAVAILABLE.value
     assert message.startswith("onnxruntime here has no TensorrtExecutionProvider (it has ")
     assert "CPUExecutionProvider" in message
@@ -293,10 +300,7 @@ sys.exit("loading would have been tried without flash-attn")
 def test_flash_attention_without_its_package_is_backend_unavailable() -> None:
     """Asked before loading, so the failure names the package instead of transformers'
     ImportError from deep inside from_pretrained (flash-attn is not installed here)."""
-    proc = subprocess.run([sys.executable, "-c", FLASH_CHECK], capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    kind, message = proc.stdout.strip().splitlines()[-1].split("|", 1)
+    kind, message = _worker_failure(FLASH_CHECK)
     assert kind == FailureKind.BACKEND_UNAVAILABLE.value
     assert message.startswith("flash_attn is not installed in the worker's environment")
     assert "`pip install flash-attn --no-build-isolation`" in message
