@@ -260,12 +260,47 @@ class ConfirmationSettings(_Strict):
     max_series: Annotated[int, Field(ge=0, le=100)] = 2
 
 
+_CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s]*@", re.I)
+
+
+class AbSettings(_Strict):
+    """The automatic A/B of a confirmed regression whose attribution names package versions
+    (`transformers_version 5.23.0 -> 5.24.0`, `packages.tokenizers ...`): the old and the
+    new versions, each in a cached environment (collector.envs), measured side by side,
+    interleaved, for `rounds` rounds; the regression record carries the result. Off by
+    default; at most `max_per_cycle` per cycle, each stopped after `budget_s`. Models whose
+    stored size (the result's model_size_bytes) is above `max_model_size_mib` are not A/B'd
+    (null: no bound). `pip_args` go to every environment build (e.g. `--no-index
+    --find-links /wheels`); an index that needs credentials is given to pip through the
+    environment (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL), never here."""
+
+    enabled: bool = False
+    rounds: Annotated[int, Field(ge=2, le=50)] = 3
+    budget_s: Annotated[float, Field(gt=0, le=DAY_S)] = 600.0
+    max_per_cycle: Annotated[int, Field(ge=0, le=20)] = 1
+    max_model_size_mib: Annotated[float, Field(gt=0, le=1 << 30)] | None = 2048.0
+    env_cache: Annotated[str, Field(min_length=1)] | None = None
+    pip_args: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=64)
+
+    @field_validator("pip_args")
+    @classmethod
+    def _no_credentials(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if _CREDENTIALS_IN_URL.search(arg):
+                raise ValueError("an index URL with credentials is a secret: never in the "
+                                 "config; set PIP_INDEX_URL (or PIP_EXTRA_INDEX_URL) in the "
+                                 "collector's environment, which pip reads itself")
+        return value
+
+
 class DetectionSettings(_Strict):
     """Regression detection after every run (collector.regress). `min_effect` maps metric
     names (or `default`) to the smallest relative change worth reporting."""
 
     enabled: bool = True
     confirmation: ConfirmationSettings = ConfirmationSettings()
+    ab: AbSettings = AbSettings()
     history_runs: Annotated[int, Field(ge=20, le=5000)] = 250
     contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
     min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)
@@ -280,12 +315,45 @@ class DetectionSettings(_Strict):
         return value
 
 
+_PACKAGE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,98}[A-Za-z0-9])?$"  # PEP 508 names
+
+
+class EnvironmentSettings(_Strict):
+    """What every result records of its environment beyond the fixed fields (versions of
+    transformers, torch, CUDA, ...): the installed versions of `record_packages`, so a step
+    in one of them shows in a regression's environment diff (`packages.NAME`)."""
+
+    record_packages: Annotated[list[Annotated[str, Field(pattern=_PACKAGE_NAME)]],
+                               Field(max_length=100)] = Field(default_factory=list)
+
+    @field_validator("record_packages")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for name in value:
+            key = re.sub(r"[-_.]+", "-", name).lower()
+            if key in seen:
+                raise ValueError(f"package {name!r} is listed twice")
+            seen.add(key)
+        return value
+
+
+class ReportSettings(_Strict):
+    """`collector report`'s thresholds: a value past one is a finding on its own."""
+
+    high_latency_ms: Annotated[float, Field(gt=0, le=DAY_S * 1e3)] = 100.0
+    high_memory_mib: Annotated[float, Field(gt=0, le=1 << 30)] = 4096.0
+    low_throughput: Annotated[float, Field(gt=0, le=1e12)] = 10.0
+
+
 class _File(_Strict):
     version: Literal[1] = 1
     defaults: _Settings | None = None
     storage: StorageSettings = StorageSettings()
     serve: ServeSettings = ServeSettings()
     detection: DetectionSettings = DetectionSettings()
+    environment: EnvironmentSettings = EnvironmentSettings()
+    report: ReportSettings = ReportSettings()
     suites: Annotated[dict[_Name, _Suite], Field(min_length=1)]
 
 
@@ -305,6 +373,8 @@ class Config:
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     serve: ServeSettings = dataclasses.field(default_factory=ServeSettings)
     detection: DetectionSettings = dataclasses.field(default_factory=DetectionSettings)
+    environment: EnvironmentSettings = dataclasses.field(default_factory=EnvironmentSettings)
+    report: ReportSettings = dataclasses.field(default_factory=ReportSettings)
 
     def suite(self, name: str) -> Suite | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -934,4 +1004,4 @@ def load_config(path: str | Path, *,
     if check.problems:
         raise ConfigError(sorted(check.problems, key=lambda p: (p.line or 0, p.field)))
     return Config(file, suites, tuple(check.notes), parsed.storage, parsed.serve,
-                  parsed.detection)
+                  parsed.detection, parsed.environment, parsed.report)

@@ -153,6 +153,23 @@ class Regression:
     note: str | None = None
     # Confirmation runs' evidence: runs, values, z, p, verdict (confirmed or dismissed).
     confirmation: dict[str, Any] | None = None
+    # The automatic A/B of the package versions the attribution names (collector.runs):
+    # ab_summary(...).as_dict() (metric, ratio, low, high, verdict, text) with a, b (pins
+    # as "name==version"), rounds, when, elapsed_s; or {"failure": why, ...} when it could
+    # not run. None: no A/B was run. ab_line() renders it.
+    ab: dict[str, Any] | None = None
+
+
+def ab_line(ab: dict[str, Any] | None) -> str | None:
+    """One line for a regression's A/B: its summary text (`A/B: 5.24.0 is 1.31x 5.23.0, 95%
+    CI 1.27-1.35`), or why it failed; None without one. The SQL of the annotations view and
+    of the dashboards' tables says the same (migrations/postgres/0009_regression_ab.sql)."""
+    if not ab:
+        return None
+    if ab.get("failure"):
+        return f"A/B failed: {ab['failure']}"
+    text = ab.get("text")
+    return str(text) if text else None
 
 
 @dataclass(frozen=True)

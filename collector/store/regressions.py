@@ -29,17 +29,23 @@ REGRESSION_COLUMNS = (
     "last_good_run_id", "last_good_time", "detected_run_id", "detected_at", "confirmed_at",
     "before_value", "after_value", "relative_change", "statistic", "p_value", "method",
     "environment_diff", "attribution", "resolved_at", "resolved_run_id", "acknowledged_at",
-    "acknowledged_by", "note", "confirmation")
+    "acknowledged_by", "note", "confirmation", "ab")
 _RUN_ID_COLUMNS = {"start_run_id", "last_good_run_id", "detected_run_id", "resolved_run_id"}
-_JSON_COLUMNS = {"environment_diff", "confirmation"}
+_JSON_COLUMNS = {"environment_diff", "confirmation", "ab"}
 _TIME_COLUMNS = {"start_time", "last_good_time", "detected_at", "confirmed_at", "resolved_at",
                  "acknowledged_at"}
 
-UPSERT_REGRESSION = (
-    f"INSERT INTO regressions ({', '.join(REGRESSION_COLUMNS)}, updated_at) "  # noqa: S608 (column names are constants)
-    f"VALUES ({', '.join(['%s'] * len(REGRESSION_COLUMNS))}, %s) "
-    "ON CONFLICT (regression_id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in (*REGRESSION_COLUMNS[1:], "updated_at")))
+
+
+def upsert_regression(columns: Sequence[str] = REGRESSION_COLUMNS) -> str:
+    """Insert or replace a regression by id (`columns` in regression_params' order)."""
+    return (f"INSERT INTO regressions ({', '.join(columns)}, updated_at) "  # noqa: S608 (column names are constants)
+            f"VALUES ({', '.join(['%s'] * len(columns))}, %s) "
+            "ON CONFLICT (regression_id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in (*columns[1:], "updated_at")))
+
+
+UPSERT_REGRESSION = upsert_regression()
 
 INSERT_BASELINE = ("INSERT INTO baselines (series_id, metric, since, run_id, reason) "
                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (series_id, metric, since) "
@@ -101,7 +107,7 @@ def _column(column: str, value: Any) -> Any:
         return parse_time(value)
     if column == "environment_diff":
         return decoded(value) or {}
-    if column == "confirmation":
+    if column in ("confirmation", "ab"):
         return decoded(value)
     if column in ("before_value", "after_value", "relative_change", "statistic"):
         return float(value)

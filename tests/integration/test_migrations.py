@@ -12,7 +12,7 @@ import pytest
 
 from collector.errors import PermanentStoreError, SchemaError
 from collector.regress.scan import scan
-from collector.store import SQLiteStore
+from collector.store import SQLiteStore, regressions
 from collector.store.migrate import Migration, load_migrations, plan
 from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
@@ -28,7 +28,8 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
                                                             (4, "regressions"),
                                                             (5, "signal"),
                                                             (7, "outputs_changed"),
-                                                            (8, "series_variants")]
+                                                            (8, "series_variants"),
+                                                            (9, "regression_ab")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
                                                                    (6, "timescaledb")]
@@ -62,11 +63,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 6
+    assert len(plan(again).applied) == 7
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8]
     local.close()
 
 
@@ -78,7 +79,8 @@ def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
     PostgresStore(pg_url, migrations=_older("postgres")).close()  # a database from before
     with pytest.raises(SchemaError, match=r"older than this collector \(pending: "
                                           r"0002_readonly_role, 0004_regressions, 0005_signal, "
-                                          r"0007_outputs_changed, 0008_series_variants\)"):
+                                          r"0007_outputs_changed, 0008_series_variants, "
+                                          r"0009_regression_ab\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -108,7 +110,7 @@ def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4, 5, 7, 8]
+    assert versions == [1, 2, 4, 5, 7, 8, 9]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -129,7 +131,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
-    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1)]
+    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (9, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
@@ -158,17 +160,22 @@ def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
 def test_the_outputs_changed_kind_keeps_the_regressions_of_an_older_schema(
-        dialect: str, tmp_path: Path, pg_url: str) -> None:
+        dialect: str, tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rebuilding SQLite's regressions table (and PostgreSQL's new constraint) keeps every
     stored record, its confirmation evidence included, and then admits the new kind."""
+    # regression_ab adds a column after the rebuild (it is later), as on a real upgrade.
     older = [m for m in load_migrations(dialect)
-             if m.name != "outputs_changed" and m.requires is None]
+             if m.name not in ("outputs_changed", "regression_ab") and m.requires is None]
 
     def open_store(migrations: list[Migration] | None = None) -> SQLiteStore | PostgresStore:
         if dialect == "sqlite":
             return SQLiteStore(tmp_path / "l.db", migrations=migrations)
         return PostgresStore(pg_url, migrations=migrations)
 
+    # The collector of that schema wrote regressions without the later ab column.
+    before_ab = tuple(c for c in regressions.REGRESSION_COLUMNS if c != "ab")
+    monkeypatch.setattr(regressions, "REGRESSION_COLUMNS", before_ab)
+    monkeypatch.setattr(regressions, "UPSERT_REGRESSION", regressions.upsert_regression(before_ab))
     store = open_store(older)
     for hour in range(28):
         store.record_run(make_run(when=T0 + timedelta(hours=hour), models=("bert",),
@@ -178,9 +185,11 @@ def test_the_outputs_changed_kind_keeps_the_regressions_of_an_older_schema(
     before = store.regressions()
     assert before and all(r.kind == "regression" for r in before)
     store.close()
+    monkeypatch.undo()
     store = open_store()
     assert store.regressions() == before
     store.save_regression(dataclasses.replace(before[0], regression_id="changed-outputs",
                                   kind="outputs_changed"))
     assert {r.kind for r in store.regressions()} == {"regression", "outputs_changed"}
     store.close()
+
