@@ -232,15 +232,21 @@ def _record_json(record: Regression) -> dict[str, Any]:
 def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
     from rich.table import Table
 
+    from collector.history import ab_line
+
     table = Table(title=f"{len(rows)} change(s)")
-    for column in ("id", "status", "kind", "series", "metric", "change", "before -> after",
-                   "since", "what changed"):
+    columns = ["id", "status", "kind", "series", "metric", "change", "before -> after",
+               "since", "what changed"]
+    with_ab = any(record.ab for record, _ in rows)  # the A/B column only where one ran
+    for column in (*columns, "A/B") if with_ab else columns:
         table.add_column(column, overflow="fold")
     for record, info in rows:
-        table.add_row(record.regression_id, record.status, record.kind,
-                      f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
-                      f"{record.relative_change:+.1%}",
-                      f"{record.before_value:.4g} -> {record.after_value:.4g}",
-                      record.start_time.strftime("%Y-%m-%d %H:%M"),
-                      record.attribution or "-")
+        cells = [record.regression_id, record.status, record.kind,
+                 f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
+                 f"{record.relative_change:+.1%}",
+                 f"{record.before_value:.4g} -> {record.after_value:.4g}",
+                 record.start_time.strftime("%Y-%m-%d %H:%M"), record.attribution or "-"]
+        if with_ab:
+            cells.append(ab_line(record.ab) or "-")
+        table.add_row(*cells)
     return table

@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -174,6 +174,15 @@ class RegressionCollector(Collector):
             "bad run.",
             labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id",
                     "attribution"])
+        ab = GaugeMetricFamily(
+            f"{PREFIX}_regression_ab_ratio",
+            "The automatic A/B of an active change whose attribution names package "
+            "versions: the metric's new-versions / old-versions ratio, measured side by side "
+            "(bound: estimate, low and high of its 95% interval); verdict: slower, faster or "
+            "same, as `collector compare` says. Labels as collector_regression_relative_change "
+            "without the attribution.",
+            labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id", "verdict",
+                    "bound"])
         readable = 1.0
         try:
             store = self._source() if callable(self._source) else self._source
@@ -188,11 +197,25 @@ class RegressionCollector(Collector):
                 continue
             gauge.add_metric([*_labels(info), reg.metric, reg.kind, reg.status,
                               reg.regression_id, reg.attribution], reg.relative_change)
+            _add_ab(ab, [*_labels(info), reg.metric, reg.kind, reg.status,
+                         reg.regression_id], reg.ab)
         yield gauge
+        yield ab
         yield from _detection_state(store if readable else None, series)
         yield GaugeMetricFamily(f"{PREFIX}_regressions_readable", "1 when the store that "
                                 "keeps regressions answered this scrape, else 0.",
                                 value=readable)
+
+
+def _add_ab(family: GaugeMetricFamily, labels: list[str], ab: dict[str, Any] | None) -> None:
+    """The A/B's ratio and interval, when it ran and gave one (a failure has no value)."""
+    if not ab or ab.get("failure"):
+        return
+    verdict = str(ab.get("verdict") or "unknown")
+    for bound, key in (("estimate", "ratio"), ("low", "low"), ("high", "high")):
+        value = ab.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            family.add_metric([*labels, verdict, bound], float(value))
 
 
 def _detection_state(store: Store | None, series: dict[str, SeriesInfo]) -> Iterator[Metric]:

@@ -386,7 +386,8 @@ SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.dev
        round((100 * r.relative_change)::numeric, 1) AS "change %",
        r.before_value AS "before", r.after_value AS "after", r.attribution,
        r.detected_at AS "detected", r.acknowledged_by AS "acknowledged by",
-       r.confirmation ->> 'verdict' AS "confirmation", r.regression_id AS "id"
+       r.confirmation ->> 'verdict' AS "confirmation", r.regression_id AS "id",
+       coalesce('A/B failed: ' || (r.ab ->> 'failure'), r.ab ->> 'text') AS "A/B"
 FROM regressions r
 JOIN series s USING (series_id)
 WHERE r.kind IN ('regression', 'host_drift', 'outputs_changed')
@@ -459,7 +460,9 @@ def overview() -> Json:
                 sql_target(LATEST_VS_BASELINE)), 24, 12)],
         [(table("Active regressions", "Detected level changes in the bad direction that are "
                 "not resolved: open ones page, suspected ones are still being confirmed. "
-                "Attribution is what changed between the last good run and the first bad one.",
+                "Attribution is what changed between the last good run and the first bad one; "
+                "A/B, where package versions changed and the automatic A/B ran, is the new "
+                "versions measured against the old side by side (ratio, 95% interval).",
                 sql_target(ACTIVE_REGRESSIONS)), 24, 8)],
         [(table("What a quiet panel means",
                 "For the selected metrics of every series: the noise between runs that the "

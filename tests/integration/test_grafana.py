@@ -512,12 +512,19 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
     return seeded
 
 
+# An automatic A/B's record (collector/runs.py): ab_summary(...).as_dict() and its context.
+SEEDED_AB = {"metric": "latency_p50_seconds", "ratio": 1.2, "low": 1.15, "high": 1.25,
+             "verdict": "slower", "text": "A/B: 5.24.0 is 1.20× 5.23.0, 95% CI 1.15–1.25",
+             "a": ["transformers==5.23.0"], "b": ["transformers==5.24.0"], "rounds": 3}
+
+
 def _seed_regressions(store: PostgresStore, seeded: Seeded) -> None:
     """Regressions in every state, written through the store as the detector and the
     `collector regressions` commands write them."""
     def row(regression_id: str, host: str, model: str, metric: str, *, kind: str,
             status: str, start: int, before: float, after: float, attribution: str = "",
-            resolved: int | None = None, acknowledged_by: str | None = None) -> Regression:
+            resolved: int | None = None, acknowledged_by: str | None = None,
+            ab: dict[str, Any] | None = None) -> Regression:
         detected = start + 2
         fields: dict[str, Any] = {
             "regression_id": regression_id, "series_id": seeded.series[(host, model)],
@@ -541,16 +548,18 @@ def _seed_regressions(store: PostgresStore, seeded: Seeded) -> None:
             "acknowledged_at": seeded.run_times[(host, detected)] if acknowledged_by else None,
             "acknowledged_by": acknowledged_by,
             "note": None,
+            "ab": ab,
         }
         return Regression(**fields)
 
     rows = [
         row("reg-open", "host-a", "bert", "latency_p50_seconds", kind="regression",
             status="open", start=20, before=0.010, after=0.012,
-            attribution="transformers 5.23.0 → 5.24.0"),
+            attribution="transformers 5.23.0 → 5.24.0", ab=SEEDED_AB),
         row("reg-ack", "lab's-box", "vit", "latency_p90_seconds", kind="regression",
             status="acknowledged", start=12, before=0.022, after=0.025,
-            acknowledged_by="alice"),
+            acknowledged_by="alice", ab={"failure": "no wheel for torch==2.99.0",
+                                         "a": ["torch==2.13.0"], "b": ["torch==2.99.0"]}),
         row("reg-suspected", "host-a", "gpt2", "peak_rss_bytes", kind="regression",
             status="suspected", start=36, before=3.0e8, after=3.3e8),
         row("reg-resolved", "host-a", "gpt2", "decode_tokens_per_second", kind="regression",
@@ -723,6 +732,8 @@ def test_overview_sql_runs_as_the_reader_and_returns_rows(
     assert [r[1] for r in active] == ["open", "acknowledged", "suspected"]
     assert {r[2] for r in active} == {"regression"}
     assert active[0][14] == "transformers 5.23.0 → 5.24.0"
+    assert [r[-1] for r in active] == [SEEDED_AB["text"],
+                                       "A/B failed: no wheel for torch==2.99.0", None]
     quiet = results["What a quiet panel means"]
     assert {(r[1], r[4]) for r in quiet} == {("latency_p50_seconds", 5.0),
                                              ("throughput_samples_per_second", 5.0),
@@ -794,6 +805,10 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     # Annotations: every detected change but the dismissed one; one version change per host.
     results = run_every_sql_query(board, runner, defs, selections)
     assert len(results["annotation Regressions"]) == 5
+    texts = {r[2] for r in results["annotation Regressions"]}
+    assert any(t.endswith("transformers 5.23.0 → 5.24.0; " + SEEDED_AB["text"]) for t in texts)
+    assert any(t.endswith("; A/B failed: no wheel for torch==2.99.0") for t in texts)
+    assert sum("A/B" in t for t in texts) == 2
     changes = sorted(r[1] for r in results["annotation Version changes"])
     assert changes == ["torch 2.12.0 → 2.13.0 on lab's-box",
                        "transformers 5.23.0 → 5.24.0 on host-a"]
