@@ -254,6 +254,8 @@ class FailureKind(str, Enum):
     # The backend's package (or a device it needs) is not installed here.
     BACKEND_UNAVAILABLE = "backend_unavailable"
     ABORTED = "aborted"
+    # The package environment it was to run in could not be built (collector/envs.py).
+    ENVIRONMENT_UNAVAILABLE = "environment_unavailable"
 
 
 class Failure(Frozen):
@@ -286,6 +288,9 @@ class Environment(Frozen):
     gpu_name: str | None = None
     gpu_driver: str | None = None
     gpu_count: int | None = None
+    # Installed versions of the packages asked to be recorded (an environment's pins, torch,
+    # transformers), as the worker's interpreter sees them; missing ones are omitted.
+    packages: dict[str, str] = {}
 
 
 class MeasurementInfo(Frozen):

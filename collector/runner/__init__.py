@@ -8,8 +8,9 @@ valgrind (collector/runner/valgrind.py); callers need not know.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -39,16 +40,21 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
                   target: Target | None = None,
                   kill: threading.Event | None = None,
                   now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                  packages: Sequence[str] = (),
                   ) -> BenchmarkResult:
-    """Run one benchmark to completion or failure; never raises for a benchmark's fault."""
+    """Run one benchmark to completion or failure; never raises for a benchmark's fault.
+    `packages`: names whose installed versions the worker records in the result's
+    environment.packages (collector.envs.record_names gives an environment's)."""
     started = now()
     instructions = spec.measurement.mode is MeasurementMode.INSTRUCTIONS
     problem = instructions_mode_problem(spec) if instructions else None
     if problem is not None:  # refused before valgrind starts
         outcome = WorkerOutcome(None, Failure(kind=FailureKind.EXCEPTION, message=problem), 0.0)
     else:
-        outcome = pool.run(target or _default_target(), {"spec": spec.model_dump(mode="json")},
-                           timeout_s=spec.timeout_s,
+        payload: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+        if packages:
+            payload["packages"] = list(packages)
+        outcome = pool.run(target or _default_target(), payload, timeout_s=spec.timeout_s,
                            memory_limit_bytes=(spec.memory_limit_mb * 2**20
                                                if spec.memory_limit_mb else None),
                            on_progress=on_progress, kill=kill, under_valgrind=instructions)
@@ -62,8 +68,12 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
     # The worker's result is untrusted input: a body that is not a valid result is this
     # benchmark's failure, never an exception that would lose the suite.
     try:
-        body = WorkerResult.model_validate(outcome.payload)
-        env = environment.model_copy(update=body.environment.model_dump(exclude_unset=True))
+        raw, recorded = _split_packages(outcome.payload)
+        body = WorkerResult.model_validate(raw)
+        update = body.environment.model_dump(exclude_unset=True)
+        if recorded is not None:
+            update["packages"] = recorded
+        env = environment.model_copy(update=update)
         return BenchmarkResult(
             spec=spec, series_id=series_id, status="ok", resolved_task=body.resolved_task,
             started_at=started, finished_at=finished,
@@ -71,8 +81,34 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
             metrics=body.metrics, samples=body.samples, measurement=body.measurement,
             noise=body.noise,
         )
-    except ValidationError as exc:
+    except (ValidationError, _MalformedPackages) as exc:
+        what = describe(exc) if isinstance(exc, ValidationError) else str(exc)
         return BenchmarkResult(spec=spec, series_id=series_id, status="failed",
                                started_at=started, finished_at=finished,
                                environment=environment, failure=protocol_failure(
-                                   f"the worker sent a malformed result: {describe(exc)}"))
+                                   f"the worker sent a malformed result: {what}"))
+
+
+_MAX_PACKAGES = 500
+_MAX_NAME = 200
+
+
+class _MalformedPackages(Exception):
+    """The worker's environment.packages is not a small map of names to versions."""
+
+
+def _split_packages(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The worker's body without environment.packages, and those (checked: names and
+    versions are short strings). protocol.WorkerEnvironment has no packages field yet, so
+    they are taken out before it validates the rest."""
+    environment = payload.get("environment")
+    if not isinstance(environment, dict) or "packages" not in environment:
+        return payload, None
+    packages = environment["packages"]
+    if not isinstance(packages, dict) or len(packages) > _MAX_PACKAGES or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= _MAX_NAME
+            and 0 < len(v) <= _MAX_NAME for k, v in packages.items()):
+        raise _MalformedPackages(
+            "environment.packages: must map at most 500 package names to versions")
+    rest = {k: v for k, v in environment.items() if k != "packages"}
+    return {**payload, "environment": rest}, dict(packages)

@@ -20,6 +20,15 @@ descriptor under the benchmark's deadline, bounded in size and validated before 
 (collector/runner/protocol.py); a message that breaks the protocol is that benchmark's
 failure. They start without the collector's secrets in their environment
 (collector/runner/scrub.py).
+
+A pool with its own interpreter (`WorkerPool(..., python=ENV_PYTHON)`, a package environment
+of collector/envs.py) runs every worker in that interpreter. multiprocessing's forkserver is
+one per process, so such a pool starts its OWN forkserver (the same private-server machinery
+as the valgrind one), stopped by close(); in spawn mode each worker is exec'd from that
+interpreter. Either way multiprocessing would hand the child this process's sys.path (its
+"preparation data"), which would put the base's packages before the environment's pins:
+while such a pool starts a process, the child's sys.path is the environment's own, followed
+by whatever of this process's path it lacks (`_child_sys_path`).
 """
 
 from __future__ import annotations
@@ -33,8 +42,9 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing import spawn
 from multiprocessing.connection import Connection, wait
@@ -45,7 +55,15 @@ from typing import Any, cast
 from collector.model import Failure, FailureKind
 from collector.runner import protocol, scrub
 from collector.runner.protocol import FrameReader, ProtocolError
-from collector.runner.valgrind import SPAWN_LOCK, ValgrindLauncher, executable
+from collector.runner.valgrind import (
+    _SERVERS,
+    SPAWN_LOCK,
+    ValgrindLauncher,
+    ValgrindProcess,
+    _shutdown,
+    _ValgrindForkServer,
+    executable,
+)
 
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
@@ -61,6 +79,7 @@ DEFAULT_PRELOAD = (
 TRACEBACK_TAIL_LINES = 25
 _MEMORY_POLL_S = 0.1
 _EXIT_GRACE_S = 10.0
+_SYS_PATH_TIMEOUT_S = 120.0
 
 Target = Callable[[Connection, Any], None]
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -138,9 +157,12 @@ class WorkerPool:
 
     def __init__(self, start_method: str = "forkserver",
                  preload: Sequence[str] = DEFAULT_PRELOAD, *,
+                 python: str | None = None,
                  valgrind: str | None = None,
                  max_message_bytes: int = protocol.MAX_MESSAGE_BYTES) -> None:
-        """`valgrind`: the binary for instructions mode (default: $COLLECTOR_VALGRIND, else
+        """`python`: the interpreter workers run in (a package environment's; default this
+        one); with forkserver, the pool then has its own forkserver running it.
+        `valgrind`: the binary for instructions mode (default: $COLLECTOR_VALGRIND, else
         `valgrind` on PATH); looked up only when an instructions-mode benchmark runs.
         `max_message_bytes`: the largest message a worker may send (see protocol.py)."""
         if start_method not in ("forkserver", "spawn"):
@@ -148,16 +170,28 @@ class WorkerPool:
         self.start_method = start_method
         self._ctx = cast("ForkServerContext | SpawnContext",
                          multiprocessing.get_context(start_method))
-        if start_method == "forkserver":
-            self._ctx.set_forkserver_preload(list(preload))
         self._preload = tuple(preload)
         self._max_message_bytes = max_message_bytes
         with SPAWN_LOCK:  # never a wrapper that another thread has swapped in
-            self._python = os.fsdecode(spawn.get_executable())
+            current = os.fsdecode(spawn.get_executable())
+        # This interpreter named explicitly is no other interpreter: the shared forkserver.
+        self._own_python = python is not None and (
+            Path(python).absolute() != Path(current).absolute())
+        self._python = python if python is not None and self._own_python else current
+        if start_method == "forkserver" and not self._own_python:
+            self._ctx.set_forkserver_preload(list(preload))
+        self._sys_path: tuple[str, ...] | None = None  # the own interpreter's, once asked
+        self._server_key: str | None = None  # the own forkserver's, in valgrind's _SERVERS
+        self._server_stopper: weakref.finalize[Any, Any] | None = None
         self._wrapper: tuple[Path, str] | None = None  # the scrubbing wrapper and its text
         self._valgrind_binary = valgrind
         self._valgrind: ValgrindLauncher | None = None
         self._valgrind_lock = threading.Lock()
+
+    @property
+    def python(self) -> str:
+        """The interpreter this pool's workers run in."""
+        return self._python
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -166,13 +200,18 @@ class WorkerPool:
         self.close()
 
     def close(self) -> None:
-        """Stop the valgrind forkserver if instructions mode started one (the normal
-        forkserver exits with this process)."""
+        """Stop the valgrind forkserver if instructions mode started one, and the pool's own
+        forkserver if it has its own interpreter (the shared forkserver exits with this
+        process)."""
         with self._valgrind_lock:
             launcher, self._valgrind = self._valgrind, None
         if launcher is not None:
             launcher.close()
         with SPAWN_LOCK:
+            stopper, self._server_stopper = self._server_stopper, None
+            self._server_key = None
+            if stopper is not None:
+                stopper()  # stops the server and forgets it, once
             wrapper, self._wrapper = self._wrapper, None
         if wrapper is not None:
             shutil.rmtree(wrapper[0].parent, ignore_errors=True)
@@ -201,6 +240,27 @@ class WorkerPool:
             self._wrapper = (path, text)
         return str(path)
 
+    def _own_server(self) -> str:
+        """The key of this pool's own forkserver (created on first use, started by the
+        first worker through the scrubbing wrapper; called under SPAWN_LOCK)."""
+        with SPAWN_LOCK:
+            if self._server_key is None:
+                key = f"pool-{uuid.uuid4().hex}"
+                # The wrapper's path never changes (its text may): the server re-execs it.
+                server = _ValgrindForkServer(self._clean_interpreter(), self._preload)
+                _SERVERS[key] = server
+                self._server_stopper = weakref.finalize(self, _shutdown, key, server)
+                self._server_key = key
+            return self._server_key
+
+    def _child_path(self) -> tuple[str, ...] | None:
+        """The own interpreter's sys.path (asked once), or None for this interpreter."""
+        if not self._own_python:
+            return None
+        if self._sys_path is None:
+            self._sys_path = _interpreter_sys_path(self._python)
+        return self._sys_path
+
     def run(self, target: Target, payload: Any, *, timeout_s: float,
             memory_limit_bytes: int | None = None,
             on_progress: ProgressCallback | None = None,
@@ -209,20 +269,32 @@ class WorkerPool:
         """Run `target(conn, payload)` in a fresh worker process; under valgrind's callgrind
         when `under_valgrind` (its forkserver's start-up is not part of `timeout_s`)."""
         launcher: ValgrindLauncher | None = None
+        started = time.monotonic()
+        try:
+            child_path = self._child_path()
+        except _InterpreterUnavailable as exc:
+            return WorkerOutcome(None, Failure(kind=FailureKind.ENVIRONMENT_UNAVAILABLE,
+                                               message=str(exc)), time.monotonic() - started)
         if under_valgrind:
             launcher = self._launcher()
-            failure = launcher.ensure_ready(kill)
+            with _child_sys_path(child_path):
+                failure = launcher.ensure_ready(kill)
             if failure is not None:
                 return WorkerOutcome(None, failure, 0.0)
         started = time.monotonic()
         reader, writer = self._ctx.Pipe(duplex=False)
         args = (writer, target, payload)
-        proc: multiprocessing.process.BaseProcess = (
-            launcher.process(_child_main, args) if launcher is not None
-            else self._ctx.Process(target=_child_main, args=args, daemon=True,
-                                   name="collector-worker"))
+        proc: multiprocessing.process.BaseProcess
+        if launcher is not None:
+            proc = launcher.process(_child_main, args)
+        elif self._own_python and self.start_method == "forkserver":
+            proc = ValgrindProcess(self._own_server(), target=_child_main, args=args,
+                                   daemon=True, name="collector-worker")
+        else:
+            proc = self._ctx.Process(target=_child_main, args=args, daemon=True,
+                                     name="collector-worker")
         try:
-            with SPAWN_LOCK:
+            with SPAWN_LOCK, _child_sys_path(child_path):
                 if launcher is not None:  # its forkserver's wrapper unsets the secrets
                     proc.start()
                 else:  # where an interpreter is exec'd (forkserver, spawn), it has none
@@ -310,6 +382,66 @@ class WorkerPool:
         except (ProcessLookupError, PermissionError):
             with contextlib.suppress(Exception):
                 proc.kill()
+
+
+class _InterpreterUnavailable(Exception):
+    """A pool's own interpreter does not run."""
+
+
+def _interpreter_sys_path(python: str) -> tuple[str, ...]:
+    """`python`'s own sys.path (without the script directory)."""
+    import json
+    import subprocess
+
+    command = [python, "-c", "import json, sys; print(json.dumps(sys.path))"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=_SYS_PATH_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _InterpreterUnavailable(
+            f"the worker interpreter {python} does not run: {exc}") from None
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise _InterpreterUnavailable(
+            f"the worker interpreter {python} does not run (exit status "
+            f"{done.returncode}: {tail})")
+    return tuple(p for p in json.loads(done.stdout) if p)
+
+
+_CHILD_PATH = threading.local()  # the sys.path children started by this thread get
+
+
+def _prepared(original: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    def prepared(name: str) -> dict[str, Any]:
+        data = original(name)
+        path: tuple[str, ...] | None = getattr(_CHILD_PATH, "value", None)
+        if path is not None and "sys_path" in data:
+            data["sys_path"] = [*path, *(p for p in data["sys_path"] if p not in path)]
+        return data
+
+    prepared.collector_child_path = True  # type: ignore[attr-defined]  # marks the hook
+    return prepared
+
+
+@contextlib.contextmanager
+def _child_sys_path(path: tuple[str, ...] | None) -> Iterator[None]:
+    """Children (and forkservers) this thread starts meanwhile get `path` first in their
+    sys.path instead of this process's. multiprocessing reads the path through
+    spawn.get_preparation_data in the starting thread; the hook installed there once
+    changes nothing for a thread that set no path."""
+    if path is None:
+        yield
+        return
+    with SPAWN_LOCK:
+        if not getattr(spawn.get_preparation_data, "collector_child_path", False):
+            spawn.get_preparation_data = _prepared(  # type: ignore[assignment]  # our hook wraps the function it replaces, same signature
+                spawn.get_preparation_data)
+    previous = getattr(_CHILD_PATH, "value", None)
+    _CHILD_PATH.value = path
+    try:
+        yield
+    finally:
+        _CHILD_PATH.value = previous
 
 
 def _failure(exitcode: int | None, *, error: dict[str, Any] | None, broken: str | None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.metadata
 import itertools
 import os
 import statistics
@@ -314,7 +315,20 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     body["environment"] = {"torch_version": str(torch.__version__),
                            "transformers_version": str(transformers.__version__),
                            "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
+    names = payload.get("packages") or []
+    if names:
+        body["environment"]["packages"] = installed_versions(names)
     protocol.send(conn, "result", body)
+
+
+def installed_versions(names: list[str]) -> dict[str, str]:
+    """The installed version of each package named, as this interpreter sees it (so in a
+    package environment, its pins); missing ones omitted."""
+    found = {}
+    for name in names:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[name] = importlib.metadata.version(name)
+    return found
 
 
 def _time_cost(fn: Callable[[], Any], repeats: int) -> float:
