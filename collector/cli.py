@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector import __version__, cli_compare, cli_regress, cli_report
+from collector import __version__, cli_ab, cli_compare, cli_regress, cli_report
 from collector.errors import (
     CollectorError,
     ConfigError,
@@ -127,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_regress.add_parsers(commands, DEFAULT_CONFIG)
     cli_compare.add_parser(commands, DEFAULT_CONFIG)
     cli_report.add_parser(commands, DEFAULT_CONFIG)
+    cli_ab.add_parsers(commands, DEFAULT_CONFIG)
     return parser
 
 
@@ -419,7 +420,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    return _with_lazy_store(args, cli_report.run_report)
+    config = _optional_config(args.config)  # its report section: the findings' thresholds
+    return _with_lazy_store(args, lambda a, store: cli_report.run_report(
+        a, store, config.report if config is not None else None))
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    return _with_lazy_store(args, cli_ab.run_rerun)
 
 
 def _out() -> Console:
@@ -620,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "schedule": _schedule, "run-once": _run_once,
                    "regressions": _regressions, "detect": cli_regress.run_detect,
                    "compare": _compare, "report": _report,
+                   "ab": cli_ab.run_ab_command, "bisect": cli_ab.run_bisect_command,
+                   "rerun": _rerun,
                    }[args.command]
         return command(args)
     except ConfigError as exc:

@@ -1,9 +1,10 @@
 """`collector report`: what ran, where, how fast, and the bottleneck findings
 (collector/findings.py), from results files or stored runs (the same SIDE arguments as
-`collector compare`), as Markdown.
+`collector compare`), as Markdown (a PR comment, a wiki page) or as one self-contained HTML
+file with charts, trends and the stored regressions (collector/report_html.py).
 
-This is the report's first format (for a PR comment or a wiki page); the self-contained HTML
-file with charts is the next (issue 13).
+Thresholds of the findings: the command line's, else the config file's `report` section,
+else the defaults (collector.config.ReportSettings: 100 ms, 4096 MiB, 10 samples/s).
 """
 
 from __future__ import annotations
@@ -17,48 +18,87 @@ from typing import TYPE_CHECKING, Any
 from collector.errors import InputError, OutputError, command_line_problem
 
 if TYPE_CHECKING:
-    from collector.findings import Finding
-    from collector.history import Store
+    from collector.config import ReportSettings
+    from collector.findings import Finding, Thresholds
+    from collector.history import Regression, Store
     from collector.model import BenchmarkResult
+
+FORMATS = ("markdown", "html")
+THRESHOLD_FIELDS = ("high_latency_ms", "high_memory_mib", "low_throughput")
 
 
 def add_parser(commands: Any, default_config: str) -> None:
     report = commands.add_parser(
-        "report", help="what ran, how fast, and bottleneck findings, as Markdown")
+        "report", help="what ran, how fast, and bottleneck findings, as Markdown or HTML")
     report.add_argument("sides", nargs="+", metavar="SIDE",
                         help="results files and/or selectors of stored runs (as compare's)")
-    report.add_argument("--output", "-o", metavar="FILE.md",
+    report.add_argument("--output", "-o", metavar="FILE",
                         help="write the report there (default: standard output)")
-    for name, default, text in (
-            ("--high-latency-ms", 100.0, "p50 latency above this is a finding"),
-            ("--high-memory-mib", 4096.0, "peak RSS above this is a finding"),
-            ("--low-throughput", 10.0, "samples/s below this is a finding")):
-        report.add_argument(name, type=float, default=default, help=f"{text} ({default:g})")
+    report.add_argument("--format", choices=FORMATS,
+                        help="markdown or html (default: html for an --output ending in "
+                             ".html or .htm, else markdown)")
+    for name, text in (
+            ("--high-latency-ms", "p50 latency above this is a finding"),
+            ("--high-memory-mib", "peak RSS above this is a finding"),
+            ("--low-throughput", "samples/s below this is a finding")):
+        report.add_argument(name, type=float, help=f"{text} (default: the config's report "
+                                                   "section, else its default)")
     report.add_argument("--config", "-c", default=default_config,
-                        help="configuration file for its storage section (selectors)")
+                        help="configuration file: its storage section (selectors) and "
+                             "report section (thresholds)")
     report.add_argument("--local-store", metavar="PATH",
                         help="SQLite file of the local store (selectors)")
 
 
-def run_report(args: argparse.Namespace, store: Callable[[], Store]) -> int:
-    from collector.cli_compare import load_side
-    from collector.findings import Thresholds, analyse
+def _thresholds(args: argparse.Namespace, configured: ReportSettings | None) -> Thresholds:
+    """The command line's thresholds, else the config's, else the defaults."""
+    from collector.config import ReportSettings
+    from collector.findings import Thresholds
 
-    for name in ("high_latency_ms", "high_memory_mib", "low_throughput"):
-        if getattr(args, name) <= 0:
+    defaults = configured or ReportSettings()
+    values = {}
+    for name in THRESHOLD_FIELDS:
+        given = getattr(args, name)
+        if given is not None and given <= 0:
             raise command_line_problem("--" + name.replace("_", "-"), "must be positive")
+        values[name] = given if given is not None else getattr(defaults, name)
+    return Thresholds(high_latency_s=values["high_latency_ms"] / 1e3,
+                      high_memory_bytes=values["high_memory_mib"] * 2**20,
+                      low_throughput=values["low_throughput"])
+
+
+def run_report(args: argparse.Namespace, store: Callable[[], Store],
+               configured: ReportSettings | None = None) -> int:
+    """`configured`: the config file's report section (None: no config file)."""
+    from collector.cli_compare import is_selector, load_side
+    from collector.findings import analyse
+
+    limits = _thresholds(args, configured)
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise OutputError(f"cannot write the report to {output}: directory {output.parent} "
                           "does not exist")
+    form = args.format or ("html" if output is not None
+                           and output.suffix.lower() in (".html", ".htm") else "markdown")
+    if form == "html" and output is None and sys.stdout.isatty():
+        raise command_line_problem("--format", "an HTML report goes to a file: add "
+                                   "--output FILE.html (or redirect standard output)")
     results = [r for side in args.sides for r in load_side(side, store)]
     ok = [r for r in results if r.status == "ok"]
     if not ok:
         raise InputError("nothing to report: no successful result")
-    limits = Thresholds(high_latency_s=args.high_latency_ms / 1e3,
-                        high_memory_bytes=args.high_memory_mib * 2**20,
-                        low_throughput=args.low_throughput)
-    text = markdown(ok, analyse(ok, limits), args.sides)
+    findings = analyse(ok, limits)
+    if form == "html":
+        from collector.report_html import ReportData, render
+
+        stored = any(is_selector(side) for side in args.sides)
+        text = render(ReportData(
+            results=ok, findings=findings, sides=args.sides,
+            failed=[r for r in results if r.status != "ok"],
+            regressions=stored_regressions(store(), ok) if stored else (),
+            store_read=stored))
+    else:
+        text = markdown(ok, findings, args.sides)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -67,6 +107,15 @@ def run_report(args: argparse.Namespace, store: Callable[[], Store]) -> int:
         except OSError as exc:
             raise OutputError(f"cannot write the report to {output}: {exc.strerror}") from None
     return 0
+
+
+def stored_regressions(store: Store, results: Sequence[BenchmarkResult]) -> list[Regression]:
+    """The store's regressions of the reported series that overlap the reported time."""
+    series = {r.series_id for r in results}
+    start = min(r.started_at for r in results)
+    return [record for record in store.regressions()
+            if record.series_id in series
+            and (record.resolved_at is None or record.resolved_at >= start)]
 
 
 def _versions(results: Sequence[BenchmarkResult]) -> list[str]:

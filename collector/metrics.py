@@ -322,6 +322,13 @@ COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
                      "output_token_agreement_ratio")
 # The report's results table: after each result's headline metric, these (those it has).
 REPORT_COLUMNS = ("throughput_samples_per_second", "decode_tokens_per_second", "peak_rss_bytes")
+# The HTML report's charts (collector/report_html.py): latency against batch size,
+# throughput against sequence length (tokens/s: samples/s falls as sequences grow),
+# memory against model size; its trend charts follow each result's headline and this.
+CHART_LATENCY = "latency_p50_seconds"
+CHART_THROUGHPUT = "throughput_input_tokens_per_second"
+CHART_MEMORY = "peak_rss_bytes"
+CHART_MODEL_SIZE = "model_size_bytes"
 # Metrics that are the median of a result's raw samples (by sample name).
 SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
                   "time_to_first_token_p50_seconds": "time_to_first_token_seconds"}
