@@ -4,7 +4,8 @@
 #   --services   also make sure the servers the test suite starts itself are installed
 #                (PostgreSQL server binaries, Prometheus + promtool, Pushgateway,
 #                Alertmanager + amtool; Debian packages, installed when missing), and
-#                valgrind with a C compiler (measurement mode instructions and its tests)
+#                valgrind with a C compiler (measurement mode instructions and its tests),
+#                and Chromium (headless, for the HTML report's browser test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +72,11 @@ if [ "${1:-}" = "--services" ]; then
   } >/dev/null
   if ! have_valgrind; then
     apt_install "valgrind and a C compiler" valgrind gcc libc6-dev
+  fi
+
+  # The HTML report's test opens the report in a real browser: headless Chromium.
+  if ! command -v chromium >/dev/null; then
+    apt_install "Chromium (the HTML report's browser test)" chromium
   fi
 fi
 
