@@ -15,11 +15,14 @@ import base64
 import hashlib
 import json
 import struct
+import sys
 import zipfile
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from collector.model import BenchmarkSpec
+from collector.runner import protocol
 
 TOY_PACKAGE = "slowpoke"
 TOY_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0")
@@ -180,3 +183,16 @@ def toy_spec_dict(model_dir: Path, **overrides: Any) -> dict[str, Any]:
 def toy_spec(model_dir: Path, **overrides: Any) -> BenchmarkSpec:
     """A fast benchmark of the toy model."""
     return BenchmarkSpec.model_validate(toy_spec_dict(model_dir, **overrides))
+
+
+def slowpoke_probe(conn: Connection, payload: Any) -> None:
+    """A worker target: which slowpoke (if any) and which interpreter the worker sees."""
+    try:
+        import slowpoke  # type: ignore[import-not-found]  # the toy package, in environments only
+
+        version: str | None = str(slowpoke.__version__)
+        location: str | None = str(slowpoke.__file__)
+    except ImportError:
+        version = location = None
+    protocol.send(conn, "result", {"slowpoke": version, "location": location,
+                                   "executable": sys.executable, "prefix": sys.prefix})
