@@ -3,6 +3,7 @@ tests/toy_packages.py from a --find-links directory), real venvs, workers inside
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def test_a_version_that_does_not_exist_is_a_clear_error_and_leaves_nothing(
 
 
 def test_a_package_that_does_not_exist_is_a_clear_error(built: Built) -> None:
-    with pytest.raises(EnvironmentBuildError, match="no-such-package-xyz==1.0"):
+    with pytest.raises(EnvironmentBuildError, match=re.escape("no-such-package-xyz==1.0")):
         built.cache.ensure(parse_pins(["no-such-package-xyz==1.0"]))
 
 
