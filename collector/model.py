@@ -404,12 +404,15 @@ RESULTS_FORMAT_VERSION = 1
 
 def results_document(runs: list[RunResult]) -> dict[str, Any]:
     """The documented, versioned JSON document (docs/results-format.md)."""
+    from collector.results_summary import summary  # it reads the metrics catalogue
+
     return {
         "format": RESULTS_FORMAT,
         "format_version": RESULTS_FORMAT_VERSION,
         "runs": [
             {**run.model_dump(mode="json"), "status": run.status} for run in runs
         ],
+        "summary": summary(runs),
     }
 
 
