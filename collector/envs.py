@@ -74,6 +74,12 @@ class Pin:
     name: str
     version: str
 
+    def __post_init__(self) -> None:
+        # Pin("Slow_Poke", "01.0") is slow-poke==1.0: one spelling, one cache key.
+        object.__setattr__(self, "name", canonicalize_name(self.name))
+        with contextlib.suppress(InvalidVersion):
+            object.__setattr__(self, "version", str(Version(self.version)))
+
     def __str__(self) -> str:
         return f"{self.name}=={self.version}"
 
