@@ -2,7 +2,8 @@
 
 `import collector` is the Python API for notebooks and scripts (collector/api.py):
 `load_config`, `spec`, `run`, `open_store`, `read_history`, `compare_runs`,
-`report_markdown`, `to_dataframe`, `write_results`, `results_of`, `ConfigError`. They
+`report_markdown`, `to_dataframe`, `write_report` (HTML), `write_results`, `results_of`,
+`ConfigError`. They
 load on first use, so importing the package stays cheap (no torch, no pydantic) for the
 CLI and the exporter.
 (`compare_runs`, `read_history` and `report_markdown`, not `compare`, `history` and
@@ -28,12 +29,13 @@ if TYPE_CHECKING:
         run,
         spec,
         to_dataframe,
+        write_report,
         write_results,
     )
 
 __all__ = ["ConfigError", "__version__", "compare_runs", "load_config", "open_store",
            "read_history", "report_markdown", "results_of", "run", "spec", "to_dataframe",
-           "write_results"]
+           "write_report", "write_results"]
 
 _API = frozenset(__all__) - {"__version__"}
 

@@ -8,8 +8,8 @@
 Everything here wraps an existing module (config, runs, store, compare, model); nothing
 is computed differently from `collector run-once` / `collector compare`. Configuration
 problems raise `ConfigError` (file, line, field); benchmark failures are results with
-status "failed", never exceptions. The report written is the versioned results JSON
-(docs/results-format.md); there is no HTML report yet.
+status "failed", never exceptions. `write_results` writes the versioned results JSON
+(docs/results-format.md); `write_report` the self-contained HTML report.
 
 This module imports no torch: benchmarks run in worker processes, as from the CLI.
 """
@@ -30,10 +30,12 @@ from collector.model import BenchmarkResult, BenchmarkSpec, RunResult, results_d
 
 if TYPE_CHECKING:
     from collector.compare import Comparison
+    from collector.findings import Thresholds
     from collector.history import Point, SeriesInfo, Store
 
 __all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history",
-           "report_markdown", "results_of", "run", "spec", "to_dataframe", "write_results"]
+           "report_markdown", "results_of", "run", "spec", "to_dataframe", "write_report",
+           "write_results"]
 
 DEFAULT_SUITE = "api"
 
@@ -165,6 +167,33 @@ def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> 
 
     ok = [r for r in results_of(runs) if r.status == "ok"]
     return markdown(ok, analyse(ok), ["(Python API)"])
+
+
+def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: str | Path,
+                 *, store: Store | None = None, thresholds: Thresholds | None = None) -> Path:
+    """`collector report --format html`: one self-contained HTML file with charts, trends
+    and findings. With `store`, the stored regressions of these series are shown and marked
+    on the trends. Raises OutputError when the file cannot be written."""
+    from collector.cli_report import stored_regressions
+    from collector.errors import InputError, OutputError
+    from collector.findings import analyse
+    from collector.report_html import ReportData, render
+
+    results = results_of(runs)
+    ok = [r for r in results if r.status == "ok"]
+    if not ok:
+        raise InputError("nothing to report: no successful result")
+    text = render(ReportData(
+        results=ok, findings=analyse(ok, thresholds), sides=["(Python API)"],
+        failed=[r for r in results if r.status != "ok"],
+        regressions=stored_regressions(store, ok) if store is not None else (),
+        store_read=store is not None))
+    target = Path(path)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the report to {target}: {exc.strerror}") from None
+    return target
 
 
 def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Path:

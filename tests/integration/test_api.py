@@ -189,3 +189,18 @@ def test_run_refuses_an_unknown_selection_and_nothing_to_run() -> None:
         collector.run([_bert()], suites=["nope"])
     with pytest.raises(ValueError, match="nothing to run"):
         collector.run([])
+
+
+def test_write_report_is_the_html_report_with_the_stores_view(
+        stored: tuple[Path, list[RunResult]], tmp_path: Path) -> None:
+    path, runs = stored
+    store = collector.open_store(path)
+    try:
+        out = collector.write_report(runs, tmp_path / "report.html", store=store)
+    finally:
+        store.close()
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and ">Trends</h2>" in text
+    # Two runs of one series: its trend is drawn (one headline and one memory chart).
+    assert "latency_p50_seconds over time" in text
+    assert "the store has none for these series" in text

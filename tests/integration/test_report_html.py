@@ -69,7 +69,8 @@ def _variant(result: BenchmarkResult, host: str, *, metrics: dict[str, float],
 def sweep_runs() -> list[RunResult]:
     """Thirty runs a day apart of a small matrix: bert at batch 1/4/8 and sequence 8/32,
     eager and ONNX Runtime, vit; bert's latency steps up 50 % from the 23rd run (a change
-    the detector finds) with transformers 5.98.0 -> 5.99.0, and vit fails once with a message that must be escaped."""
+    the detector finds) with transformers 5.98.0 -> 5.99.0, and vit fails once with a
+    message that must be escaped."""
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     runs = []
     for day in range(30):
