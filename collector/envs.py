@@ -45,6 +45,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from collector.errors import CollectorError, InputError, one_line
+from collector.runner.scrub import is_secret
 
 ENV_CACHE = "COLLECTOR_ENV_CACHE"
 MANIFEST = "manifest.json"
@@ -451,9 +452,13 @@ class EnvironmentCache:
 
     @staticmethod
     def _run(command: list[str], what: str, *, timeout: float) -> str:
+        """Run one step of a build; its stdout. The new interpreter runs the pinned
+        packages' code (their .pth files, their imports): never with the collector's
+        secrets (collector/runner/scrub.py)."""
+        clean = {k: v for k, v in os.environ.items() if not is_secret(k, v)}
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  check=False)
+                                  env=clean, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EnvironmentBuildError(f"{what}: {exc}") from None
         if done.returncode != 0:

@@ -12,8 +12,10 @@ computation, so a benchmark of it measures whichever slowpoke its environment ha
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import struct
 import sys
 import zipfile
@@ -186,7 +188,9 @@ def toy_spec(model_dir: Path, **overrides: Any) -> BenchmarkSpec:
 
 
 def slowpoke_probe(conn: Connection, payload: Any) -> None:
-    """A worker target: which slowpoke (if any) and which interpreter the worker sees."""
+    """A worker target: which slowpoke (if any) and which interpreter the worker sees, and
+    whether the variable `payload` names (if any) reached it (its os.environ, its exec'd
+    environment, its parent's: the forkserver's)."""
     try:
         import slowpoke  # type: ignore[import-not-found]  # the toy package, in environments only
 
@@ -194,5 +198,13 @@ def slowpoke_probe(conn: Connection, payload: Any) -> None:
         location: str | None = str(slowpoke.__file__)
     except ImportError:
         version = location = None
+    seen = None
+    if payload:
+        exec_envs = b""
+        for proc in (Path("/proc/self/environ"), Path(f"/proc/{os.getppid()}/environ")):
+            with contextlib.suppress(OSError):
+                exec_envs += proc.read_bytes()
+        seen = payload in os.environ or f"{payload}=".encode() in exec_envs
     protocol.send(conn, "result", {"slowpoke": version, "location": location,
-                                   "executable": sys.executable, "prefix": sys.prefix})
+                                   "executable": sys.executable, "prefix": sys.prefix,
+                                   "secret_seen": seen})

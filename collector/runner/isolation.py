@@ -210,8 +210,9 @@ class WorkerPool:
         with SPAWN_LOCK:
             stopper, self._server_stopper = self._server_stopper, None
             self._server_key = None
-            if stopper is not None:
-                stopper()  # stops the server and forgets it, once
+        if stopper is not None:
+            stopper()  # stops the pool's own server and forgets it, once
+        with SPAWN_LOCK:
             wrapper, self._wrapper = self._wrapper, None
         if wrapper is not None:
             shutil.rmtree(wrapper[0].parent, ignore_errors=True)
@@ -394,8 +395,10 @@ def _interpreter_sys_path(python: str) -> tuple[str, ...]:
     import subprocess
 
     command = [python, "-c", "import json, sys; print(json.dumps(sys.path))"]
+    # Without the secrets: the environment's .pth files (its packages') run at start-up.
+    clean = {k: v for k, v in os.environ.items() if not scrub.is_secret(k, v)}
     try:
-        done = subprocess.run(command, capture_output=True, text=True,
+        done = subprocess.run(command, capture_output=True, text=True, env=clean,
                               timeout=_SYS_PATH_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise _InterpreterUnavailable(

@@ -111,6 +111,17 @@ def test_pools_with_different_environments_in_one_process_each_see_their_own(
     assert payloads["fast again"] == payloads["fast"]
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_workers_in_an_environment_start_without_the_collectors_secrets(
+        built: Built, start_method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLLECTOR_TEST_PASSWORD", "hunter2")
+    with WorkerPool(start_method, LIGHT_PRELOAD, python=built.fast.python) as pool:
+        outcome = pool.run(slowpoke_probe, "COLLECTOR_TEST_PASSWORD", timeout_s=60)
+    assert outcome.payload is not None, outcome.failure
+    assert outcome.payload["slowpoke"] == "1.0.0"
+    assert outcome.payload["secret_seen"] is False
+
+
 def test_a_pool_whose_interpreter_does_not_run_fails_its_benchmark_cleanly(
         tmp_path: Path) -> None:
     with WorkerPool("forkserver", LIGHT_PRELOAD, python=str(tmp_path / "nope")) as pool:
