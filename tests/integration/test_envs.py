@@ -3,7 +3,9 @@ tests/toy_packages.py from a --find-links directory), real venvs, workers inside
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from collector.envs import (
 )
 from collector.model import Environment
 from collector.runner import WorkerPool, run_benchmark
+from collector.runner.valgrind import _SERVERS
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, slowpoke_probe, toy_model, toy_spec
 
@@ -55,7 +58,7 @@ def test_an_environment_has_its_pins_and_reuses_the_base_torch(built: Built) -> 
     assert env.versions["torch"] == base.versions["torch"]  # reused, not installed
     assert not list(env.path.glob("lib/python*/site-packages/torch"))
     assert Path(env.python).is_file() and env.path.parent == built.cache.root
-    assert {e.key for e in built.cache.entries()} == {built.fast.key, built.slow.key}
+    assert {e.key for e in built.cache.entries()} >= {built.fast.key, built.slow.key}
 
 
 def test_the_second_ensure_is_a_cache_hit_in_under_a_second(built: Built) -> None:
@@ -74,6 +77,7 @@ def test_the_second_ensure_is_a_cache_hit_in_under_a_second(built: Built) -> Non
 def test_a_version_that_does_not_exist_is_a_clear_error_and_leaves_nothing(
         built: Built) -> None:
     before = sorted(p.name for p in built.cache.root.iterdir() if not p.name.endswith(".lock"))
+    entries = built.cache.entries()
     with pytest.raises(EnvironmentBuildError) as caught:
         built.cache.ensure(parse_pins(["slowpoke==9.9"]))
     message = str(caught.value)
@@ -81,7 +85,26 @@ def test_a_version_that_does_not_exist_is_a_clear_error_and_leaves_nothing(
     assert "No matching distribution found for slowpoke==9.9" in message
     after = sorted(p.name for p in built.cache.root.iterdir() if not p.name.endswith(".lock"))
     assert after == before
-    assert len(built.cache.entries()) == 2
+    assert [e.key for e in built.cache.entries()] == [e.key for e in entries]
+
+
+def test_two_threads_asking_for_one_new_environment_build_it_once(built: Built) -> None:
+    barrier = threading.Barrier(2)
+    got: list[BuiltEnvironment] = []
+
+    def ask() -> None:
+        barrier.wait()
+        got.append(built.cache.ensure([Pin("slowpoke", "1.2.0")]))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(env.cache_hit for env in got) == [False, True]
+    assert {env.path for env in got} == {got[0].path}
+    assert got[0].versions["slowpoke"] == "1.2.0"
+    assert not list(built.cache.root.glob(".build-*"))
 
 
 def test_a_package_that_does_not_exist_is_a_clear_error(built: Built) -> None:
@@ -98,6 +121,14 @@ def test_pools_with_different_environments_in_one_process_each_see_their_own(
         seen = {name: pool.run(slowpoke_probe, None, timeout_s=60)
                 for name, pool in (("fast", fast), ("slow", slow), ("plain", plain),
                                    ("fast again", fast))}
+        servers = [_SERVERS[pool._server_key].pid for pool in (fast, slow)
+                   if pool._server_key is not None]
+    assert len(servers) == (2 if start_method == "forkserver" else 0)
+    assert plain._server_key is None  # the default pool keeps multiprocessing's server
+    for pid in servers:  # close() stopped each pool's own forkserver
+        assert pid is not None
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
     for outcome in seen.values():
         assert outcome.failure is None, outcome.failure
     payloads = {name: outcome.payload for name, outcome in seen.items()}

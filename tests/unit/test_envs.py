@@ -175,3 +175,19 @@ def test_pip_reason_keeps_the_errors_and_a_conflicts_explanation() -> None:
     assert "Cannot install a==1.0 and b==2.0" in reason
     assert "To fix this" not in reason
     assert pip_reason("Traceback\nsomething broke\n") == "Traceback; something broke"
+
+
+def test_the_workers_package_versions_are_taken_out_and_checked() -> None:
+    from collector.runner import _MalformedPackages, _split_packages
+
+    body = {"metrics": {}, "environment": {"torch_version": "2.13.0",
+                                           "packages": {"slowpoke": "1.0.0"}}}
+    rest, packages = _split_packages(body)
+    assert packages == {"slowpoke": "1.0.0"}
+    assert rest == {"metrics": {}, "environment": {"torch_version": "2.13.0"}}
+    assert _split_packages({"metrics": {}}) == ({"metrics": {}}, None)
+    assert _split_packages({"environment": {}}) == ({"environment": {}}, None)
+    for bad in (["slowpoke"], {"slowpoke": 1}, {"": "1.0"}, {"x": "v" * 201},
+                {f"p{i}": "1" for i in range(501)}):
+        with pytest.raises(_MalformedPackages, match="environment.packages"):
+            _split_packages({"environment": {"packages": bad}})
