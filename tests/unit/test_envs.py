@@ -189,5 +189,5 @@ def test_the_workers_package_versions_are_taken_out_and_checked() -> None:
     assert _split_packages({"environment": {}}) == ({"environment": {}}, None)
     for bad in (["slowpoke"], {"slowpoke": 1}, {"": "1.0"}, {"x": "v" * 201},
                 {f"p{i}": "1" for i in range(501)}):
-        with pytest.raises(_MalformedPackages, match="environment.packages"):
+        with pytest.raises(_MalformedPackages, match=r"environment\.packages"):
             _split_packages({"environment": {"packages": bad}})
