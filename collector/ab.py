@@ -20,13 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.combine import combine
 from collector.compare import Comparison, Verdict, compare
 from collector.envs import BuiltEnvironment, EnvironmentBuildError, EnvironmentCache, Pin
 from collector.metrics import headline
 from collector.model import BenchmarkResult, BenchmarkSpec, Failure, FailureKind
+
+if TYPE_CHECKING:
+    from collector.runner import WorkerPool
 
 MIN_ROUNDS = 2
 SIDES = ("a", "b")
@@ -80,28 +83,50 @@ def _build(cache: EnvironmentCache, pins: Sequence[Pin],
                        message=f"side {name.upper()}: {exc}")
 
 
+class WorkerPools:
+    """WorkerPools by interpreter (None: this one), kept across A/B runs: a bisection
+    measures its good side in every step, and starts its forkserver once, not per step."""
+
+    def __init__(self, start_method: str = "forkserver") -> None:
+        self.start_method = start_method
+        self._pools: dict[str | None, WorkerPool] = {}
+
+    def get(self, python: str | None) -> WorkerPool:
+        from collector.runner import WorkerPool
+
+        if python not in self._pools:
+            self._pools[python] = WorkerPool(self.start_method, python=python)
+        return self._pools[python]
+
+    def close(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+    def __enter__(self) -> WorkerPools:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class _Workers:
     """One WorkerPool per side, in that side's interpreter; the real measuring edge."""
 
-    def __init__(self, envs: dict[str, BuiltEnvironment], start_method: str,
+    def __init__(self, envs: dict[str, BuiltEnvironment], pools: WorkerPools,
                  host: str | None, packages: tuple[str, ...]) -> None:
         from collector.environment import capture_host
-        from collector.runner import WorkerPool
 
         self._environment = capture_host(host)
         self._packages = packages
-        self._pools = {side: WorkerPool(start_method, python=None if not env.pins
-                                        else env.python) for side, env in envs.items()}
+        self._pools = {side: pools.get(env.python if env.pins else None)
+                       for side, env in envs.items()}
 
     def __call__(self, side: str, spec: BenchmarkSpec) -> BenchmarkResult:
         from collector.runner import run_benchmark
 
         return run_benchmark(self._pools[side], spec, self._environment,
                              packages=self._packages)
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
 
 
 def _failed(side: str, pins: Sequence[Pin], other: Sequence[Pin],
@@ -116,11 +141,13 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
            cache: EnvironmentCache, host: str | None = None,
            start_method: str = "forkserver", stop: threading.Event | None = None,
            budget_s: float | None = None, on_round: OnRound | None = None,
-           repetition: Repetition | None = None,
+           pools: WorkerPools | None = None, repetition: Repetition | None = None,
            clock: Callable[[], float] = time.monotonic) -> AbResult:
     """Measure `spec` with pins `a` and pins `b` in `rounds` interleaved rounds (fewer when
-    `budget_s` or `stop` ends it, at least two unless stopped). `repetition` replaces the
-    measuring edge (one fresh-process run of a side), for tests."""
+    `budget_s` or `stop` ends it, at least two unless stopped). `pools`: worker pools to
+    use and keep (default: this A/B's own, in `start_method`, closed at its end).
+    `repetition` replaces the measuring edge (one fresh-process run of a side), for
+    tests."""
     from collector.envs import record_names
 
     if rounds < 1:
@@ -140,11 +167,14 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
     if failure is None and repetition is not None:
         failure = plan.run(repetition)
     elif failure is None:
-        workers = _Workers(built, start_method, host, record_names(pins["a"] + pins["b"]))
+        own = pools is None
+        used = pools if pools is not None else WorkerPools(start_method)
         try:
-            failure = plan.run(workers)
+            failure = plan.run(_Workers(built, used, host,
+                                        record_names(pins["a"] + pins["b"])))
         finally:
-            workers.close()
+            if own:
+                used.close()
     done = plan.done
 
     def versions(side: str) -> dict[str, str]:
@@ -247,4 +277,4 @@ def ab_summary(result: AbResult, metric: str | None = None) -> AbSummary | None:
     return AbSummary(wanted, row.ratio, row.low, row.high, row.verdict, text)
 
 
-__all__ = ["AbResult", "AbSummary", "ab_summary", "run_ab", "side_label"]
+__all__ = ["AbResult", "AbSummary", "WorkerPools", "ab_summary", "run_ab", "side_label"]

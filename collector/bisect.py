@@ -203,6 +203,8 @@ class MultiBisect:
 
     @property
     def text(self) -> str:
+        if len(self.packages) == 1 and self.results:
+            return self.results[0].text
         if self.outcome == "no_effect":
             return "no effect between the ends: all bad is not worse than all good"
         if self.outcome == "bad_failed":

@@ -205,7 +205,10 @@ def _rejudged(result: AbResult, args: argparse.Namespace) -> AbResult:
 
 
 def _round_printer(started: float) -> Callable[[int, BenchmarkResult, BenchmarkResult], None]:
+    from collector.compare import value_text
     from collector.metrics import headline
+
+    last = [started]
 
     def show(number: int, a: BenchmarkResult, b: BenchmarkResult) -> None:
         values = []
@@ -213,11 +216,11 @@ def _round_printer(started: float) -> Callable[[int, BenchmarkResult, BenchmarkR
             if result.status != "ok":
                 values.append(f"{name} failed")
                 continue
-            from collector.compare import value_text
-
             metric = headline(result.metrics)
             values.append(f"{name} {value_text(metric, result.metrics[metric])}")
-        _say(f"  round {number}: {', '.join(values)} [{time.monotonic() - started:.0f} s]")
+        now = time.monotonic()
+        _say(f"  round {number}: {', '.join(values)} [{now - last[0]:.1f} s]")
+        last[0] = now
     return show
 
 
@@ -321,7 +324,7 @@ def _escape(text: str) -> str:
 # -- bisect --------------------------------------------------------------------------------
 
 def run_bisect_command(args: argparse.Namespace) -> int:
-    from collector.ab import ab_summary, run_ab
+    from collector.ab import WorkerPools, ab_summary, run_ab
     from collector.bisect import Step, available_versions, bisect_packages, package_ranges
 
     _check_measuring(args)
@@ -337,12 +340,14 @@ def run_bisect_command(args: argparse.Namespace) -> int:
              f"{pack.bad}: {', '.join(versions[pack.name])}")
     good = _pins([p.pin(p.good) for p in ranges])
 
+    pools = WorkerPools(args.isolation)  # the good side's workers start once
+
     def ab(pins_b: tuple[str, ...], label: str) -> Step:
         started = time.monotonic()
         _say(f"testing {label} against {' '.join(str(p) for p in good)} ...")
         result = _rejudged(run_ab(
             spec, good, _pins(list(pins_b)), rounds=args.rounds, cache=cache,
-            host=args.host, start_method=args.isolation, budget_s=args.budget,
+            host=args.host, budget_s=args.budget, pools=pools,
             on_round=_round_printer(started)), args)
         elapsed = time.monotonic() - started
         if result.failure is not None:
@@ -355,7 +360,8 @@ def run_bisect_command(args: argparse.Namespace) -> int:
     def show(step: Step) -> None:
         _say(f"[{step.role}] {step.text}", style="red" if step.verdict == "worse" else None)
 
-    outcome = bisect_packages(ranges, lambda p: versions[p.name], ab, on_step=show)
+    with pools:
+        outcome = bisect_packages(ranges, lambda p: versions[p.name], ab, on_step=show)
     if args.format == "json":
         sys.stdout.write(json.dumps({"format": BISECT_FORMAT, "format_version": FORMAT_VERSION,
                                      "benchmark": f"{spec.suite}/{spec.name}",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from collector.ab import WorkerPools
 from collector.combine import combine
 from collector.compare import Comparison, compare
 from collector.envs import (
@@ -108,22 +109,15 @@ class _Pools:
     def __init__(self, start_method: str, host: str | None, packages: tuple[str, ...]):
         from collector.environment import capture_host
 
-        self._start_method = start_method
         self._environment = capture_host(host)
         self._packages = packages
-        self._pools: dict[str | None, Any] = {}
+        self.pools = WorkerPools(start_method)
 
     def __call__(self, spec: BenchmarkSpec, python: str | None) -> BenchmarkResult:
-        from collector.runner import WorkerPool, run_benchmark
+        from collector.runner import run_benchmark
 
-        if python not in self._pools:
-            self._pools[python] = WorkerPool(self._start_method, python=python)
-        return run_benchmark(self._pools[python], spec, self._environment,
+        return run_benchmark(self.pools.get(python), spec, self._environment,
                              packages=self._packages)
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
 
 
 def rerun(store: Store, run_id: str, *, benchmark: str | None = None,
@@ -163,7 +157,7 @@ def rerun(store: Store, run_id: str, *, benchmark: str | None = None,
                 on_result(again)
     finally:
         if pools is not None:
-            pools.close()
+            pools.pools.close()
     return RerunResult(run, stored, fresh, compare(stored, fresh), pins, built)
 
 

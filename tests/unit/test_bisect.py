@@ -166,6 +166,10 @@ def test_one_package_is_bisected_directly() -> None:
     result = bisect_packages(packs, lambda _p: FIVE, ab)
     assert result.results[0].first_bad == "1.3.0"
     assert result.together.role == "confirm"
+    assert result.text == "first bad slowpoke version is 1.3.0"
+    none = bisect_packages(packs, lambda _p: FIVE, lambda _p, label: Step(label, "same"))
+    assert none.outcome == "no_effect"
+    assert none.text == "no effect between the ends: slowpoke 1.4.0 is not worse than 1.0.0"
 
 
 def test_versions_between_the_ends_sorted_released_only() -> None:
