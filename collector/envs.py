@@ -356,31 +356,42 @@ class EnvironmentCache:
         except OSError as exc:
             raise EnvironmentBuildError(f"cannot create the environment cache {self.root}: "
                                         f"{exc}") from None
-        with _locked(self.root / f"{key[:_KEY_LENGTH]}.lock"):
-            hit = self._hit(folder, key, started)  # another process built it meanwhile
-            if hit is not None:
-                return hit
-            for stale in self.root.glob(f"{_BUILD_PREFIX}{key[:_KEY_LENGTH]}-*"):
-                shutil.rmtree(stale, ignore_errors=True)  # a build killed half-way
-            partial = self.root / f"{_BUILD_PREFIX}{key[:_KEY_LENGTH]}-{uuid.uuid4().hex[:8]}"
-            try:
-                versions = self._build(partial, chosen, base)
-                now = _now().isoformat()
-                _write_json(partial / MANIFEST, {
-                    "key": key, "pins": [{"name": p.name, "version": p.version}
-                                         for p in chosen],
-                    "versions": versions, "created": now, "last_used": now,
-                    "base_python": base.python, "pip_args": list(self.pip_args),
-                    "size_bytes": _dir_size(partial)})
-                if folder.exists():  # a directory without a manifest: never complete
-                    shutil.rmtree(folder)
-                partial.rename(folder)
-            except BaseException:
-                shutil.rmtree(partial, ignore_errors=True)
-                raise
+        try:
+            with _locked(self.root / f"{key[:_KEY_LENGTH]}.lock"):
+                hit = self._hit(folder, key, started)  # another process built it meanwhile
+                if hit is not None:
+                    return hit
+                versions = self._build_into(folder, key, chosen, base)
+        except OSError as exc:  # the cache's disk: full, read-only, permissions
+            raise EnvironmentBuildError(
+                f"could not build the environment {', '.join(str(p) for p in chosen)} in "
+                f"{self.root}: {exc}") from None
         return BuiltEnvironment(key=key, path=folder, python=str(_env_python(folder)),
                                 pins=chosen, versions=versions, cache_hit=False,
                                 build_s=time.monotonic() - started)
+
+    def _build_into(self, folder: Path, key: str, pins: tuple[Pin, ...],
+                    base: _Base) -> dict[str, str]:
+        """Build in a sibling, manifest last, rename into place (called under the key's
+        lock); the recorded versions. Nothing stays of a build that fails."""
+        for stale in self.root.glob(f"{_BUILD_PREFIX}{key[:_KEY_LENGTH]}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a build killed half-way
+        partial = self.root / f"{_BUILD_PREFIX}{key[:_KEY_LENGTH]}-{uuid.uuid4().hex[:8]}"
+        try:
+            versions = self._build(partial, pins, base)
+            now = _now().isoformat()
+            _write_json(partial / MANIFEST, {
+                "key": key, "pins": [{"name": p.name, "version": p.version} for p in pins],
+                "versions": versions, "created": now, "last_used": now,
+                "base_python": base.python, "pip_args": list(self.pip_args),
+                "size_bytes": _dir_size(partial)})
+            if folder.exists():  # a directory without a manifest: never complete
+                shutil.rmtree(folder)
+            partial.rename(folder)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return versions
 
     def _hit(self, folder: Path, key: str, started: float) -> BuiltEnvironment | None:
         manifest_path = folder / MANIFEST

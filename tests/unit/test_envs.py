@@ -14,6 +14,7 @@ import pytest
 
 from collector.envs import (
     MANIFEST,
+    EnvironmentBuildError,
     EnvironmentCache,
     Pin,
     parse_pins,
@@ -191,3 +192,16 @@ def test_the_workers_package_versions_are_taken_out_and_checked() -> None:
                 {f"p{i}": "1" for i in range(501)}):
         with pytest.raises(_MalformedPackages, match=r"environment\.packages"):
             _split_packages({"environment": {"packages": bad}})
+
+
+def test_a_cache_that_cannot_be_created_is_a_build_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    cache = EnvironmentCache(tmp_path / "file" / "envs")
+    with pytest.raises(EnvironmentBuildError, match="cannot create the environment cache"):
+        cache.ensure(parse_pins(["slowpoke==1.0.0"]))
+
+
+def test_a_base_interpreter_that_does_not_run_is_a_build_error(tmp_path: Path) -> None:
+    cache = EnvironmentCache(tmp_path, base_python=str(tmp_path / "no-python"))
+    with pytest.raises(EnvironmentBuildError, match="does not run"):
+        cache.ensure(parse_pins(["slowpoke==1.0.0"]))
