@@ -158,3 +158,43 @@ def test_rounds_must_be_positive(cache: EnvironmentCache) -> None:
     kwargs: dict[str, Any] = {"cache": cache, "repetition": Fake(SLOWER_B)}
     with pytest.raises(ValueError, match="at least one round"):
         run_ab(spec(), (), (), rounds=0, **kwargs)
+
+
+# -- rerun's parts (collector/rerun.py) ----------------------------------------------------
+
+def test_rerun_pins_are_the_recorded_versions_that_differ_from_here() -> None:
+    from collector.rerun import recorded_pins
+
+    recorded = {"transformers_version": "5.23.0", "torch_version": "2.13.0+cpu",
+                "packages": {"Slow_Poke": "1.4.0", "torch": "2.13.0+cpu",
+                             "transformers": "5.23.0"}}
+    here = {"transformers": "5.24.0", "torch": "2.13.0+cpu", "slow-poke": "1.0.0"}
+    assert recorded_pins(recorded, here) == (Pin("slow-poke", "1.4.0"),
+                                             Pin("transformers", "5.23.0"))
+    same = {"transformers": "5.23.0", "torch": "2.13.0+cpu", "slow-poke": "1.4.0"}
+    assert recorded_pins(recorded, same) == ()  # recorded here: this interpreter
+    assert recorded_pins({"torch_version": "2.12.0"}, here) == (Pin("torch", "2.12.0"),)
+
+
+def test_rerun_finds_a_run_by_prefix_and_names_what_it_cannot_find(tmp_path: Path) -> None:
+    from collector.errors import NotFoundError
+    from collector.rerun import find_run, select_results
+    from collector.store import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "local.db")
+    try:
+        first = make_run(run_id="ab" + "0" * 30, models=("bert", "vit"))
+        second = make_run(run_id="ab" + "1" * 30)
+        for run in (first, second):
+            store.record_run(run)
+        assert find_run(store, "AB0").run_id == first.run_id
+        with pytest.raises(NotFoundError, match="ambiguous: 2 runs match"):
+            find_run(store, "ab")
+        with pytest.raises(NotFoundError, match="no stored run has an id starting with"):
+            find_run(store, "ff")
+        results = store.stored_results([find_run(store, first.run_id)])
+        assert [r.spec.name for r in select_results(results, "v*")] == ["vit"]
+        with pytest.raises(NotFoundError, match=r"it has: bert, vit"):
+            select_results(results, "gpt*")
+    finally:
+        store.close()
