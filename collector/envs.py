@@ -202,24 +202,44 @@ def _tail(text: str, lines: int = _ERROR_LINES) -> str:
     return "; ".join(kept[-lines:]) or "(no output)"
 
 
+_VERSIONS_LISTED = re.compile(r"\(from versions: ([^)]*)\)")
+_VERSIONS_SHOWN = 8
+
+
+def _shorter_versions(line: str) -> str:
+    """pip's "(from versions: ...)" list of every release, shortened to its newest few."""
+    def shorten(match: re.Match[str]) -> str:
+        versions = [v.strip() for v in match.group(1).split(",") if v.strip()]
+        if len(versions) <= _VERSIONS_SHOWN:
+            return match.group(0)
+        return (f"(from versions: {versions[0]}, ... {len(versions) - _VERSIONS_SHOWN} more"
+                f" ..., {', '.join(versions[-_VERSIONS_SHOWN + 1:])})")
+
+    return _VERSIONS_LISTED.sub(shorten, line)
+
+
 def pip_reason(output: str) -> str:
-    """pip's last relevant lines: its ERROR lines and a conflict's explanation."""
-    relevant: list[str] = []
+    """pip's relevant lines, in one line: its errors, then a conflict's explanation."""
+    errors: list[str] = []
+    conflict: list[str] = []
     in_conflict = False
     for raw in output.splitlines():
         line = raw.strip()
         if line.startswith("ERROR:"):
-            relevant.append(line.removeprefix("ERROR:").strip())
+            text = line.removeprefix("ERROR:").strip()
+            if text and not text.startswith("ResolutionImpossible"):
+                errors.append(_shorter_versions(text))
             in_conflict = False
         elif line.startswith("The conflict is caused by:"):
-            relevant.append(line)
             in_conflict = True
         elif in_conflict and line:
-            relevant.append(line)
-        elif in_conflict:
+            conflict.append(line)
+        else:
             in_conflict = False
-    relevant = [line for line in relevant if line]
-    return "; ".join(relevant[-_ERROR_LINES:]) if relevant else _tail(output)
+    relevant = errors[-_ERROR_LINES:]
+    if conflict:
+        relevant.append("the conflict is caused by: " + ", ".join(conflict[:_ERROR_LINES]))
+    return "; ".join(relevant) if relevant else _tail(output)
 
 
 def _now() -> datetime:
