@@ -62,6 +62,9 @@ def _environment_options(parser: argparse.ArgumentParser) -> None:
 def _measuring_options(parser: argparse.ArgumentParser, default_config: str) -> None:
     parser.add_argument("benchmark", metavar="BENCHMARK",
                         help="the benchmark's name in the config (a glob matching one)")
+    parser.add_argument("--where", action="append", default=[], metavar="FIELD=VALUE",
+                        help="pick one benchmark of a matrix by a field (repeatable), e.g. "
+                             "--where sequence_length=32 --where backend=eager")
     parser.add_argument("--config", "-c", default=default_config, help="configuration file")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
                         help="rounds of A and B, each the benchmark's own repetitions in "
@@ -156,19 +159,47 @@ def _cache(args: argparse.Namespace) -> EnvironmentCache:
                             pip_args=pip_args(args))
 
 
-def select_spec(config_path: str, pattern: str) -> BenchmarkSpec:
-    """Exactly one benchmark of the config matching the glob `pattern`."""
+def _where(texts: list[str]) -> dict[str, str]:
+    """--where FIELD=VALUE items, the fields checked against the spec's."""
+    from collector.model import BenchmarkSpec
+
+    wanted: dict[str, str] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not value.strip():
+            raise command_line_problem("--where", f"expected FIELD=VALUE, got {text!r}")
+        if key not in BenchmarkSpec.model_fields or key == "model":
+            raise command_line_problem("--where", f"unknown field {key!r}: use a benchmark "
+                                       "field such as sequence_length, batch_size, backend, "
+                                       "dtype or device")
+        wanted[key] = value.strip()
+    return wanted
+
+
+def select_spec(config_path: str, pattern: str, where: list[str] | None = None
+                ) -> BenchmarkSpec:
+    """Exactly one benchmark of the config: its name matches the glob `pattern` and its
+    fields the `where` items (FIELD=VALUE: a matrix expands one name into several)."""
     from collector.config import load_config
     from collector.runs import Selection
 
+    wanted = _where(where or [])
     config = load_config(config_path)
     suites = Selection(None, [pattern]).apply(config)
     specs = [b for s in suites for b in s.benchmarks]
-    if len(specs) > 1:
-        names = ", ".join(f"{s.suite}/{s.name}" for s in specs[:10])
-        raise SelectionError(f"{pattern} matches {len(specs)} benchmarks ({names}"
-                             f"{', ...' if len(specs) > 10 else ''}); name exactly one")
-    return specs[0]
+    chosen = [s for s in specs if all(str(s.model_dump(mode="json")[k]) == v
+                                      for k, v in wanted.items())]
+    if not chosen:
+        raise SelectionError(f"no benchmark matching {pattern} has "
+                             f"{', '.join(f'{k}={v}' for k, v in wanted.items())}")
+    if len(chosen) > 1:
+        names = "; ".join(f"{s.suite}/{s.label}" for s in chosen[:10])
+        raise SelectionError(f"{pattern} matches {len(chosen)} benchmarks ({names}"
+                             f"{'; ...' if len(chosen) > 10 else ''}): name exactly one, "
+                             "with --where FIELD=VALUE for a matrix (e.g. --where "
+                             "sequence_length=32 --where backend=eager)")
+    return chosen[0]
 
 
 def _check_measuring(args: argparse.Namespace) -> None:
@@ -299,7 +330,7 @@ def run_ab_command(args: argparse.Namespace) -> int:
                                    "transformers==5.23.0 --b transformers==5.24.0")
     if a == b:
         raise command_line_problem("--a/--b", "the two sides have the same pins")
-    spec = select_spec(args.config, args.benchmark)
+    spec = select_spec(args.config, args.benchmark, args.where)
     result = _measure_ab(args, spec, a, b, _cache(args))
     summary = ab_summary(result, args.metric)
     lines = [summary.text if summary is not None else "A/B: no comparison",
@@ -329,7 +360,7 @@ def run_bisect_command(args: argparse.Namespace) -> int:
 
     _check_measuring(args)
     ranges = package_ranges(args.package, args.good, args.bad)
-    spec = select_spec(args.config, args.benchmark)
+    spec = select_spec(args.config, args.benchmark, args.where)
     cache = _cache(args)
     extra = pip_args(args)
     versions: dict[str, list[str]] = {}
