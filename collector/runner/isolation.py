@@ -34,10 +34,12 @@ by whatever of this process's path it lacks (`_child_sys_path`).
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -391,9 +393,6 @@ class _InterpreterUnavailable(Exception):
 
 def _interpreter_sys_path(python: str) -> tuple[str, ...]:
     """`python`'s own sys.path (without the script directory)."""
-    import json
-    import subprocess
-
     command = [python, "-c", "import json, sys; print(json.dumps(sys.path))"]
     # Without the secrets: the environment's .pth files (its packages') run at start-up.
     clean = {k: v for k, v in os.environ.items() if not scrub.is_secret(k, v)}
