@@ -215,7 +215,10 @@ def _list(store: Store, args: argparse.Namespace) -> int:
                 for r, i in rows]
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return 0
-    _console().print(_table(rows))
+    console = _console()
+    console.print(_table(rows))
+    for line in _ab_lines(rows):
+        console.print(line, markup=False)
     return 0
 
 
@@ -232,21 +235,24 @@ def _record_json(record: Regression) -> dict[str, Any]:
 def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
     from rich.table import Table
 
-    from collector.history import ab_line
-
     table = Table(title=f"{len(rows)} change(s)")
-    columns = ["id", "status", "kind", "series", "metric", "change", "before -> after",
-               "since", "what changed"]
-    with_ab = any(record.ab for record, _ in rows)  # the A/B column only where one ran
-    for column in (*columns, "A/B") if with_ab else columns:
+    for column in ("id", "status", "kind", "series", "metric", "change", "before -> after",
+                   "since", "what changed"):
         table.add_column(column, overflow="fold")
     for record, info in rows:
-        cells = [record.regression_id, record.status, record.kind,
-                 f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
-                 f"{record.relative_change:+.1%}",
-                 f"{record.before_value:.4g} -> {record.after_value:.4g}",
-                 record.start_time.strftime("%Y-%m-%d %H:%M"), record.attribution or "-"]
-        if with_ab:
-            cells.append(ab_line(record.ab) or "-")
-        table.add_row(*cells)
+        table.add_row(record.regression_id, record.status, record.kind,
+                      f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
+                      f"{record.relative_change:+.1%}",
+                      f"{record.before_value:.4g} -> {record.after_value:.4g}",
+                      record.start_time.strftime("%Y-%m-%d %H:%M"),
+                      record.attribution or "-")
     return table
+
+
+def _ab_lines(rows: list[tuple[Regression, SeriesInfo]]) -> list[str]:
+    """One line per change that has an A/B (the automatic A/B of its package versions),
+    under the table: an A/B line is too long for a column."""
+    from collector.history import ab_line
+
+    return [f"{record.regression_id} {record.metric}: {line}" for record, _ in rows
+            if (line := ab_line(record.ab)) is not None]

@@ -178,7 +178,7 @@ class RegressionCollector(Collector):
             f"{PREFIX}_regression_ab_ratio",
             "The automatic A/B of an active change whose attribution names package "
             "versions: the metric's new-versions / old-versions ratio, measured side by side "
-            "(bound: estimate, low and high of its 95% interval); verdict: slower, faster or "
+            "(bound: estimate, low and high of its 95% interval); verdict: worse, better or "
             "same, as `collector compare` says. Labels as collector_regression_relative_change "
             "without the attribution.",
             labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id", "verdict",

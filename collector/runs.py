@@ -22,17 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
 from collector import __version__
 from collector.combine import combine
-from collector.config import Config, Suite
+from collector.config import AbSettings, Config, Suite
 from collector.environment import capture_host
-from collector.errors import SelectionError, StoreError
+from collector.errors import CollectorError, SelectionError, StoreError
 from collector.history import Regression
 from collector.locks import OwnerLock
+from collector.metrics import SIZE
 from collector.model import (
     BenchmarkResult,
     BenchmarkSpec,
@@ -43,10 +44,14 @@ from collector.model import (
     RunResult,
 )
 from collector.numerics import FINGERPRINT_KEYS, with_drift
+from collector.regress.attribution import package_changes
 from collector.regress.scan import ScanReport, ScanSettings, confirm_series, scan
 from collector.runner import WorkerPool, run_benchmark
 from collector.runner.isolation import Target
 from collector.store import SQLiteStore, Stores, SyncReport
+
+if TYPE_CHECKING:
+    from collector.envs import Pin
 
 log = logging.getLogger("collector.runs")
 
@@ -271,6 +276,8 @@ class Outcome:
     confirmed: list[Regression] = dataclasses.field(default_factory=list)
     # Runs of a collector that died mid-run, stored as aborted before this one started.
     recovered: list[RunResult] = dataclasses.field(default_factory=list)
+    # Regressions the automatic A/B ran for this cycle, as saved with their `ab`.
+    ab: list[Regression] = dataclasses.field(default_factory=list)
 
 
 def detect(config: Config, stores: Stores, runs: list[RunResult],
@@ -308,7 +315,7 @@ def run_once(config: Config, *, selection: Selection = Selection(),
              target: Target | None = None, pool: WorkerPool | None = None,
              stop: threading.Event | None = None,
              kill: threading.Event | None = None, confirm: bool = True,
-             forward: bool = True) -> Outcome:
+             forward: bool = True, ab_runner: AbRunner | None = None) -> Outcome:
     """Run the selected suites now, keep every run in the local store (one transaction per
     run, as soon as its suite ends), then forward pending runs to PostgreSQL. Benchmark
     failures are results, not exceptions; a database that is away is a report, not an
@@ -319,7 +326,9 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     change, confirmation runs of that benchmark follow at once (`confirm`, bounded by the
     config's detection.confirmation). `forward=False` (serve, whose database thread
     forwards) stores the runs locally and stops there when a database is configured:
-    detection then waits for `detect_and_confirm` after the runs are delivered."""
+    detection then waits for `detect_and_confirm` after the runs are delivered. A
+    regression confirmed in this cycle whose attribution names package versions gets the
+    automatic A/B (config detection.ab; `ab_runner` replaces how it runs, for tests)."""
     suites = selection.apply(config)
     report = reporter or SilentReporter()
     recovered = recover_crashed_runs(stores.local) if stores is not None else []
@@ -330,7 +339,7 @@ def run_once(config: Config, *, selection: Selection = Selection(),
     store_error: str | None = None
     workers = pool or WorkerPool(start_method)
     bench = _Bench(workers, env, report, stores.local if stores is not None else None,
-                   target=target, kill=kill)
+                   target=target, kill=kill, packages=recorded_packages(config))
     try:
         for suite in suites:
             if stop is not None and stop.is_set():
@@ -352,6 +361,10 @@ def run_once(config: Config, *, selection: Selection = Selection(),
                 "deferred: detection follows when the runs reach PostgreSQL"))
         outcome = _after_runs(config, stores, runs, store_error, bench, stop=stop,
                               confirm=confirm)
+        if stores is not None:
+            outcome = auto_ab(config, stores, outcome, ab_runner or package_ab(
+                config.detection.ab, host=host, start_method=workers.start_method,
+                stop=stop))
         return dataclasses.replace(outcome, recovered=recovered)
     finally:
         if pool is None:
@@ -368,6 +381,7 @@ class _Bench:
     store: SQLiteStore | None
     target: Target | None = None
     kill: threading.Event | None = None
+    packages: tuple[str, ...] = ()  # whose versions every result records
     counter: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     def one(self, spec: BenchmarkSpec, journal: Journal, position: int,
@@ -377,7 +391,8 @@ class _Bench:
         journal.started(position, spec)
         result = run_benchmark(self.workers, spec, self.env, target=self.target,
                                kill=self.kill, now=clock,
-                               on_progress=functools.partial(self.report.progress, spec))
+                               on_progress=functools.partial(self.report.progress, spec),
+                               packages=self.packages)
         journal.finished(position, result)
         self.report.benchmark_finished(index, result)
         return result
@@ -425,15 +440,18 @@ def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],
                        host: str | None = None, stop: threading.Event | None = None,
                        kill: threading.Event | None = None,
                        environment: Callable[[str | None], Environment] = capture_host,
-                       confirm: bool = True) -> Outcome:
-    """Detection (and confirmation runs) for runs already stored and forwarded: what
-    run_once does after its sync, for serve, whose database thread forwards."""
-    bench = _Bench(pool, environment(host), SilentReporter(), stores.local, kill=kill)
+                       confirm: bool = True, ab_runner: AbRunner | None = None) -> Outcome:
+    """Detection (and confirmation runs, and the automatic A/B) for runs already stored
+    and forwarded: what run_once does after its sync, for serve, whose database thread
+    forwards."""
+    bench = _Bench(pool, environment(host), SilentReporter(), stores.local, kill=kill,
+                   packages=recorded_packages(config))
     detection, detection_error = detect(config, stores, runs, sync)
     outcome = Outcome(runs, None, sync, detection, detection_error)
     if confirm and detection is not None and config.detection.confirmation.enabled:
         outcome = _confirm(config, stores, outcome, bench, stop)
-    return outcome
+    return auto_ab(config, stores, outcome, ab_runner or package_ab(
+        config.detection.ab, host=host, start_method=pool.start_method, stop=stop))
 
 
 def _after_runs(config: Config, stores: Stores | None, runs: list[RunResult],
@@ -529,3 +547,142 @@ def _confirm(config: Config, stores: Stores, outcome: Outcome, bench: _Bench,
 def _any_aborted(done: list[list[BenchmarkResult]]) -> bool:
     return any(r.failure is not None and r.failure.kind is FailureKind.ABORTED
                for reps in done for r in reps)
+
+
+def recorded_packages(config: Config) -> tuple[str, ...]:
+    """The package names every result records (config environment.record_packages),
+    canonical (PEP 503), as the environment diff names them."""
+    from packaging.utils import canonicalize_name
+
+    return tuple(dict.fromkeys(canonicalize_name(n)
+                               for n in config.environment.record_packages))
+
+
+# -- the automatic A/B -----------------------------------------------------------------------
+
+# Runs an A/B of `spec` between the old pins and the new ones and returns, per metric asked
+# for, the summary to keep on the regression record (ab_summary(...).as_dict()), or raises
+# CollectorError when it could not run.
+AbRunner = Callable[[BenchmarkSpec, "Sequence[Pin]", "Sequence[Pin]", Sequence[str]],
+                    dict[str, dict[str, Any]]]
+
+
+def package_ab(settings: AbSettings, *, host: str | None, start_method: str,
+               stop: threading.Event | None) -> AbRunner:
+    """The A/B runner of the config: collector.ab.run_ab in cached environments (built
+    with the config's pip arguments), bounded by its rounds and budget."""
+
+    def run(spec: BenchmarkSpec, before: Sequence[Pin], after: Sequence[Pin],
+            metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+        from collector.ab import ab_summary, run_ab
+        from collector.envs import EnvironmentCache
+
+        cache = EnvironmentCache(Path(settings.env_cache).expanduser() if settings.env_cache
+                                 else None, pip_args=settings.pip_args)
+        result = run_ab(spec, before, after, rounds=settings.rounds, cache=cache, host=host,
+                        start_method=start_method, stop=stop, budget_s=settings.budget_s)
+        if result.failure is not None:
+            raise CollectorError(result.failure.message)
+        summaries = {metric: ab_summary(result, metric=metric) for metric in metrics}
+        return {metric: summary.as_dict() for metric, summary in summaries.items()
+                if summary is not None}
+
+    return run
+
+
+def ab_candidates(records: Sequence[Regression]) -> list[list[Regression]]:
+    """Confirmed regressions without an A/B whose attribution names package versions,
+    grouped by series and change (one A/B measures every metric of it: latency and
+    throughput of one slowdown share it), the largest change first."""
+    groups: dict[tuple[str, str], dict[str, Regression]] = {}
+    for record in records:
+        if record.kind != "regression" or record.status != "open" or record.ab is not None:
+            continue
+        if not package_changes(record.environment_diff)[1]:
+            continue
+        key = (record.series_id, record.start_run_id)
+        groups.setdefault(key, {})[record.regression_id] = record  # the latest version wins
+    return sorted((list(g.values()) for g in groups.values()),
+                  key=lambda g: -max(abs(r.relative_change) for r in g))
+
+
+def _model_size_mib(outcome: Outcome, series_id: str) -> float | None:
+    """The model's size in MiB from this cycle's latest result of the series."""
+    for run in reversed([*outcome.runs, *outcome.confirmation_runs]):
+        for result in run.results:
+            size = result.metrics.get(SIZE.name) if result.series_id == series_id else None
+            if size is not None:
+                return size / 2**20
+    return None
+
+
+def auto_ab(config: Config, stores: Stores, outcome: Outcome, runner: AbRunner) -> Outcome:
+    """The automatic A/B (config detection.ab) of this cycle's confirmed regressions whose
+    attribution names package versions: at most `max_per_cycle` of them, none for a model
+    above `max_model_size_mib`. Each record gets `ab`: the summary with the pins, rounds,
+    time and elapsed seconds, or {"failure": why}; saved in the history of record. A
+    failure is recorded, never raised."""
+    settings = config.detection.ab
+    if not settings.enabled or settings.max_per_cycle == 0:
+        return outcome
+    found = outcome.detection.new + outcome.detection.changed if outcome.detection else []
+    specs = {r.series_id: r.spec for run in outcome.runs for r in run.results}
+    done: list[Regression] = []
+    budget = settings.max_per_cycle
+    for group in ab_candidates([*found, *outcome.confirmed]):
+        spec = specs.get(group[0].series_id)
+        if budget == 0 or spec is None:
+            continue
+        size = _model_size_mib(outcome, group[0].series_id)
+        if settings.max_model_size_mib is not None and size is not None and (
+                size > settings.max_model_size_mib):
+            log.info("no automatic A/B for %s: the model is %.0f MiB, above "
+                     "detection.ab.max_model_size_mib %g", spec.label, size,
+                     settings.max_model_size_mib)
+            continue
+        budget -= 1
+        saved = _ab_one(stores, runner, spec, group, settings)
+        if saved is None:
+            return dataclasses.replace(outcome, ab=done)
+        done += saved
+    if not done:
+        return outcome
+    by_id = {r.regression_id: r for r in done}
+    return dataclasses.replace(
+        outcome, ab=done, confirmed=[by_id.get(r.regression_id, r) for r in outcome.confirmed])
+
+
+def _ab_one(stores: Stores, runner: AbRunner, spec: BenchmarkSpec, group: list[Regression],
+            settings: AbSettings) -> list[Regression] | None:
+    """A/B one change and save its records; None when the store refused them."""
+    before, after = package_changes(group[0].environment_diff)
+    context: dict[str, Any] = {"a": [str(p) for p in before], "b": [str(p) for p in after],
+                               "rounds": settings.rounds,
+                               "when": _now().isoformat(timespec="seconds")}
+    started = time.monotonic()
+    log.info("automatic A/B of %s: %s against %s, %d rounds", spec.label,
+             " ".join(context["b"]), " ".join(context["a"]), settings.rounds)
+    try:
+        summaries = runner(spec, before, after, [r.metric for r in group])
+        failure = None
+    except CollectorError as exc:
+        summaries, failure = {}, str(exc) or type(exc).__name__
+    except Exception as exc:  # an A/B's fault is its record's failure, not the cycle's
+        log.exception("automatic A/B of %s failed", spec.label)
+        summaries, failure = {}, f"{type(exc).__name__}: {exc}"
+    context["elapsed_s"] = round(time.monotonic() - started, 3)
+    saved = []
+    for record in group:
+        summary = summaries.get(record.metric)
+        ab = ({**summary, **context} if summary is not None else
+              {"failure": failure or f"the A/B measured no {record.metric}", **context})
+        updated = dataclasses.replace(record, ab=ab)
+        try:
+            stores.primary().save_regression(updated)
+        except StoreError as exc:
+            log.error("the automatic A/B of %s is not stored: %s", spec.label, exc)
+            return None
+        log.info("A/B %s %s: %s", record.regression_id, record.metric,
+                 ab.get("text") or f"failed: {ab['failure']}")
+        saved.append(updated)
+    return saved

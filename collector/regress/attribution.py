@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
+
+from packaging.utils import canonicalize_name
 
 from collector.history import RunPoint
 
@@ -47,8 +48,9 @@ def environment_diff(before: RunPoint | None, after: RunPoint) -> dict[str, list
 def _package_diff(before: Any, after: Any) -> dict[str, list[Any]]:
     """`packages.NAME` -> [before, after] for the recorded packages whose version differs
     (None where one side lacks the package). Only when both runs recorded packages: a run
-    from before the field existed is no evidence that a package changed."""
-    if not isinstance(before, dict) or not isinstance(after, dict):
+    from before the field existed, or before `environment.record_packages` was set, is no
+    evidence that a package changed."""
+    if not isinstance(before, dict) or not isinstance(after, dict) or not (before and after):
         return {}
     return {f"{PACKAGES_PREFIX}{name}": [before.get(name), after.get(name)]
             for name in sorted(set(before) | set(after))
@@ -73,7 +75,7 @@ def package_changes(diff: dict[str, list[Any]]) -> tuple[list[Pin], list[Pin]]:
         if not (isinstance(old, str) and isinstance(new, str) and old and new) or old == new:
             continue
         # transformers_version and packages.transformers are one package: named once.
-        found.setdefault(re.sub(r"[-_.]+", "-", name).lower(), (name, old, new))
+        found.setdefault(canonicalize_name(name), (canonicalize_name(name), old, new))
     ordered = [found[key] for key in sorted(found)]
     return ([Pin(name, old) for name, old, _ in ordered],
             [Pin(name, new) for name, _, new in ordered])
