@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 
 from collector import metrics
 from collector.cli import main
+from collector.cli_ab import select_spec
 from collector.environment import capture_host
 from collector.envs import EnvironmentCache, base_versions, parse_pins
 from collector.model import BenchmarkResult, MeasurementInfo, RunResult
@@ -208,3 +209,20 @@ def test_rerun_of_a_stored_point_in_its_recorded_environment(
 def test_rerun_of_an_unknown_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run(capsys, "rerun", "abc123", "--local-store", str(tmp_path / "x.db"))
     assert code == 2 and "no stored run has an id starting with 'abc123'" in err
+
+
+def test_one_benchmark_of_a_matrix_is_picked_with_where(
+        toy: Toy, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    entry = {**toy_spec_dict(toy.model), "matrix": {"sequence_length": [8, 16]}}
+    entry.pop("suite")
+    entry.pop("sequence_length")
+    config = tmp_path / "matrix.yml"
+    with config.open("w") as handle:
+        YAML().dump({"version": 1, "suites": {"toy": {"benchmarks": [entry]}}}, handle)
+    spec = select_spec(str(config), "slow*", ["sequence_length=16"])
+    assert (spec.name, spec.sequence_length) == ("slowpoke", 16)
+    code, _out, err = run(capsys, "ab", "slowpoke", "-c", str(config), "--a",
+                          "slowpoke==1.0.0")
+    assert code == 2
+    assert "slowpoke matches 2 benchmarks (toy/slowpoke bs=1 seq=8" in err
+    assert "--where FIELD=VALUE" in err
