@@ -108,8 +108,8 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
     ("empty file", "", [(1, "", "got an empty file")]),
     ("unknown top-level key", BENCH + "colour: red\n",
-     [(8, "colour", "unknown key; expected one of: defaults, detection, serve, storage, "
-                    "suites, version")]),
+     [(8, "colour", "unknown key; expected one of: defaults, detection, environment, "
+                    "report, serve, storage, suites, version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
      [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: attn_implementation, "
        "backend, batch_size")]),
@@ -285,3 +285,78 @@ def test_measurement_mode_and_repetitions_layer_and_instructions_are_their_own_s
     assert timed.series_id("h") != counted.series_id("h")
     assert (config.detection.confirmation.points, config.detection.confirmation.max_series) == (
         4, 1)
+
+
+def test_the_automatic_ab_is_off_by_default_with_documented_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BENCH))
+    ab = config.detection.ab
+    assert (ab.enabled, ab.rounds, ab.budget_s, ab.max_per_cycle, ab.max_model_size_mib,
+            ab.env_cache, ab.pip_args) == (False, 3, 600.0, 1, 2048.0, None, [])
+    assert config.environment.record_packages == []
+    report = config.report
+    assert (report.high_latency_ms, report.high_memory_mib, report.low_throughput) == (
+        100.0, 4096.0, 10.0)
+
+
+def test_ab_record_packages_and_report_sections_are_read(tmp_path: Path) -> None:
+    text = BENCH + textwrap.dedent("""\
+        detection:
+          ab: {enabled: true, rounds: 5, budget_s: 120, max_per_cycle: 2,
+               max_model_size_mib: null, env_cache: /var/cache/envs,
+               pip_args: [--no-index, --find-links, /wheels]}
+        environment:
+          record_packages: [tokenizers, safetensors]
+        report: {high_latency_ms: 50, high_memory_mib: 1024, low_throughput: 2.5}
+        """)
+    config = load_config(write(tmp_path, text))
+    ab = config.detection.ab
+    assert (ab.enabled, ab.rounds, ab.budget_s, ab.max_per_cycle, ab.max_model_size_mib) == (
+        True, 5, 120.0, 2, None)
+    assert ab.env_cache == "/var/cache/envs"
+    assert ab.pip_args == ["--no-index", "--find-links", "/wheels"]
+    assert config.environment.record_packages == ["tokenizers", "safetensors"]
+    assert (config.report.high_latency_ms, config.report.high_memory_mib,
+            config.report.low_throughput) == (50.0, 1024.0, 2.5)
+
+
+@pytest.mark.parametrize(("section", "field", "message"), [
+    ("detection: {ab: {rounds: 1}}", "detection.ab.rounds", "greater than or equal to 2"),
+    ("detection: {ab: {budget_s: 0}}", "detection.ab.budget_s", "greater than 0"),
+    ("detection: {ab: {max_per_cycle: -1}}", "detection.ab.max_per_cycle",
+     "greater than or equal to 0"),
+    ("detection: {ab: {max_model_size_mib: 0}}", "detection.ab.max_model_size_mib",
+     "greater than 0"),
+    ("detection: {ab: {enabled: yes-please}}", "detection.ab.enabled", "valid boolean"),
+    ("detection: {ab: {pip_arg: [x]}}", "detection.ab.pip_arg",
+     "unknown key; expected one of: budget_s, enabled, env_cache, max_model_size_mib, "
+     "max_per_cycle, pip_args, rounds"),
+    ("environment: {record_packages: ['two words']}", "environment.record_packages[0]",
+     "should match pattern"),
+    ("environment: {record_packages: [Tokenizers, tokenizers]}",
+     "environment.record_packages", "'tokenizers' is listed twice"),
+    ("report: {high_latency_ms: 0}", "report.high_latency_ms", "greater than 0"),
+    ("report: {high_memory_mib: -1}", "report.high_memory_mib", "greater than 0"),
+    ("report: {low_throughput: 0}", "report.low_throughput", "greater than 0"),
+])
+def test_ab_record_packages_and_report_settings_are_validated(
+        tmp_path: Path, section: str, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, BENCH + section + "\n"))
+    (problem,) = caught.value.problems
+    assert problem.field == field
+    assert problem.line == BENCH.count("\n") + 1
+    assert message in problem.message
+
+
+def test_an_index_url_with_credentials_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    text = BENCH + ("detection:\n  ab:\n    pip_args: [--extra-index-url, "
+                    "'https://alice:s3cret@pypi.example.com/simple']\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert problem.field == "detection.ab.pip_args"
+    assert "PIP_INDEX_URL" in problem.message
+    assert "s3cret" not in str(caught.value)
+    # An index without credentials is fine in the config.
+    plain = BENCH + "detection: {ab: {pip_args: [--index-url, 'https://pypi.example.com']}}\n"
+    assert load_config(write(tmp_path, plain)).detection.ab.pip_args[0] == "--index-url"
