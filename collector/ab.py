@@ -142,10 +142,12 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
            start_method: str = "forkserver", stop: threading.Event | None = None,
            budget_s: float | None = None, on_round: OnRound | None = None,
            pools: WorkerPools | None = None, repetition: Repetition | None = None,
+           on_build: Callable[[str, BuiltEnvironment], None] | None = None,
            clock: Callable[[], float] = time.monotonic) -> AbResult:
     """Measure `spec` with pins `a` and pins `b` in `rounds` interleaved rounds (fewer when
     `budget_s` or `stop` ends it, at least two unless stopped). `pools`: worker pools to
     use and keep (default: this A/B's own, in `start_method`, closed at its end).
+    `on_build(side, env)` follows each side's environment build (or cache hit).
     `repetition` replaces the measuring edge (one fresh-process run of a side), for
     tests."""
     from collector.envs import record_names
@@ -162,6 +164,8 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
             failure = env
             break
         built[side] = env
+        if on_build is not None:
+            on_build(side, env)
     build_s = clock() - started
     plan = _Plan(spec, pins, rounds, started, budget_s, stop, on_round, clock)
     if failure is None and repetition is not None:

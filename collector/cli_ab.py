@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the commands' own imports wait until they run: the CLI star
     from collector.ab import AbResult
     from collector.bisect import Step
     from collector.compare import Comparison
-    from collector.envs import EnvironmentCache, Pin
+    from collector.envs import BuiltEnvironment, EnvironmentCache, Pin
     from collector.history import Store
     from collector.model import BenchmarkResult, BenchmarkSpec
     from collector.rerun import RerunResult
@@ -235,13 +235,22 @@ def _rejudged(result: AbResult, args: argparse.Namespace) -> AbResult:
     return dataclasses.replace(result, comparison=comparison)
 
 
-def _round_printer(started: float) -> Callable[[int, BenchmarkResult, BenchmarkResult], None]:
-    from collector.compare import value_text
-    from collector.metrics import headline
+class _Progress:
+    """Each environment as it is built and each round as it ends, on stderr."""
 
-    last = [started]
+    def __init__(self) -> None:
+        self.last = time.monotonic()
 
-    def show(number: int, a: BenchmarkResult, b: BenchmarkResult) -> None:
+    def built(self, side: str, env: BuiltEnvironment) -> None:
+        what = " ".join(str(p) for p in env.pins) or "this interpreter"
+        how = "found in the cache" if env.cache_hit else "built"
+        _say(f"  environment {side.upper()} ({what}): {how} in {env.build_s:.1f} s")
+        self.last = time.monotonic()
+
+    def round(self, number: int, a: BenchmarkResult, b: BenchmarkResult) -> None:
+        from collector.compare import value_text
+        from collector.metrics import headline
+
         values = []
         for name, result in (("A", a), ("B", b)):
             if result.status != "ok":
@@ -250,9 +259,8 @@ def _round_printer(started: float) -> Callable[[int, BenchmarkResult, BenchmarkR
             metric = headline(result.metrics)
             values.append(f"{name} {value_text(metric, result.metrics[metric])}")
         now = time.monotonic()
-        _say(f"  round {number}: {', '.join(values)} [{now - last[0]:.1f} s]")
-        last[0] = now
-    return show
+        _say(f"  round {number}: {', '.join(values)} [{now - self.last:.1f} s]")
+        self.last = now
 
 
 def _print_comparison(comparison: Comparison, names: tuple[str, str], fmt: str,
@@ -287,12 +295,13 @@ def _measure_ab(args: argparse.Namespace, spec: BenchmarkSpec, a: tuple[Pin, ...
                 b: tuple[Pin, ...], cache: EnvironmentCache) -> AbResult:
     from collector.ab import run_ab, side_label
 
-    started = time.monotonic()
-    _say(f"A/B of {spec.suite}/{spec.name}: A = {side_label(a, b)}, B = {side_label(b, a)}; "
-         f"up to {args.rounds} round(s), the first side alternating (A B, B A, ...)")
+    _say(f"A/B of {spec.suite}/{spec.label}: A = {side_label(a, b)}, B = "
+         f"{side_label(b, a)}; up to {args.rounds} round(s), the first side alternating "
+         "(A B, B A, ...)")
+    progress = _Progress()
     result = run_ab(spec, a, b, rounds=args.rounds, cache=cache, host=args.host,
                     start_method=args.isolation, budget_s=args.budget,
-                    on_round=_round_printer(started))
+                    on_round=progress.round, on_build=progress.built)
     return _rejudged(result, args)
 
 
@@ -376,10 +385,11 @@ def run_bisect_command(args: argparse.Namespace) -> int:
     def ab(pins_b: tuple[str, ...], label: str) -> Step:
         started = time.monotonic()
         _say(f"testing {label} against {' '.join(str(p) for p in good)} ...")
+        progress = _Progress()
         result = _rejudged(run_ab(
             spec, good, _pins(list(pins_b)), rounds=args.rounds, cache=cache,
-            host=args.host, budget_s=args.budget, pools=pools,
-            on_round=_round_printer(started)), args)
+            host=args.host, budget_s=args.budget, pools=pools, on_round=progress.round,
+            on_build=progress.built), args)
         elapsed = time.monotonic() - started
         if result.failure is not None:
             return Step(label, "failed", elapsed_s=elapsed, message=result.failure.message)
