@@ -14,9 +14,11 @@ pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_prom"]
 @pytest.fixture(autouse=True)
 def _isolated_storage(tmp_path_factory: pytest.TempPathFactory,
                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test (and every collector it starts) gets its own local store; no test ever
-    sees a database URL it did not set itself."""
+    """Every test (and every collector it starts) gets its own local store and package
+    environment cache; no test ever sees a database URL it did not set itself."""
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    # Package environments (collector/envs.py) never go to ~/.cache/collector/envs.
+    monkeypatch.setenv("COLLECTOR_ENV_CACHE", str(tmp_path_factory.mktemp("envs")))
     monkeypatch.delenv("COLLECTOR_DATABASE_URL", raising=False)
 
 

@@ -68,12 +68,8 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
     # The worker's result is untrusted input: a body that is not a valid result is this
     # benchmark's failure, never an exception that would lose the suite.
     try:
-        raw, recorded = _split_packages(outcome.payload)
-        body = WorkerResult.model_validate(raw)
-        update = body.environment.model_dump(exclude_unset=True)
-        if recorded is not None:
-            update["packages"] = recorded
-        env = environment.model_copy(update=update)
+        body = WorkerResult.model_validate(outcome.payload)
+        env = environment.model_copy(update=body.environment.model_dump(exclude_unset=True))
         return BenchmarkResult(
             spec=spec, series_id=series_id, status="ok", resolved_task=body.resolved_task,
             started_at=started, finished_at=finished,
@@ -81,34 +77,8 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
             metrics=body.metrics, samples=body.samples, measurement=body.measurement,
             noise=body.noise,
         )
-    except (ValidationError, _MalformedPackages) as exc:
-        what = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+    except ValidationError as exc:
         return BenchmarkResult(spec=spec, series_id=series_id, status="failed",
                                started_at=started, finished_at=finished,
                                environment=environment, failure=protocol_failure(
-                                   f"the worker sent a malformed result: {what}"))
-
-
-_MAX_PACKAGES = 500
-_MAX_NAME = 200
-
-
-class _MalformedPackages(Exception):
-    """The worker's environment.packages is not a small map of names to versions."""
-
-
-def _split_packages(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str] | None]:
-    """The worker's body without environment.packages, and those (checked: names and
-    versions are short strings). protocol.WorkerEnvironment has no packages field yet, so
-    they are taken out before it validates the rest."""
-    environment = payload.get("environment")
-    if not isinstance(environment, dict) or "packages" not in environment:
-        return payload, None
-    packages = environment["packages"]
-    if not isinstance(packages, dict) or len(packages) > _MAX_PACKAGES or not all(
-            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= _MAX_NAME
-            and 0 < len(v) <= _MAX_NAME for k, v in packages.items()):
-        raise _MalformedPackages(
-            "environment.packages: must map at most 500 package names to versions")
-    rest = {k: v for k, v in environment.items() if k != "packages"}
-    return {**payload, "environment": rest}, dict(packages)
+                                   f"the worker sent a malformed result: {describe(exc)}"))

@@ -146,6 +146,9 @@ class WorkerError(Frozen):
                        traceback_tail=tail, exit_code=exit_code)
 
 
+_Short = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class WorkerEnvironment(Frozen):
     """The part of Environment only the worker knows (live module versions, GPU)."""
 
@@ -157,6 +160,10 @@ class WorkerEnvironment(Frozen):
     gpu_name: str | None = None
     gpu_driver: str | None = None
     gpu_count: int | None = None
+    # Installed versions of the packages the parent asked to record (run_benchmark's
+    # `packages`): a small map of short names to short versions.
+    packages: Annotated[dict[_Short, _Short], Field(max_length=500)] = Field(
+        default_factory=dict)
 
 
 class WorkerResult(Frozen):

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from collector.envs import (
     MANIFEST,
@@ -183,20 +184,16 @@ def test_pip_reason_keeps_the_errors_and_a_conflicts_explanation() -> None:
     assert pip_reason("Traceback\nsomething broke\n") == "Traceback; something broke"
 
 
-def test_the_workers_package_versions_are_taken_out_and_checked() -> None:
-    from collector.runner import _MalformedPackages, _split_packages
+def test_the_workers_package_versions_are_part_of_the_protocol_and_checked() -> None:
+    from collector.runner.protocol import WorkerEnvironment
 
-    body = {"metrics": {}, "environment": {"torch_version": "2.13.0",
-                                           "packages": {"slowpoke": "1.0.0"}}}
-    rest, packages = _split_packages(body)
-    assert packages == {"slowpoke": "1.0.0"}
-    assert rest == {"metrics": {}, "environment": {"torch_version": "2.13.0"}}
-    assert _split_packages({"metrics": {}}) == ({"metrics": {}}, None)
-    assert _split_packages({"environment": {}}) == ({"environment": {}}, None)
+    given = {"torch_version": "2.13.0", "packages": {"slowpoke": "1.0.0"}}
+    assert WorkerEnvironment.model_validate(given).packages == {"slowpoke": "1.0.0"}
+    assert WorkerEnvironment.model_validate({}).packages == {}
     for bad in (["slowpoke"], {"slowpoke": 1}, {"": "1.0"}, {"x": "v" * 201},
                 {f"p{i}": "1" for i in range(501)}):
-        with pytest.raises(_MalformedPackages, match=r"environment\.packages"):
-            _split_packages({"environment": {"packages": bad}})
+        with pytest.raises(ValidationError, match="packages"):
+            WorkerEnvironment.model_validate({"packages": bad})
 
 
 def test_a_cache_that_cannot_be_created_is_a_build_error(tmp_path: Path) -> None:
