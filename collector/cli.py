@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector import __version__, cli_ab, cli_compare, cli_regress, cli_report
+from collector import __version__, cli_ab, cli_compare, cli_envs, cli_regress, cli_report
 from collector.errors import (
     CollectorError,
     ConfigError,
@@ -128,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_compare.add_parser(commands, DEFAULT_CONFIG)
     cli_report.add_parser(commands, DEFAULT_CONFIG)
     cli_ab.add_parsers(commands, DEFAULT_CONFIG)
+    cli_envs.add_parser(commands)
     return parser
 
 
@@ -628,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "regressions": _regressions, "detect": cli_regress.run_detect,
                    "compare": _compare, "report": _report,
                    "ab": cli_ab.run_ab_command, "bisect": cli_ab.run_bisect_command,
-                   "rerun": _rerun,
+                   "rerun": _rerun, "envs": cli_envs.run_envs,
                    }[args.command]
         return command(args)
     except ConfigError as exc:
