@@ -198,7 +198,7 @@ class RegressionCollector(Collector):
             gauge.add_metric([*_labels(info), reg.metric, reg.kind, reg.status,
                               reg.regression_id, reg.attribution], reg.relative_change)
             _add_ab(ab, [*_labels(info), reg.metric, reg.kind, reg.status,
-                         reg.regression_id], reg.ab)
+                         reg.regression_id], reg.metric, reg.ab)
         yield gauge
         yield ab
         yield from _detection_state(store if readable else None, series)
@@ -207,9 +207,11 @@ class RegressionCollector(Collector):
                                 value=readable)
 
 
-def _add_ab(family: GaugeMetricFamily, labels: list[str], ab: dict[str, Any] | None) -> None:
-    """The A/B's ratio and interval, when it ran and gave one (a failure has no value)."""
-    if not ab or ab.get("failure"):
+def _add_ab(family: GaugeMetricFamily, labels: list[str], metric: str,
+            ab: dict[str, Any] | None) -> None:
+    """The A/B's ratio and interval of the regression's metric, when it ran and gave one (a
+    failure has no value, nor an A/B that compared another metric)."""
+    if not ab or ab.get("failure") or ab.get("metric", metric) != metric:
         return
     verdict = str(ab.get("verdict") or "unknown")
     for bound, key in (("estimate", "ratio"), ("low", "low"), ("high", "high")):

@@ -561,8 +561,8 @@ def recorded_packages(config: Config) -> tuple[str, ...]:
 # -- the automatic A/B -----------------------------------------------------------------------
 
 # Runs an A/B of `spec` between the old pins and the new ones and returns, per metric asked
-# for, the summary to keep on the regression record (ab_summary(...).as_dict()), or raises
-# CollectorError when it could not run.
+# for, the summary to keep on the regression record (ab_summary(...).as_dict(), with the
+# rounds it completed), or raises CollectorError when it could not run.
 AbRunner = Callable[[BenchmarkSpec, "Sequence[Pin]", "Sequence[Pin]", Sequence[str]],
                     dict[str, dict[str, Any]]]
 
@@ -583,24 +583,34 @@ def package_ab(settings: AbSettings, *, host: str | None, start_method: str,
                         start_method=start_method, stop=stop, budget_s=settings.budget_s)
         if result.failure is not None:
             raise CollectorError(result.failure.message)
-        summaries = {metric: ab_summary(result, metric=metric) for metric in metrics}
-        return {metric: summary.as_dict() for metric, summary in summaries.items()
-                if summary is not None}
+        done = {"rounds": result.rounds, "build_s": round(result.build_s, 3)}
+        headline = ab_summary(result)
+        found: dict[str, dict[str, Any]] = {}
+        for metric in metrics:
+            summary = ab_summary(result, metric=metric)
+            if summary is not None:
+                found[metric] = {**summary.as_dict(), **done}
+            elif headline is not None:  # no comparison of this one: the headline's, named
+                found[metric] = {**headline.as_dict(), **done, "text": headline.text.replace(
+                    "A/B:", f"A/B of {headline.metric}:", 1)}
+        return found
 
     return run
 
 
 def ab_candidates(records: Sequence[Regression]) -> list[list[Regression]]:
     """Confirmed regressions without an A/B whose attribution names package versions,
-    grouped by series and change (one A/B measures every metric of it: latency and
-    throughput of one slowdown share it), the largest change first."""
-    groups: dict[tuple[str, str], dict[str, Regression]] = {}
+    grouped by series and pins (one A/B measures every metric of the change: latency and
+    throughput of one slowdown share it, even where the detector placed their starts a run
+    apart), the largest change first."""
+    groups: dict[tuple[Any, ...], dict[str, Regression]] = {}
     for record in records:
         if record.kind != "regression" or record.status != "open" or record.ab is not None:
             continue
-        if not package_changes(record.environment_diff)[1]:
+        before, after = package_changes(record.environment_diff)
+        if not after:
             continue
-        key = (record.series_id, record.start_run_id)
+        key = (record.series_id, tuple(before), tuple(after))
         groups.setdefault(key, {})[record.regression_id] = record  # the latest version wins
     return sorted((list(g.values()) for g in groups.values()),
                   key=lambda g: -max(abs(r.relative_change) for r in g))
@@ -674,7 +684,7 @@ def _ab_one(stores: Stores, runner: AbRunner, spec: BenchmarkSpec, group: list[R
     saved = []
     for record in group:
         summary = summaries.get(record.metric)
-        ab = ({**summary, **context} if summary is not None else
+        ab = ({**context, **summary} if summary is not None else
               {"failure": failure or f"the A/B measured no {record.metric}", **context})
         updated = dataclasses.replace(record, ab=ab)
         try:

@@ -27,7 +27,7 @@ from collector.model import BenchmarkSpec
 from collector.regress.attribution import describe, environment_diff, package_changes
 from collector.regress.scan import scan
 from collector.runner import WorkerPool
-from collector.runs import Outcome, auto_ab, run_once
+from collector.runs import Outcome, auto_ab, detect_and_confirm, run_once
 from collector.store import SQLiteStore, Stores
 from tests.helpers import make_run
 from tests.toy_packages import build_toy_index, pip_args, toy_model
@@ -128,15 +128,18 @@ def test_exporter_gives_the_ab_ratio_and_interval_of_active_regressions(
         [record] = store.regressions(("open",), metric=LATENCY)
         store.save_regression(replace(record, ab=AB))
         others = [r for r in store.regressions(("open",)) if r.metric != LATENCY]
-        assert others
+        assert len(others) >= 2
         store.save_regression(replace(others[0], ab={"failure": "no wheel"}))
+        # An A/B of another metric (the headline's, where this one had no comparison) is
+        # no value of this one.
+        store.save_regression(replace(others[1], ab=AB))
         registry = CollectorRegistry()
         registry.register(RegressionCollector(store))
         text = generate_latest(registry).decode()
     finally:
         store.close()
     lines = [x for x in text.splitlines() if x.startswith("collector_regression_ab_ratio{")]
-    assert len(lines) == 3  # the failed A/B has no value
+    assert len(lines) == 3  # the failed A/B has no value, nor the other metric's
     values = {}
     for line in lines:
         assert f'regression_id="{record.regression_id}"' in line
@@ -249,6 +252,19 @@ def test_a_confirmed_package_regression_gets_one_ab_saved_on_its_records(
     assert len(runner.calls) == 1 and again.ab == []
 
 
+def test_one_ab_serves_a_change_whose_metrics_start_a_run_apart(stores: Stores) -> None:
+    """The detector may place the start of one slowdown's metrics a run apart (p99 is
+    noisier than p50): the same series and pins are one change, one A/B."""
+    outcome = _cycle(stores)
+    first, *rest = outcome.confirmed
+    moved = replace(first, start_run_id=outcome.runs[0].run_id)
+    runner = _Runner()
+    done = auto_ab(_config(enabled=True), stores, replace(outcome, confirmed=[moved, *rest]),
+                   runner)
+    assert len(runner.calls) == 1
+    assert len(done.ab) == len(outcome.confirmed) and all(r.ab for r in done.ab)
+
+
 def test_the_automatic_ab_is_off_by_default_and_bounded_per_cycle(stores: Stores) -> None:
     outcome = _cycle(stores, models=("bert", "vit"), slow={"bert": 0.013, "vit": 0.016})
     runner = _Runner()
@@ -262,6 +278,33 @@ def test_the_automatic_ab_is_off_by_default_and_bounded_per_cycle(stores: Stores
     bert = [r for r in stores.primary().regressions(("open",))
             if r.series_id == outcome.runs[0].results[0].series_id]
     assert bert and all(r.ab is None for r in bert)
+
+
+def test_the_service_path_ab_tests_what_its_detection_opens(stores: Stores,
+                                                            pool: WorkerPool) -> None:
+    """serve's detect_and_confirm (runs already stored and forwarded): the scan that opens
+    a change from scheduled runs alone A/Bs it in that call, once."""
+    feed = _Feed(stores.primary())
+    feed.many(20, 0.010, OLD)
+    runner = _Runner()
+    config = Config("test", (), detection=DetectionSettings(
+        ab=AbSettings(enabled=True), contaminated_cpu_fraction=1.0))
+    opened_at = None
+    for index in range(10):
+        run = make_run(when=T0 + timedelta(hours=20 + index), models=("bert",),
+                       latency=0.013, environment=NEW)
+        stores.primary().record_run(run)
+        outcome = detect_and_confirm(config, stores, [run], None, pool=pool, confirm=False,
+                                     ab_runner=runner)
+        assert outcome.detection is not None and outcome.detection_error is None
+        if opened_at is None and stores.primary().regressions(("open",), metric=LATENCY):
+            opened_at = index
+            assert {r.metric for r in outcome.ab} >= {LATENCY}
+    assert opened_at is not None
+    [(spec, before, after, _)] = runner.calls  # in the call that opened it, and only then
+    assert (spec.name, before, after) == ("bert", ["slowpoke==1.0.0"], ["slowpoke==1.4.0"])
+    [latency] = stores.primary().regressions(("open",), metric=LATENCY)
+    assert latency.ab is not None and latency.ab["text"] == f"A/B: {LATENCY}"
 
 
 def test_models_above_the_size_bound_get_no_ab(stores: Stores) -> None:
@@ -325,7 +368,7 @@ def _toy_config(path: Path, model: Path, index: Path, cache: Path) -> Path:
                 threads: 1
                 timeout_s: 120
                 measurement: {{warmup_iterations: 2, min_iterations: 10, min_duration_s: 0.0,
-                               max_duration_s: 0.3}}
+                               max_duration_s: 0.15}}
         """))
     return path
 
@@ -353,8 +396,13 @@ def test_an_upgrade_of_a_package_is_confirmed_attributed_and_ab_tested_end_to_en
             outcome = run_once(config, stores=stores, pool=pool)
     finally:
         stores.close()
-    assert outcome.runs[0].results[0].environment.packages == {"slowpoke": "1.4.0"}
+    [slow] = outcome.runs[0].results
+    assert slow.status == "ok", slow.failure
+    assert slow.environment.packages == {"slowpoke": "1.4.0"}
     # Confirmed in the slow cycle, attributed to the upgrade, and A/B'd in that cycle.
+    assert len(outcome.confirmation_runs) == 6
+    assert [r.metric for r in outcome.confirmed if r.status == "open"], (
+        outcome.detection, outcome.confirmed)
     [reg] = [r for r in outcome.ab if r.metric == LATENCY]
     assert (reg.kind, reg.status) == ("regression", "open")
     assert reg.environment_diff == {"packages.slowpoke": ["1.0.0", "1.4.0"]}
@@ -365,6 +413,10 @@ def test_an_upgrade_of_a_package_is_confirmed_attributed_and_ab_tested_end_to_en
     assert reg.ab["verdict"] == "worse" and reg.ab["ratio"] > 2  # 8 ms of sleep against 2
     assert reg.ab["low"] > 1 and reg.ab["rounds"] == 2
     assert reg.ab["text"].startswith("A/B: slowpoke==1.4.0 is ")
+    # Every record of the change carries the A/B: its metric's, or the headline's, named.
+    for record in outcome.ab:
+        assert record.ab is not None and "failure" not in record.ab, record.ab
+        assert record.ab["text"].startswith(("A/B: ", "A/B of latency_p50_seconds: "))
 
     # Stored where confirmations are kept, and listed by the CLI.
     assert main(["regressions", "--local-store", str(db), "--format", "json"]) == 0
