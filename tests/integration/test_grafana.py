@@ -513,11 +513,12 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
 
 
 # An automatic A/B's record (collector/runs.py): ab_summary(...).as_dict() and its context.
-SEEDED_AB = {"metric": "latency_p50_seconds", "ratio": 1.2, "low": 1.15, "high": 1.25,
-             "verdict": "worse",
-             "text": "A/B: transformers==5.24.0 is 1.20x transformers==5.23.0, 95% CI "
-                     "1.15-1.25 (worse)",
-             "a": ["transformers==5.23.0"], "b": ["transformers==5.24.0"], "rounds": 3}
+SEEDED_AB: dict[str, Any] = {
+    "metric": "latency_p50_seconds", "ratio": 1.2, "low": 1.15, "high": 1.25,
+    "verdict": "worse",
+    "text": "A/B: transformers==5.24.0 is 1.20x transformers==5.23.0, 95% CI 1.15-1.25 "
+            "(worse)",
+    "a": ["transformers==5.23.0"], "b": ["transformers==5.24.0"], "rounds": 3}
 
 
 def _seed_regressions(store: PostgresStore, seeded: Seeded) -> None:
