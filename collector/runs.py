@@ -15,6 +15,7 @@ import fnmatch
 import functools
 import itertools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -684,7 +685,7 @@ def _ab_one(stores: Stores, runner: AbRunner, spec: BenchmarkSpec, group: list[R
     saved = []
     for record in group:
         summary = summaries.get(record.metric)
-        ab = ({**context, **summary} if summary is not None else
+        ab = ({**context, **_finite(summary)} if summary is not None else
               {"failure": failure or f"the A/B measured no {record.metric}", **context})
         updated = dataclasses.replace(record, ab=ab)
         try:
@@ -696,3 +697,9 @@ def _ab_one(stores: Stores, runner: AbRunner, spec: BenchmarkSpec, group: list[R
                  ab.get("text") or f"failed: {ab['failure']}")
         saved.append(updated)
     return saved
+
+
+def _finite(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with non-finite numbers as None: both stores keep it as JSON."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in summary.items()}

@@ -186,7 +186,9 @@ class _Feed:
 class _Runner:
     """An A/B runner that answers as collector.ab would, and remembers what it was asked."""
 
-    def __init__(self, fail: Exception | None = None, ratio: float = 1.3) -> None:
+    def __init__(self, fail: Exception | None = None, ratio: float = 1.3,
+                 high: float | None = None) -> None:
+        self.high = high
         self.calls: list[tuple[BenchmarkSpec, list[str], list[str], list[str]]] = []
         self.fail = fail
         self.ratio = ratio
@@ -197,8 +199,9 @@ class _Runner:
                            list(metrics)))
         if self.fail is not None:
             raise self.fail
+        high = self.ratio + 0.1 if self.high is None else self.high
         return {m: {"metric": m, "ratio": self.ratio, "low": self.ratio - 0.1,
-                    "high": self.ratio + 0.1, "verdict": "worse", "text": f"A/B: {m}"}
+                    "high": high, "verdict": "worse", "text": f"A/B: {m}"}
                 for m in metrics if m == LATENCY}
 
 
@@ -305,6 +308,14 @@ def test_the_service_path_ab_tests_what_its_detection_opens(stores: Stores,
     assert (spec.name, before, after) == ("bert", ["slowpoke==1.0.0"], ["slowpoke==1.4.0"])
     [latency] = stores.primary().regressions(("open",), metric=LATENCY)
     assert latency.ab is not None and latency.ab["text"] == f"A/B: {LATENCY}"
+
+
+def test_an_unbounded_interval_is_stored_as_no_bound(stores: Stores) -> None:
+    """JSON (and so both stores) has no infinity: a bound that is not finite is None."""
+    outcome = _cycle(stores)
+    auto_ab(_config(enabled=True), stores, outcome, _Runner(high=float("inf")))
+    [latency] = stores.primary().regressions(("open",), metric=LATENCY)
+    assert latency.ab is not None and latency.ab["high"] is None and latency.ab["low"] == 1.2
 
 
 def test_models_above_the_size_bound_get_no_ab(stores: Stores) -> None:
