@@ -401,7 +401,9 @@ def test_an_upgrade_of_a_package_is_confirmed_attributed_and_ab_tested_end_to_en
                 [result] = outcome.runs[0].results
                 assert result.status == "ok", result.failure
                 assert result.environment.packages == {"slowpoke": "1.0.0"}
-            assert not [r for r in stores.local.regressions(("open",))]
+            # (noise may open host drift of a time metric: nothing of ours changed)
+            assert not [r for r in stores.local.regressions(("open",))
+                        if r.kind == "regression"]
         new = cache.ensure([Pin("slowpoke", "1.4.0")])
         with WorkerPool(python=new.python) as pool:
             outcome = run_once(config, stores=stores, pool=pool)
