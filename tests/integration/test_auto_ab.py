@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -393,8 +394,10 @@ def test_an_upgrade_of_a_package_is_confirmed_attributed_and_ab_tested_end_to_en
     cache = EnvironmentCache(cache_dir, pip_args=pip_args(index))
     db = tmp_path / "local.db"
     stores = Stores.open(db, None)
+    with ThreadPoolExecutor(2) as builds:  # both at once: pip waits on its disk
+        old, new = builds.map(cache.ensure, [[Pin("slowpoke", "1.0.0")],
+                                             [Pin("slowpoke", "1.4.0")]])
     try:
-        old = cache.ensure([Pin("slowpoke", "1.0.0")])
         with WorkerPool(python=old.python) as pool:
             for _ in range(20):  # the detector judges nothing before 20 runs
                 outcome = run_once(config, stores=stores, pool=pool)
@@ -404,7 +407,6 @@ def test_an_upgrade_of_a_package_is_confirmed_attributed_and_ab_tested_end_to_en
             # (noise may open host drift of a time metric: nothing of ours changed)
             assert not [r for r in stores.local.regressions(("open",))
                         if r.kind == "regression"]
-        new = cache.ensure([Pin("slowpoke", "1.4.0")])
         with WorkerPool(python=new.python) as pool:
             outcome = run_once(config, stores=stores, pool=pool)
     finally:
