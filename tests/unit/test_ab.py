@@ -43,7 +43,8 @@ class Fake:
         jitter = 1 + 0.004 * (len(self.calls) % 3)
         run = make_run(models=("bert",), latency=self.latency[side] * jitter,
                        fail="bert" if side == self.fail else None)
-        return run.results[0]
+        result: BenchmarkResult = run.results[0]
+        return result
 
 
 @pytest.fixture

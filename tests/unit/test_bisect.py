@@ -3,11 +3,14 @@ every position, skipped versions, ambiguity, no effect, several packages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from collector.bisect import (
     PackageRange,
     Step,
+    StepVerdict,
     bisect,
     bisect_packages,
     package_ranges,
@@ -19,7 +22,7 @@ FIVE = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
 
 
 def fake(first_bad: int, versions: list[str], failing: tuple[str, ...] = (),
-         calls: list[str] | None = None):
+         calls: list[str] | None = None) -> Callable[[str], Step]:
     def test(version: str) -> Step:
         if calls is not None:
             calls.append(version)
@@ -57,7 +60,8 @@ def test_better_at_the_bad_end_is_no_effect_and_better_inside_counts_as_good() -
     assert bisect(FIVE, lambda v: Step(v, "better")).outcome == "no_effect"
 
     def test(version: str) -> Step:
-        return Step(version, {"1.1.0": "better", "1.2.0": "better"}.get(version, "worse"))
+        verdict: StepVerdict = "better" if version in ("1.1.0", "1.2.0") else "worse"
+        return Step(version, verdict)
     assert bisect(FIVE, test).first_bad == "1.3.0"
 
 
