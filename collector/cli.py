@@ -291,6 +291,8 @@ def _report_detection(outcome: Outcome, err: Console) -> None:
     regressions`)."""
     from rich.markup import escape
 
+    from collector.history import ab_line
+
     if outcome.detection_error is not None:
         err.print(f"[yellow]warning:[/] regression detection did not run: "
                   f"{escape(outcome.detection_error)}", highlight=False, soft_wrap=True)
@@ -305,6 +307,9 @@ def _report_detection(outcome: Outcome, err: Console) -> None:
                   f"{record.relative_change:+.1%} on series {record.series_id}"
                   f"{escape(why)}{escape(_confirmation_text(record))} "
                   f"[dim]id {record.regression_id}[/]", highlight=False, soft_wrap=True)
+        line = ab_line(record.ab)
+        if line is not None:
+            err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def _confirmation_text(record: Regression) -> str:

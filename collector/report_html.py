@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from collector import __version__
 from collector.compare import DIMENSIONS, Pivot, pivot, value_text, workload_label
 from collector.errors import InputError
+from collector.history import ab_line
 from collector.metrics import (
     CHART_LATENCY,
     CHART_MEMORY,
@@ -387,8 +388,7 @@ def _summary(data: ReportData) -> str:
                   key=lambda r: r.finished_at).environment
         gpu = f"{env.gpu_name} (driver {env.gpu_driver}, CUDA {env.cuda_version})" \
             if env.gpu_name else "-"
-        packages = ", ".join(f"{k} {v}" for k, v in sorted(
-            (getattr(env, "packages", None) or {}).items())) or "-"
+        packages = ", ".join(f"{k} {v}" for k, v in sorted(env.packages.items())) or "-"
         rows.append([_e(host), _e(env.torch_version or "-"),
                      _e(env.transformers_version or "-"), _e(env.python_version),
                      _e(packages), _e(f"{env.cpu_model or 'CPU ?'} ({env.cpu_logical_cores} "
@@ -433,8 +433,7 @@ def _regressions(data: ReportData) -> str:
     labels = {r.series_id: _series_label(r) for r in data.results}
     rows = []
     for record in data.regressions:
-        ab = getattr(record, "ab", None) or {}
-        ab_text = ab.get("text") or ab.get("failure") or "-"
+        ab_text = ab_line(record.ab) or "-"
         verdict = (record.confirmation or {}).get("verdict", "-")
         css = "worse" if record.kind == "regression" else "better" \
             if record.kind == "improvement" else ""

@@ -4,6 +4,7 @@ size stays under a stated bound; its text is escaped."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -174,8 +175,13 @@ def test_stored_runs_bring_their_regressions_into_the_report(tmp_path: Path) -> 
         store.record_run(run)
     scan(store, series_ids=[runs[-1].results[0].series_id], settings=ScanSettings())
     recorded = store.regressions()
-    store.close()
     assert recorded, "the step in bert's latency must be a stored regression"
+    # As the automatic A/B leaves it on the record (collector/runs.py).
+    [latency] = [r for r in recorded if r.metric == "latency_p50_seconds"]
+    store.save_regression(dataclasses.replace(latency, ab={
+        "text": "A/B: transformers==5.99.0 is 1.49x transformers==5.98.0, 95% CI "
+                "1.41-1.57 (slower)", "verdict": "worse", "ratio": 1.49}))
+    store.close()
     out = tmp_path / "stored.html"
     proc = collector("report", "suite=s", "--local-store", str(tmp_path / "local.db"),
                      "--config", str(tmp_path / "absent.yml"), "-o", str(out))
@@ -198,4 +204,5 @@ def test_stored_runs_bring_their_regressions_into_the_report(tmp_path: Path) -> 
     regressions = text.split('id="regressions"')[1].split("</table>")[0]
     assert "<td>latency_p50_seconds</td>" in regressions
     assert "transformers_version 5.98.0 -&gt; 5.99.0" in regressions
+    assert "A/B: transformers==5.99.0 is 1.49x transformers==5.98.0" in regressions
     assert "stored regression" in text  # marked on the trend too
