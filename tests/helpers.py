@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).parents[1]
 
 FAST_MEASUREMENT = {"warmup_iterations": 1, "min_iterations": 3, "min_duration_s": 0.0,
                     "max_duration_s": 0.3}
@@ -125,3 +131,12 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
     return RunResult(run_id=run_id or uuid.uuid4().hex, suite=suite, host=host,
                      started_at=start, finished_at=start + timedelta(seconds=len(models)),
                      collector_version="0.1.0", results=tuple(results))
+
+
+def run_collector(*args: str, cwd: Path = ROOT,
+                  timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m collector ARGS` as a user runs it (wide output, no hub access); never
+    raises for its exit code."""
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)

@@ -22,7 +22,8 @@ from collector.model import BenchmarkResult, BenchmarkSpec, Environment, Failure
 from collector.runner import WorkerPool, run_benchmark
 from collector.runs import run_once
 from tests.helpers import TINY_MODELS, spec_dict
-from tests.integration.test_cli import collector, write_config
+from tests.helpers import run_collector as collector
+from tests.integration.test_cli import write_config
 
 BERT: dict[str, Any] = {
     "source": "synthetic", "architecture": "BertForSequenceClassification",

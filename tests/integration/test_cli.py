@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from tests.helpers import FAST_MEASUREMENT, benchmark_yaml
+from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]
-
-
-def collector(*args: str, cwd: Path = ROOT,
-              timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def write_config(path: Path, benchmarks: list[dict[str, Any]], **suite: Any) -> Path:

@@ -16,7 +16,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.config import load_config
+from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -587,11 +587,6 @@ def test_grafana_dashboard_providers_read_the_mounted_dashboards(stack: dict[str
 
 # ---------------------------------------------------------------------------------------------
 # The collector's configuration in the stack
-
-
-def collector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_the_stacks_collector_config_passes_check_config() -> None:

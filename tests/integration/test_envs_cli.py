@@ -4,21 +4,13 @@ index (no network), listed, kept by a generous prune, removed by a tight one."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from collector.envs import EnvironmentCache, parse_pins
+from tests.helpers import run_collector as collector
 from tests.toy_packages import build_toy_index, pip_args
 
 ROOT = Path(__file__).parents[2]
-
-
-def collector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=ROOT,
-                          env={**os.environ, "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=120, check=False)
 
 
 def test_list_and_prune_a_built_environment(tmp_path: Path) -> None:

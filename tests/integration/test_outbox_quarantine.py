@@ -16,7 +16,7 @@ from collector.model import RunResult
 from collector.store import SQLiteStore, Stores
 from collector.store.outbox import RetryPolicy, forward_pending
 from tests.helpers import make_run
-from tests.integration.test_cli import collector
+from tests.helpers import run_collector as collector
 from tests.pg_server import PostgresServer
 
 FAST_RETRY = RetryPolicy(attempts=2, base_delay_s=0.05, max_delay_s=0.1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,13 +12,9 @@ import pytest
 from collector.regress.scan import scan
 from collector.store import SQLiteStore
 from tests.helpers import make_run
+from tests.helpers import run_collector as collector
 
 T0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
-
-
-def collector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector", *args], capture_output=True,
-                          text=True, timeout=120, check=False)
 
 
 def _series(n: int = 60, step_at: int = 40, factor: float = 1.2) -> list[float]:

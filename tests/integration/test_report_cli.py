@@ -4,22 +4,14 @@ the bottleneck findings; clear errors and exit codes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from collector.model import Backend, results_document
 from collector.store import SQLiteStore
 from tests.helpers import make_run
+from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]
-
-
-def collector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=ROOT,
-                          env={**os.environ, "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=120, check=False)
 
 
 def results_file(tmp_path: Path) -> Path:

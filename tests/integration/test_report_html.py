@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from collector.model import Backend, BenchmarkResult, FailureKind, RunResult, results_document
 from collector.store import SQLiteStore
 from tests.helpers import benchmark_yaml, make_run
+from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -52,12 +52,6 @@ window.addEventListener('load', function () {
   }, 300);
 });
 </script>"""
-
-
-def collector(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector", *args], cwd=ROOT,
-                          env={**os.environ, "COLUMNS": "200"}, capture_output=True,
-                          text=True, timeout=180, check=False)
 
 
 def _variant(result: BenchmarkResult, host: str, *, metrics: dict[str, float],

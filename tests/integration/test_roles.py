@@ -17,7 +17,7 @@ from collector.store.outbox import RetryPolicy, forward_pending
 from collector.store.postgres import PostgresStore
 from collector.store.roles import RoleRefused, create_login
 from tests.helpers import make_run
-from tests.integration.test_cli import collector
+from tests.helpers import run_collector as collector
 
 PASSWORD = "Rd-9f2-clear-text"  # noqa: S105 - a throwaway test role's password
 

@@ -13,7 +13,7 @@ from collector.store import SQLiteStore
 from collector.store.outbox import RetryPolicy, forward_pending
 from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
-from tests.integration.test_cli import collector
+from tests.helpers import run_collector as collector
 from tests.pg_server import free_port
 
 SECRET = "Zq9-secret"  # noqa: S105 - a made-up password the tests look for

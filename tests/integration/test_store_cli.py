@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from tests.helpers import benchmark_yaml
-from tests.integration.test_cli import collector, write_config
+from tests.helpers import run_collector as collector
+from tests.integration.test_cli import write_config
 from tests.pg_server import PostgresServer
 
 PASSWORD = "Sup3r-Secret-pw"  # noqa: S105 - a throwaway test role's password

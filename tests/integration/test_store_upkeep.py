@@ -16,7 +16,7 @@ from collector.store import StoreOptions, Stores
 from collector.store.migrate import Migration, load_migrations, migrate, plan
 from collector.store.postgres import PostgresStore
 from tests.helpers import make_run
-from tests.integration.test_cli import collector
+from tests.helpers import run_collector as collector
 
 
 def backdate_delivery(db: Path, run_id: str, days: float) -> None:
