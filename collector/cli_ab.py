@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collector.cli_compare import EXIT_REGRESSION, print_comparison, regressed
 from collector.errors import SelectionError, command_line_problem
 
 if TYPE_CHECKING:  # the commands' own imports wait until they run: the CLI starts fast
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # the commands' own imports wait until they run: the CLI star
 
     from collector.ab import AbResult
     from collector.bisect import Step
-    from collector.compare import Comparison
     from collector.envs import BuiltEnvironment, EnvironmentCache, Pin
     from collector.history import Store
     from collector.model import BenchmarkResult, BenchmarkSpec
@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # the commands' own imports wait until they run: the CLI star
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_REGRESSION = 5  # as collector compare's
 EXIT_NO_EFFECT = 6
 DEFAULT_ROUNDS = 3
 AB_FORMAT = "collector-ab"
@@ -263,32 +262,6 @@ class _Progress:
         self.last = now
 
 
-def _print_comparison(comparison: Comparison, names: tuple[str, str], fmt: str,
-                      extra: dict[str, Any], lines: list[str]) -> None:
-    """compare's renderers, plus the command's own lines (JSON: its own keys)."""
-    from collector.cli_compare import to_json, to_markdown
-
-    if fmt == "json":
-        sys.stdout.write(json.dumps({**to_json(comparison, names), **extra}, indent=2) + "\n")
-        return
-    if fmt == "markdown":
-        sys.stdout.write(to_markdown(comparison, names))
-        sys.stdout.write("".join(f"\n{line}\n" for line in lines))
-        return
-    from rich.console import Console
-
-    from collector.report import comparison_table
-
-    console = Console(width=200 if not sys.stdout.isatty() else None, highlight=False)
-    console.print(comparison_table(comparison, names))
-    for line in lines:
-        console.print(line, markup=False, soft_wrap=True)
-
-
-def _regressed(comparison: Comparison, fail_on: float | None) -> bool:
-    return fail_on is not None and bool(comparison.worse(fail_on or None))
-
-
 # -- ab ------------------------------------------------------------------------------------
 
 def _measure_ab(args: argparse.Namespace, spec: BenchmarkSpec, a: tuple[Pin, ...],
@@ -344,13 +317,13 @@ def run_ab_command(args: argparse.Namespace) -> int:
     summary = ab_summary(result, args.metric)
     lines = [summary.text if summary is not None else "A/B: no comparison",
              build_text(result)]
-    _print_comparison(result.comparison, (result.label_a, result.label_b), args.format,
+    print_comparison(result.comparison, (result.label_a, result.label_b), args.format,
                       ab_document(result, args.metric), lines)
     if result.failure is not None:
         _err().print(f"[bold red]error:[/] A/B failed: {_escape(result.failure.message)}",
                      highlight=False, soft_wrap=True)
         return EXIT_FAILED
-    if _regressed(result.comparison, args.fail_on_regression):
+    if regressed(result.comparison, args.fail_on_regression):
         return EXIT_REGRESSION
     return EXIT_OK
 
@@ -455,7 +428,7 @@ def run_rerun(args: argparse.Namespace, store: Callable[[], Store]) -> int:
              f"rerun now ({where})")
     lines = [f"reran {len(result.fresh)} result(s) of run {result.run.run_id} in "
              f"{time.monotonic() - started:.0f} s ({where})"]
-    _print_comparison(result.comparison, names, args.format, rerun_document(result), lines)
+    print_comparison(result.comparison, names, args.format, rerun_document(result), lines)
     failed = [r for r in result.fresh if r.status != "ok"]
     if result.failure is not None or failed:
         message = (result.failure.message if result.failure is not None
@@ -463,6 +436,6 @@ def run_rerun(args: argparse.Namespace, store: Callable[[], Store]) -> int:
         _err().print(f"[bold red]error:[/] {_escape(message)}", highlight=False,
                      soft_wrap=True)
         return EXIT_FAILED
-    if _regressed(result.comparison, args.fail_on_regression):
+    if regressed(result.comparison, args.fail_on_regression):
         return EXIT_REGRESSION
     return EXIT_OK

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,25 +177,37 @@ def run_compare(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     noise = DEFAULT_RUN_NOISE if args.run_noise is None else args.run_noise
     result = compare(side_a, side_b, metrics=args.metric or None, threshold=args.threshold,
                      all_metrics=args.all_metrics, run_noise=noise)
-    names = (", ".join(files_a), ", ".join(files_b))
-    if args.format == "json":
-        sys.stdout.write(json.dumps(to_json(result, names), indent=2) + "\n")
-    elif args.format == "markdown":
-        sys.stdout.write(to_markdown(result, names))
-    else:
-        from rich.console import Console
-
-        from collector.report import comparison_table
-
-        Console(width=200 if not sys.stdout.isatty() else None).print(
-            comparison_table(result, names))
+    print_comparison(result, (", ".join(files_a), ", ".join(files_b)), args.format)
     if not result.rows:
         raise InputError("nothing to compare: no workload has results on both sides")
-    if args.fail_on_regression is not None:
-        worse = result.worse(args.fail_on_regression or None)
-        if worse:
-            return EXIT_REGRESSION
-    return 0
+    return EXIT_REGRESSION if regressed(result, args.fail_on_regression) else 0
+
+
+def print_comparison(comparison: Comparison, names: tuple[str, str], fmt: str,
+                     extra: dict[str, Any] | None = None, lines: Sequence[str] = ()) -> None:
+    """A comparison on standard output as a table, JSON or Markdown; commands built on it
+    (ab, rerun) add their own keys to the JSON (`extra`) and lines after the others."""
+    if fmt == "json":
+        sys.stdout.write(json.dumps({**to_json(comparison, names), **(extra or {})},
+                                    indent=2) + "\n")
+        return
+    if fmt == "markdown":
+        sys.stdout.write(to_markdown(comparison, names))
+        sys.stdout.write("".join(f"\n{line}\n" for line in lines))
+        return
+    from rich.console import Console
+
+    from collector.report import comparison_table
+
+    console = Console(width=200 if not sys.stdout.isatty() else None, highlight=False)
+    console.print(comparison_table(comparison, names))
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def regressed(comparison: Comparison, fail_on: float | None) -> bool:
+    """--fail-on-regression [F]: a row judged worse (by at least F when F is given)."""
+    return fail_on is not None and bool(comparison.worse(fail_on or None))
 
 
 def _pivot(args: argparse.Namespace, results: list[BenchmarkResult]) -> int:
