@@ -110,22 +110,22 @@ class WorkerPools:
         self.close()
 
 
-class _Workers:
-    """One WorkerPool per side, in that side's interpreter; the real measuring edge."""
+class Measure:
+    """The real measuring edge: one fresh-process run of a spec in an interpreter (None:
+    this one), through `pools`, with the package versions of `packages` recorded."""
 
-    def __init__(self, envs: dict[str, BuiltEnvironment], pools: WorkerPools,
-                 host: str | None, packages: tuple[str, ...]) -> None:
+    def __init__(self, pools: WorkerPools, host: str | None,
+                 packages: tuple[str, ...]) -> None:
         from collector.environment import capture_host
 
+        self.pools = pools
         self._environment = capture_host(host)
         self._packages = packages
-        self._pools = {side: pools.get(env.python if env.pins else None)
-                       for side, env in envs.items()}
 
-    def __call__(self, side: str, spec: BenchmarkSpec) -> BenchmarkResult:
+    def __call__(self, spec: BenchmarkSpec, python: str | None) -> BenchmarkResult:
         from collector.runner import run_benchmark
 
-        return run_benchmark(self._pools[side], spec, self._environment,
+        return run_benchmark(self.pools.get(python), spec, self._environment,
                              packages=self._packages)
 
 
@@ -173,9 +173,10 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
     elif failure is None:
         own = pools is None
         used = pools if pools is not None else WorkerPools(start_method)
+        measure = Measure(used, host, record_names(pins["a"] + pins["b"]))
+        python = {side: env.python if env.pins else None for side, env in built.items()}
         try:
-            failure = plan.run(_Workers(built, used, host,
-                                        record_names(pins["a"] + pins["b"])))
+            failure = plan.run(lambda side, spec: measure(spec, python[side]))
         finally:
             if own:
                 used.close()
@@ -281,4 +282,4 @@ def ab_summary(result: AbResult, metric: str | None = None) -> AbSummary | None:
     return AbSummary(wanted, row.ratio, row.low, row.high, row.verdict, text)
 
 
-__all__ = ["AbResult", "AbSummary", "WorkerPools", "ab_summary", "run_ab", "side_label"]
+__all__ = ["AbResult", "AbSummary", "Measure", "WorkerPools", "ab_summary", "run_ab", "side_label"]

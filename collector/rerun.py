@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from collector.ab import WorkerPools
+from collector.ab import Measure, WorkerPools
 from collector.combine import combine
 from collector.compare import Comparison, compare
 from collector.envs import (
@@ -29,6 +29,7 @@ from collector.envs import (
 )
 from collector.errors import NotFoundError
 from collector.model import BenchmarkResult, BenchmarkSpec, Failure, FailureKind
+from collector.regress.attribution import PACKAGE_FIELDS
 
 if TYPE_CHECKING:
     from collector.history import Store, StoredRun
@@ -90,8 +91,8 @@ def recorded_pins(environment: dict[str, Any],
     for name, version in packages.items():
         if version:
             recorded[canonicalize_name(str(name))] = str(version)
-    for name in ("transformers", "torch"):
-        version = environment.get(f"{name}_version")
+    for field_name, name in PACKAGE_FIELDS.items():
+        version = environment.get(field_name)
         if version:
             recorded[name] = str(version)
     installed = here if here is not None else base_versions(tuple(recorded))
@@ -101,23 +102,6 @@ def recorded_pins(environment: dict[str, Any],
 
 def _environment(result: BenchmarkResult) -> dict[str, Any]:
     return result.environment.model_dump(mode="json")
-
-
-class _Pools:
-    """The real measuring edge: one WorkerPool per interpreter."""
-
-    def __init__(self, start_method: str, host: str | None, packages: tuple[str, ...]):
-        from collector.environment import capture_host
-
-        self._environment = capture_host(host)
-        self._packages = packages
-        self.pools = WorkerPools(start_method)
-
-    def __call__(self, spec: BenchmarkSpec, python: str | None) -> BenchmarkResult:
-        from collector.runner import run_benchmark
-
-        return run_benchmark(self.pools.get(python), spec, self._environment,
-                             packages=self._packages)
 
 
 def rerun(store: Store, run_id: str, *, benchmark: str | None = None,
@@ -142,10 +126,10 @@ def rerun(store: Store, run_id: str, *, benchmark: str | None = None,
                 return RerunResult(run, stored, [], compare([], []), pins, None, Failure(
                     kind=FailureKind.ENVIRONMENT_UNAVAILABLE, message=str(exc)))
     python = built.python if built is not None and built.pins else None
-    pools = None
+    measure = None
     if repetition is None:
-        pools = _Pools(start_method, host, record_names(pins))
-        repetition = pools
+        measure = Measure(WorkerPools(start_method), host, record_names(pins))
+        repetition = measure
     fresh: list[BenchmarkResult] = []
     try:
         for result in stored:
@@ -156,8 +140,8 @@ def rerun(store: Store, run_id: str, *, benchmark: str | None = None,
             if on_result is not None:
                 on_result(again)
     finally:
-        if pools is not None:
-            pools.pools.close()
+        if measure is not None:
+            measure.pools.close()
     return RerunResult(run, stored, fresh, compare(stored, fresh), pins, built)
 
 

@@ -21,7 +21,7 @@ HARDWARE_FIELDS = ("cpu_model", "cpu_logical_cores", "memory_total_bytes", "gpu_
                    "gpu_count")
 PACKAGES_PREFIX = "packages."  # diff keys of environment.packages entries
 # Fixed fields that are package versions (what an A/B can pin), by distribution name.
-_PACKAGE_FIELDS = {"transformers_version": "transformers", "torch_version": "torch"}
+PACKAGE_FIELDS = {"transformers_version": "transformers", "torch_version": "torch"}
 
 
 def hardware_key(run: RunPoint) -> tuple[Any, ...]:
@@ -67,7 +67,7 @@ def package_changes(diff: dict[str, list[Any]]) -> tuple[list[Pin], list[Pin]]:
 
     found: dict[str, tuple[str, str, str]] = {}  # canonical name -> (name, old, new)
     for key, values in diff.items():
-        name = _PACKAGE_FIELDS.get(key) or (
+        name = PACKAGE_FIELDS.get(key) or (
             key[len(PACKAGES_PREFIX):] if key.startswith(PACKAGES_PREFIX) else None)
         if name is None or len(values) != 2:
             continue
