@@ -56,16 +56,16 @@ from typing import Any, cast
 
 from collector.model import Failure, FailureKind
 from collector.runner import protocol, scrub
-from collector.runner.protocol import FrameReader, ProtocolError
-from collector.runner.valgrind import (
-    _SERVERS,
+from collector.runner.forkservers import (
+    SERVERS,
     SPAWN_LOCK,
-    ValgrindLauncher,
-    ValgrindProcess,
-    _shutdown,
-    _ValgrindForkServer,
+    PrivateForkServer,
+    ServerProcess,
     executable,
+    shutdown,
 )
+from collector.runner.protocol import FrameReader, ProtocolError
+from collector.runner.valgrind import ValgrindLauncher
 
 # Imported once by the forkserver, then shared copy-on-write by every worker.
 DEFAULT_PRELOAD = (
@@ -183,7 +183,7 @@ class WorkerPool:
         if start_method == "forkserver" and not self._own_python:
             self._ctx.set_forkserver_preload(list(preload))
         self._sys_path: tuple[str, ...] | None = None  # the own interpreter's, once asked
-        self._server_key: str | None = None  # the own forkserver's, in valgrind's _SERVERS
+        self._server_key: str | None = None  # the own forkserver's key in SERVERS
         self._server_stopper: weakref.finalize[Any, Any] | None = None
         self._wrapper: tuple[Path, str] | None = None  # the scrubbing wrapper and its text
         self._valgrind_binary = valgrind
@@ -250,9 +250,9 @@ class WorkerPool:
             if self._server_key is None:
                 key = f"pool-{uuid.uuid4().hex}"
                 # The wrapper's path never changes (its text may): the server re-execs it.
-                server = _ValgrindForkServer(self._clean_interpreter(), self._preload)
-                _SERVERS[key] = server
-                self._server_stopper = weakref.finalize(self, _shutdown, key, server)
+                server = PrivateForkServer(self._clean_interpreter(), self._preload)
+                SERVERS[key] = server
+                self._server_stopper = weakref.finalize(self, shutdown, key, server)
                 self._server_key = key
             return self._server_key
 
@@ -291,7 +291,7 @@ class WorkerPool:
         if launcher is not None:
             proc = launcher.process(_child_main, args)
         elif self._own_python and self.start_method == "forkserver":
-            proc = ValgrindProcess(self._own_server(), target=_child_main, args=args,
+            proc = ServerProcess(self._own_server(), target=_child_main, args=args,
                                    daemon=True, name="collector-worker")
         else:
             proc = self._ctx.Process(target=_child_main, args=args, daemon=True,

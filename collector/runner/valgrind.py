@@ -40,35 +40,31 @@ inside the region (collector/runner/worker.py).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import (
-    context,
-    forkserver,
-    popen_forkserver,
-    process,
-    reduction,
-    resource_tracker,
     spawn,
-    util,
 )
 from pathlib import Path
 from typing import Any
 
 from collector.model import BenchmarkSpec, Failure, FailureKind
 from collector.runner.callgrind import ENV_CLIENT_LIBRARY, ENV_OUT_PREFIX
+from collector.runner.forkservers import (
+    SERVERS,
+    PrivateForkServer,
+    ServerProcess,
+    shutdown,
+)
 from collector.runner.scrub import secret_names, unset_line
 
 ENV_VALGRIND = "COLLECTOR_VALGRIND"  # path of the valgrind binary, where PATH has none
@@ -76,13 +72,8 @@ ENV_READY = "COLLECTOR_VALGRIND_READY"
 READY_MODULE = "collector.runner.valgrind_ready"
 STARTUP_TIMEOUT_S = 900.0
 _STARTUP_POLL_S = 0.2
-_STOP_GRACE_S = 10.0
 _LOG_TAIL_LINES = 25
 SOURCE = Path(__file__).with_name("valgrind_requests.c")
-
-# Held while any worker or server is started (multiprocessing reads its executable then);
-# reentrant, since starting a valgrind worker may (re)start its server.
-SPAWN_LOCK = threading.RLock()
 
 VALGRIND_OPTIONS = (
     "--tool=callgrind",
@@ -202,116 +193,6 @@ def _include_dirs(valgrind: str) -> list[str]:
 # A forkserver under valgrind
 
 
-@contextlib.contextmanager
-def executable(path: str) -> Iterator[None]:
-    """multiprocessing's executable set to `path` for the duration (process-global)."""
-    with SPAWN_LOCK:
-        previous = spawn.get_executable()
-        spawn.set_executable(path)
-        try:
-            yield
-        finally:
-            spawn.set_executable(previous)
-
-
-class _ValgrindForkServer(forkserver.ForkServer):
-    """multiprocessing's ForkServer, started through the valgrind wrapper script."""
-
-    # CPython's private state of a ForkServer (3.10-3.14), read to stop the server and to
-    # notice that it died.
-    _forkserver_pid: int | None
-    _forkserver_alive_fd: int | None
-
-    def __init__(self, wrapper: str, preload: Sequence[str]) -> None:
-        super().__init__()
-        self._wrapper = wrapper
-        self.set_forkserver_preload(list(preload))
-
-    def ensure_running(self) -> None:
-        # The resource tracker is a plain interpreter: start it (if needed) first, with the
-        # normal executable, so it never ends up under valgrind.
-        resource_tracker.ensure_running()
-        with executable(self._wrapper):
-            super().ensure_running()
-
-    @property
-    def pid(self) -> int | None:
-        return self._forkserver_pid
-
-    def stop(self) -> None:
-        """Close the alive pipe (the server exits by itself), wait, then kill."""
-        pid = self._forkserver_pid
-        alive = self._forkserver_alive_fd
-        if alive is not None:
-            with contextlib.suppress(OSError):
-                os.close(alive)
-        if pid is not None:
-            _reap(pid, _STOP_GRACE_S)
-        self._forkserver_pid = None
-        self._forkserver_alive_fd = None
-
-
-def _reap(pid: int, grace_s: float) -> int | None:
-    """Wait up to grace_s for `pid` to exit, then SIGKILL it; its wait status, if reaped."""
-    deadline = time.monotonic() + grace_s
-    while True:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = float("inf")
-        time.sleep(0.05)
-
-
-_SERVERS: dict[str, _ValgrindForkServer] = {}
-
-
-class _ValgrindPopen(popen_forkserver.Popen):
-    _fds: list[int]  # set by popen_forkserver.Popen.__init__
-
-    def __init__(self, process_obj: ValgrindProcess, server: _ValgrindForkServer) -> None:
-        self._server = server
-        super().__init__(process_obj)
-
-    # popen_forkserver.Popen._launch (CPython 3.10-3.14), with this Popen's own server in
-    # place of the module's singleton, which the wall-time WorkerPool uses.
-    def _launch(self, process_obj: Any) -> None:
-        prep_data = spawn.get_preparation_data(process_obj._name)
-        buf = io.BytesIO()
-        context.set_spawning_popen(self)
-        try:
-            reduction.dump(prep_data, buf)
-            reduction.dump(process_obj, buf)
-        finally:
-            context.set_spawning_popen(None)
-        self.sentinel, w = self._server.connect_to_new_process(self._fds)
-        parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds,  # type: ignore[attr-defined]  # in CPython, not in typeshed
-                                       (parent_w, self.sentinel))
-        with os.fdopen(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
-        self.pid = forkserver.read_signed(self.sentinel)
-
-
-class ValgrindProcess(process.BaseProcess):
-    """A worker forked by a launcher's valgrind forkserver."""
-
-    _start_method = "forkserver"
-
-    def __init__(self, server_key: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._server_key = server_key
-
-    @staticmethod
-    def _Popen(process_obj: ValgrindProcess) -> _ValgrindPopen:  # multiprocessing's name
-        return _ValgrindPopen(process_obj, _SERVERS[process_obj._server_key])
-
-
 class ValgrindLauncher:
     """Owns one valgrind forkserver (started on first use), its wrapper script and the
     directory its dumps and logs go to."""
@@ -326,7 +207,7 @@ class ValgrindLauncher:
         self._key = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._dir: Path | None = None
-        self._server: _ValgrindForkServer | None = None
+        self._server: PrivateForkServer | None = None
         self._stopper: weakref.finalize[Any, Any] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -342,21 +223,21 @@ class ValgrindLauncher:
                 wrapper, ready = self._prepare()
             except ValgrindUnavailable as exc:
                 return Failure(kind=FailureKind.EXCEPTION, message=str(exc))
-            server = _ValgrindForkServer(wrapper, self._preload)
+            server = PrivateForkServer(wrapper, self._preload)
             server.ensure_running()
             self._server = server
-            _SERVERS[self._key] = server
+            SERVERS[self._key] = server
             # A pool dropped without close() (e.g. one per suite run) must not leave its
             # valgrind server running until the collector exits.
-            self._stopper = weakref.finalize(self, _shutdown, self._key, server)
+            self._stopper = weakref.finalize(self, shutdown, self._key, server)
             failure = self._wait_ready(server, ready, kill)
             if failure is not None:
                 self._discard_server()
             return failure
 
     def process(self, target: Callable[..., None], args: tuple[Any, ...],
-                name: str = "collector-valgrind-worker") -> ValgrindProcess:
-        return ValgrindProcess(self._key, target=target, args=args, daemon=True, name=name)
+                name: str = "collector-valgrind-worker") -> ServerProcess:
+        return ServerProcess(self._key, target=target, args=args, daemon=True, name=name)
 
     def release(self, pid: int | None) -> str | None:
         """Forget a finished worker: remove its dumps and log; the log's tail, if any."""
@@ -415,7 +296,7 @@ class ValgrindLauncher:
             weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
         return self._dir
 
-    def _wait_ready(self, server: _ValgrindForkServer, ready: Path,
+    def _wait_ready(self, server: PrivateForkServer, ready: Path,
                     kill: threading.Event | None) -> Failure | None:
         deadline = time.monotonic() + self._startup_timeout_s
         pid = server.pid
@@ -444,7 +325,7 @@ class ValgrindLauncher:
         return None
 
     @staticmethod
-    def _alive(server: _ValgrindForkServer) -> bool:
+    def _alive(server: PrivateForkServer) -> bool:
         if server.pid is None:
             return False
         try:
@@ -460,11 +341,6 @@ class ValgrindLauncher:
             self._stopper()  # stops the server and forgets it, once
             self._stopper = None
         self._server = None
-
-
-def _shutdown(key: str, server: _ValgrindForkServer) -> None:
-    server.stop()
-    _SERVERS.pop(key, None)
 
 
 def _log_tail(path: Path, *, remove: bool = False) -> str | None:

@@ -24,7 +24,7 @@ from collector.envs import (
 )
 from collector.model import Environment
 from collector.runner import WorkerPool, run_benchmark
-from collector.runner.valgrind import _SERVERS
+from collector.runner.forkservers import SERVERS
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, slowpoke_probe, toy_model, toy_spec
 
@@ -121,7 +121,7 @@ def test_pools_with_different_environments_in_one_process_each_see_their_own(
         seen = {name: pool.run(slowpoke_probe, None, timeout_s=60)
                 for name, pool in (("fast", fast), ("slow", slow), ("plain", plain),
                                    ("fast again", fast))}
-        servers = [_SERVERS[pool._server_key].pid for pool in (fast, slow)
+        servers = [SERVERS[pool._server_key].pid for pool in (fast, slow)
                    if pool._server_key is not None]
     assert len(servers) == (2 if start_method == "forkserver" else 0)
     assert plain._server_key is None  # the default pool keeps multiprocessing's server
