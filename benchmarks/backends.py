@@ -11,13 +11,13 @@ Variants: backend eager, compile, onnxruntime, openvino; eager + quantization in
 eager + int8-weight-only (--no-weight-only drops it). Batch sizes 1 and 8.
 
 The specs come from the collector's own config loader (a temporary YAML file read by
-collector.config.load_config, with configs/default.yml's defaults and `repetitions: 1`), and
-each one runs in a fresh worker process through the collector's runner
-(collector.runner.run_benchmark with one WorkerPool), as `run-once` runs it. Every round runs
-every (model, batch, variant) once; the order is rotated by a different offset each round
+collector.adapters.config.load_config, with configs/default.yml's defaults and `repetitions: 1`),
+and each one runs in a fresh worker process through the collector's runner
+(collector.adapters.measure.run_benchmark with one WorkerPool), as `run-once` runs it. Every round
+runs every (model, batch, variant) once; the order is rotated by a different offset each round
 and mirrored every other round, so a slow minute of the shared machine hits all variants.
 After each round the outputs' drift of every result against the eager result of the same
-model and batch in that round is computed by collector.numerics.with_drift (what run-once
+model and batch in that round is computed by collector.analysis.numerics.with_drift (what run-once
 stores: output_max_rel_diff_ratio, output_top1_agreement_ratio).
 
 Reported per model x batch and variant: the p50 latency (median over rounds of the stored
@@ -50,12 +50,12 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from collector import __version__
-from collector.config import load_config
-from collector.environment import capture_host
-from collector.model import BenchmarkResult, BenchmarkSpec, RunResult
-from collector.numerics import with_drift
-from collector.runner import WorkerPool, run_benchmark
+from collector.adapters.config import load_config
+from collector.adapters.host import capture_host
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.analysis.numerics import with_drift
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult
+from collector.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "default.yml"

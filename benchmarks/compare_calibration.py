@@ -7,7 +7,7 @@ repetition's value is 10 ms x a run effect x a repetition effect, both log-norma
 run-to-run and within-run spreads of the wall-time p50 measured on these machines
 (benchmarks/wall_stability.py: 25-28 % CV between `run-once` invocations of bert-tiny and
 gpt2-tiny; the repetitions of one run share part of it). Side B is side A times
-(1 + effect). The verdict is collector.compare's, on the real BenchmarkResult objects the
+(1 + effect). The verdict is collector.analysis.compare's, on the real BenchmarkResult objects the
 stores hand back (tests.helpers.make_run), so the whole path from values to verdict is
 the product's.
 
@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.compare import DEFAULT_RUN_NOISE, compare
-from collector.model import Repetition
+from collector.analysis.compare import DEFAULT_RUN_NOISE, compare
+from collector.domain.model import Repetition
 from tests.helpers import make_run
 
 METRIC = "latency_p50_seconds"

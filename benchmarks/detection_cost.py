@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers, when run as a file
 
-from collector.metrics import METRICS, Direction
-from collector.regress.detector import detectable, replay
-from collector.regress.scan import ScanSettings, scan
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.detect.detector import detectable, replay
+from collector.domain.catalogue import METRICS, Direction
+from collector.usecases.scan import ScanSettings, scan
 from tests.helpers import make_run
 
 

@@ -17,7 +17,7 @@ Replays synthetic series through each detector, online (at run i a detector has 
     steps of 5, 10, 20 % at run 100 (160 runs) whose noise is a moving-block bootstrap of
     the recorded run-to-run log-deviations (see `load_host_models`).
 
-Detectors: `collector` (collector.regress.detector with DetectorSettings, which
+Detectors: `collector` (collector.detect.detector with DetectorSettings, which
 `--set key=value` overrides) and `naive` (alert when the latest run is 10 % worse than the
 median of the 20 before it; one alert per excursion).
 
@@ -26,7 +26,7 @@ confirmation runs are emulated in every scenario. After run i, when the detector
 suspects a change or `outlier()` fires on runs 0..i, K points are drawn from the scenario's
 own generator at the level that holds at run i (fresh noise) and the detector state after
 run i is fed those points; a change that starts in runs 0..i, is confirmed at a point and
-is open pages in cycle i (`collector.regress.scan.confirm_series`). The points are never
+is open pages in cycle i (`collector.usecases.scan.confirm_series`). The points are never
 part of the series. Paging figures are printed for the schedule alone and with
 confirmation: false pages per 1000 runs, page delay, share paged in the first bad run's own
 cycle, and confirmation points spent per 1000 runs.
@@ -64,10 +64,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
-from collector.metrics import METRICS, Direction
+from collector.domain.catalogue import METRICS, Direction
 
 if TYPE_CHECKING:
-    from collector.regress.detector import Change, DetectorSettings
+    from collector.detect.detector import Change, DetectorSettings
 
 LATENCY = Direction.LOWER_IS_BETTER
 THROUGHPUT = Direction.HIGHER_IS_BETTER
@@ -100,9 +100,9 @@ RECALL_GOAL = 0.95  # steps of 5 % or more at CV 3 %
 DELAY_GOALS = {0.10: (2, 3), 0.05: (6, 10)}  # step size: (median, p90) detection delay, runs
 LOCATED_GOAL = 0.90
 
-# Confirmation runs, as collector.runs runs them (detection.confirmation.points).
+# Confirmation runs, as collector.usecases.cycle runs them (detection.confirmation.points).
 CONFIRM_POINTS = 6
-MATCH_RUNS = 2  # collector.regress.scan._MATCH_RUNS: a change within 2 runs is the same record
+MATCH_RUNS = 2  # collector.usecases.scan._MATCH_RUNS: a change within 2 runs is the same record
 CONFIRM_KEY = 0x636F6E66  # spawn key of the confirmation points' generators
 
 # The noise model measured on this host (benchmarks/e2e_paging.py --record).
@@ -370,8 +370,8 @@ def load_host_models(path: Path, metrics: Sequence[str], *, block: int, level_mo
     ROLLING_WINDOW runs: resampling deviations from one median of a drifting recording
     would put blocks of its early and late levels next to each other, making steps the
     host never made. Nothing is scaled."""
-    from collector.regress.detector import noise_estimate, settings_for
-    from collector.regress.scan import ScanSettings
+    from collector.detect.detector import noise_estimate, settings_for
+    from collector.usecases.scan import ScanSettings
 
     document = json.loads(path.read_text(encoding="utf-8"))
     limit = ScanSettings().contaminated_cpu_fraction
@@ -429,7 +429,7 @@ def load_host_models(path: Path, metrics: Sequence[str], *, block: int, level_mo
 # --- detectors ------------------------------------------------------------------------------
 
 class ChangeLike(Protocol):
-    """The fields of collector.regress.detector.Change that the evaluation reads."""
+    """The fields of collector.detect.detector.Change that the evaluation reads."""
 
     @property
     def kind(self) -> str: ...
@@ -496,8 +496,8 @@ SOURCE: dict[str, str] = {}  # detector name -> sha256 prefix of its source, as 
 
 
 def _collector(overrides: dict[str, Any]) -> Detect:
-    from collector.regress import detector as module
-    from collector.regress.detector import DetectorSettings, replay
+    from collector.detect import detector as module
+    from collector.detect.detector import DetectorSettings, replay
 
     if "collector" not in SOURCE:  # the module is being written: say which version ran
         digest = hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
@@ -554,7 +554,7 @@ def replay_paging(values: Sequence[float], direction: Direction, settings: Detec
     `draw(i)` gives `points` confirmation points and a copy of the detector's state after
     run i (the same as replaying runs 0..i) is fed them as if they were the next runs.
     The points never enter the series: the scheduled detector goes on without them."""
-    from collector.regress.detector import Detector, outlier
+    from collector.detect.detector import Detector, outlier
 
     detector = Detector(direction, settings)
     # outlier() reads at most this many runs before the latest (no run is contaminated).
@@ -735,7 +735,7 @@ TaskResult = tuple[str, dict[str, list[SeriesOutcome]], list[PagingOutcome], dic
 def run_task(task: Task) -> TaskResult:
     """Series start..stop-1 of one scenario, through every selected detector; the collector
     with the service's confirmation runs emulated (`replay_paging`)."""
-    from collector.regress.detector import DetectorSettings
+    from collector.detect.detector import DetectorSettings
 
     scn, start, stop, seed, names, overrides, points, host_confirm = task
     detectors = {name: DETECTORS[name](overrides) for name in names}
@@ -1309,7 +1309,7 @@ def main() -> int:
     host_stats: list[dict[str, Any]] = []
     host_document: dict[str, Any] = {}
     if args.host_noise is not None:
-        from collector.regress.detector import DetectorSettings
+        from collector.detect.detector import DetectorSettings
 
         host_document = json.loads(args.host_noise.read_text(encoding="utf-8"))
         models, host_stats = load_host_models(

@@ -3,7 +3,7 @@ appears, and does noise never page?
 
 Real engine, real store (SQLite), no synthetic series. A suite of the default config's
 bert-tiny (seq 32, eager) and gpt2-tiny (generate) with the default config's measurement
-settings runs cycle after cycle through `collector.runs.run_once`, exactly as
+settings runs cycle after cycle through `collector.usecases.cycle.run_once`, exactly as
 `collector serve` runs a scheduled suite (interleaved repetitions, detection after every
 run, confirmation runs for suspicions and outlying runs).
 
@@ -48,11 +48,11 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from collector.config import Config, load_config
-from collector.history import Regression
-from collector.runner import WorkerPool
-from collector.runs import Outcome, run_once
-from collector.store import Stores
+from collector.adapters.config import Config, load_config
+from collector.adapters.measure import WorkerPool
+from collector.adapters.store import Stores
+from collector.domain.history import Regression
+from collector.usecases.cycle import Outcome, run_once
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "default.yml"

@@ -8,7 +8,7 @@
   (c) the same through WorkerPool("spawn"), where every worker is a new interpreter that
       imports torch itself;
   (d) one tiny real benchmark (tests/helpers.py spec_dict("bert")) end to end through
-      collector.runner.run_benchmark on the warm forkserver, minus its measured time
+      collector.adapters.measure.run_benchmark on the warm forkserver, minus its measured time
       (result.measurement.duration_s): the fixed overhead around a measurement.
 
 The trivial target is a module-level function of this script. Workers find it because
@@ -34,8 +34,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from collector.runner.isolation import WorkerPool
-from collector.runner.protocol import send
+from collector.adapters.measure.isolation import WorkerPool
+from collector.adapters.measure.protocol import send
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORT_RUNS = 3
@@ -81,9 +81,9 @@ def end_to_end(pool: WorkerPool) -> dict[str, float]:
     measurement."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from collector.environment import capture_host
-    from collector.model import BenchmarkSpec
-    from collector.runner import run_benchmark
+    from collector.adapters.host import capture_host
+    from collector.adapters.measure import run_benchmark
+    from collector.domain.model import BenchmarkSpec
     from tests.helpers import spec_dict
 
     spec = BenchmarkSpec.model_validate(spec_dict("bert"))

@@ -2,11 +2,11 @@
 
 Builds a small synthetic BertForSequenceClassification in this process (random weights,
 torch.manual_seed(0)) whose forward takes a few milliseconds on CPU, and times the very step
-the worker times (collector.runner.tasks.forward.make_step: one forward under
+the worker times (collector.adapters.measure.tasks.forward.make_step: one forward under
 torch.inference_mode) two ways, in alternating rounds so that drift in the machine's speed
 cancels out:
 
-  engine  collector.runner.measure.measure(step, settings)
+  engine  collector.adapters.measure.measure.measure(step, settings)
   bare    t0 = time.perf_counter_ns(); step(); t1 = time.perf_counter_ns()
 
 The bare loop does the same warm-up and the same number of iterations as the engine's latest
@@ -40,9 +40,9 @@ from typing import Any
 import torch
 import transformers
 
-from collector.model import MeasurementSettings
-from collector.runner.measure import measure
-from collector.runner.tasks import forward
+from collector.adapters.measure.measure import measure
+from collector.adapters.measure.tasks import forward
+from collector.domain.model import MeasurementSettings
 
 GOAL = 0.02
 # One layer of the bert-tiny shape in configs/default.yml: ~2-3 ms per forward on 2 CPU cores.

@@ -1,6 +1,6 @@
 """Measurement mode `instructions`: how repeatable, how faithful to an injected change, how dear.
 
-Through the real path (collector.runner.run_benchmark on one WorkerPool, so every run is a
+Through the real path (collector.adapters.measure.run_benchmark on one WorkerPool, so every run is a
 fresh worker forked from the pool's valgrind forkserver), for the default config's bert-tiny
 (BertForSequenceClassification, sequence length 32, eager) and gpt2-tiny (generate, sequence
 length 64, `--gpt2-tokens` new tokens, 16 in the config):
@@ -35,14 +35,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from collector.config import load_config
-from collector.environment import capture_host
-from collector.model import BenchmarkResult, BenchmarkSpec, Environment, MeasurementMode
-from collector.runner import WorkerPool, run_benchmark
+from collector.adapters.config import load_config
+from collector.adapters.host import capture_host
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, Environment, MeasurementMode
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "default.yml"
-INSTRUMENTED_EXTRA = 2  # collector.runner.worker.INSTRUMENTED_WARMUP (importing it loads torch)
+# collector.adapters.measure.worker.INSTRUMENTED_WARMUP (importing it loads torch)
+INSTRUMENTED_EXTRA = 2
 EXTRA = 0.03
 GOAL_CV = 0.005
 GOAL_EXTRA_ABS = 0.005

@@ -33,17 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # tests/ is not installed
     sys.path.insert(0, str(ROOT))
 
-from collector.environment import capture_host  # noqa: E402 - after the sys.path line
-from collector.exporter import Exposition, ServiceCollector  # noqa: E402
-from collector.http import serve_metrics  # noqa: E402
-from collector.model import (  # noqa: E402
+from collector.adapters.host import capture_host  # noqa: E402 - after the sys.path line
+from collector.adapters.http import serve_metrics  # noqa: E402
+from collector.adapters.store import SQLiteStore  # noqa: E402
+from collector.domain.model import (  # noqa: E402
     BenchmarkResult,
     BenchmarkSpec,
     MeasurementInfo,
     RunResult,
     Task,
 )
-from collector.store import SQLiteStore  # noqa: E402
+from collector.present.exposition import Exposition, ServiceCollector  # noqa: E402
 from tests.helpers import spec_dict  # noqa: E402
 
 METRIC_VALUES = {

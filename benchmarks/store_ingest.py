@@ -13,8 +13,8 @@
   (b) run records per second for typical runs (make_run's default: 2 results x 20 samples):
       (i) SQLiteStore.record_run (local store: tables + outbox, synchronous=FULL, WAL),
       (ii) PostgresStore.record_run, (iii) end to end through the outbox, one run at a time:
-      SQLiteStore.record_run then collector.store.outbox.forward_pending(local, lambda: pg),
-      and (iv) forward_pending draining a backlog of runs already in the outbox.
+      SQLiteStore.record_run then collector.adapters.store.outbox.forward_pending(local, lambda:
+      pg), and (iv) forward_pending draining a backlog of runs already in the outbox.
 
 A throwaway PostgreSQL (tests/pg_server.py, fsync off as for the tests) is started in a
 temporary directory and removed at the end, also on error or SIGTERM.
@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
-from collector.store.outbox import forward_pending
-from collector.store.postgres import PostgresStore
-from collector.store.rows import SAMPLE_COLUMNS, run_rows
-from collector.store.sqlite import SQLiteStore
+from collector.adapters.store.outbox import forward_pending
+from collector.adapters.store.postgres import PostgresStore
+from collector.adapters.store.rows import SAMPLE_COLUMNS, run_rows
+from collector.adapters.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from collector.model import RunResult
+    from collector.domain.model import RunResult
     from tests.pg_server import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from collector.metrics import METRICS
-from collector.store.postgres import PostgresStore
+from collector.adapters.store.postgres import PostgresStore
+from collector.domain.catalogue import METRICS
 
 if TYPE_CHECKING:
     from tests.pg_server import PostgresServer

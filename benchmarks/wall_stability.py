@@ -13,14 +13,15 @@ BertForSequenceClassification at sequence length 32; gpt2-tiny, GPT2LMHeadModel 
              of its R repetitions, interleaved A1 B1 A2 B2 ...) and each repetition's own p50;
   bare       per model, one fresh python process (this script with --bare-child) that builds
              the same synthetic model (same config, torch.manual_seed(0)), the inputs
-             collector/runner/tasks/inputs.py builds (generator seeded 1234, ids in
+             collector/adapters/measure/tasks/inputs.py builds (generator seeded 1234, ids in
              [4, vocab), an all-ones mask), sets torch threads T, calls the step once plus
              warmup_iterations times, then times `t0 = perf_counter_ns(); step(); t1 = ...`
              for R x max_duration_s of wall time (what the collector measures in total when
              every repetition runs to max_duration_s, as these models do on this host) and
              prints the median. The step is one forward under torch.inference_mode, or
-             model.generate() with the generation config collector/runner/tasks/generation.py
-             uses (greedy, min_new_tokens = max_new_tokens = 16), without the per-token clock.
+             model.generate() with the generation config
+             collector/adapters/measure/tasks/generation.py uses (greedy, min_new_tokens =
+             max_new_tokens = 16), without the per-token clock.
 
 Rounds alternate the order (bare first, then collector first, mirrored) and rotate the
 candidates, so that a slow minute of the shared machine hits all of them. Reported per
@@ -278,7 +279,7 @@ def bare_child(spec: dict[str, Any]) -> int:
     import torch
     import transformers
 
-    from collector.environment import NoiseMeter
+    from collector.adapters.host import NoiseMeter
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -288,7 +289,7 @@ def bare_child(spec: dict[str, Any]) -> int:
     torch.manual_seed(model_spec.get("seed", 0))
     model = cls(cls.config_class(**model_spec["config"]))
     model.eval()
-    # As collector/runner/tasks/inputs.py: a generator seeded 1234, ids in [4, vocab).
+    # As collector/adapters/measure/tasks/inputs.py: a generator seeded 1234, ids in [4, vocab).
     gen = torch.Generator().manual_seed(1234)
     batch, length = spec["batch_size"], spec["sequence_length"]
     vocab = int(model.config.vocab_size)
@@ -297,7 +298,7 @@ def bare_child(spec: dict[str, Any]) -> int:
 
     step: Callable[[], Any]
     if spec["generate"]:
-        # As collector/runner/tasks/generation.py, without its per-token StoppingCriteria.
+        # As collector/adapters/measure/tasks/generation.py, without its per-token StoppingCriteria.
         config = copy.deepcopy(model.generation_config)
         config.update(max_new_tokens=spec["new_tokens"], min_new_tokens=spec["new_tokens"],
                       do_sample=False, num_beams=1, max_length=None, min_length=None)

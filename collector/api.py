@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from collector.config import Config, Suite
-from collector.config import load_config as _load_config
-from collector.errors import ConfigError, ConfigProblem
-from collector.model import BenchmarkResult, BenchmarkSpec, RunResult, results_document
+from collector.adapters.config import Config, Suite
+from collector.adapters.config import load_config as _load_config
+from collector.domain.errors import ConfigError, ConfigProblem
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult, results_document
 
 if TYPE_CHECKING:
-    from collector.compare import Comparison
-    from collector.findings import Thresholds
-    from collector.history import Point, SeriesInfo, Store
+    from collector.analysis.compare import Comparison
+    from collector.analysis.findings import Thresholds
+    from collector.domain.history import Point, SeriesInfo, Store
 
 __all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history",
            "report_markdown", "results_of", "run", "spec", "to_dataframe", "write_report",
@@ -97,10 +97,10 @@ def run(specs_or_config: Config | BenchmarkSpec | Iterable[BenchmarkSpec], *,
     `--suite`/`--benchmark` (globs). Returns one RunResult per suite; each result's
     `status` is "ok" or "failed" (with `failure`). Raises SelectionError for an unknown
     selection, StoreError when the store cannot keep the runs."""
-    from collector.errors import StoreError
-    from collector.runner import WorkerPool
-    from collector.runs import Selection, run_once
-    from collector.store import Stores
+    from collector.adapters.measure import WorkerPool
+    from collector.adapters.store import Stores
+    from collector.domain.errors import StoreError
+    from collector.usecases.cycle import Selection, run_once
 
     config = _as_config(specs_or_config)
     stores = Stores.open(store, None) if store is not None else None
@@ -132,10 +132,10 @@ def open_store(path_or_url: str | Path) -> Store:
     when needed, as the CLI does). Close it with `.close()`."""
     text = str(path_or_url)
     if text.startswith(("postgresql://", "postgres://")):
-        from collector.store.postgres import PostgresStore
+        from collector.adapters.store.postgres import PostgresStore
 
         return PostgresStore(text)
-    from collector.store import SQLiteStore
+    from collector.adapters.store import SQLiteStore
 
     return SQLiteStore(path_or_url)
 
@@ -153,7 +153,7 @@ def compare_runs(a: RunResult | Iterable[RunResult | BenchmarkResult],
     """`collector compare` on two sides of runs or results: workloads matched by identity
     (host left out), per metric B/A with a 95% interval and a verdict (Comparison.rows;
     Row.as_dict() for plain data)."""
-    from collector.compare import compare as _compare
+    from collector.analysis.compare import compare as _compare
 
     return _compare(results_of(a), results_of(b), metrics=metrics, threshold=threshold,
                     all_metrics=all_metrics)
@@ -161,9 +161,9 @@ def compare_runs(a: RunResult | Iterable[RunResult | BenchmarkResult],
 
 def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> str:
     """`collector report` as Markdown: where it ran, the latest result of each workload
-    and the bottleneck findings computed from them (collector/findings.py)."""
-    from collector.cli_report import markdown
-    from collector.findings import analyse
+    and the bottleneck findings computed from them (collector/analysis/findings.py)."""
+    from collector.analysis.findings import analyse
+    from collector.cli.report import markdown
 
     ok = [r for r in results_of(runs) if r.status == "ok"]
     return markdown(ok, analyse(ok), ["(Python API)"])
@@ -174,10 +174,10 @@ def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: 
     """`collector report --format html`: one self-contained HTML file with charts, trends
     and findings. With `store`, the stored regressions of these series are shown and marked
     on the trends. Raises OutputError when the file cannot be written."""
-    from collector.cli_report import stored_regressions
-    from collector.errors import InputError, OutputError
-    from collector.findings import analyse
-    from collector.report_html import ReportData, render
+    from collector.analysis.findings import analyse
+    from collector.cli.report import stored_regressions
+    from collector.domain.errors import InputError, OutputError
+    from collector.present.html_report import ReportData, render
 
     results = results_of(runs)
     ok = [r for r in results if r.status == "ok"]
@@ -199,7 +199,7 @@ def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: 
 def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Path:
     """Write the versioned results JSON (`collector run-once --output`, readable by
     `collector compare`). Raises OutputError when it cannot be written."""
-    from collector.results_file import write_document
+    from collector.present.results_file import write_document
 
     run_list = [runs] if isinstance(runs, RunResult) else list(runs)
     target = Path(path)
@@ -208,7 +208,7 @@ def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Pa
 
 
 def _rows(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
-    from collector.history import series_info
+    from collector.domain.history import series_info
 
     rows: list[dict[str, Any]] = []
     for result in results:
@@ -224,7 +224,7 @@ def _rows(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
 
 def to_dataframe(results: RunResult | Iterable[RunResult | BenchmarkResult]) -> Any:
     """A pandas DataFrame, one row per result and metric (a failed result: one row with
-    no metric), with the series labels (collector.history.series_info), status and
+    no metric), with the series labels (collector.domain.history.series_info), status and
     start time. pandas is optional: raises ImportError naming `pip install pandas`.
     Typed Any: pandas (and its stubs) need not be installed."""
     try:

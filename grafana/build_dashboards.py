@@ -6,7 +6,7 @@ loads; tests/integration/test_grafana.py proves it equals this script's output).
 
 Every panel, template variable and annotation names its datasource by the fixed UIDs of
 grafana/provisioning/datasources/collector.yml. Metric names, units and directions come from
-the collector's own catalogue (collector/metrics.py), so a renamed metric changes the
+the collector's own catalogue (collector/domain/catalogue.py), so a renamed metric changes the
 dashboards here, not in a hand-edited JSON file.
 
 SQL conventions (see grafana/README.md): only Grafana macros whose expansion does not depend
@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the collector
 
-from collector.metrics import (  # noqa: E402  (needs the path set above)
+from collector.domain.catalogue import (  # noqa: E402  (needs the path set above)
     DEFAULT_SELECTION,
     METRICS,
     P_LATENCY,
@@ -311,7 +311,7 @@ def trend_sql(metrics: Mapping[str, str | None]) -> str:
     the raw table, the hourly or the daily aggregate depending on $__interval_ms."""
     for name in metrics:
         if name not in METRICS:
-            raise KeyError(f"unknown metric {name!r}: see collector/metrics.py")
+            raise KeyError(f"unknown metric {name!r}: see collector/domain/catalogue.py")
     with_suffix = any(suffix for suffix in metrics.values())
     values = ", ".join(f"('{name}', '{suffix or ''}')" for name, suffix in metrics.items())
     label = (f"concat_ws(' ', {SERIES_LABEL}, nullif(k.suffix, ''))" if with_suffix
@@ -380,7 +380,7 @@ ORDER BY "worse by %" DESC NULLS LAST, s.host, s.name, k.metric
 ACTIVE_REGRESSIONS = """
 -- Detected regressions that are not over: suspected (not paging yet), open, acknowledged;
 -- host drift (a step with nothing of ours changed behind it: a warning, no page) and
--- changed outputs (collector/regress/outputs.py) too.
+-- changed outputs (collector/detect/outputs.py) too.
 SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.device, s.dtype,
        s.batch_size AS "batch", s.sequence_length AS "seq", r.metric,
        round((100 * r.relative_change)::numeric, 1) AS "change %",
@@ -492,7 +492,7 @@ def overview() -> Json:
 
 # -- Trends ------------------------------------------------------------------------------------
 
-# One trend panel per catalogue panel (collector/metrics.py): title, description, unit and
+# One trend panel per catalogue panel (collector/domain/catalogue.py): title, description, unit and
 # each metric with its legend.
 TREND_PANELS: list[tuple[str, str, str, dict[str, str | None]]] = [
     (panel.title, panel.description, panel.unit, {d.name: d.legend for d in members})

@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from collector.environment import capture_host
-from collector.model import Environment
-from collector.runner import WorkerPool
+from collector.adapters.host import capture_host
+from collector.adapters.measure import WorkerPool
+from collector.domain.model import Environment
 
 pytest_plugins = ["tests.fixtures_pg", "tests.fixtures_prom"]
 
@@ -17,7 +17,7 @@ def _isolated_storage(tmp_path_factory: pytest.TempPathFactory,
     """Every test (and every collector it starts) gets its own local store and package
     environment cache; no test ever sees a database URL it did not set itself."""
     monkeypatch.setenv("COLLECTOR_DATA_DIR", str(tmp_path_factory.mktemp("data")))
-    # Package environments (collector/envs.py) never go to ~/.cache/collector/envs.
+    # Package environments (collector/adapters/envs.py) never go to ~/.cache/collector/envs.
     monkeypatch.setenv("COLLECTOR_ENV_CACHE", str(tmp_path_factory.mktemp("envs")))
     monkeypatch.delenv("COLLECTOR_DATABASE_URL", raising=False)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.history import Store
+from collector.domain.history import Store
 from tests.pg_server import PostgresServer, postgres_available
 
 
@@ -54,8 +54,8 @@ def pg_url(pg_server: PostgresServer, _pg_server_running: None) -> Iterator[str]
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    from collector.store import SQLiteStore
-    from collector.store.postgres import PostgresStore
+    from collector.adapters.store import SQLiteStore
+    from collector.adapters.store.postgres import PostgresStore
 
     opened: Store
     if request.param == "sqlite":

@@ -86,8 +86,8 @@ def make_run(*, suite: str = "s", host: str = "host-a", when: Any = None,
     import uuid
     from datetime import datetime, timedelta, timezone
 
-    from collector.environment import capture_host
-    from collector.model import (
+    from collector.adapters.host import capture_host
+    from collector.domain.model import (
         BenchmarkResult,
         BenchmarkSpec,
         Failure,

@@ -37,7 +37,7 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
 
 
 def test_every_metric_is_documented_in_the_readme() -> None:
-    from collector.metrics import METRICS
+    from collector.domain.catalogue import METRICS
 
     readme = (ROOT / "README.md").read_text()
     for name in METRICS:

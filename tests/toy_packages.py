@@ -23,8 +23,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from collector.model import BenchmarkSpec
-from collector.runner import protocol
+from collector.adapters.measure import protocol
+from collector.domain.model import BenchmarkSpec
 
 TOY_PACKAGE = "slowpoke"
 TOY_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0")

@@ -12,7 +12,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from collector.runner.protocol import send
+from collector.adapters.measure.protocol import send
 
 
 def ok(conn: Connection, payload: Any) -> None:

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector import metrics
+from collector.adapters.envs import EnvironmentCache, base_versions, parse_pins
+from collector.adapters.host import capture_host
+from collector.adapters.store import SQLiteStore
 from collector.cli import main
-from collector.cli_ab import select_spec
-from collector.environment import capture_host
-from collector.envs import EnvironmentCache, base_versions, parse_pins
-from collector.model import BenchmarkResult, MeasurementInfo, RunResult
-from collector.store import SQLiteStore
+from collector.cli.ab import select_spec
+from collector.domain import catalogue as metrics
+from collector.domain.model import BenchmarkResult, MeasurementInfo, RunResult
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, toy_model, toy_spec, toy_spec_dict
 

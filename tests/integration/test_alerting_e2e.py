@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.regress.scan import scan
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.usecases.scan import scan
 from tests.fixtures_prom import AlertmanagerFactory, PrometheusFactory
 from tests.helpers import make_run
 from tests.integration.test_serve import Serve, bench, write

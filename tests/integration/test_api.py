@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 import collector
-from collector.errors import OutputError, SelectionError
-from collector.model import RunResult
+from collector.domain.errors import OutputError, SelectionError
+from collector.domain.model import RunResult
 from tests.helpers import TINY_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from collector.adapters.config import AbSettings, Config, DetectionSettings, load_config
+from collector.adapters.envs import EnvironmentCache, Pin
+from collector.adapters.measure import WorkerPool
+from collector.adapters.store import SQLiteStore, Stores
 from collector.cli import main
-from collector.config import AbSettings, Config, DetectionSettings, load_config
-from collector.envs import EnvironmentCache, Pin
-from collector.errors import CollectorError
-from collector.exporter import RegressionCollector
-from collector.history import Regression, Store, ab_line
-from collector.metrics import SIZE
-from collector.model import BenchmarkSpec
-from collector.regress.attribution import describe, environment_diff, package_changes
-from collector.regress.scan import scan
-from collector.runner import WorkerPool
-from collector.runs import Outcome, auto_ab, detect_and_confirm, run_once
-from collector.store import SQLiteStore, Stores
+from collector.detect.attribution import describe, environment_diff, package_changes
+from collector.domain.catalogue import SIZE
+from collector.domain.errors import CollectorError
+from collector.domain.history import Regression, Store, ab_line
+from collector.domain.model import BenchmarkSpec
+from collector.present.exposition import RegressionCollector
+from collector.usecases.cycle import Outcome, auto_ab, detect_and_confirm, run_once
+from collector.usecases.scan import scan
 from tests.helpers import make_run
 from tests.toy_packages import build_toy_index, pip_args, toy_model
 
@@ -54,7 +54,7 @@ def _record(**fields: Any) -> Regression:
 # -- attribution ----------------------------------------------------------------------------
 
 def _point(environment: dict[str, Any]) -> Any:
-    from collector.history import RunPoint
+    from collector.domain.history import RunPoint
 
     return RunPoint("r", T0, None, environment, "h")
 
@@ -185,7 +185,8 @@ class _Feed:
 
 
 class _Runner:
-    """An A/B runner that answers as collector.ab would, and remembers what it was asked."""
+    """An A/B runner that answers as collector.usecases.ab would, and remembers what it was
+    asked."""
 
     def __init__(self, fail: Exception | None = None, ratio: float = 1.3,
                  high: float | None = None) -> None:

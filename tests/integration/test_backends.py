@@ -17,10 +17,16 @@ from typing import Any
 
 import pytest
 
-from collector.config import load_config
-from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind, Task
-from collector.runner import WorkerPool, run_benchmark
-from collector.runs import run_once
+from collector.adapters.config import load_config
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.domain.model import (
+    BenchmarkResult,
+    BenchmarkSpec,
+    Environment,
+    FailureKind,
+    Task,
+)
+from collector.usecases.cycle import run_once
 from tests.helpers import TINY_MODELS, spec_dict
 from tests.helpers import run_collector as collector
 from tests.integration.test_cli import write_config
@@ -108,7 +114,7 @@ def test_every_other_result_has_drift(results: dict[str, BenchmarkResult], name:
     for metric in DRIFT:
         assert math.isfinite(metrics[metric]), (metric, metrics.get(metric))
         assert metrics[metric] >= 0
-    # Relative to the reference's largest sampled value, as collector/numerics.py defines.
+    # Relative to the reference's largest sampled value, as collector/analysis/numerics.py defines.
     scale = max(abs(v) for v in results["eager"].samples["output_sample"])
     assert metrics["output_max_rel_diff_ratio"] == pytest.approx(
         metrics["output_max_abs_diff"] / scale)
@@ -251,10 +257,10 @@ TENSORRT_CHECK = """
 import sys, tempfile
 from pathlib import Path
 import torch
-from collector.model import BenchmarkSpec, FailureKind, Task
-from collector.runner.backends import get
-from collector.runner.backends.base import Context
-from collector.runner.isolation import WorkerFailure
+from collector.domain.model import BenchmarkSpec, FailureKind, Task
+from collector.adapters.measure.backends import get
+from collector.adapters.measure.backends.base import Context
+from collector.adapters.measure.isolation import WorkerFailure
 spec = BenchmarkSpec.model_validate({
     "suite": "t", "name": "trt", "backend": "onnxruntime", "device": "cuda",
     "onnxruntime": {"execution_provider": "tensorrt"},
@@ -283,9 +289,9 @@ def test_a_missing_execution_provider_is_backend_unavailable() -> None:
 
 FLASH_CHECK = """
 import sys
-from collector.model import BenchmarkSpec
-from collector.runner.backends import get
-from collector.runner.isolation import WorkerFailure
+from collector.domain.model import BenchmarkSpec
+from collector.adapters.measure.backends import get
+from collector.adapters.measure.isolation import WorkerFailure
 spec = BenchmarkSpec.model_validate({
     "suite": "t", "name": "flash", "device": "cuda", "attn_implementation": "flash_attention_2",
     "model": {"source": "synthetic", "architecture": "BertModel", "config": {}}})

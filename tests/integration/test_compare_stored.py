@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli_compare import select_stored
-from collector.compare import compare
-from collector.errors import ConfigError, InputError
-from collector.history import Store
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.analysis.compare import compare
+from collector.cli.compare import select_stored
+from collector.domain.errors import ConfigError, InputError
+from collector.domain.history import Store
 from tests.helpers import make_run
 from tests.integration.test_regressions_store import NEW, OLD, T0
 

@@ -24,7 +24,7 @@ import jsonschema  # type: ignore[import-untyped, unused-ignore]  # ships no typ
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import load_config
+from collector.adapters.config import load_config
 from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]

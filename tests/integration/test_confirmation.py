@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from collector.exporter import RegressionCollector
-from collector.history import Regression, Store
-from collector.regress.scan import confirm_series, scan
+from collector.domain.history import Regression, Store
+from collector.present.exposition import RegressionCollector
+from collector.usecases.scan import confirm_series, scan
 from tests.helpers import make_run
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=timezone.utc)

@@ -16,10 +16,16 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import load_config
-from collector.locks import OwnerLock
-from collector.runs import CRASH_MESSAGE, RunClock, _header, recover_crashed_runs, run_once
-from collector.store import SQLiteStore, Stores
+from collector.adapters.config import load_config
+from collector.adapters.locks import OwnerLock
+from collector.adapters.store import SQLiteStore, Stores
+from collector.usecases.cycle import (
+    CRASH_MESSAGE,
+    RunClock,
+    _header,
+    recover_crashed_runs,
+    run_once,
+)
 from tests.helpers import FAST_MEASUREMENT, benchmark_yaml, make_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,11 +146,11 @@ class SteppingBack(datetime):
 
 def test_a_wall_clock_stepped_back_loses_no_run(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import collector.runner
-    import collector.runs
+    import collector.adapters.measure
+    import collector.usecases.cycle
 
-    monkeypatch.setattr(collector.runner, "datetime", SteppingBack)
-    monkeypatch.setattr(collector.runs, "_now", lambda: SteppingBack.now(timezone.utc))
+    monkeypatch.setattr(collector.adapters.measure, "datetime", SteppingBack)
+    monkeypatch.setattr(collector.usecases.cycle, "_now", lambda: SteppingBack.now(timezone.utc))
     config = load_config(write_config(tmp_path / "c.yml", {"s": {"benchmarks": [
         benchmark_yaml("bert"), benchmark_yaml("bert", "second", batch_size=2)]}}))
     stores = Stores.open(tmp_path / "l.db", None)

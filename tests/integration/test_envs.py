@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import metrics
-from collector.envs import (
+from collector.adapters.envs import (
     BuiltEnvironment,
     EnvironmentBuildError,
     EnvironmentCache,
@@ -22,13 +21,14 @@ from collector.envs import (
     parse_pins,
     record_names,
 )
-from collector.model import Environment
-from collector.runner import WorkerPool, run_benchmark
-from collector.runner.forkservers import SERVERS
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.adapters.measure.forkservers import SERVERS
+from collector.domain import catalogue as metrics
+from collector.domain.model import Environment
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, slowpoke_probe, toy_model, toy_spec
 
-LIGHT_PRELOAD = ("collector.runner.forkserver_init",)
+LIGHT_PRELOAD = ("collector.adapters.measure.forkserver_init",)
 
 
 @dataclass(frozen=True)

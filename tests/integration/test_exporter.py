@@ -19,9 +19,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import parser as openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.exporter import Exposition, ServiceCollector, StoreCollector
-from collector.http import MetricsServer, serve_metrics
-from collector.store import SQLiteStore
+from collector.adapters.http import MetricsServer, serve_metrics
+from collector.adapters.store import SQLiteStore
+from collector.present.exposition import Exposition, ServiceCollector, StoreCollector
 from tests.fixtures_prom import PrometheusFactory
 from tests.helpers import make_run
 
@@ -260,7 +260,7 @@ def test_a_pushed_run_renders_exactly_what_the_store_would_export(tmp_path: Path
     """push_run renders a run's families from the run itself (RunCollector): the same
     samples a store holding only that run exports, failures and every catalogue family
     (export time, instructions) included."""
-    from collector.exporter import RunCollector
+    from collector.present.exposition import RunCollector
 
     run = make_run(when=T0, fail="vit", metrics={"export_time_seconds": 4.5,
                                                  "instructions_per_iteration": 1.5e7})

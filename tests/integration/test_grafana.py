@@ -30,12 +30,13 @@ import pytest
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]  # ships no types
 from ruamel.yaml import YAML
 
-from collector.environment import capture_host
-from collector.exporter import Exposition, ServiceCollector, push_run
-from collector.history import Baseline, DetectionState, Regression
-from collector.http import serve_metrics
-from collector.metrics import METRICS, P_COLD
-from collector.model import (
+from collector.adapters.host import capture_host
+from collector.adapters.http import serve_metrics
+from collector.adapters.store import SQLiteStore
+from collector.adapters.store.postgres import PostgresStore
+from collector.domain.catalogue import METRICS, P_COLD
+from collector.domain.history import Baseline, DetectionState, Regression
+from collector.domain.model import (
     BenchmarkResult,
     BenchmarkSpec,
     Environment,
@@ -45,8 +46,7 @@ from collector.model import (
     RunResult,
     Task,
 )
-from collector.store import SQLiteStore
-from collector.store.postgres import PostgresStore
+from collector.present.exposition import Exposition, ServiceCollector, push_run
 from tests.fixtures_prom import PrometheusFactory
 from tests.grafana_queries import (
     ALL,
@@ -512,7 +512,8 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
     return seeded
 
 
-# An automatic A/B's record (collector/runs.py): ab_summary(...).as_dict() and its context.
+# An automatic A/B's record (collector/usecases/cycle.py): ab_summary(...).as_dict() and its
+# context.
 SEEDED_AB: dict[str, Any] = {
     "metric": "latency_p50_seconds", "ratio": 1.2, "low": 1.15, "high": 1.25,
     "verdict": "worse",

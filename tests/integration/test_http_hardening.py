@@ -19,8 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import ConfigError
-from collector.http import MetricsServer, read_token, serve_metrics, token_from_environment
+from collector.adapters.http import (
+    MetricsServer,
+    read_token,
+    serve_metrics,
+    token_from_environment,
+)
+from collector.domain.errors import ConfigError
 
 ROOT = Path(__file__).parents[2]
 TOKEN = b"s3cret-token-value"

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from collector.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind
-from collector.runner import WorkerPool, run_benchmark
-from collector.runner.valgrind import build_client_library
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.adapters.measure.valgrind import build_client_library
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind
 from tests.helpers import TINY_MODELS, spec_dict
 from tests.integration import faults
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from collector.model import FailureKind
-from collector.runner import WorkerPool
+from collector.adapters.measure import WorkerPool
+from collector.domain.model import FailureKind
 from tests.integration import faults
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.errors import PermanentStoreError, StoreError
-from collector.store import SQLiteStore
-from collector.store import sqlite as sqlite_module
-from collector.store.retry import RetryPolicy
+from collector.adapters.store import SQLiteStore
+from collector.adapters.store import sqlite as sqlite_module
+from collector.adapters.store.retry import RetryPolicy
+from collector.domain.errors import PermanentStoreError, StoreError
 from tests.helpers import make_run
 
 TABLES = ("runs", "series", "results", "measurements", "samples", "failures", "outbox")
@@ -105,7 +105,7 @@ def test_a_store_busy_past_its_timeout_is_retried_not_dropped(
 def test_run_journal_writes_wait_for_a_busy_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A journal write that gave up would leave the run's finished results unprotected
-    against a crash (collector.runs.Journal stops journalling after an error)."""
+    against a crash (collector.usecases.cycle.Journal stops journalling after an error)."""
     db = tmp_path / "local.db"
     store = _busy_store(db, monkeypatch)
     when = datetime.now(timezone.utc)

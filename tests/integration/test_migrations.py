@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.errors import PermanentStoreError, SchemaError
-from collector.regress.scan import scan
-from collector.store import SQLiteStore, regressions
-from collector.store.migrate import Migration, load_migrations, plan
-from collector.store.postgres import PostgresStore
+from collector.adapters.store import SQLiteStore, regressions
+from collector.adapters.store.migrate import Migration, load_migrations, plan
+from collector.adapters.store.postgres import PostgresStore
+from collector.domain.errors import PermanentStoreError, SchemaError
+from collector.usecases.scan import scan
 from tests.helpers import make_run
 from tests.integration.test_regressions_store import NEW, OLD, T0
 

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from collector.errors import PermanentStoreError, TemporaryStoreError
-from collector.store import SQLiteStore, Stores
-from collector.store.outbox import RetryPolicy, forward_pending, with_retry
-from collector.store.postgres import PostgresStore, redact
+from collector.adapters.store import SQLiteStore, Stores
+from collector.adapters.store.outbox import RetryPolicy, forward_pending, with_retry
+from collector.adapters.store.postgres import PostgresStore, redact
+from collector.domain.errors import PermanentStoreError, TemporaryStoreError
 from tests.helpers import make_run
 from tests.pg_server import PostgresServer
 
@@ -75,7 +75,7 @@ def test_killed_between_local_commit_and_forward_loses_nothing(
     db = tmp_path / "local.db"
     proc = python(f"""
         import os, signal
-        from collector.store import SQLiteStore
+        from collector.adapters.store import SQLiteStore
         from tests.helpers import make_run
         store = SQLiteStore({str(db)!r})
         for _ in range(3):
@@ -96,9 +96,9 @@ def test_killed_after_remote_commit_before_marking_is_replayed_once(
     db = tmp_path / "local.db"
     proc = python(f"""
         import os, signal
-        from collector.store import SQLiteStore
-        from collector.store.outbox import forward_pending
-        from collector.store.postgres import PostgresStore
+        from collector.adapters.store import SQLiteStore
+        from collector.adapters.store.outbox import forward_pending
+        from collector.adapters.store.postgres import PostgresStore
         from tests.helpers import make_run
         local = SQLiteStore({str(db)!r})
         for _ in range(2):
@@ -123,8 +123,8 @@ def test_concurrent_writers_into_one_database(pg_url: str, tmp_path: Path) -> No
     shared = make_run(host="shared")
     script = """
         import sys
-        from collector.store import Stores
-        from collector.model import RunResult
+        from collector.adapters.store import Stores
+        from collector.domain.model import RunResult
         from tests.helpers import make_run
         stores = Stores.open(sys.argv[1], sys.argv[2])
         shared = RunResult.model_validate_json(open(sys.argv[3]).read())

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.exporter import Exposition, ServiceCollector
-from collector.model import RunResult
-from collector.store import SQLiteStore, Stores
-from collector.store.outbox import RetryPolicy, forward_pending
+from collector.adapters.store import SQLiteStore, Stores
+from collector.adapters.store.outbox import RetryPolicy, forward_pending
+from collector.domain.model import RunResult
+from collector.present.exposition import Exposition, ServiceCollector
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 from tests.pg_server import PostgresServer

@@ -14,10 +14,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.errors import StoreError, TemporaryStoreError
-from collector.store import StoreOptions, Stores
-from collector.store.outbox import RetryPolicy
-from collector.store.postgres import PostgresStore
+from collector.adapters.store import StoreOptions, Stores
+from collector.adapters.store.outbox import RetryPolicy
+from collector.adapters.store.postgres import PostgresStore
+from collector.domain.errors import StoreError, TemporaryStoreError
 from tests.helpers import make_run
 from tests.pg_server import PostgresServer, postgres_available
 

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import ServeSettings
-from collector.exporter import Exposition, ServiceCollector, push_run
-from collector.history import SERIES_LABELS, Regression
-from collector.http import MetricsServer, serve_metrics
-from collector.store import SQLiteStore
+from collector.adapters.config import ServeSettings
+from collector.adapters.http import MetricsServer, serve_metrics
+from collector.adapters.store import SQLiteStore
+from collector.domain.history import SERIES_LABELS, Regression
+from collector.present.exposition import Exposition, ServiceCollector, push_run
 from tests.fixtures_prom import AlertmanagerFactory, PrometheusFactory
 from tests.helpers import make_run
 from tests.prom_servers import (

@@ -12,12 +12,12 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from collector.config import load_config
-from collector.exporter import Exposition, ServiceCollector
-from collector.history import Regression
-from collector.runner import WorkerPool
-from collector.runs import run_once
-from collector.store import Stores
+from collector.adapters.config import load_config
+from collector.adapters.measure import WorkerPool
+from collector.adapters.store import Stores
+from collector.domain.history import Regression
+from collector.present.exposition import Exposition, ServiceCollector
+from collector.usecases.cycle import run_once
 from tests.helpers import benchmark_yaml
 
 METRIC = "latency_p50_seconds"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.regress.scan import scan
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.usecases.scan import scan
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 

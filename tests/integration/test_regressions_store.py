@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from collector.exporter import RegressionCollector
-from collector.history import ACTIVE_STATUSES, Baseline, Regression, Store
-from collector.regress.scan import ScanReport, accept_as_baseline, scan
+from collector.domain.history import ACTIVE_STATUSES, Baseline, Regression, Store
+from collector.present.exposition import RegressionCollector
+from collector.usecases.scan import ScanReport, accept_as_baseline, scan
 from tests.helpers import make_run
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=timezone.utc)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collector.model import Backend, results_document
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.domain.model import Backend, results_document
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 

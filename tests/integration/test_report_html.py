@@ -16,8 +16,14 @@ from typing import Any
 
 import pytest
 
-from collector.model import Backend, BenchmarkResult, FailureKind, RunResult, results_document
-from collector.store import SQLiteStore
+from collector.adapters.store import SQLiteStore
+from collector.domain.model import (
+    Backend,
+    BenchmarkResult,
+    FailureKind,
+    RunResult,
+    results_document,
+)
 from tests.helpers import benchmark_yaml, make_run
 from tests.helpers import run_collector as collector
 
@@ -161,7 +167,7 @@ def test_chromium_renders_every_chart_without_errors(report: Path, tmp_path: Pat
 
 
 def test_stored_runs_bring_their_regressions_into_the_report(tmp_path: Path) -> None:
-    from collector.regress.scan import ScanSettings, scan
+    from collector.usecases.scan import ScanSettings, scan
 
     store = SQLiteStore(tmp_path / "local.db")
     runs = sweep_runs()
@@ -170,7 +176,7 @@ def test_stored_runs_bring_their_regressions_into_the_report(tmp_path: Path) -> 
     scan(store, series_ids=[runs[-1].results[0].series_id], settings=ScanSettings())
     recorded = store.regressions()
     assert recorded, "the step in bert's latency must be a stored regression"
-    # As the automatic A/B leaves it on the record (collector/runs.py).
+    # As the automatic A/B leaves it on the record (collector/usecases/cycle.py).
     [latency] = [r for r in recorded if r.metric == "latency_p50_seconds"]
     store.save_regression(dataclasses.replace(latency, ab={
         "text": "A/B: transformers==5.99.0 is 1.49x transformers==5.98.0, 95% CI "

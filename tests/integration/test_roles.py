@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from collector.store import SQLiteStore
-from collector.store.outbox import RetryPolicy, forward_pending
-from collector.store.postgres import PostgresStore
-from collector.store.roles import RoleRefused, create_login
+from collector.adapters.store import SQLiteStore
+from collector.adapters.store.outbox import RetryPolicy, forward_pending
+from collector.adapters.store.postgres import PostgresStore
+from collector.adapters.store.roles import RoleRefused, create_login
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.store import SQLiteStore
-from collector.store.outbox import RetryPolicy, forward_pending
-from collector.store.postgres import PostgresStore
+from collector.adapters.store import SQLiteStore
+from collector.adapters.store.outbox import RetryPolicy, forward_pending
+from collector.adapters.store.postgres import PostgresStore
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 from tests.pg_server import free_port

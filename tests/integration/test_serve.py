@@ -253,7 +253,7 @@ def test_outbox_is_retried_on_a_timer(tmp_path: Path, serving: list[Serve],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import psycopg
 
-    from collector.store.postgres import PostgresStore
+    from collector.adapters.store.postgres import PostgresStore
 
     PostgresStore(pg_url).close()  # schema in place
     monkeypatch.setenv("COLLECTOR_DATABASE_URL", pg_url)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import Config, load_config
-from collector.service import Service
-from collector.store import StoreOptions, Stores
+from collector.adapters.config import Config, load_config
+from collector.adapters.store import StoreOptions, Stores
+from collector.usecases.service import Service
 from tests.helpers import benchmark_yaml
 from tests.integration.test_serve import Serve, bench, write
 

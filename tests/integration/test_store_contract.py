@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from collector.errors import StoreError
-from collector.history import Store
-from collector.model import Attention, Quantization
-from collector.store import SQLiteStore
-from collector.store.migrate import load_migrations
+from collector.adapters.store import SQLiteStore
+from collector.adapters.store.migrate import load_migrations
+from collector.domain.errors import StoreError
+from collector.domain.history import Store
+from collector.domain.model import Attention, Quantization
 from tests.helpers import make_run
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from collector.config import StorageSettings
-from collector.errors import PermanentStoreError
-from collector.store import StoreOptions, Stores
-from collector.store.migrate import Migration, load_migrations, migrate, plan
-from collector.store.postgres import PostgresStore
+from collector.adapters.config import StorageSettings
+from collector.adapters.store import StoreOptions, Stores
+from collector.adapters.store.migrate import Migration, load_migrations, migrate, plan
+from collector.adapters.store.postgres import PostgresStore
+from collector.domain.errors import PermanentStoreError
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from collector.metrics import METRICS
-from collector.model import BenchmarkSpec, Environment, FailureKind, Task
-from collector.runner import WorkerPool, run_benchmark
+from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.domain.catalogue import METRICS
+from collector.domain.model import BenchmarkSpec, Environment, FailureKind, Task
 from tests.helpers import spec_dict
 
 FORWARD_METRICS = {

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.config import load_config
-from collector.model import FailureKind
-from collector.runner import WorkerPool
-from collector.runs import run_once
-from collector.store import Stores
+from collector.adapters.config import load_config
+from collector.adapters.measure import WorkerPool
+from collector.adapters.store import Stores
+from collector.domain.model import FailureKind
+from collector.usecases.cycle import run_once
 from tests.helpers import benchmark_yaml
 from tests.integration import faults
 
@@ -151,11 +151,11 @@ ORDINARY = {"COLLECTOR_ORDINARY_SETTING": "kept", "HF_TOKEN": "hf_kept",
             "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
 _SCRIPT = """
 import json, os, sys
-from collector.runner import WorkerPool
+from collector.adapters.measure import WorkerPool
 from tests.integration import faults
 mode = sys.argv[1]
 with WorkerPool("spawn" if mode == "spawn" else "forkserver",
-                preload=("collector.runner.forkserver_init",)) as pool:
+                preload=("collector.adapters.measure.forkserver_init",)) as pool:
     out = pool.run(faults.reads_environment, None, timeout_s=600,
                    under_valgrind=mode == "valgrind")
 print(json.dumps({"payload": out.payload, "failure": out.failure and out.failure.message,

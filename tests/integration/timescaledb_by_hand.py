@@ -28,8 +28,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from collector.store.migrate import load_migrations, plan
-from collector.store.postgres import PostgresStore
+from collector.adapters.store.migrate import load_migrations, plan
+from collector.adapters.store.postgres import PostgresStore
 from tests.helpers import make_run
 from tests.integration import test_grafana as grafana  # a module: its tests are not re-collected
 from tests.pg_server import PostgresServer

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from collector.ab import ab_summary, run_ab, side_label
-from collector.envs import EnvironmentCache, Pin
-from collector.metrics import headline
-from collector.model import BenchmarkResult, BenchmarkSpec, FailureKind
+from collector.adapters.envs import EnvironmentCache, Pin
+from collector.domain.catalogue import headline
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, FailureKind
+from collector.usecases.ab import ab_summary, run_ab, side_label
 from tests.helpers import make_run, spec_dict
 
 SLOWER_B = {"a": 0.010, "b": 0.013}
@@ -161,10 +161,11 @@ def test_rounds_must_be_positive(cache: EnvironmentCache) -> None:
         run_ab(spec(), (), (), rounds=0, **kwargs)
 
 
-# -- rerun's parts (collector/rerun.py) ----------------------------------------------------
+# -- rerun's parts (collector/usecases/rerun.py)
+# ----------------------------------------------------
 
 def test_rerun_pins_are_the_recorded_versions_that_differ_from_here() -> None:
-    from collector.rerun import recorded_pins
+    from collector.usecases.rerun import recorded_pins
 
     recorded = {"transformers_version": "5.23.0", "torch_version": "2.13.0+cpu",
                 "packages": {"Slow_Poke": "1.4.0", "torch": "2.13.0+cpu",
@@ -178,9 +179,9 @@ def test_rerun_pins_are_the_recorded_versions_that_differ_from_here() -> None:
 
 
 def test_rerun_finds_a_run_by_prefix_and_names_what_it_cannot_find(tmp_path: Path) -> None:
-    from collector.errors import NotFoundError
-    from collector.rerun import find_run, select_results
-    from collector.store import SQLiteStore
+    from collector.adapters.store import SQLiteStore
+    from collector.domain.errors import NotFoundError
+    from collector.usecases.rerun import find_run, select_results
 
     store = SQLiteStore(tmp_path / "local.db")
     try:

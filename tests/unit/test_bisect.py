@@ -1,4 +1,4 @@
-"""The bisection search (collector/bisect.py) with fake A/B tests: the first bad version at
+"""The bisection search (collector/usecases/bisect.py) with fake A/B tests: the first bad version at
 every position, skipped versions, ambiguity, no effect, several packages."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.bisect import (
+from collector.domain.errors import ConfigError
+from collector.usecases.bisect import (
     PackageRange,
     Step,
     StepVerdict,
@@ -16,7 +17,6 @@ from collector.bisect import (
     package_ranges,
     select_versions,
 )
-from collector.errors import ConfigError
 
 FIVE = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
 

@@ -1,5 +1,5 @@
 """`check-config` refuses what no backend can run, naming the file, the line and the field,
-and accepts a backend matrix every backend can run (collector/capabilities.py)."""
+and accepts a backend matrix every backend can run (collector/domain/capabilities.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from collector import capabilities
-from collector.config import load_config
-from collector.errors import ConfigError
-from collector.model import Backend, BenchmarkSpec, Task
+from collector.adapters.config import load_config
+from collector.domain import capabilities
+from collector.domain.errors import ConfigError
+from collector.domain.model import Backend, BenchmarkSpec, Task
 from tests.helpers import spec_dict
 
 # Lines 1-8; the fields under test follow from line 9.

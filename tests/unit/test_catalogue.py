@@ -1,4 +1,4 @@
-"""The metric catalogue (collector/metrics.py) is the single source of truth: no module
+"""The metric catalogue (collector/domain/catalogue.py) is the single source of truth: no module
 outside it and the worker's trackers spells a metric's name, and every catalogue row is
 complete enough for each consumer to derive from it."""
 
@@ -7,16 +7,17 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from collector import metrics
-from collector.metrics import METRICS, Profile
+from collector.domain import catalogue as metrics
+from collector.domain.catalogue import METRICS, Profile
 
 ROOT = Path(__file__).parents[2]
 # The trackers measure metrics, so they name what they measure, and two analyses read
-# particular metrics by their meaning; nothing else may: the worker's (collector/runner/),
+# particular metrics by their meaning; nothing else may: the worker's (collector/adapters/measure/),
 # the output drift computed after a run, and the bottleneck findings (prefill share, batch
 # scaling, compile payoff are about named quantities).
-MEASURING = ROOT / "collector" / "runner"
-ANALYSES = (ROOT / "collector" / "numerics.py", ROOT / "collector" / "findings.py")
+MEASURING = ROOT / "collector" / "adapters" / "measure"
+ANALYSES = (ROOT / "collector" / "analysis" / "numerics.py",
+            ROOT / "collector" / "analysis" / "findings.py")
 
 
 def _literals(path: Path) -> list[tuple[int, str]]:
@@ -30,7 +31,7 @@ def test_no_metric_name_is_spelled_outside_the_catalogue_and_the_trackers() -> N
                ROOT / "grafana" / "build_dashboards.py"]
     found = [f"{path.relative_to(ROOT)}:{line}: {value}"
              for path in sources
-             if path not in (ROOT / "collector" / "metrics.py", *ANALYSES)
+             if path not in (ROOT / "collector" / "domain" / "catalogue.py", *ANALYSES)
              and MEASURING not in path.parents
              for line, value in _literals(path) if value in METRICS]
     assert found == []

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from collector.combine import combine, combine_values, repetition_rel_ci
-from collector.environment import capture_host
-from collector.model import (
+from collector.adapters.host import capture_host
+from collector.analysis.combine import combine, combine_values, repetition_rel_ci
+from collector.domain.model import (
     BenchmarkResult,
     BenchmarkSpec,
     Failure,
@@ -17,7 +17,7 @@ from collector.model import (
     MeasurementInfo,
     NoiseProbe,
 )
-from collector.runs import interleaved
+from collector.usecases.cycle import interleaved
 from tests.helpers import spec_dict
 
 T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)

@@ -1,4 +1,5 @@
-"""collector/compare.py: matching workloads, intervals of a ratio and noise-aware verdicts."""
+"""collector/analysis/compare.py: matching workloads, intervals of a ratio and noise-aware
+verdicts."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from collector.compare import against_history, compare, judge, pivot, workload_label
-from collector.model import Backend, Dtype, Repetition
+from collector.analysis.compare import against_history, compare, judge, pivot, workload_label
+from collector.domain.model import Backend, Dtype, Repetition
 from tests.helpers import make_run
 
 NOISE = [1.0, 1.01, 0.99, 1.005, 0.995, 1.0]  # +-1% around 1

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import load_config
-from collector.errors import ConfigError
-from collector.model import Backend, Dtype, SyntheticSource, Task
+from collector.adapters.config import load_config
+from collector.domain.errors import ConfigError
+from collector.domain.model import Backend, Dtype, SyntheticSource, Task
 
 GOOD = """\
 version: 1

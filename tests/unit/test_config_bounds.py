@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.config import MAX_BENCHMARKS, load_config
-from collector.errors import ConfigError, ConfigProblem
+from collector.adapters.config import MAX_BENCHMARKS, load_config
+from collector.domain.errors import ConfigError, ConfigProblem
 from tests.unit.test_config import BENCH
 
 

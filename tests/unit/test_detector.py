@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from collector.metrics import Direction
-from collector.regress.detector import (
+from collector.detect.detector import (
     Change,
     Detector,
     DetectorSettings,
@@ -16,6 +15,7 @@ from collector.regress.detector import (
     replay,
     settings_for,
 )
+from collector.domain.catalogue import Direction
 
 LOWER = Direction.LOWER_IS_BETTER
 HIGHER = Direction.HIGHER_IS_BETTER
@@ -182,7 +182,7 @@ def test_instruction_counts_page_on_one_run_and_one_confirmation_point() -> None
 
 
 def test_outlier_asks_for_confirmation_only_beyond_the_noise_and_the_effect() -> None:
-    from collector.regress.detector import outlier
+    from collector.detect.detector import outlier
 
     base = noisy(30, cv=0.02, seed=6)
     assert outlier([*base, 1.15], LOWER) is not None

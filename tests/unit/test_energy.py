@@ -1,12 +1,12 @@
-"""Energy from RAPL's powercap files (collector/runner/energy.py), on a tree laid out as the
-kernel lays it out, and absent (never zero) where a host exposes none."""
+"""Energy from RAPL's powercap files (collector/adapters/measure/energy.py), on a tree laid out as
+the kernel lays it out, and absent (never zero) where a host exposes none."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from collector.runner import energy
-from collector.runner.energy import EnergyMeter
+from collector.adapters.measure import energy
+from collector.adapters.measure.energy import EnergyMeter
 
 
 def _package(root: Path, name: str, uj: int, wrap: int = 2**32) -> Path:

@@ -1,4 +1,4 @@
-"""Pins, cache keys, the manifest, listing and pruning (collector/envs.py), on fabricated
+"""Pins, cache keys, the manifest, listing and pruning (collector/adapters/envs.py), on fabricated
 cache directories: no pip, no interpreter started."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from collector.envs import (
+from collector.adapters.envs import (
     MANIFEST,
     EnvironmentBuildError,
     EnvironmentCache,
@@ -22,7 +22,7 @@ from collector.envs import (
     pip_reason,
     record_names,
 )
-from collector.errors import InputError
+from collector.domain.errors import InputError
 
 
 def test_pins_are_parsed_canonicalised_and_sorted() -> None:
@@ -185,7 +185,7 @@ def test_pip_reason_keeps_the_errors_and_a_conflicts_explanation() -> None:
 
 
 def test_the_workers_package_versions_are_part_of_the_protocol_and_checked() -> None:
-    from collector.runner.protocol import WorkerEnvironment
+    from collector.adapters.measure.protocol import WorkerEnvironment
 
     given = {"torch_version": "2.13.0", "packages": {"slowpoke": "1.0.0"}}
     assert WorkerEnvironment.model_validate(given).packages == {"slowpoke": "1.0.0"}

@@ -1,4 +1,5 @@
-"""Bottleneck findings (collector/findings.py) computed from measured values, citing them."""
+"""Bottleneck findings (collector/analysis/findings.py) computed from measured values, citing
+them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from collector.findings import Thresholds, analyse
-from collector.model import Backend, NoiseProbe, Quantization
+from collector.analysis.findings import Thresholds, analyse
+from collector.domain.model import Backend, NoiseProbe, Quantization
 from tests.helpers import make_run
 
 

@@ -31,13 +31,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from collector.adapters.config import load_config
 from collector.cli import main
-from collector.config import load_config
-from collector.errors import ConfigError, InputError
-from collector.metrics import Direction
-from collector.regress.detector import DetectorSettings
-from collector.regress.offline import document, read_series
-from collector.service import next_fire_times
+from collector.detect.detector import DetectorSettings
+from collector.domain.catalogue import Direction
+from collector.domain.errors import ConfigError, InputError
+from collector.present.series_input import document, read_series
+from collector.usecases.service import next_fire_times
 
 ROOT = Path(__file__).parents[2]
 PER_INPUT_S = 10.0  # typical: 1-50 ms; a busy CI core is slow, a hang is slower

@@ -14,8 +14,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from collector.metrics import Direction
-from collector.regress.detector import Detector, DetectorSettings, replay
+from collector.detect.detector import Detector, DetectorSettings, replay
+from collector.domain.catalogue import Direction
 
 LOWER = Direction.LOWER_IS_BETTER
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detection_quality.py"

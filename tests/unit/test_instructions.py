@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from collector.model import BenchmarkSpec
-from collector.runner.callgrind import CallgrindError, _head_and_tail, parse_totals
-from collector.runner.extra_compute import (
+from collector.adapters.measure.callgrind import CallgrindError, _head_and_tail, parse_totals
+from collector.adapters.measure.extra_compute import (
     CHUNK_ROWS,
     chunk_count,
     rows_per_call,
     solve_rows,
     spread,
 )
-from collector.runner.valgrind import (
+from collector.adapters.measure.valgrind import (
     ValgrindUnavailable,
     build_client_library,
     find_valgrind,
     instructions_mode_problem,
 )
+from collector.domain.model import BenchmarkSpec
 from tests.helpers import spec_dict
 
 DUMP = """\

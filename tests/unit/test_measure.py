@@ -4,8 +4,8 @@ import itertools
 import random
 from collections.abc import Callable
 
-from collector.model import MeasurementSettings
-from collector.runner.measure import measure
+from collector.adapters.measure.measure import measure
+from collector.domain.model import MeasurementSettings
 
 
 class FakeClock:

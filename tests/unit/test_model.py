@@ -6,8 +6,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from collector.environment import NoiseMeter, capture_host
-from collector.model import BenchmarkResult, BenchmarkSpec, Failure, FailureKind, RunResult
+from collector.adapters.host import NoiseMeter, capture_host
+from collector.domain.model import (
+    BenchmarkResult,
+    BenchmarkSpec,
+    Failure,
+    FailureKind,
+    RunResult,
+)
 from tests.helpers import spec_dict
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -1,5 +1,5 @@
 """Output drift against the same workload's eager float32 result in the same run
-(collector/numerics.py)."""
+(collector/analysis/numerics.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from collector.model import Backend, Quantization
-from collector.numerics import (
+from collector.analysis.numerics import (
     SAMPLE_KEY,
     SAMPLE_SIZE,
     TOKENS_KEY,
@@ -16,6 +15,7 @@ from collector.numerics import (
     TOP1_SIZE,
     with_drift,
 )
+from collector.domain.model import Backend, Quantization
 from tests.helpers import make_run
 
 
@@ -53,7 +53,7 @@ def test_each_variant_is_compared_with_the_eager_float32_result_of_its_workload(
 
 
 def test_repetitions_compare_their_first_fingerprint() -> None:
-    # Repetitions' samples are concatenated by collector.combine: the first copy counts.
+    # Repetitions' samples are concatenated by collector.analysis.combine: the first copy counts.
     run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.OPENVINO}))
     variant = run.results[1]
     tripled = {k: v * 3 for k, v in variant.samples.items()}

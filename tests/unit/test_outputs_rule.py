@@ -1,11 +1,11 @@
-"""The "outputs changed" rule (collector/regress/outputs.py) on deterministic drift series."""
+"""The "outputs changed" rule (collector/detect/outputs.py) on deterministic drift series."""
 
 from __future__ import annotations
 
 import pytest
 
-from collector.metrics import METRICS, Direction
-from collector.regress.outputs import changes, relative_step, worse
+from collector.detect.outputs import changes, relative_step, worse
+from collector.domain.catalogue import METRICS, Direction
 
 LOWER, HIGHER = Direction.LOWER_IS_BETTER, Direction.HIGHER_IS_BETTER
 REL = METRICS["output_max_rel_diff_ratio"].tolerance

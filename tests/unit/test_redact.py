@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from collector.redact import redact, scrub, secrets_of
-from collector.store.postgres import redact as store_redact
+from collector.adapters.redact import redact, scrub, secrets_of
+from collector.adapters.store.postgres import redact as store_redact
 
 SECRET = "Zq9-secret"  # noqa: S105 - a made-up password the tests look for
 
@@ -83,7 +83,7 @@ def test_a_database_error_names_no_password(url: str, secret: str) -> None:
     URL is masked, in the location and in the error's own text."""
     import psycopg
 
-    from collector.store.postgres import classify
+    from collector.adapters.store.postgres import classify
 
     error = classify(psycopg.OperationalError(f"connection to {url} failed: {secret}"), url)
     assert secret not in str(error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from collector.report import results_table
+from collector.present.table import results_table
 from tests.helpers import make_run
 
 

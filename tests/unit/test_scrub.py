@@ -1,10 +1,11 @@
-"""Which environment variables are kept from worker processes (collector/runner/scrub.py)."""
+"""Which environment variables are kept from worker processes
+(collector/adapters/measure/scrub.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from collector.runner.scrub import is_secret, scrub, unset_line, wrapper_script
+from collector.adapters.measure.scrub import is_secret, scrub, unset_line, wrapper_script
 
 
 @pytest.mark.parametrize(("name", "value"), [

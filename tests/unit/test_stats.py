@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from collector.stats import median_ci, median_ci_ranks, percentile, summarize
+from collector.domain.stats import median_ci, median_ci_ranks, percentile, summarize
 
 
 def test_percentile_matches_linear_interpolation() -> None:

@@ -1,0 +1,2 @@
+"""Adapters: the outside world (config files, worker processes, package environments,
+stores, HTTP, locks, the host)."""

@@ -1,0 +1,98 @@
+"""Log-in roles for the history database: readers (dashboards: SELECT only) and writers
+(a collector: read and write rows, no DDL, no roles). Run by the schema's owner.
+
+An existing role is only ever updated when it is a plain role of that kind: never a
+superuser, a role that can create roles or databases, replicate or bypass row security,
+one that owns anything, is a member of another role, or is the connection's own role (so
+`db create-reader collector` cannot demote or re-password the owner). The password reaches
+the server hashed (SCRAM-SHA-256, by libpq's PQencryptPasswordConn), so the clear text never
+shows in a server log or pg_stat_activity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from collector.domain.errors import CollectorError
+
+READER_GROUP = "collector_readonly"  # created by migration 0002_readonly_role
+WRITER_GROUP = "collector_writer"
+_WRITER_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+
+
+class RoleRefused(CollectorError):
+    """The role exists and is more than a plain reader or writer: it is left alone."""
+
+
+_CHECK = """
+SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
+       r.rolname = current_user,
+       EXISTS (SELECT 1 FROM pg_shdepend d WHERE d.refclassid = 'pg_authid'::regclass
+                 AND d.refobjid = r.oid AND d.deptype = 'o')
+         OR EXISTS (SELECT 1 FROM pg_database WHERE datdba = r.oid)
+         OR EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
+         OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspowner = r.oid),
+       ARRAY(SELECT g.rolname FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+             WHERE m.member = r.oid AND g.rolname <> %s ORDER BY 1)
+FROM pg_roles r WHERE r.rolname = %s
+"""
+_ATTRIBUTES = ("a superuser", "allowed to create roles", "allowed to create databases",
+               "a replication role", "allowed to bypass row security",
+               "the role this command connects as", "the owner of database objects")
+
+
+def _refusal(name: str, row: tuple[Any, ...], kind: str) -> str | None:
+    reasons = [text for flag, text in zip(row[:7], _ATTRIBUTES, strict=True) if flag]
+    if row[7]:
+        reasons.append(f"a member of {', '.join(row[7])}")
+    if not reasons:
+        return None
+    return (f"role {name} exists and is {' and '.join(reasons)}: not a plain {kind}, "
+            "left unchanged; choose another name")
+
+
+def _ensure_writer_group(conn: psycopg.Connection[Any]) -> None:
+    """collector_writer: rows of today's tables and tomorrow's (default privileges of the
+    owner who runs this), nothing else."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                    (WRITER_GROUP,)).fetchone() is None:
+        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(WRITER_GROUP)))
+    group = sql.Identifier(WRITER_GROUP)
+    (database,) = conn.execute("SELECT current_database()").fetchone() or ("",)
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+        sql.Identifier(database), group))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(group))
+    privileges = sql.SQL(_WRITER_PRIVILEGES)
+    conn.execute(sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA public TO {}").format(
+        privileges, group))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT {} ON TABLES "
+                         "TO {}").format(privileges, group))
+    conn.execute(sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(group))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES "
+                         "TO {}").format(group))
+
+
+def create_login(conn: psycopg.Connection[Any], name: str, password: str, *,
+                 kind: str = "reader") -> None:
+    """Create or update the log-in role `name` as a plain member of the reader or writer
+    group (one transaction); RoleRefused when it exists and is more than that."""
+    group = WRITER_GROUP if kind == "writer" else READER_GROUP
+    with conn.transaction():
+        if kind == "writer":
+            _ensure_writer_group(conn)
+        row = conn.execute(_CHECK, (group, name)).fetchone()
+        if row is not None:
+            reason = _refusal(name, row, kind)
+            if reason is not None:
+                raise RoleRefused(reason)
+        hashed = conn.pgconn.encrypt_password(password.encode(), name.encode(),
+                                              b"scram-sha-256").decode("ascii")
+        verb = sql.SQL("ALTER" if row is not None else "CREATE")
+        conn.execute(sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                             "NOREPLICATION NOBYPASSRLS PASSWORD {}").format(
+            verb, sql.Identifier(name), sql.Literal(hashed)))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group),
+                                                      sql.Identifier(name)))

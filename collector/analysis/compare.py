@@ -1,0 +1,397 @@
+"""Two sides, one verdict per workload and metric: is B faster, slower or the same as A?
+
+A side is a set of results (one or more runs of the same workloads: files, stored runs, the
+previous runs of a series). Workloads are matched by their identity without the host (the
+same model, task, backend, dtype, shapes, device and settings), so two hosts or two
+environments compare too. On the log scale, so that the interval of a ratio is symmetric
+in slower and faster:
+
+- a side of 2 runs or more is represented by its runs' values (the unit of noise on a
+  shared host is the run: repetitions of one run share its conditions, and as units they
+  understate the noise; benchmarks/compare_calibration.py measured 23 % false verdicts
+  that way);
+- both sides with 2 runs or more: Welch's t interval of the difference of mean logs;
+- one side with 2 runs or more and the other with one: the many-run side's t prediction
+  interval for one more run;
+- one run each: Welch's t over their fresh-process repetitions (else a bootstrap of the
+  raw samples' medians), widened in quadrature by an assumed run-to-run noise
+  (`run_noise`, a log-sd per side; nothing within one run can show it).
+
+The verdict respects the noise: B is `worse` (slower) or `better` (faster) only when the
+interval excludes a ratio of 1 and the change is beyond the metric's threshold (the
+detector's minimum effect for it, or --threshold); everything else is `same`, never a
+slowdown. Without an interval (one value each, no samples, no assumed noise) the threshold
+alone decides, and the row says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from collector.detect.detector import settings_for
+from collector.domain.catalogue import (
+    COMPARE_SELECTION,
+    METRICS,
+    SAMPLE_MEDIANS,
+    Direction,
+    Format,
+)
+from collector.domain.model import BenchmarkResult
+from collector.domain.stats import mean, percentile, stdev, t975
+
+Verdict = Literal["better", "worse", "same"]
+Method = Literal["welch", "prediction", "repetitions", "samples", "none"]
+# Run-to-run noise (log-sd per side) assumed when each side is a single run, whose own
+# repetitions cannot show it. A dedicated, quiet host: a few percent; the shared VMs this
+# was built on: about 20 % (benchmarks/compare_calibration.py). --run-noise sets it.
+DEFAULT_RUN_NOISE = 0.05
+
+_BOOTSTRAP = 2000
+_SUFFIX = {Format.MS: " ms", Format.SECONDS: " s", Format.RATE: "", Format.MIB: " MiB",
+           Format.PERCENT: " %", Format.MEGA: ""}
+_BY_UNIT = {"seconds": Format.MS, "bytes": Format.MIB}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One workload's metric on both sides."""
+
+    workload: str  # a readable label (name and the dimensions)
+    identity: str  # canonical JSON of the workload identity (host left out)
+    metric: str
+    a: float  # each side's median value
+    b: float
+    ratio: float  # b / a (geometric means where an interval is computed)
+    low: float | None  # 95% interval of the ratio
+    high: float | None
+    n_a: int
+    n_b: int
+    method: Method
+    threshold: float
+    verdict: Verdict
+
+    @property
+    def word(self) -> str:
+        """The verdict in the metric's terms: slower/faster for times and rates."""
+        if self.verdict == "same":
+            return "same"
+        timed = METRICS[self.metric].unit.endswith(("seconds", "/s")) or \
+            self.metric.endswith("_per_second")
+        if timed:
+            return "slower" if self.verdict == "worse" else "faster"
+        return self.verdict
+
+    def text(self, value: float) -> str:
+        """A value of this row's metric with its unit, as the results table shows it."""
+        return value_text(self.metric, value)
+
+    @property
+    def interval_text(self) -> str:
+        if self.low is None or self.high is None:
+            return "no interval"
+        return f"[{self.low:.3f}, {self.high:.3f}]"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"workload": self.workload, "metric": self.metric, "a": self.a, "b": self.b,
+                "ratio": self.ratio, "ci95": [self.low, self.high]
+                if self.low is not None else None, "n_a": self.n_a, "n_b": self.n_b,
+                "method": self.method, "threshold": self.threshold, "verdict": self.verdict,
+                "word": self.word}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    rows: list[Row]
+    only_a: list[str]  # workloads on one side only
+    only_b: list[str]
+
+    def worse(self, at_least: float | None = None) -> list[Row]:
+        """Rows judged worse, by at least `at_least` (relative) when given."""
+        return [r for r in self.rows if r.verdict == "worse"
+                and (at_least is None or _worse_by(r) >= at_least)]
+
+
+def value_text(metric: str, value: float) -> str:
+    """A value of `metric` with its unit, as the results table shows it."""
+    definition = METRICS[metric]
+    shown = definition.column.format if definition.column is not None else _BY_UNIT.get(
+        definition.unit)
+    return f"{value:.4g}" if shown is None else shown.render(value) + _SUFFIX[shown]
+
+
+def _worse_by(row: Row) -> float:
+    direction = METRICS[row.metric].direction
+    return row.ratio - 1 if direction is Direction.LOWER_IS_BETTER else 1 / row.ratio - 1
+
+
+def workload_key(result: BenchmarkResult) -> str:
+    return json.dumps(result.spec.identity(), sort_keys=True, separators=(",", ":"))
+
+
+def workload_label(result: BenchmarkResult) -> str:
+    spec = result.spec
+    parts = [spec.name, spec.dtype.value, spec.backend.value]
+    if spec.quantization.value != "none":
+        parts.append(spec.quantization.value)
+    if spec.attn_implementation is not None:
+        parts.append(f"attn={spec.attn_implementation.value}")
+    parts += [spec.device, f"bs={spec.batch_size}", f"seq={spec.sequence_length}"]
+    return " ".join(parts)
+
+
+def repetition_values(result: BenchmarkResult, metric: str) -> list[float]:
+    """A result's values of `metric`: one per fresh-process repetition, else its own."""
+    repeated = [r.metrics[metric] for r in result.repetitions if metric in r.metrics]
+    if len(repeated) >= 2:
+        return repeated
+    return [result.metrics[metric]] if metric in result.metrics else []
+
+
+def threshold_for(metric: str, override: float | None = None) -> float:
+    return override if override is not None else settings_for(metric).min_effect
+
+
+def judge(metric: str, ratio: float, low: float | None, high: float | None,
+          threshold: float) -> Verdict:
+    """worse/better only outside the noise (the interval excludes 1) and beyond the
+    threshold; same otherwise."""
+    direction = METRICS[metric].direction
+    if direction is Direction.NEUTRAL or ratio <= 0:
+        return "same"
+    up = ratio - 1 > threshold and (low is None or low > 1)
+    down = 1 / ratio - 1 > threshold and (high is None or high < 1)
+    if not (up or down):
+        return "same"
+    higher_is_worse = direction is Direction.LOWER_IS_BETTER
+    return "worse" if up == higher_is_worse else "better"
+
+
+def _mean_sd(logs: Sequence[float]) -> tuple[float, float]:
+    return mean(logs), stdev(logs)
+
+
+def _welch(la: Sequence[float], lb: Sequence[float]) -> tuple[float, float, float]:
+    """(difference of mean logs, its standard error, degrees of freedom)."""
+    ma, sa = _mean_sd(la)
+    mb, sb = _mean_sd(lb)
+    va, vb = sa * sa / len(la), sb * sb / len(lb)
+    # Welch-Satterthwaite degrees of freedom (no spread at all: the smaller side's).
+    df = ((va + vb) ** 2 / (va * va / (len(la) - 1) + vb * vb / (len(lb) - 1))
+          if va + vb > 0 else min(len(la), len(lb)) - 1)
+    return mb - ma, math.sqrt(va + vb), df
+
+
+def _runs_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, Method]:
+    """(log ratio, half-width, method) from per-run values, one side with 2 or more."""
+    la, lb = [math.log(v) for v in a], [math.log(v) for v in b]
+    if len(la) >= 2 and len(lb) >= 2:
+        diff, se, df = _welch(la, lb)
+        return diff, t975(max(1, math.floor(df))) * se, "welch"
+    many, one, sign = (la, lb[0], 1) if len(la) >= 2 else (lb, la[0], -1)
+    m, s = _mean_sd(many)
+    # A prediction interval: where one more run would fall if nothing had changed.
+    return sign * (one - m), t975(len(many) - 1) * s * math.sqrt(1 + 1 / len(many)), \
+        "prediction"
+
+
+def _one_run_interval(a: Sequence[float], b: Sequence[float],
+                      samples: tuple[Sequence[float], Sequence[float]] | None,
+                      run_noise: float) -> tuple[float, float, Method]:
+    """(log ratio, half-width, method) for one run a side: the within-run spread (the
+    repetitions, else a bootstrap of the raw samples) cannot show run-to-run noise, so an
+    assumed run-to-run log-sd `run_noise` per side is added in quadrature."""
+    assumed = 1.96 * math.sqrt(2) * run_noise
+    if len(a) >= 2 and len(b) >= 2:
+        diff, se, df = _welch([math.log(v) for v in a], [math.log(v) for v in b])
+        within = t975(max(1, math.floor(df))) * se
+        method: Method = "repetitions"
+    else:
+        diff = math.log(percentile(sorted(b), 50) / percentile(sorted(a), 50))
+        within, method = 0.0, "none"
+        if samples is not None:
+            sa, sb = samples
+            if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
+                low, high = _bootstrap(sa, sb)
+                within, method = 0.5 * math.log(high / low), "samples"
+    if method == "none" and run_noise == 0:
+        return diff, math.nan, "none"
+    return diff, math.hypot(within, assumed), method
+
+
+def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """95% percentile interval of median(b) / median(a), resampling each side's samples
+    (seeded: the same inputs give the same interval)."""
+    rng = random.Random(1234)  # noqa: S311 - resampling, not cryptography
+    ratios = []
+    for _ in range(_BOOTSTRAP):
+        ra = sorted(rng.choices(a, k=len(a)))
+        rb = sorted(rng.choices(b, k=len(b)))
+        ratios.append(percentile(rb, 50) / percentile(ra, 50))
+    ratios.sort()
+    return percentile(ratios, 2.5), percentile(ratios, 97.5)
+
+
+def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkResult],
+              side_b: Sequence[BenchmarkResult], *, threshold: float | None,
+              run_noise: float, previous: Sequence[float] | None = None) -> Row | None:
+    """`metric` of `result`'s workload on both sides. A side of 2 runs or more is judged by
+    its runs' values (repetitions of one run share that run's conditions: as units they
+    would understate the noise); with one run on each side, by the repetitions (or raw
+    samples) plus the assumed run-to-run noise. `previous`: side A as stored values."""
+    runs_a = list(previous) if previous is not None else [
+        r.metrics[metric] for r in side_a if metric in r.metrics]
+    runs_b = [r.metrics[metric] for r in side_b if metric in r.metrics]
+    if not runs_a or not runs_b or min(runs_a) <= 0 or min(runs_b) <= 0:
+        return None  # absent, or 0 (an exact drift of 0 has no ratio)
+    if len(runs_a) >= 2 or len(runs_b) >= 2:
+        diff, half, method = _runs_interval(runs_a, runs_b)
+        a, b = runs_a, runs_b
+    else:
+        a = runs_a if previous is not None else repetition_values(side_a[0], metric)
+        b = repetition_values(side_b[0], metric)
+        name = SAMPLE_MEDIANS.get(metric)
+        samples = (None if name is None or previous is not None
+                   else (side_a[0].samples.get(name, ()), side_b[0].samples.get(name, ())))
+        if min(a) <= 0 or min(b) <= 0:
+            return None
+        diff, half, method = _one_run_interval(a, b, samples, run_noise)
+    lo = None if math.isnan(half) else math.exp(diff - half)
+    hi = None if math.isnan(half) else math.exp(diff + half)
+    ratio = math.exp(diff)
+    bound = threshold_for(metric, threshold)
+    return Row(workload_label(result), workload_key(result), metric,
+               percentile(sorted(runs_a), 50), percentile(sorted(runs_b), 50),
+               ratio, lo, hi, len(a), len(b), method, bound,
+               judge(metric, ratio, lo, hi, bound))
+
+
+def _row(metric: str, side_a: list[BenchmarkResult], side_b: list[BenchmarkResult],
+         threshold: float | None, run_noise: float) -> Row | None:
+    return _make_row(side_a[0], metric, side_a, side_b, threshold=threshold,
+                     run_noise=run_noise)
+
+
+def against_history(result: BenchmarkResult, metric: str, previous: Sequence[float],
+                    threshold: float | None = None,
+                    run_noise: float = DEFAULT_RUN_NOISE) -> Row | None:
+    """`result`'s `metric` (B) against the stored values of its series' previous runs (A):
+    what `run-once` prints after its table."""
+    if not previous:
+        return None
+    return _make_row(result, metric, [], [result], threshold=threshold,
+                     run_noise=run_noise, previous=previous)
+
+
+def _judged(metric: str) -> bool:
+    definition = METRICS.get(metric)
+    return definition is not None and definition.detectable
+
+
+def compare(side_a: Sequence[BenchmarkResult], side_b: Sequence[BenchmarkResult], *,
+            metrics: Sequence[str] | None = None, threshold: float | None = None,
+            all_metrics: bool = False, run_noise: float = DEFAULT_RUN_NOISE) -> Comparison:
+    """Compare two sides' successful results workload by workload."""
+    def grouped(side: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkResult]]:
+        groups: dict[str, list[BenchmarkResult]] = {}
+        for result in side:
+            if result.status == "ok":
+                groups.setdefault(workload_key(result), []).append(result)
+        return groups
+
+    ga, gb = grouped(side_a), grouped(side_b)
+    rows: list[Row] = []
+    for key in [k for k in ga if k in gb]:
+        present = {m for r in ga[key] + gb[key] for m in r.metrics}
+        if metrics:
+            wanted = [m for m in metrics if m in present]
+        elif all_metrics:
+            wanted = [m for m in METRICS if m in present and _judged(m)]
+        else:
+            wanted = [m for m in COMPARE_SELECTION if m in present]
+        for metric in wanted:
+            row = _row(metric, ga[key], gb[key], threshold, run_noise)
+            if row is not None:
+                rows.append(row)
+    only_a = [workload_label(ga[k][0]) for k in ga if k not in gb]
+    only_b = [workload_label(gb[k][0]) for k in gb if k not in ga]
+    return Comparison(rows, only_a, only_b)
+
+
+def _attention(result: BenchmarkResult) -> str:
+    attention = result.spec.attn_implementation
+    return attention.value if attention is not None else "auto"
+
+
+# Dimensions a pivot table can be laid out by: name -> the value of a result.
+DIMENSIONS: dict[str, Callable[[BenchmarkResult], str]] = {
+    "model": lambda r: r.spec.name,
+    "backend": lambda r: r.spec.backend.value,
+    "dtype": lambda r: r.spec.dtype.value,
+    "device": lambda r: r.spec.device,
+    "batch_size": lambda r: str(r.spec.batch_size),
+    "sequence_length": lambda r: str(r.spec.sequence_length),
+    "quantization": lambda r: r.spec.quantization.value,
+    "attn_implementation": _attention,
+    "host": lambda r: r.environment.host,
+}
+
+
+@dataclass(frozen=True)
+class Pivot:
+    """One side's metric laid out by two dimensions, for one value of the others."""
+
+    metric: str
+    group: str  # the other dimensions' values ("" when they do not vary)
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], float]  # the median over the matching results
+    best: set[tuple[str, str]]  # the best cell of each column (direction-aware)
+
+    def cell_text(self, row: str, column: str) -> str:
+        """A cell with its unit; the best of its column starred."""
+        value = self.cells.get((row, column))
+        if value is None:
+            return "-"
+        return value_text(self.metric, value) + (" *" if (row, column) in self.best else "")
+
+
+def _order(values: set[str]) -> list[str]:
+    return sorted(values, key=lambda v: (0, int(v), "") if v.isdigit() else (1, 0, v))
+
+
+def pivot(results: Sequence[BenchmarkResult], row_dim: str, column_dim: str,
+          metric: str) -> list[Pivot]:
+    """`metric` of the successful `results` by `row_dim` x `column_dim`, one table per
+    combination of the other dimensions that vary."""
+    if row_dim not in DIMENSIONS or column_dim not in DIMENSIONS or row_dim == column_dim:
+        raise ValueError(f"pivot by two of {', '.join(DIMENSIONS)}")
+    ok = [r for r in results if r.status == "ok" and metric in r.metrics]
+    others = [d for d in DIMENSIONS if d not in (row_dim, column_dim)
+              and len({DIMENSIONS[d](r) for r in ok}) > 1]
+    groups: dict[str, list[BenchmarkResult]] = {}
+    for result in ok:
+        label = " ".join(f"{d}={DIMENSIONS[d](result)}" for d in others)
+        groups.setdefault(label, []).append(result)
+    lower = METRICS[metric].direction is Direction.LOWER_IS_BETTER
+    tables = []
+    for label, members in sorted(groups.items()):
+        values: dict[tuple[str, str], list[float]] = {}
+        for result in members:
+            cell = (DIMENSIONS[row_dim](result), DIMENSIONS[column_dim](result))
+            values.setdefault(cell, []).append(result.metrics[metric])
+        cells = {k: percentile(sorted(v), 50) for k, v in values.items()}
+        rows = _order({r for r, _ in cells})
+        columns = _order({c for _, c in cells})
+        best = set()
+        if METRICS[metric].direction is not Direction.NEUTRAL:
+            for column in columns:
+                present = [(cells[(r, column)], r) for r in rows if (r, column) in cells]
+                _, row = min(present) if lower else max(present)
+                best.add((row, column))
+        tables.append(Pivot(metric, label, rows, columns, cells, best))
+    return tables

@@ -1,0 +1,215 @@
+"""Bottleneck analysis from measured data: findings that cite the measurement they come from.
+
+Each finding is computed from a set of successful results (one side: files, stored runs),
+never written as fixed prose:
+
+- thresholds (configurable): high latency, high memory, low throughput;
+- backend and variant speedups: every backend, quantization or attention variant of a
+  workload against its eager result with the same model, shapes, dtype and device
+  ("onnxruntime is 1.8x eager for bert-tiny at batch 1 on this host: 0.9 ms vs 1.6 ms");
+- torch.compile's payoff: the time it saves per call against its compile time;
+- batch scaling efficiency: throughput at batch N over N times that at batch 1;
+- prefill share of a generate() call (time to first token over the call);
+- memory per byte of weights (peak RSS over the model's size);
+- first-call cost against the steady state;
+- CPU noise during the run (the noise probe: other processes' share of the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from collector.analysis.compare import value_text, workload_label
+from collector.domain.model import Backend, BenchmarkResult, Quantization
+from collector.domain.stats import percentile
+
+Severity = Literal["info", "warning"]
+_VARIANT_KEYS = ("backend", "compile", "onnxruntime", "quantization", "attn_implementation")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a value becomes a finding on its own (the report's `thresholds`)."""
+
+    high_latency_s: float = 0.1  # p50 above 100 ms
+    high_memory_bytes: float = 4 * 2**30  # peak RSS above 4 GiB
+    low_throughput: float = 10.0  # below 10 samples/s
+    noisy_cpu_fraction: float = 0.25  # other processes' CPU share while measuring
+    slow_first_call: float = 10.0  # first call over p50
+    poor_batch_scaling: float = 0.5  # throughput gain over batch size gain
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    severity: Severity
+    workload: str
+    text: str  # what was found, citing the measurement
+    values: dict[str, float]
+
+
+def _median(results: Sequence[BenchmarkResult], metric: str) -> float | None:
+    values = sorted(r.metrics[metric] for r in results if metric in r.metrics)
+    return percentile(values, 50) if values else None
+
+
+def _base_key(result: BenchmarkResult) -> str:
+    """The workload without its backend and variant settings."""
+    identity = {k: v for k, v in result.spec.identity().items() if k not in _VARIANT_KEYS}
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"))
+
+
+def _variant(result: BenchmarkResult) -> str:
+    spec = result.spec
+    parts = [spec.backend.value]
+    if spec.quantization is not Quantization.NONE:
+        parts.append(spec.quantization.value)
+    if spec.attn_implementation is not None:
+        parts.append(f"attn={spec.attn_implementation.value}")
+    if spec.backend is Backend.COMPILE and spec.compile.mode != "default":
+        parts.append(spec.compile.mode)
+    return " ".join(parts)
+
+
+def _where(result: BenchmarkResult, *, variant: bool = True) -> str:
+    spec = result.spec
+    name = _variant(result)
+    what = spec.name if not variant or name == Backend.EAGER.value else f"{spec.name} ({name})"
+    return (f"{what} at batch {spec.batch_size}, sequence {spec.sequence_length}, "
+            f"{spec.dtype.value} on {spec.device} of {result.environment.host}")
+
+
+def _ms(value: float) -> str:
+    return value_text("latency_p50_seconds", value)
+
+
+def analyse(results: Sequence[BenchmarkResult],
+            thresholds: Thresholds | None = None) -> list[Finding]:
+    """Every finding the successful `results` support, warnings first."""
+    limits = thresholds or Thresholds()
+    ok = [r for r in results if r.status == "ok"]
+    groups: dict[str, list[BenchmarkResult]] = {}
+    for result in ok:
+        groups.setdefault(workload_label(result), []).append(result)
+    found = [*_variants(ok), *_batch_scaling(ok, limits)]
+    for label, members in groups.items():
+        found += list(_own(label, members, limits))
+    return sorted(found, key=lambda f: (f.severity != "warning", f.kind, f.workload))
+
+
+def _own(label: str, members: list[BenchmarkResult], limits: Thresholds) -> Iterator[Finding]:
+    """Findings about one workload by itself."""
+    first = members[0]
+    p50 = _median(members, "latency_p50_seconds")
+    if p50 is not None and p50 > limits.high_latency_s:
+        yield Finding("high_latency", "warning", label,
+                      f"p50 latency {_ms(p50)} for {_where(first)}, above the "
+                      f"{_ms(limits.high_latency_s)} threshold", {"latency_p50_seconds": p50})
+    rss = _median(members, "peak_rss_bytes")
+    if rss is not None and rss > limits.high_memory_bytes:
+        yield Finding("high_memory", "warning", label,
+                      f"peak RSS {value_text('peak_rss_bytes', rss)} for {_where(first)}, "
+                      f"above {value_text('peak_rss_bytes', limits.high_memory_bytes)}",
+                      {"peak_rss_bytes": rss})
+    rate = _median(members, "throughput_samples_per_second")
+    if rate is not None and rate < limits.low_throughput:
+        yield Finding("low_throughput", "warning", label,
+                      f"{rate:.1f} samples/s for {_where(first)}, below "
+                      f"{limits.low_throughput:g}", {"throughput_samples_per_second": rate})
+    size = _median(members, "model_size_bytes")
+    if rss is not None and size:
+        yield Finding("memory_per_weight", "info", label,
+                      f"peak RSS is {rss / size:.1f}x the weights for {_where(first)}: "
+                      f"{value_text('peak_rss_bytes', rss)} for "
+                      f"{value_text('peak_rss_bytes', size)} of weights (the rest is the "
+                      "runtime, activations and the worker)", {"ratio": rss / size})
+    first_call = _median(members, "first_call_seconds")
+    # torch.compile's first call is its compilation: the compile finding says it.
+    if first_call is not None and p50 and first.spec.backend is not Backend.COMPILE:
+        severity: Severity = "warning" if first_call / p50 > limits.slow_first_call else "info"
+        yield Finding("first_call", severity, label,
+                      f"the first call takes {first_call / p50:.1f}x the steady state for "
+                      f"{_where(first)}: {_ms(first_call)} vs {_ms(p50)}",
+                      {"first_call_seconds": first_call, "latency_p50_seconds": p50})
+    ttft = _median(members, "time_to_first_token_p50_seconds")
+    if ttft is not None and p50:
+        share = ttft / p50
+        yield Finding("prefill_share", "info", label,
+                      f"prefill (to the first token) is {share:.0%} of a generate() call for "
+                      f"{_where(first)}: {_ms(ttft)} of {_ms(p50)}; decoding the "
+                      f"{first.spec.new_tokens} new tokens is the rest",
+                      {"share": share, "time_to_first_token_p50_seconds": ttft})
+    compile_s = _median(members, "compile_time_seconds")
+    if compile_s is not None:
+        yield Finding("compile_time", "info", label,
+                      f"torch.compile took {compile_s:.2f} s on the first call for "
+                      f"{_where(first)}", {"compile_time_seconds": compile_s})
+    noisy = [r.noise.other_cpu_fraction for r in members
+             if r.noise is not None and r.noise.other_cpu_fraction is not None]
+    if noisy and max(noisy) >= limits.noisy_cpu_fraction:
+        yield Finding("noisy_run", "warning", label,
+                      f"other processes used {max(noisy):.0%} of the CPU while {_where(first)} "
+                      "was measured: its times are another machine's", {"other": max(noisy)})
+
+
+def _variants(ok: list[BenchmarkResult]) -> Iterator[Finding]:
+    """Each backend or variant against eager on the same base workload."""
+    bases: dict[str, dict[str, list[BenchmarkResult]]] = {}
+    for result in ok:
+        bases.setdefault(_base_key(result), {}).setdefault(_variant(result), []).append(result)
+    for variants in bases.values():
+        eager = variants.get(Backend.EAGER.value)
+        if eager is None or len(variants) < 2:
+            continue
+        base = _median(eager, "latency_p50_seconds")
+        if not base:
+            continue
+        for name, members in sorted(variants.items()):
+            p50 = _median(members, "latency_p50_seconds")
+            if name == Backend.EAGER.value or not p50:
+                continue
+            speedup = base / p50
+            text = (f"{name} is {speedup:.2f}x eager for {_where(members[0], variant=False)}: "
+                    f"{_ms(p50)} vs {_ms(base)}")
+            values = {"speedup": speedup, "latency_p50_seconds": p50, "eager_p50": base}
+            compile_s = _median(members, "compile_time_seconds")
+            if name.startswith(Backend.COMPILE.value) and compile_s and base > p50:
+                calls = compile_s / (base - p50)
+                text += f"; its {compile_s:.2f} s of compilation pays off after {calls:,.0f} calls"
+                values["payoff_calls"] = calls
+            export_s = _median(members, "export_time_seconds")
+            if export_s is not None:
+                text += f"; export took {export_s:.2f} s"
+            drift = _median(members, "output_max_rel_diff_ratio")
+            if drift is not None and drift > 1e-3:
+                text += f", and its outputs differ from eager's by up to {drift:.1%}"
+            yield Finding("variant_speedup", "info", workload_label(members[0]), text, values)
+
+
+def _batch_scaling(ok: list[BenchmarkResult], limits: Thresholds) -> Iterator[Finding]:
+    """Throughput at each batch size against batch 1 of the same workload."""
+    by_base: dict[str, dict[int, list[BenchmarkResult]]] = {}
+    for result in ok:
+        identity = {k: v for k, v in result.spec.identity().items() if k != "batch_size"}
+        key = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        by_base.setdefault(key, {}).setdefault(result.spec.batch_size, []).append(result)
+    for sizes in by_base.values():
+        if 1 not in sizes or len(sizes) < 2:
+            continue
+        one = _median(sizes[1], "throughput_samples_per_second")
+        if not one:
+            continue
+        for batch, members in sorted(sizes.items()):
+            rate = _median(members, "throughput_samples_per_second")
+            if batch == 1 or not rate:
+                continue
+            efficiency = rate / (batch * one)
+            severity: Severity = "warning" if efficiency < limits.poor_batch_scaling else "info"
+            yield Finding("batch_scaling", severity, workload_label(members[0]),
+                          f"batch {batch} gives {rate / one:.2f}x the throughput of batch 1 "
+                          f"for {_where(members[0])} ({efficiency:.0%} of linear): "
+                          f"{rate:,.1f} vs {one:,.1f} samples/s",
+                          {"efficiency": efficiency, "throughput": rate, "batch1": one})

@@ -1,0 +1,258 @@
+"""`collector regressions ...` and `collector detect`: the CLI side of regression
+detection. Part of the CLI layer (collector.cli registers these commands and turns the
+errors they raise into messages and exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collector.domain.errors import ConfigError, ConfigProblem, NotFoundError
+
+if TYPE_CHECKING:
+    from collector.adapters.config import DetectionSettings
+    from collector.domain.history import Regression, SeriesInfo, Store
+
+ACTIONS = ("list", "ack", "baseline", "scan")
+
+
+def add_parsers(commands: Any, default_config: str) -> None:
+    """Register `regressions` and `detect` on the CLI's subparsers."""
+    regressions = commands.add_parser(
+        "regressions", help="list detected changes; acknowledge, accept as baseline, scan")
+    actions = regressions.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="list detected changes (the default action)")
+    ack = actions.add_parser("ack", help="acknowledge a regression: it stops paging and "
+                                         "still resolves by itself")
+    ack.add_argument("id", help="regression id (or a unique prefix of at least 4 characters)")
+    ack.add_argument("--by", default=os.environ.get("USER"), help="who (default: $USER)")
+    ack.add_argument("--note", help="why, for the record")
+    baseline = actions.add_parser("baseline", help="accept a series' metric's change as "
+                                                   "expected: detection restarts from it")
+    baseline.add_argument("series", help="series id (or a unique prefix)")
+    baseline.add_argument("metric", help="metric name, e.g. latency_p50_seconds")
+    baseline.add_argument("--reason", help="why the change is expected")
+    actions.add_parser("scan", help="run detection over every stored series now")
+    for parser in (regressions, listing, ack, baseline, actions.choices["scan"]):
+        parser.add_argument("--config", "-c",
+                            default=os.environ.get("COLLECTOR_CONFIG", default_config),
+                            help="configuration file for its storage section (optional)")
+        parser.add_argument("--local-store", metavar="PATH", help="SQLite file of the "
+                                                                  "local store")
+    for parser in (regressions, listing):
+        parser.add_argument("--status", action="append", metavar="STATUS",
+                            help="suspected, open, acknowledged, resolved, expected, "
+                                 "dismissed (repeatable; default: the active ones)")
+        parser.add_argument("--all", action="store_true", help="every status")
+        parser.add_argument("--series", help="series id or prefix")
+        parser.add_argument("--metric", help="metric name")
+        parser.add_argument("--model", help="model label")
+        parser.add_argument("--host", help="host label")
+        parser.add_argument("--kind", choices=("regression", "improvement", "host_drift",
+                                                "outputs_changed"))
+        parser.add_argument("--format", choices=("table", "json"), default="table")
+
+    detect = commands.add_parser(
+        "detect", help="run the regression detector over a series from a CSV or JSON file "
+                       "and print the changes as JSON")
+    detect.add_argument("--input", "-i", required=True, metavar="FILE",
+                        help="CSV (header: value[,time,samples,contaminated]) or JSON "
+                             "(list of {time, value, samples?, contaminated?})")
+    which = detect.add_mutually_exclusive_group()
+    which.add_argument("--metric", help="catalogue metric: sets the direction and the "
+                                        "defaults (memory metrics use thresholds)")
+    which.add_argument("--direction", choices=("lower", "higher"), default=None,
+                       help="which way is better (default: lower, as for latency)")
+    detect.add_argument("--min-effect", type=float, metavar="FRACTION",
+                        help="smallest relative change to report (default 0.03)")
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from collector.detect.detector import DetectorSettings, settings_for
+    from collector.domain.catalogue import METRICS, Direction
+    from collector.present.series_input import document, read_series
+
+    if args.metric is not None:
+        if args.metric not in METRICS or METRICS[args.metric].direction is Direction.NEUTRAL:
+            raise ConfigError([ConfigProblem("(command line)", None, "--metric",
+                                             f"{args.metric!r} is not a metric with a better "
+                                             "direction")])
+        direction = METRICS[args.metric].direction
+        settings = settings_for(args.metric)
+    else:
+        direction = (Direction.HIGHER_IS_BETTER if args.direction == "higher"
+                     else Direction.LOWER_IS_BETTER)
+        settings = DetectorSettings()
+    if args.min_effect is not None:
+        if not 0 <= args.min_effect < 10:
+            raise ConfigError([ConfigProblem("(command line)", None, "--min-effect",
+                                             "expected a fraction between 0 and 10")])
+        from dataclasses import replace
+
+        settings = replace(settings, min_effect=args.min_effect)
+    points = read_series(Path(args.input))
+    body = document(points, direction, settings, source=args.input, metric=args.metric)
+    sys.stdout.write(json.dumps(body, indent=2) + "\n")
+    return 0
+
+
+def run_regressions(args: argparse.Namespace, store: Store,
+                    detection: DetectionSettings) -> int:
+    action = args.action or "list"
+    if action == "ack":
+        return _ack(store, args)
+    if action == "baseline":
+        return _baseline(store, args)
+    if action == "scan":
+        return _scan(store, detection)
+    return _list(store, args)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    # Off a terminal (pipes, logs) wide enough that ids and labels are never folded.
+    return Console(highlight=False, soft_wrap=True,
+                   width=None if sys.stdout.isatty() else 200)
+
+
+def _find_series(store: Store, prefix: str) -> SeriesInfo:
+    matches = [s for s in store.list_series() if s.series_id.startswith(prefix)]
+    if len(matches) != 1:
+        raise NotFoundError(f"no series {prefix!r}" if not matches else
+                            f"series prefix {prefix!r} is ambiguous: "
+                            f"{', '.join(s.series_id for s in matches[:5])}")
+    return matches[0]
+
+
+def _find_regression(store: Store, prefix: str) -> Regression:
+    if len(prefix) < 4:
+        raise NotFoundError("give at least 4 characters of the regression id")
+    matches = [r for r in store.regressions() if r.regression_id.startswith(prefix)]
+    if len(matches) != 1:
+        raise NotFoundError(f"no regression {prefix!r}" if not matches else
+                            f"regression prefix {prefix!r} is ambiguous")
+    return matches[0]
+
+
+def _ack(store: Store, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    record = _find_regression(store, args.id)
+    if record.status not in ("suspected", "open", "acknowledged"):
+        raise NotFoundError(f"regression {record.regression_id} is {record.status}: only "
+                            "active ones can be acknowledged")
+    store.save_regression(replace(record, status="acknowledged",
+                                  acknowledged_at=datetime.now(timezone.utc),
+                                  acknowledged_by=args.by, note=args.note or record.note))
+    _console().print(f"acknowledged {record.regression_id}: {record.metric} "
+                     f"{record.relative_change:+.1%} (it resolves by itself when the level "
+                     "returns)", markup=False)
+    return 0
+
+
+def _baseline(store: Store, args: argparse.Namespace) -> int:
+    from collector.domain.catalogue import METRICS
+    from collector.usecases.scan import accept_as_baseline
+
+    if args.metric not in METRICS:
+        raise ConfigError([ConfigProblem("(command line)", None, "metric",
+                                         f"unknown metric {args.metric!r}")])
+    info = _find_series(store, args.series)
+    try:
+        baseline, expected = accept_as_baseline(store, info.series_id, args.metric,
+                                                reason=args.reason)
+    except LookupError as exc:
+        raise NotFoundError(str(exc)) from None
+    _console().print(f"baseline for {info.series_id} {args.metric} from "
+                     f"{baseline.since.isoformat()}; {len(expected)} change(s) marked "
+                     "expected", markup=False)
+    return 0
+
+
+def _scan(store: Store, detection: DetectionSettings) -> int:
+    from collector.usecases.scan import ScanSettings, scan
+
+    settings = ScanSettings.from_config(detection)
+    report = scan(store, settings=settings)
+    _console().print(f"scanned {report.series} series ({report.metrics} metrics): "
+                     f"{len(report.new)} new change(s), {len(report.changed)} changed "
+                     "status", markup=False)
+    for record in report.new + report.changed:
+        _console().print(f"  {record.regression_id} {record.status:<12} {record.kind:<11} "
+                         f"{record.metric} {record.relative_change:+.1%}", markup=False)
+    return 0
+
+
+def _list(store: Store, args: argparse.Namespace) -> int:
+    from collector.domain.history import ACTIVE_STATUSES
+
+    statuses = None if args.all else tuple(args.status) if args.status else ACTIVE_STATUSES
+    try:
+        records = store.regressions(statuses, metric=args.metric)
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem("(command line)", None, "--status", str(exc))]) from None
+    series = {s.series_id: s for s in store.list_series()}
+    rows = []
+    for record in records:
+        info = series.get(record.series_id)
+        if info is None or (args.series and not record.series_id.startswith(args.series)):
+            continue
+        if (args.model and info.model != args.model) or (args.host and info.host != args.host):
+            continue
+        if args.kind and record.kind != args.kind:
+            continue
+        rows.append((record, info))
+    if args.format == "json":
+        body = [{**_record_json(r), "series": {"name": i.name, "model": i.model,
+                                               "host": i.host, "task": i.task,
+                                               "device": i.device, "dtype": i.dtype}}
+                for r, i in rows]
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+        return 0
+    console = _console()
+    console.print(_table(rows))
+    for line in _ab_lines(rows):
+        console.print(line, markup=False)
+    return 0
+
+
+def _record_json(record: Regression) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    body = asdict(record)
+    for key, value in body.items():
+        if hasattr(value, "isoformat"):
+            body[key] = value.isoformat()
+    return body
+
+
+def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} change(s)")
+    for column in ("id", "status", "kind", "series", "metric", "change", "before -> after",
+                   "since", "what changed"):
+        table.add_column(column, overflow="fold")
+    for record, info in rows:
+        table.add_row(record.regression_id, record.status, record.kind,
+                      f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
+                      f"{record.relative_change:+.1%}",
+                      f"{record.before_value:.4g} -> {record.after_value:.4g}",
+                      record.start_time.strftime("%Y-%m-%d %H:%M"),
+                      record.attribution or "-")
+    return table
+
+
+def _ab_lines(rows: list[tuple[Regression, SeriesInfo]]) -> list[str]:
+    """One line per change that has an A/B (the automatic A/B of its package versions),
+    under the table: an A/B line is too long for a column."""
+    from collector.domain.history import ab_line
+
+    return [f"{record.regression_id} {record.metric}: {line}" for record, _ in rows
+            if (line := ab_line(record.ab)) is not None]

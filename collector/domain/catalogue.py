@@ -1,0 +1,367 @@
+"""The catalogue of metrics: everything about a metric in one row.
+
+A metric's name (unit in the name), unit, better direction and help; how the regression
+detector judges it (its `Profile`); the Prometheus family it is exported in, with the label
+value that tells it apart there; how the terminal table shows it; and the Grafana trend
+panel it is drawn in, with its legend. The exporter, the detector, the scan, the table, the
+dashboards generator and the stores all read this module, so adding a metric is one row
+here plus the tracker in the worker that measures it; no other module spells a metric's
+name (tests/unit/test_catalogue.py checks that).
+
+The series identity (the labels every series carries) is `collector.domain.history.SERIES_LABELS`,
+next to `SeriesInfo`, the record it describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Direction(str, Enum):
+    LOWER_IS_BETTER = "lower_is_better"
+    HIGHER_IS_BETTER = "higher_is_better"
+    NEUTRAL = "neutral"
+
+
+class Profile(str, Enum):
+    """How the detector judges a metric (collector/detect/detector.py maps each profile to
+    its settings) and whether a busy host can move it."""
+
+    STEADY = "steady"  # the timed steady state: noisy, a busy host moves it
+    COLD = "cold"  # one-off work (load, first call, compile, export): a larger minimum effect
+    MEMORY = "memory"  # near-deterministic: thresholds decide
+    INSTRUCTIONS = "instructions"  # counted under valgrind: repeatable to 0.01%
+    # Output drift on fixed inputs: deterministic, so any step beyond `tolerance` is a
+    # different computation ("outputs changed", collector/detect/outputs.py), never noise.
+    OUTPUTS = "outputs"
+    NONE = "none"  # stored and shown, never judged (spread, sizes)
+
+    @property
+    def drift_prone(self) -> bool:
+        """Whether other work on the host moves it (so a disturbed run is set aside)."""
+        return self in (Profile.STEADY, Profile.COLD)
+
+
+class Format(str, Enum):
+    """How the terminal table writes a value."""
+
+    MS = "ms"  # seconds shown as milliseconds, 2 decimals
+    SECONDS = "s"  # seconds, 2 decimals
+    RATE = "rate"  # thousands separators, 1 decimal
+    MIB = "MiB"  # bytes shown as MiB, no decimals
+    PERCENT = "%"  # a ratio shown as a percentage, 1 decimal
+    MEGA = "M"  # an instruction count shown in millions, 3 decimals
+
+    def render(self, value: float | None) -> str:
+        return "-" if value is None else _RENDER[self](value)
+
+
+_RENDER = {
+    Format.MS: lambda v: f"{v * 1e3:.2f}",
+    Format.SECONDS: lambda v: f"{v:.2f}",
+    Format.RATE: lambda v: f"{v:,.1f}",
+    Format.MIB: lambda v: f"{v / 2**20:,.0f}",
+    Format.PERCENT: lambda v: f"{v * 100:.1f}",
+    Format.MEGA: lambda v: f"{v / 1e6:,.3f} M instr",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """A Prometheus family (`collector_benchmark_<name>`); metrics in one family differ by
+    the value of its `label`."""
+
+    name: str
+    help: str
+    label: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"collector_benchmark_{self.name}"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A Grafana trend panel: the metrics drawn in it share a unit."""
+
+    title: str
+    description: str
+    unit: str  # Grafana's unit id
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the terminal table. Metrics with the same header share the column: a
+    result shows the first of them it has (instruction counts stand in the p50 column in
+    measurement mode instructions, where nothing is timed)."""
+
+    header: str
+    format: Format
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    unit: str
+    direction: Direction
+    help: str
+    profile: Profile
+    family: Family | None = None  # not exported when None (in the store only)
+    label_value: str | None = None  # its value of family.label
+    column: Column | None = None  # not in the terminal table when None
+    panel: Panel | None = None  # not in a trend panel when None
+    legend: str | None = None  # its name in the panel, when the panel has several
+    # Profile OUTPUTS: the smallest step (in the metric's unit) that is a change.
+    tolerance: float = 0.0
+
+    @property
+    def detectable(self) -> bool:
+        """Whether the detector judges it: a better direction and a profile."""
+        return self.direction is not Direction.NEUTRAL and self.profile is not Profile.NONE
+
+
+_L = Direction.LOWER_IS_BETTER
+_H = Direction.HIGHER_IS_BETTER
+_N = Direction.NEUTRAL
+
+# -- Prometheus families -------------------------------------------------------------------
+
+LATENCY = Family("latency_seconds",
+                 "Iteration latency (forward pass or generate call) by percentile.",
+                 "percentile")
+LATENCY_MEAN = Family("latency_mean_seconds", "Mean iteration latency.")
+THROUGHPUT = Family("throughput_samples_per_second",
+                    "Samples per second at the median latency.")
+INPUT_TOKENS = Family("throughput_tokens_per_second",
+                      "Input tokens per second at the median latency.")
+TTFT = Family("time_to_first_token_seconds", "Time to the first new token, by percentile.",
+              "percentile")
+ITL = Family("inter_token_latency_seconds", "Time between new tokens, by percentile.",
+             "percentile")
+ITL_MEAN = Family("inter_token_latency_mean_seconds", "Mean time between new tokens.")
+DECODE = Family("decode_tokens_per_second", "Decode rate, new tokens per second.")
+PREFILL = Family("prefill_tokens_per_second", "Prompt tokens per second to the first token.")
+LOAD = Family("load_time_seconds", "Model load time from disk to ready on the device.")
+COMPILE = Family("compile_time_seconds", "torch.compile time on the first call.")
+EXPORT = Family("export_time_seconds", "Export (or conversion) and compilation of the model "
+                "for an exported-graph backend (ONNX Runtime, OpenVINO).")
+MEMORY = Family("peak_memory_bytes", "Peak memory by kind.", "kind")
+SIZE = Family("model_size_bytes", "Bytes of parameters and buffers.")
+ENERGY = Family("energy_joules", "Energy over the timed iterations (NVML on CUDA, RAPL on "
+                "CPU where exposed), per iteration or per generated token.", "per")
+TOKENS_PER_JOULE = Family("tokens_per_joule", "Generated tokens per joule of the timed "
+                          "iterations.")
+NUMERICS = Family("output_drift", "How far the outputs are from the reference (the same "
+                  "workload's eager float32 result in the same run, else the series' previous "
+                  "run), by measure (max_abs, max_rel, top1_agreement, token_agreement).",
+                  "measure")
+INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
+                      "region (measurement mode instructions), per iteration or per "
+                      "generated token.", "per")
+
+# -- Grafana trend panels ------------------------------------------------------------------
+
+P_LATENCY = Panel("Latency", "Iteration latency (a forward pass, or a whole generate() call) "
+                  "by percentile.", "s")
+P_THROUGHPUT = Panel("Throughput", "Samples per second at the median latency (batch size / "
+                     "p50).", "suffix: samples/s")
+P_TOKENS = Panel("Tokens per second (input, prefill)", "Forward tasks: input tokens per "
+                 "second at the median latency. Generation: prompt tokens per second to the "
+                 "first token.", "suffix: tokens/s")
+P_DECODE = Panel("Decode tokens per second", "Generation: new tokens after the first, over "
+                 "the batch, per second of decoding (median over calls).", "suffix: tokens/s")
+P_TTFT = Panel("Time to first token", "Generation: from the generate() call to the first new "
+               "token.", "s")
+P_ITL = Panel("Inter-token latency", "Generation: time between consecutive new tokens.", "s")
+P_COLD = Panel("Load, first call, compile and export time", "from_pretrained from local "
+               "disk until ready on the device; the first (cold) call; torch.compile time "
+               "where compiled; export and session creation for ONNX Runtime and OpenVINO.",
+               "s")
+P_RSS = Panel("Peak RSS", "Peak resident memory of the worker while measuring and up to the "
+              "end of loading (kernel high-water mark).", "bytes")
+P_CUDA = Panel("CUDA memory", "torch.cuda.max_memory_allocated and max_memory_reserved (CUDA "
+               "only).", "bytes")
+P_ENERGY = Panel("Energy", "Joules per iteration (and per generated token) over the timed "
+                 "iterations: NVML's energy counter on CUDA, RAPL (powercap) on CPUs that "
+                 "expose it. No line means no counter on that host, never zero energy.",
+                 "joule")
+P_NUMERICS = Panel("Output drift", "Against the same workload's eager float32 result in the "
+                   "same run (else the series' previous run): the largest relative difference "
+                   "of the outputs' fingerprint and the share of top-1 ids (generation: new "
+                   "token ids) that agree (1 = all). Faster but different shows here; a step "
+                   "is an \"outputs changed\" record on the Regressions panels.",
+                   "percentunit")
+P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per generated "
+                       "token), counted under valgrind in the timed region only (measurement "
+                       "mode instructions): near-deterministic, so a step here is more work "
+                       "per call (extra ops, dispatch overhead, another kernel path), never "
+                       "cache, bandwidth or threading effects.", "short")
+
+# The order of the trend panels on the dashboard.
+PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_RSS, P_CUDA,
+          P_INSTRUCTIONS, P_ENERGY, P_NUMERICS)
+
+_S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
+                      Profile.NONE)
+_O = Profile.OUTPUTS
+
+# In the order of the terminal table's columns and of /metrics.
+_DEFS = [
+    MetricDef("latency_p50_seconds", "seconds", _L, "median iteration latency", _S,
+              LATENCY, "50", Column("p50 ms", Format.MS), P_LATENCY, "p50"),
+    MetricDef("latency_p90_seconds", "seconds", _L, "90th percentile iteration latency", _S,
+              LATENCY, "90", Column("p90 ms", Format.MS), P_LATENCY, "p90"),
+    MetricDef("latency_p99_seconds", "seconds", _L, "99th percentile iteration latency", _S,
+              LATENCY, "99", Column("p99 ms", Format.MS), P_LATENCY, "p99"),
+    MetricDef("latency_mean_seconds", "seconds", _L, "mean iteration latency", _S,
+              LATENCY_MEAN),
+    MetricDef("latency_min_seconds", "seconds", _L, "fastest iteration", _S),
+    MetricDef("latency_stdev_seconds", "seconds", _N, "sample standard deviation of latency",
+              _X),
+    MetricDef("latency_cv_ratio", "ratio", _N, "coefficient of variation of latency", _X,
+              column=Column("CV %", Format.PERCENT)),
+    MetricDef("throughput_samples_per_second", "samples/s", _H,
+              "batch size / median latency", _S, THROUGHPUT,
+              column=Column("samples/s", Format.RATE), panel=P_THROUGHPUT),
+    MetricDef("throughput_input_tokens_per_second", "tokens/s", _H,
+              "batch size x input length / median latency", _S, INPUT_TOKENS,
+              panel=P_TOKENS, legend="input"),
+    MetricDef("time_to_first_token_p50_seconds", "seconds", _L,
+              "median time from generate() call to the first new token", _S, TTFT, "50",
+              Column("TTFT ms", Format.MS), P_TTFT, "p50"),
+    MetricDef("time_to_first_token_mean_seconds", "seconds", _L,
+              "mean time to the first new token", _S, panel=P_TTFT, legend="mean"),
+    MetricDef("inter_token_latency_mean_seconds", "seconds", _L,
+              "mean time between consecutive new tokens", _S, ITL_MEAN, panel=P_ITL,
+              legend="mean"),
+    MetricDef("inter_token_latency_p90_seconds", "seconds", _L,
+              "90th percentile time between consecutive new tokens", _S, ITL, "90",
+              panel=P_ITL, legend="p90"),
+    MetricDef("decode_tokens_per_second", "tokens/s", _H,
+              "new tokens after the first, over the batch, per second of decoding (median)",
+              _S, DECODE, column=Column("decode tok/s", Format.RATE), panel=P_DECODE),
+    MetricDef("prefill_tokens_per_second", "tokens/s", _H,
+              "prompt tokens over the batch / median time to first token", _S, PREFILL,
+              panel=P_TOKENS, legend="prefill"),
+    MetricDef("load_time_seconds", "seconds", _L,
+              "from_pretrained from disk until the model is ready on the device", _C,
+              LOAD, column=Column("load s", Format.SECONDS), panel=P_COLD, legend="load"),
+    MetricDef("first_call_seconds", "seconds", _L,
+              "first forward/generate call (cold caches; includes compilation when compiled)",
+              _C, panel=P_COLD, legend="first call"),
+    MetricDef("compile_time_seconds", "seconds", _L,
+              "torch.compile: first call minus the steady-state median", _C, COMPILE,
+              panel=P_COLD, legend="compile"),
+    MetricDef("export_time_seconds", "seconds", _L,
+              "ONNX Runtime, OpenVINO: export or conversion of the loaded model plus session "
+              "creation or compilation, before the first call", _C, EXPORT, panel=P_COLD,
+              legend="export"),
+    MetricDef("peak_rss_bytes", "bytes", _L,
+              "peak resident set size of the worker while measuring (kernel high-water mark)",
+              _M, MEMORY, "rss", Column("peak RSS MiB", Format.MIB), P_RSS, "measuring"),
+    MetricDef("load_peak_rss_bytes", "bytes", _L,
+              "peak resident set size of the worker up to the end of model loading", _M,
+              MEMORY, "load_rss", panel=P_RSS, legend="loading"),
+    MetricDef("model_size_bytes", "bytes", _N, "bytes of parameters and buffers", _X, SIZE),
+    MetricDef("cuda_max_allocated_bytes", "bytes", _L, "torch.cuda.max_memory_allocated", _M,
+              MEMORY, "cuda_allocated", panel=P_CUDA, legend="allocated"),
+    MetricDef("cuda_max_reserved_bytes", "bytes", _L, "torch.cuda.max_memory_reserved", _M,
+              MEMORY, "cuda_reserved", panel=P_CUDA, legend="reserved"),
+    MetricDef("instructions_per_iteration", "instructions", _L,
+              "CPU instructions per iteration (forward or generate call), counted under "
+              "valgrind in the timed region only (measurement mode instructions)", _I,
+              INSTRUCTIONS, "iteration", Column("p50 ms", Format.MEGA), P_INSTRUCTIONS,
+              "per iteration"),
+    MetricDef("instructions_per_token", "instructions", _L,
+              "CPU instructions per generated token over the batch (generation tasks, "
+              "measurement mode instructions)", _I, INSTRUCTIONS, "token",
+              panel=P_INSTRUCTIONS, legend="per token"),
+    MetricDef("energy_per_iteration_joules", "joules", _L,
+              "energy over the timed iterations / their number "
+              "(collector/adapters/measure/energy.py)", _S, ENERGY, "iteration",
+              panel=P_ENERGY, legend="per iteration"),
+    MetricDef("energy_per_token_joules", "joules", _L,
+              "energy over the timed iterations / the tokens they generated over the batch",
+              _S, ENERGY, "token", panel=P_ENERGY, legend="per token"),
+    MetricDef("tokens_per_joule", "tokens/J", _H,
+              "generated tokens over the batch per joule of the timed iterations", _S,
+              TOKENS_PER_JOULE),
+    # Numerics (collector/analysis/numerics.py): judged as "outputs changed" (collector/detect/
+    # outputs.py), not by the step detector: drift on fixed inputs is deterministic and is
+    # often exactly 0, which has no log. The absolute difference depends on the model's
+    # scale; its relative form is the one judged.
+    MetricDef("output_max_abs_diff", "absolute", _L,
+              "largest absolute difference of the outputs' fingerprint from the reference "
+              "(the workload's eager float32 result in the same run, else the series' "
+              "previous run)", _X, NUMERICS, "max_abs"),
+    MetricDef("output_max_rel_diff_ratio", "ratio", _L,
+              "output_max_abs_diff over the reference's largest absolute value", _O, NUMERICS,
+              "max_rel", panel=P_NUMERICS, legend="max relative difference", tolerance=1e-4),
+    MetricDef("output_top1_agreement_ratio", "ratio", _H,
+              "share of the fingerprint's top-1 ids (argmax over the last dimension) equal "
+              "to the reference's", _O, NUMERICS, "top1_agreement", panel=P_NUMERICS,
+              legend="top-1 agreement", tolerance=1e-6),
+    MetricDef("output_token_agreement_ratio", "ratio", _H,
+              "generation: share of the new token ids of one greedy generate() call equal to "
+              "the reference's, position by position", _O, NUMERICS, "token_agreement",
+              panel=P_NUMERICS, legend="token agreement", tolerance=1e-6),
+]
+
+METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
+
+# The metric a result is read by, first present wins: instruction counts in that mode, else
+# the median latency. The table's first value column and its MDE column show it.
+HEADLINES = ("instructions_per_iteration", "latency_p50_seconds")
+# What `collector compare` and run-once's comparison show unless told otherwise (those a
+# result has): what a person choosing a model or a runtime reads first.
+COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
+                     "throughput_samples_per_second", "time_to_first_token_p50_seconds",
+                     "decode_tokens_per_second", "peak_rss_bytes", "cuda_max_allocated_bytes",
+                     "output_max_rel_diff_ratio", "output_top1_agreement_ratio",
+                     "output_token_agreement_ratio")
+# The report's results table: after each result's headline metric, these (those it has).
+REPORT_COLUMNS = ("throughput_samples_per_second", "decode_tokens_per_second", "peak_rss_bytes")
+# The HTML report's charts (collector/present/html_report.py): latency against batch size,
+# throughput against sequence length (tokens/s: samples/s falls as sequences grow),
+# memory against model size; its trend charts follow each result's headline and this.
+CHART_LATENCY = "latency_p50_seconds"
+CHART_THROUGHPUT = "throughput_input_tokens_per_second"
+CHART_MEMORY = "peak_rss_bytes"
+CHART_MODEL_SIZE = "model_size_bytes"
+# Metrics that are the median of a result's raw samples (by sample name).
+SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
+                  "time_to_first_token_p50_seconds": "time_to_first_token_seconds"}
+# What the Grafana metric pickers start with.
+DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
+                     "decode_tokens_per_second", "peak_rss_bytes")
+
+
+def metric(name: str) -> MetricDef:
+    """Look up a metric; unknown names are a programming error."""
+    return METRICS[name]
+
+
+def headline(metrics: Mapping[str, float]) -> str:
+    """The metric a result with these values is read by."""
+    return next((name for name in HEADLINES if name in metrics), HEADLINES[-1])
+
+
+def families() -> dict[str, Family]:
+    """Every exported family by full name, in catalogue order."""
+    return {d.family.full_name: d.family for d in _DEFS if d.family is not None}
+
+
+def columns() -> dict[str, list[MetricDef]]:
+    """The table's metric columns in catalogue order: header -> the metrics shown there."""
+    grouped: dict[str, list[MetricDef]] = {}
+    for definition in _DEFS:
+        if definition.column is not None:
+            grouped.setdefault(definition.column.header, []).append(definition)
+    return grouped
+
+
+def panels() -> list[tuple[Panel, list[MetricDef]]]:
+    """The trend panels in dashboard order, each with its metrics in catalogue order."""
+    return [(panel, [d for d in _DEFS if d.panel == panel]) for panel in PANELS]

@@ -1,0 +1,327 @@
+"""What the rest of the project asks of a history store, and what it gets back.
+
+Core module: the stores (adapters) implement `Store`; the exporter and the regression
+detector (later) depend on this protocol only, never on a concrete store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from collector.domain.model import (
+    BenchmarkResult,
+    HubSource,
+    LocalSource,
+    RunResult,
+    SyntheticSource,
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One stored value of a series' metric."""
+
+    time: datetime
+    value: float
+    run_id: str
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    series_id: str
+    host: str
+    suite: str
+    name: str
+    model: str
+    source: str
+    revision: str | None
+    task: str
+    backend: str
+    device: str
+    dtype: str
+    batch_size: int
+    sequence_length: int
+    new_tokens: int
+    quantization: str = "none"
+    attn_implementation: str = "auto"  # auto: transformers' own choice
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A stored scheduled run, as `collector compare` selects them."""
+
+    run_id: str
+    suite: str
+    host: str
+    started_at: datetime
+    environment: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LatestValue:
+    series_id: str
+    metric: str
+    unit: str
+    value: float
+    time: datetime
+    run_id: str
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    run_id: str
+    series_id: str
+    time: datetime
+    kind: str
+    message: str
+    exception_type: str | None
+    traceback_tail: str | None
+
+
+@dataclass(frozen=True)
+class SeriesActivity:
+    """How a series' benchmarks have been going: for health metrics and staleness."""
+
+    series_id: str
+    last_run: datetime
+    last_success: datetime | None
+    results: dict[str, int]  # by status: ok, failed
+    failures: dict[str, int]  # by failure kind
+
+
+@dataclass(frozen=True)
+class SuiteActivity:
+    suite: str
+    host: str
+    runs: dict[str, int]  # by run status: ok, partial, failed, aborted
+    last_started: datetime
+    last_finished: datetime
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One successful result of a series, as the regression detector needs it."""
+
+    run_id: str
+    time: datetime
+    other_cpu_fraction: float | None  # from the noise probe: contaminated runs are skipped
+    environment: dict[str, Any]  # versions and hardware, for attribution
+    spec_hash: str | None  # the full benchmark spec (measurement knobs included)
+
+
+@dataclass(frozen=True)
+class SeriesHistory:
+    runs: list[RunPoint]  # oldest first
+    values: dict[str, dict[str, float]]  # metric -> run_id -> value
+
+
+RegressionStatus = Literal["suspected", "open", "acknowledged", "resolved", "expected",
+                           "dismissed"]
+REGRESSION_STATUSES: tuple[RegressionStatus, ...] = (
+    "suspected", "open", "acknowledged", "resolved", "expected", "dismissed")
+ACTIVE_STATUSES: tuple[RegressionStatus, ...] = ("suspected", "open", "acknowledged")
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A detected change of level of one series' metric, with its evidence, attribution
+    and state (see migrations/postgres/0004_regressions.sql)."""
+
+    regression_id: str
+    series_id: str
+    metric: str
+    # host_drift: a step with no software, configuration or model change behind it
+    # outputs_changed: output drift on fixed inputs stepped (collector/detect/outputs.py)
+    kind: Literal["regression", "improvement", "host_drift", "outputs_changed"]
+    status: RegressionStatus
+    start_run_id: str
+    start_time: datetime
+    last_good_run_id: str | None
+    last_good_time: datetime | None
+    detected_run_id: str
+    detected_at: datetime
+    confirmed_at: datetime | None
+    before_value: float
+    after_value: float
+    relative_change: float
+    statistic: float
+    p_value: float | None
+    method: str
+    environment_diff: dict[str, list[Any]]  # field -> [before, after]
+    attribution: str
+    resolved_at: datetime | None = None
+    resolved_run_id: str | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    note: str | None = None
+    # Confirmation runs' evidence: runs, values, z, p, verdict (confirmed or dismissed).
+    confirmation: dict[str, Any] | None = None
+    # The automatic A/B of the package versions the attribution names (collector.usecases.cycle):
+    # ab_summary(...).as_dict() (metric, ratio, low, high, verdict, text) with a, b (pins
+    # as "name==version"), rounds, when, elapsed_s; or {"failure": why, ...} when it could
+    # not run. None: no A/B was run. ab_line() renders it.
+    ab: dict[str, Any] | None = None
+
+
+def ab_line(ab: dict[str, Any] | None) -> str | None:
+    """One line for a regression's A/B: its summary text (`A/B: 5.24.0 is 1.31x 5.23.0, 95%
+    CI 1.27-1.35`), or why it failed; None without one. The SQL of the annotations view and
+    of the dashboards' tables says the same (migrations/postgres/0009_regression_ab.sql)."""
+    if not ab:
+        return None
+    if ab.get("failure"):
+        return f"A/B failed: {ab['failure']}"
+    text = ab.get("text")
+    return str(text) if text else None
+
+
+@dataclass(frozen=True)
+class DetectionState:
+    """What the detector learnt of a series' metric at its latest scan."""
+
+    series_id: str
+    metric: str
+    runs: int
+    noise: float  # relative noise between runs
+    min_detectable_effect: float  # smallest step that pages from scheduled runs
+    confirm_min_detectable_effect: float | None  # ... with confirmation runs
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """From `since` on, the series' metric is judged afresh: a change accepted as
+    expected stops alerting."""
+
+    series_id: str
+    metric: str
+    since: datetime
+    run_id: str | None
+    reason: str | None
+
+
+def series_info(result: BenchmarkResult) -> SeriesInfo:
+    """The series a result belongs to, as stored and exported."""
+    spec = result.spec
+    model = spec.model
+    revision = model.revision if isinstance(model, HubSource) else None
+    if isinstance(model, SyntheticSource):
+        name = model.architecture
+    elif isinstance(model, LocalSource):
+        name = model.path
+    else:
+        name = model.id
+    task = result.resolved_task.value if result.resolved_task else spec.task.value
+    return SeriesInfo(series_id=result.series_id, host=result.environment.host,
+                      suite=spec.suite, name=spec.name, model=name, source=model.source,
+                      revision=revision, task=task, backend=spec.backend.value,
+                      device=spec.device, dtype=spec.dtype.value, batch_size=spec.batch_size,
+                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens,
+                      quantization=spec.quantization.value,
+                      attn_implementation=(spec.attn_implementation.value
+                                           if spec.attn_implementation else "auto"))
+
+
+# The series identity, defined once: the series table's label columns (what both stores
+# select, in SeriesInfo's order), the labels a series can be filtered by, and the labels
+# every exported series carries (collector/present/exposition.py, the dashboards).
+SERIES_FIELDS = tuple(f.name for f in fields(SeriesInfo))
+SERIES_FILTERS = tuple(n for n in SERIES_FIELDS if n not in ("series_id", "source", "revision"))
+SERIES_LABELS = (*SERIES_FILTERS, "series_id")
+
+
+def check_series_filters(filters: dict[str, str | int]) -> None:
+    """Refuse filters that are not series labels (both stores build SQL from the names)."""
+    unknown = sorted(set(filters) - set(SERIES_FILTERS))
+    if unknown:
+        raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
+
+
+class Store(Protocol):
+    """A place that keeps every run. Writes are atomic per run and idempotent by run id."""
+
+    def record_run(self, run: RunResult) -> bool:
+        """Store a run with all its results in one transaction. False if it was already
+        stored (same run id): nothing is written twice."""
+        ...
+
+    def history(self, series_id: str, metric: str, start: datetime | None = None,
+                end: datetime | None = None) -> list[Point]:
+        """A series' metric over [start, end), oldest first."""
+        ...
+
+    def latest(self, metric: str | None = None) -> list[LatestValue]:
+        """The most recent value of every (series, metric), or of one metric."""
+        ...
+
+    def list_series(self, **filters: str | int) -> list[SeriesInfo]:
+        """Series whose labels equal the given filters (names in SERIES_FILTERS)."""
+        ...
+
+    def failures(self, series_id: str | None = None,
+                 since: datetime | None = None) -> list[FailureRecord]:
+        """Recorded benchmark failures, newest first."""
+        ...
+
+    def run_count(self) -> int:
+        ...
+
+    def data_version(self) -> str:
+        """Changes whenever a run is recorded: lets readers cache what they derive."""
+        ...
+
+    def series_activity(self) -> list[SeriesActivity]:
+        """Per series: last run, last success, result and failure counts."""
+        ...
+
+    def suite_activity(self) -> list[SuiteActivity]:
+        """Per suite and host: run counts by status and the latest run's bounds."""
+        ...
+
+    def series_history(self, series_id: str, limit: int = 400) -> SeriesHistory:
+        """The latest `limit` successful results of a series with every metric."""
+        ...
+
+    def runs(self, *, suite: str | None = None, host: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             run_id_prefix: str | None = None) -> list[StoredRun]:
+        """Scheduled runs, newest first."""
+        ...
+
+    def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
+        """The successful results of `runs`, with metrics, repetitions and the raw samples
+        behind median metrics."""
+        ...
+
+    def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
+        """Raw samples `names` of the series' latest scheduled result that has any of them
+        (what the numerics drift of the next run is measured against)."""
+        ...
+
+    def regressions(self, statuses: tuple[str, ...] | None = None,
+                    series_id: str | None = None,
+                    metric: str | None = None) -> list[Regression]:
+        """Detected changes, newest first."""
+        ...
+
+    def save_regression(self, regression: Regression) -> None:
+        """Insert or replace a regression (by id)."""
+        ...
+
+    def add_baseline(self, baseline: Baseline) -> None:
+        ...
+
+    def baselines(self, series_id: str | None = None) -> list[Baseline]:
+        ...
+
+    def save_detection_states(self, states: list[DetectionState]) -> None:
+        """Insert or replace the detector's noise and MDE per (series, metric)."""
+        ...
+
+    def detection_states(self) -> list[DetectionState]:
+        ...
+
+    def close(self) -> None:
+        ...

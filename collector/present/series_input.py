@@ -1,0 +1,255 @@
+"""`collector detect --input FILE`: the same online detector over a series from a file.
+
+Input, one point per run, oldest first:
+  * CSV with a header: `value` (required), `time`, `samples` (numbers separated by `;` or
+    spaces), `contaminated` (true/false);
+  * JSON: a list of objects with the same keys, or `{"points": [...]}`.
+Output: a JSON document listing every change (see `document`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from collector.detect.detector import Change, DetectorSettings, replay
+from collector.domain.catalogue import Direction
+from collector.domain.errors import InputError
+from collector.domain.stats import mann_whitney_p
+
+FORMAT = "collector-detect"
+FORMAT_VERSION = 1
+_TRUE = {"1", "true", "yes", "y"}
+_FALSE = {"0", "false", "no", "n", ""}
+
+
+@dataclass(frozen=True)
+class InputPoint:
+    time: str | None
+    value: float
+    samples: list[float] | None = None
+    contaminated: bool = False
+
+
+MAX_DEPTH = 32  # a point is at most 3 levels deep ({"points": [{"samples": [...]}]})
+MAX_INT_DIGITS = 64  # longer integers are not measurements (and Python caps at 4,300)
+_WS = re.compile(r"[ \t\n\r]*")
+# Strings are skipped whole (brackets inside them do not count), brackets are counted.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class _BigInt(str):
+    """An integer literal too long to be a value: kept as its text, refused by _value."""
+
+    def __repr__(self) -> str:
+        return f"an integer of {len(self):,} digits"
+
+
+def _int(text: str) -> int | _BigInt:
+    return int(text) if len(text) <= MAX_INT_DIGITS else _BigInt(text)
+
+
+_DECODER = json.JSONDecoder(parse_int=_int)
+
+
+def read_series(path: Path) -> list[InputPoint]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark is fine
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"
+                         ) from None
+    stripped = text.lstrip()
+    points = _read_json(path, text) if stripped[:1] in ("[", "{") else _read_csv(path, text)
+    if not points:
+        raise InputError(f"{path}:1: no points")
+    return points
+
+
+def _value(raw: Any, where: str, field: str) -> float:
+    if isinstance(raw, bool | _BigInt):  # float(True) is 1.0: not a measurement
+        raise InputError(f"{where}: {field}: expected a number, got {_short(raw)}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{where}: {field}: expected a number, got {_short(raw)}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{where}: {field}: expected a positive finite number, "
+                         f"got {_short(raw)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _samples(raw: Any, where: str) -> list[float] | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, dict | bool | _BigInt) or not isinstance(raw, list | str):
+        raise InputError(f"{where}: samples: expected a list of numbers, got {_short(raw)}")
+    items = raw if isinstance(raw, list) else raw.replace(";", " ").split()
+    return [_value(item, where, "samples") for item in items]
+
+
+def _flag(raw: Any, where: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int):
+        raw = str(raw)  # 0 and 1, as in CSV
+    text = raw.strip().lower() if isinstance(raw, str) else "" if raw is None else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"{where}: contaminated: expected true or false, got {_short(raw)}")
+
+
+def _time(raw: Any, where: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+        raise InputError(f"{where}: time: expected a string, got {_short(raw)}")
+    return str(raw)
+
+
+def _read_csv(path: Path, text: str) -> list[InputPoint]:
+    reader = csv.DictReader(io.StringIO(text))
+    points = []
+    try:
+        if reader.fieldnames is None or "value" not in reader.fieldnames:
+            raise InputError(f"{path}:1: expected a CSV header with a `value` column "
+                             "(and optionally time, samples, contaminated)")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            points.append(InputPoint(_time(row.get("time"), where),
+                                     _value(row["value"], where, "value"),
+                                     _samples(row.get("samples"), where),
+                                     _flag(row.get("contaminated"), where)))
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (131,072)
+        # The error comes while reading a record: it starts on the line after line_num.
+        raise InputError(f"{path}:{reader.line_num + 1}: invalid CSV: {exc}") from None
+    return points
+
+
+def _check_depth(path: Path, text: str) -> None:
+    """json.loads recurses once per level: refuse deep nesting before it does."""
+    depth = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                raise InputError(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
+def _item_lines(text: str, data: Any) -> list[int]:
+    """The line of each point of a document already known to be valid JSON: the stdlib
+    parser keeps no positions, so the point list is walked again with raw_decode."""
+    def skip(index: int) -> int:
+        return _WS.match(text, index).end()  # type: ignore[union-attr]  # `*` always matches
+
+    index = skip(0)
+    if isinstance(data, dict):  # {"points": [...]}: the last "points" member counts
+        start = None
+        index = skip(index + 1)
+        while text[index] != "}":
+            key, index = _DECODER.raw_decode(text, index)
+            index = skip(skip(index) + 1)  # the colon
+            if key == "points":
+                start = index
+            _, index = _DECODER.raw_decode(text, index)
+            index = skip(index)
+            if text[index] == ",":
+                index = skip(index + 1)
+        if start is None:
+            return []
+        index = start
+    lines = []
+    newlines = 0
+    last = 0
+    index = skip(index + 1)
+    while text[index] != "]":
+        newlines += text.count("\n", last, index)
+        last = index
+        lines.append(newlines + 1)
+        _, index = _DECODER.raw_decode(text, index)
+        index = skip(index)
+        if text[index] == ",":
+            index = skip(index + 1)
+    return lines
+
+
+def _read_json(path: Path, text: str) -> list[InputPoint]:
+    _check_depth(path, text)
+    try:
+        data = _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # the checks above should leave none
+        raise InputError(f"{path}: invalid JSON: {exc}") from None
+    items = data.get("points") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise InputError(f"{path}:1: expected a list of points or {{\"points\": [...]}}")
+    lines = _item_lines(text, data)
+    points = []
+    for i, item in enumerate(items):
+        where = f"{path}:{lines[i]}: point {i}"
+        if not isinstance(item, dict):
+            raise InputError(f"{where}: expected an object with a `value`")
+        if "value" not in item:
+            raise InputError(f"{where}: value: missing")
+        points.append(InputPoint(_time(item.get("time"), where),
+                                 _value(item["value"], where, "value"),
+                                 _samples(item.get("samples"), where),
+                                 _flag(item.get("contaminated"), where)))
+    return points
+
+
+def _change(change: Change, points: list[InputPoint]) -> dict[str, Any]:
+    def at(index: int | None) -> str | None:
+        return None if index is None else points[index].time
+
+    body: dict[str, Any] = {"status": change.status, **asdict(change),
+                            "p_value": change.p_value}
+    body.update(start_time=at(change.start_index), detected_time=at(change.detected_index),
+                confirmed_time=at(change.confirmed_index),
+                resolved_time=at(change.resolved_index))
+    # Raw samples: the last clean run before the change against the first one after it.
+    before = next((points[i] for i in range(change.start_index - 1, -1, -1)
+                   if not points[i].contaminated), None)
+    after = points[change.start_index]
+    if before is not None and before.samples and after.samples:
+        body["samples_p_value"] = mann_whitney_p(before.samples, after.samples)
+    return body
+
+
+def document(points: list[InputPoint], direction: Direction,
+             settings: DetectorSettings, *, source: str,
+             metric: str | None = None) -> dict[str, Any]:
+    changes = replay([p.value for p in points], direction, settings,
+                     contaminated=[p.contaminated for p in points])
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "input": source,
+        "metric": metric,
+        "direction": direction.value,
+        "points": len(points),
+        "settings": asdict(settings),
+        "changes": [_change(c, points) for c in changes],
+    }
