@@ -77,7 +77,7 @@ DRIFT_KEYS = ("output_max_rel_diff_ratio", "output_top1_agreement_ratio")
 def variant_of(spec: BenchmarkSpec) -> str:
     """eager, compile, onnxruntime, openvino, int8-dynamic or int8-weight-only."""
     quantization = spec.quantization.value
-    return spec.backend.value if quantization == "none" else quantization
+    return spec.backend if quantization == "none" else quantization
 
 
 def model_of(spec: BenchmarkSpec) -> str:

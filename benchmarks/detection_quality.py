@@ -67,7 +67,8 @@ from numpy.typing import NDArray
 from collector.domain.catalogue import METRICS, Direction
 
 if TYPE_CHECKING:
-    from collector.detect.detector import Change, DetectorSettings
+    from collector.detect.detector import Change
+    from collector.domain.detection import DetectorSettings
 
 LATENCY = Direction.LOWER_IS_BETTER
 THROUGHPUT = Direction.HIGHER_IS_BETTER
@@ -370,7 +371,8 @@ def load_host_models(path: Path, metrics: Sequence[str], *, block: int, level_mo
     ROLLING_WINDOW runs: resampling deviations from one median of a drifting recording
     would put blocks of its early and late levels next to each other, making steps the
     host never made. Nothing is scaled."""
-    from collector.detect.detector import noise_estimate, settings_for
+    from collector.detect.detector import noise_estimate
+    from collector.domain.detection import settings_for
     from collector.usecases.scan import ScanSettings
 
     document = json.loads(path.read_text(encoding="utf-8"))
@@ -497,7 +499,8 @@ SOURCE: dict[str, str] = {}  # detector name -> sha256 prefix of its source, as 
 
 def _collector(overrides: dict[str, Any]) -> Detect:
     from collector.detect import detector as module
-    from collector.detect.detector import DetectorSettings, replay
+    from collector.detect.detector import replay
+    from collector.domain.detection import DetectorSettings
 
     if "collector" not in SOURCE:  # the module is being written: say which version ran
         digest = hashlib.sha256(Path(module.__file__ or "").read_bytes()).hexdigest()
@@ -735,7 +738,7 @@ TaskResult = tuple[str, dict[str, list[SeriesOutcome]], list[PagingOutcome], dic
 def run_task(task: Task) -> TaskResult:
     """Series start..stop-1 of one scenario, through every selected detector; the collector
     with the service's confirmation runs emulated (`replay_paging`)."""
-    from collector.detect.detector import DetectorSettings
+    from collector.domain.detection import DetectorSettings
 
     scn, start, stop, seed, names, overrides, points, host_confirm = task
     detectors = {name: DETECTORS[name](overrides) for name in names}
@@ -1309,7 +1312,7 @@ def main() -> int:
     host_stats: list[dict[str, Any]] = []
     host_document: dict[str, Any] = {}
     if args.host_noise is not None:
-        from collector.detect.detector import DetectorSettings
+        from collector.domain.detection import DetectorSettings
 
         host_document = json.loads(args.host_noise.read_text(encoding="utf-8"))
         models, host_stats = load_host_models(

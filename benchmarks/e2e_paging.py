@@ -52,7 +52,8 @@ from collector.adapters.config import Config, load_config
 from collector.adapters.measure import WorkerPool
 from collector.adapters.store import Stores
 from collector.domain.history import Regression
-from collector.usecases.cycle import Outcome, run_once
+from collector.usecases.cycle import run_once
+from collector.usecases.outcome import Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "default.yml"
@@ -124,7 +125,7 @@ def record_history(stores: Stores, path: Path | None) -> dict[str, Any]:
         history = store.series_history(info.series_id, 10_000)
         metrics = {m: [by_run[r.run_id] for r in history.runs if r.run_id in by_run]
                    for m, by_run in sorted(history.values.items())}
-        out["series"][info.name] = {
+        out["series"][info.benchmark] = {
             "series_id": info.series_id, "task": info.task, "metrics": metrics,
             "other_cpu_fraction": [r.other_cpu_fraction for r in history.runs]}
     if path is not None:

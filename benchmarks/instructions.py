@@ -62,7 +62,7 @@ def default_spec(name: str, sequence_length: int | None = None) -> BenchmarkSpec
     suite = config.suite("default")
     assert suite is not None, "configs/default.yml has no suite 'default'"
     for spec in suite.benchmarks:
-        if spec.name.split("[")[0] == name and spec.backend.value == "eager" and (
+        if spec.name.split("[")[0] == name and spec.backend == "eager" and (
                 sequence_length is None or spec.sequence_length == sequence_length):
             return spec
     raise SystemExit(f"configs/default.yml has no eager {name} (sequence_length "

@@ -26,12 +26,14 @@ from pydantic import ValidationError
 from collector.adapters.config import Config, Suite
 from collector.adapters.config import load_config as _load_config
 from collector.domain.errors import ConfigError, ConfigProblem
-from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult, results_document
+from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult
+from collector.present.documents import results_document
 
 if TYPE_CHECKING:
     from collector.analysis.compare import Comparison
     from collector.analysis.findings import Thresholds
-    from collector.domain.history import Point, SeriesInfo, Store
+    from collector.domain.history import Point, Store
+    from collector.domain.series import SeriesInfo
 
 __all__ = ["ConfigError", "compare_runs", "load_config", "open_store", "read_history",
            "report_markdown", "results_of", "run", "spec", "to_dataframe", "write_report",
@@ -100,7 +102,8 @@ def run(specs_or_config: Config | BenchmarkSpec | Iterable[BenchmarkSpec], *,
     from collector.adapters.measure import WorkerPool
     from collector.adapters.store import Stores
     from collector.domain.errors import StoreError
-    from collector.usecases.cycle import Selection, run_once
+    from collector.usecases.cycle import run_once
+    from collector.usecases.select import Selection
 
     config = _as_config(specs_or_config)
     stores = Stores.open(store, None) if store is not None else None
@@ -163,10 +166,10 @@ def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> 
     """`collector report` as Markdown: where it ran, the latest result of each workload
     and the bottleneck findings computed from them (collector/analysis/findings.py)."""
     from collector.analysis.findings import analyse
-    from collector.cli.report import markdown
+    from collector.present import markdown
 
     ok = [r for r in results_of(runs) if r.status == "ok"]
-    return markdown(ok, analyse(ok), ["(Python API)"])
+    return markdown.report(ok, analyse(ok), ["(Python API)"])
 
 
 def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: str | Path,
@@ -174,41 +177,30 @@ def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: 
     """`collector report --format html`: one self-contained HTML file with charts, trends
     and findings. With `store`, the stored regressions of these series are shown and marked
     on the trends. Raises OutputError when the file cannot be written."""
-    from collector.analysis.findings import analyse
-    from collector.cli.report import stored_regressions
-    from collector.domain.errors import InputError, OutputError
-    from collector.present.html_report import ReportData, render
+    from collector.adapters.files import write_atomic
+    from collector.present.html_report import render
+    from collector.usecases.report import report_data
 
-    results = results_of(runs)
-    ok = [r for r in results if r.status == "ok"]
-    if not ok:
-        raise InputError("nothing to report: no successful result")
-    text = render(ReportData(
-        results=ok, findings=analyse(ok, thresholds), sides=["(Python API)"],
-        failed=[r for r in results if r.status != "ok"],
-        regressions=stored_regressions(store, ok) if store is not None else (),
-        store_read=store is not None))
     target = Path(path)
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write the report to {target}: {exc.strerror}") from None
+    write_atomic(target, render(report_data(results_of(runs), ["(Python API)"], store=store,
+                                            thresholds=thresholds)), what="the report")
     return target
 
 
 def write_results(runs: RunResult | Iterable[RunResult], path: str | Path) -> Path:
     """Write the versioned results JSON (`collector run-once --output`, readable by
     `collector compare`). Raises OutputError when it cannot be written."""
-    from collector.present.results_file import write_document
+    from collector.adapters.files import write_atomic
+    from collector.present.documents import dumps
 
     run_list = [runs] if isinstance(runs, RunResult) else list(runs)
     target = Path(path)
-    write_document(target, results_document(run_list))
+    write_atomic(target, dumps(results_document(run_list)))
     return target
 
 
 def _rows(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
-    from collector.domain.history import series_info
+    from collector.domain.series import series_info
 
     rows: list[dict[str, Any]] = []
     for result in results:
@@ -224,7 +216,7 @@ def _rows(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
 
 def to_dataframe(results: RunResult | Iterable[RunResult | BenchmarkResult]) -> Any:
     """A pandas DataFrame, one row per result and metric (a failed result: one row with
-    no metric), with the series labels (collector.domain.history.series_info), status and
+    no metric), with the series labels (collector.domain.series.series_info), status and
     start time. pandas is optional: raises ImportError naming `pip install pandas`.
     Typed Any: pandas (and its stubs) need not be installed."""
     try:

@@ -32,12 +32,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the collector
 
 from collector.domain.catalogue import (  # noqa: E402  (needs the path set above)
+    BUILD_INFO,
     DEFAULT_SELECTION,
+    FAILURES,
+    LAST_SUCCESS,
     METRICS,
+    NEXT_RUN,
+    OUTBOX_PENDING,
+    OUTBOX_QUARANTINED,
     P_LATENCY,
+    REGRESSION_CHANGE,
+    RUNS,
+    SCHEDULE_INTERVAL,
     Direction,
     panels,
 )
+from collector.domain.series import (  # noqa: E402
+    DIMENSIONS_BY_NAME,
+    SERIES_DIMENSIONS,
+    SERIES_LABELS,
+)
+from collector.domain.workload import LABEL_PARTS  # noqa: E402
 
 DASHBOARDS_DIR = HERE / "dashboards"
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11; later versions migrate it forward on load
@@ -258,25 +273,49 @@ def dashboard(uid: str, title: str, description: str, panels: list[Json], *,
 
 # -- SQL pieces --------------------------------------------------------------------------------
 
-SERIES_LABEL = ("concat_ws(' ', s.name, s.dtype, s.backend, nullif(s.quantization, 'none'), "
-                "nullif('attn=' || s.attn_implementation, 'attn=auto'), s.device, "
-                "'bs=' || s.batch_size, 'seq=' || s.sequence_length, '@' || s.host)")
+def column(dimension: str, alias: str = "s") -> str:
+    """A series dimension's column (the stores keep `benchmark` as `name`)."""
+    return f"{alias}.{DIMENSIONS_BY_NAME[dimension].store_column}"
 
-# Chained filters of the Trends dashboard: each variable's query is filtered by the ones
+
+def columns(*dimensions: str, alias: str = "s") -> str:
+    """Series dimensions as SELECT items, each under its dimension's name."""
+    items = []
+    for dimension in dimensions:
+        item = column(dimension, alias)
+        if DIMENSIONS_BY_NAME[dimension].store_column != dimension:
+            item += f" AS {dimension}"
+        items.append(item)
+    return ", ".join(items)
+
+
+def _label_sql() -> str:
+    """The workload's label (collector.domain.workload.LABEL_PARTS, as
+    BenchmarkSpec.label writes it) and its host, from the series table."""
+    parts = []
+    for part in LABEL_PARTS:
+        value = column(part.dimension)
+        prefix, _, suffix = part.template.partition("{}")
+        expr = value if not prefix and not suffix else "||".join(
+            x for x in (f"'{prefix}'" if prefix else "", value, f"'{suffix}'" if suffix else "")
+            if x).replace("||", " || ")
+        if part.skip is not None:
+            expr = f"nullif({expr}, '{part.template.format(part.skip)}')"
+        if part.unused_by:
+            tasks = ", ".join(f"'{task}'" for task in sorted(part.unused_by))
+            expr = f"CASE WHEN s.task IN ({tasks}) THEN NULL ELSE {expr} END"
+        parts.append(expr)
+    return f"concat_ws(' ', {', '.join(parts)}, '@ ' || s.host)"
+
+
+SERIES_LABEL = _label_sql()
+
+# Chained filters of the Trends and Compare dashboards, one per series dimension
+# (collector.domain.series.SERIES_DIMENSIONS): each variable's query is filtered by the ones
 # before it, and every panel by all of them.
 TREND_FILTERS: list[tuple[str, str, str, bool]] = [
     # (variable, label, series column, numeric)
-    ("host", "Host", "host", False),
-    ("device", "Device", "device", False),
-    ("model", "Model", "model", False),
-    ("task", "Task", "task", False),
-    ("backend", "Backend", "backend", False),
-    ("dtype", "Dtype", "dtype", False),
-    ("quantization", "Quantization", "quantization", False),
-    ("attn_implementation", "Attention", "attn_implementation", False),
-    ("batch_size", "Batch size", "batch_size", True),
-    ("sequence_length", "Sequence length", "sequence_length", True),
-]
+    (d.name, d.title, d.store_column, d.numeric) for d in SERIES_DIMENSIONS]
 
 
 def series_filter(alias: str = "s", upto: int | None = None) -> str:
@@ -348,7 +387,7 @@ LATEST_VS_BASELINE = f"""
 -- Latest value of each selected metric per series, against its baseline: the median of the
 -- (up to) 20 runs before the latest one, counted from the newest accepted baseline
 -- (`baselines.since`, set when a change is marked as expected) when there is one.
-SELECT s.host, s.name, s.model, s.task, s.backend, s.device, s.dtype,
+SELECT {columns("host", "benchmark", "model", "task", "backend", "device", "dtype")},
        s.batch_size AS "batch", s.sequence_length AS "seq", k.metric,
        {human_value("l.value", "l.unit")} AS latest,
        {human_value("b.baseline", "l.unit")} AS baseline,
@@ -374,14 +413,15 @@ LEFT JOIN LATERAL (
             AND m.time >= coalesce(bl.since, '-infinity')
           ORDER BY m.time DESC LIMIT 20) AS w) AS b ON TRUE
 WHERE s.host IN ($host)
-ORDER BY "worse by %" DESC NULLS LAST, s.host, s.name, k.metric
+ORDER BY "worse by %" DESC NULLS LAST, s.host, {column("benchmark")}, k.metric
 """
 
-ACTIVE_REGRESSIONS = """
+ACTIVE_REGRESSIONS = f"""
 -- Detected regressions that are not over: suspected (not paging yet), open, acknowledged;
 -- host drift (a step with nothing of ours changed behind it: a warning, no page) and
 -- changed outputs (collector/detect/outputs.py) too.
-SELECT r.start_time AS "since", r.status, r.kind, s.host, s.name, s.model, s.device, s.dtype,
+SELECT r.start_time AS "since", r.status, r.kind,
+       {columns("host", "benchmark", "model", "device", "dtype")},
        s.batch_size AS "batch", s.sequence_length AS "seq", r.metric,
        round((100 * r.relative_change)::numeric, 1) AS "change %",
        r.before_value AS "before", r.after_value AS "after", r.attribution,
@@ -397,8 +437,9 @@ ORDER BY CASE r.status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,
          r.start_time DESC
 """
 
-RECENT_FAILURES = """
-SELECT f.time, s.host, s.suite, s.name, s.model, f.kind, f.exception_type AS "exception",
+RECENT_FAILURES = f"""
+SELECT f.time, {columns("host", "suite", "benchmark", "model")}, f.kind,
+       f.exception_type AS "exception",
        f.message
 FROM failures f
 JOIN series s USING (series_id)
@@ -445,7 +486,7 @@ def overview() -> Json:
               thresholds=((None, "green"), (1, "red"))), 4, 4),
         (stat("Outbox backlog", "Runs kept in the collectors' local stores that still wait "
               "to be forwarded to PostgreSQL.",
-              prom_target("sum(collector_outbox_pending_runs)", instant=True),
+              prom_target(f"sum({OUTBOX_PENDING.sample})", instant=True),
               thresholds=((None, "green"), (1, "orange"), (10, "red"))), 4, 4),
     ]
     panels = layout([
@@ -693,7 +734,8 @@ SELECT r.started_at AS "started", r.host, r.suite, r.status, r.purpose,
        r.environment ->> 'torch_version' AS torch,
        r.environment ->> 'python_version' AS python,
        r.collector_version AS collector,
-       string_agg(s.name || ' (' || f.kind || '): ' || f.message, E'\\n' ORDER BY s.name)
+       string_agg({column("benchmark")} || ' (' || f.kind || '): ' || f.message, E'\\n'
+                  ORDER BY {column("benchmark")})
            AS failures,
        r.run_id::text AS "run id"
 FROM runs r
@@ -706,8 +748,9 @@ ORDER BY r.started_at DESC
 LIMIT 1000
 """
 
-RUN_FAILURES = """
-SELECT f.time, s.host, s.suite, s.name, s.model, f.kind, f.exception_type AS "exception",
+RUN_FAILURES = f"""
+SELECT f.time, {columns("host", "suite", "benchmark", "model")}, f.kind,
+       f.exception_type AS "exception",
        f.message, f.exit_code AS "exit code", f.signal, f.traceback_tail AS traceback,
        f.run_id::text AS "run id"
 FROM failures f
@@ -785,7 +828,7 @@ def runs() -> Json:
 
 JOB = 'job=~"$job"'
 JOB_HOST = 'job=~"$job", host=~"$host"'
-SERIES_BY = "host, suite, name, model, device, dtype, batch_size, sequence_length, series_id"
+SERIES_BY = ", ".join(SERIES_LABELS)
 
 
 def health() -> Json:
@@ -798,7 +841,7 @@ def health() -> Json:
                prom_target(f"count(up{{{JOB}}} == 0) or vector(0)", instant=True),
                thresholds=((None, "green"), (1, "red"))), 4, 4),
          (stat("Outbox backlog", "Runs waiting in the local stores to be forwarded to "
-               "PostgreSQL.", prom_target(f"sum(collector_outbox_pending_runs{{{JOB}}})",
+               "PostgreSQL.", prom_target(f"sum({OUTBOX_PENDING.sample}{{{JOB}}})",
                                           instant=True),
                thresholds=((None, "green"), (1, "orange"), (10, "red"))), 5, 4),
          (stat("Outbox quarantined", "Runs PostgreSQL refuses (a value out of a column's "
@@ -807,11 +850,11 @@ def health() -> Json:
                "collector's host run `collector db status` to see each run and its reason, "
                "fix the cause (schema, config or collector version), then "
                "`collector db retry-quarantined` puts them back in line.",
-               prom_target(f"sum(collector_outbox_quarantined_runs{{{JOB}}})", instant=True),
+               prom_target(f"sum({OUTBOX_QUARANTINED.sample}{{{JOB}}})", instant=True),
                thresholds=((None, "green"), (1, "red")), decimals=0), 5, 4),
          (stat("Benchmark failures in range", "Failed benchmark results counted over the "
                "time range.",
-               prom_target("sum(increase(collector_benchmark_failures_total"
+               prom_target(f"sum(increase({FAILURES.sample}"
                            f"{{{JOB_HOST}}}[$__range]))", instant=True),
                thresholds=((None, "green"), (1, "red")), decimals=0), 6, 4)],
         [(timeseries("Target up", "1 while Prometheus can scrape the target.",
@@ -825,48 +868,48 @@ def health() -> Json:
                      "Age of the least recently successful series of each host: it grows "
                      "while a benchmark keeps failing or the host stops running.",
                      [prom_target("time() - min by (host) "
-                                  f"(collector_benchmark_last_success_timestamp_seconds"
+                                  f"({LAST_SUCCESS.sample}"
                                   f"{{{JOB_HOST}}})", "{{host}}")], unit="s"), 12, 8),
          (timeseries("Benchmark failures per hour", "Failed benchmark results by host and "
                      "failure kind.",
-                     [prom_target("sum by (host, kind) (rate(collector_benchmark_failures_total"
+                     [prom_target(f"sum by (host, kind) (rate({FAILURES.sample}"
                                   f"{{{JOB_HOST}}}[$__rate_interval])) * 3600",
                                   "{{host}} {{kind}}")], unit="short"), 12, 8)],
         [(timeseries("Outbox backlog", "Runs waiting to be forwarded to PostgreSQL, per "
                      "collector: it grows while the database is unreachable.",
-                     [prom_target(f"collector_outbox_pending_runs{{{JOB}}}",
+                     [prom_target(f"{OUTBOX_PENDING.sample}{{{JOB}}}",
                                   "{{instance}}")], unit="short"), 12, 8),
          (timeseries("Suite runs per hour by status", "Suite runs by host, suite and status.",
-                     [prom_target("sum by (host, suite, status) (rate(collector_runs_total"
+                     [prom_target(f"sum by (host, suite, status) (rate({RUNS.sample}"
                                   f"{{{JOB_HOST}}}[$__rate_interval])) * 3600",
                                   "{{host}} {{suite}} {{status}}")], unit="short"), 12, 8)],
         [(table("Time since last success per series",
                 "Seconds since each series last succeeded, oldest first.",
                 prom_target("sort_desc(time() - max by (" + SERIES_BY + ") "
-                            f"(collector_benchmark_last_success_timestamp_seconds"
+                            f"({LAST_SUCCESS.sample}"
                             f"{{{JOB_HOST}}}))", instant=True, fmt="table"),
                 unit="s", sort_by="Value", descending=True), 24, 9)],
         [(table("Runs overdue against their schedule",
                 "Time since the last success of each series, in units of its suite's "
                 "schedule interval: above 1, a scheduled run did not succeed.",
                 prom_target("(time() - max by (job, instance, " + SERIES_BY + ") "
-                            f"(collector_benchmark_last_success_timestamp_seconds"
+                            f"({LAST_SUCCESS.sample}"
                             f"{{{JOB_HOST}}})) / on (job, instance, suite) group_left () "
-                            f"collector_suite_schedule_interval_seconds{{{JOB}}}",
+                            f"{SCHEDULE_INTERVAL.sample}{{{JOB}}}",
                             instant=True, fmt="table"),
                 sort_by="Value", descending=True), 12, 8),
          (table("Next scheduled run", "Seconds until each suite's next run; a negative "
                 "value means the scheduler is late or stuck.",
-                prom_target(f"collector_scheduler_next_run_timestamp_seconds{{{JOB}}} - time()",
+                prom_target(f"{NEXT_RUN.sample}{{{JOB}}} - time()",
                             instant=True, fmt="table"),
                 unit="s", sort_by="Value", descending=False), 12, 8)],
         [(table("Active regressions (exporter)", "Detected changes the collectors export, "
                 "with their relative change (after/before - 1) and attribution.",
-                prom_target(f"collector_regression_relative_change{{{JOB_HOST}}}",
+                prom_target(f"{REGRESSION_CHANGE.sample}{{{JOB_HOST}}}",
                             instant=True, fmt="table"),
                 unit="percentunit", sort_by="Value", descending=True), 12, 8),
          (table("Versions", "Collector and library versions each collector reports.",
-                prom_target(f"collector_build_info{{{JOB}}}", instant=True, fmt="table")),
+                prom_target(f"{BUILD_INFO.sample}{{{JOB}}}", instant=True, fmt="table")),
           12, 8)],
     ])
     return dashboard(
@@ -876,7 +919,7 @@ def health() -> Json:
         panels,
         variables=[prom_variable("job", "Job", "label_values(up, job)"),
                    prom_variable("host", "Host",
-                                 'label_values(collector_runs_total{job=~"$job"}, host)')],
+                                 f'label_values({RUNS.sample}{{job=~"$job"}}, host)')],
         time_from="now-24h", refresh="1m")
 
 

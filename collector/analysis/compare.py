@@ -26,14 +26,12 @@ alone decides, and the row says so.
 
 from __future__ import annotations
 
-import json
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from collector.detect.detector import settings_for
 from collector.domain.catalogue import (
     COMPARE_SELECTION,
     METRICS,
@@ -41,7 +39,9 @@ from collector.domain.catalogue import (
     Direction,
     Format,
 )
+from collector.domain.detection import settings_for
 from collector.domain.model import BenchmarkResult
+from collector.domain.series import PIVOT_DIMENSIONS, workload_key, workload_label
 from collector.domain.stats import mean, percentile, stdev, t975
 
 Verdict = Literal["better", "worse", "same"]
@@ -110,6 +110,10 @@ class Comparison:
     only_a: list[str]  # workloads on one side only
     only_b: list[str]
 
+    def regressed(self, fail_on: float | None) -> bool:
+        """--fail-on-regression [F]: a row judged worse (by at least F when F is given)."""
+        return fail_on is not None and bool(self.worse(fail_on or None))
+
     def worse(self, at_least: float | None = None) -> list[Row]:
         """Rows judged worse, by at least `at_least` (relative) when given."""
         return [r for r in self.rows if r.verdict == "worse"
@@ -127,21 +131,6 @@ def value_text(metric: str, value: float) -> str:
 def _worse_by(row: Row) -> float:
     direction = METRICS[row.metric].direction
     return row.ratio - 1 if direction is Direction.LOWER_IS_BETTER else 1 / row.ratio - 1
-
-
-def workload_key(result: BenchmarkResult) -> str:
-    return json.dumps(result.spec.identity(), sort_keys=True, separators=(",", ":"))
-
-
-def workload_label(result: BenchmarkResult) -> str:
-    spec = result.spec
-    parts = [spec.name, spec.dtype.value, spec.backend.value]
-    if spec.quantization.value != "none":
-        parts.append(spec.quantization.value)
-    if spec.attn_implementation is not None:
-        parts.append(f"attn={spec.attn_implementation.value}")
-    parts += [spec.device, f"bs={spec.batch_size}", f"seq={spec.sequence_length}"]
-    return " ".join(parts)
 
 
 def repetition_values(result: BenchmarkResult, metric: str) -> list[float]:
@@ -322,25 +311,6 @@ def compare(side_a: Sequence[BenchmarkResult], side_b: Sequence[BenchmarkResult]
     return Comparison(rows, only_a, only_b)
 
 
-def _attention(result: BenchmarkResult) -> str:
-    attention = result.spec.attn_implementation
-    return attention.value if attention is not None else "auto"
-
-
-# Dimensions a pivot table can be laid out by: name -> the value of a result.
-DIMENSIONS: dict[str, Callable[[BenchmarkResult], str]] = {
-    "model": lambda r: r.spec.name,
-    "backend": lambda r: r.spec.backend.value,
-    "dtype": lambda r: r.spec.dtype.value,
-    "device": lambda r: r.spec.device,
-    "batch_size": lambda r: str(r.spec.batch_size),
-    "sequence_length": lambda r: str(r.spec.sequence_length),
-    "quantization": lambda r: r.spec.quantization.value,
-    "attn_implementation": _attention,
-    "host": lambda r: r.environment.host,
-}
-
-
 @dataclass(frozen=True)
 class Pivot:
     """One side's metric laid out by two dimensions, for one value of the others."""
@@ -368,21 +338,29 @@ def pivot(results: Sequence[BenchmarkResult], row_dim: str, column_dim: str,
           metric: str) -> list[Pivot]:
     """`metric` of the successful `results` by `row_dim` x `column_dim`, one table per
     combination of the other dimensions that vary."""
-    if row_dim not in DIMENSIONS or column_dim not in DIMENSIONS or row_dim == column_dim:
-        raise ValueError(f"pivot by two of {', '.join(DIMENSIONS)}")
+    if (row_dim not in PIVOT_DIMENSIONS or column_dim not in PIVOT_DIMENSIONS
+            or row_dim == column_dim):
+        raise ValueError(f"pivot by two of {', '.join(PIVOT_DIMENSIONS)}")
     ok = [r for r in results if r.status == "ok" and metric in r.metrics]
-    others = [d for d in DIMENSIONS if d not in (row_dim, column_dim)
-              and len({DIMENSIONS[d](r) for r in ok}) > 1]
+    # A dimension splits the tables where one cell would otherwise mix its values; one the
+    # cell already determines (the model of a benchmark, say) does not.
+    by_cell: dict[tuple[str, str], list[BenchmarkResult]] = {}
+    for result in ok:
+        by_cell.setdefault((PIVOT_DIMENSIONS[row_dim](result),
+                            PIVOT_DIMENSIONS[column_dim](result)), []).append(result)
+    others = [d for d in PIVOT_DIMENSIONS if d not in (row_dim, column_dim)
+              and any(len({PIVOT_DIMENSIONS[d](r) for r in members}) > 1
+                      for members in by_cell.values())]
     groups: dict[str, list[BenchmarkResult]] = {}
     for result in ok:
-        label = " ".join(f"{d}={DIMENSIONS[d](result)}" for d in others)
+        label = " ".join(f"{d}={PIVOT_DIMENSIONS[d](result)}" for d in others)
         groups.setdefault(label, []).append(result)
     lower = METRICS[metric].direction is Direction.LOWER_IS_BETTER
     tables = []
     for label, members in sorted(groups.items()):
         values: dict[tuple[str, str], list[float]] = {}
         for result in members:
-            cell = (DIMENSIONS[row_dim](result), DIMENSIONS[column_dim](result))
+            cell = (PIVOT_DIMENSIONS[row_dim](result), PIVOT_DIMENSIONS[column_dim](result))
             values.setdefault(cell, []).append(result.metrics[metric])
         cells = {k: percentile(sorted(v), 50) for k, v in values.items()}
         rows = _order({r for r, _ in cells})

@@ -22,12 +22,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from collector.analysis.compare import value_text, workload_label
-from collector.domain.model import Backend, BenchmarkResult, Quantization
+from collector.analysis.compare import value_text
+from collector.domain import backends
+from collector.domain.model import BenchmarkResult, Quantization
+from collector.domain.series import workload_label
 from collector.domain.stats import percentile
 
 Severity = Literal["info", "warning"]
-_VARIANT_KEYS = ("backend", "compile", "onnxruntime", "quantization", "attn_implementation")
+# What tells variants of one workload apart: the backend (and its own settings), quantization
+# and attention.
+_VARIANT_KEYS = ("backend", "quantization", "attn_implementation", *backends.with_settings())
 
 
 @dataclass(frozen=True)
@@ -64,20 +68,22 @@ def _base_key(result: BenchmarkResult) -> str:
 
 def _variant(result: BenchmarkResult) -> str:
     spec = result.spec
-    parts = [spec.backend.value]
+    parts = [spec.backend]
     if spec.quantization is not Quantization.NONE:
         parts.append(spec.quantization.value)
     if spec.attn_implementation is not None:
         parts.append(f"attn={spec.attn_implementation.value}")
-    if spec.backend is Backend.COMPILE and spec.compile.mode != "default":
-        parts.append(spec.compile.mode)
+    settings = spec.backend_settings()
+    if settings is not None:  # the backend's own settings that are not its defaults
+        parts += [str(value) for value in settings.model_dump(
+            mode="json", exclude_defaults=True).values()]
     return " ".join(parts)
 
 
 def _where(result: BenchmarkResult, *, variant: bool = True) -> str:
     spec = result.spec
     name = _variant(result)
-    what = spec.name if not variant or name == Backend.EAGER.value else f"{spec.name} ({name})"
+    what = spec.name if not variant or name == backends.REFERENCE else f"{spec.name} ({name})"
     return (f"{what} at batch {spec.batch_size}, sequence {spec.sequence_length}, "
             f"{spec.dtype.value} on {spec.device} of {result.environment.host}")
 
@@ -128,7 +134,8 @@ def _own(label: str, members: list[BenchmarkResult], limits: Thresholds) -> Iter
                       "runtime, activations and the worker)", {"ratio": rss / size})
     first_call = _median(members, "first_call_seconds")
     # torch.compile's first call is its compilation: the compile finding says it.
-    if first_call is not None and p50 and first.spec.backend is not Backend.COMPILE:
+    if first_call is not None and p50 and not backends.get(
+            first.spec.backend).compiles_on_first_call:
         severity: Severity = "warning" if first_call / p50 > limits.slow_first_call else "info"
         yield Finding("first_call", severity, label,
                       f"the first call takes {first_call / p50:.1f}x the steady state for "
@@ -161,7 +168,7 @@ def _variants(ok: list[BenchmarkResult]) -> Iterator[Finding]:
     for result in ok:
         bases.setdefault(_base_key(result), {}).setdefault(_variant(result), []).append(result)
     for variants in bases.values():
-        eager = variants.get(Backend.EAGER.value)
+        eager = variants.get(backends.REFERENCE)
         if eager is None or len(variants) < 2:
             continue
         base = _median(eager, "latency_p50_seconds")
@@ -169,14 +176,15 @@ def _variants(ok: list[BenchmarkResult]) -> Iterator[Finding]:
             continue
         for name, members in sorted(variants.items()):
             p50 = _median(members, "latency_p50_seconds")
-            if name == Backend.EAGER.value or not p50:
+            if name == backends.REFERENCE or not p50:
                 continue
             speedup = base / p50
             text = (f"{name} is {speedup:.2f}x eager for {_where(members[0], variant=False)}: "
                     f"{_ms(p50)} vs {_ms(base)}")
             values = {"speedup": speedup, "latency_p50_seconds": p50, "eager_p50": base}
             compile_s = _median(members, "compile_time_seconds")
-            if name.startswith(Backend.COMPILE.value) and compile_s and base > p50:
+            if compile_s and base > p50 and backends.get(
+                    members[0].spec.backend).compiles_on_first_call:
                 calls = compile_s / (base - p50)
                 text += f"; its {compile_s:.2f} s of compilation pays off after {calls:,.0f} calls"
                 values["payoff_calls"] = calls

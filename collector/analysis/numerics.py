@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from collector.domain import backends
 from collector.domain.model import (
-    Backend,
     BenchmarkResult,
     BenchmarkSpec,
     Dtype,
@@ -51,7 +51,7 @@ def _workload(result: BenchmarkResult) -> tuple[object, ...]:
 
 def _is_reference(result: BenchmarkResult) -> bool:
     spec = result.spec
-    return (spec.backend is Backend.EAGER and spec.dtype is Dtype.FLOAT32
+    return (spec.backend == backends.REFERENCE and spec.dtype is Dtype.FLOAT32
             and spec.quantization is Quantization.NONE and spec.attn_implementation is None)
 
 

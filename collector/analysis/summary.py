@@ -17,7 +17,7 @@ from collector.domain.model import BenchmarkResult, RunResult
 
 
 def _entry(result: BenchmarkResult, metric: str) -> dict[str, Any]:
-    from collector.analysis.compare import workload_label
+    from collector.domain.series import workload_label
 
     return {"benchmark": result.spec.name, "workload": workload_label(result),
             "series_id": result.series_id, "value": result.metrics[metric]}

@@ -13,22 +13,27 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collector.cli import options
+from collector.cli.exits import Exit
 from collector.domain.errors import command_line_problem
 
 if TYPE_CHECKING:
     from collector.adapters.envs import CacheEntry, EnvironmentCache
 
 
-def add_parser(commands: Any) -> None:
-    envs = commands.add_parser("envs", help="the cached package environments: list, prune")
-    actions = envs.add_subparsers(dest="envs_command", metavar="ACTION", required=True)
+NAME = "envs"
+HELP = "the cached package environments: list, prune"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="envs_command", metavar="ACTION", required=True)
     for name, text in (("list", "each environment: pins, size, last use"),
                        ("prune", "remove environments unused for a while or past a size")):
         action = actions.add_parser(name, help=text)
         action.add_argument("--env-cache", metavar="DIR",
                             help="the cache (default: $COLLECTOR_ENV_CACHE, else "
                                  "~/.cache/collector/envs)")
-        action.add_argument("--format", choices=("table", "json"), default="table")
+        options.output_format(action, ("table", "json"))
         if name == "prune":
             action.add_argument("--max-age-days", type=float, metavar="DAYS",
                                 help="remove those unused for longer")
@@ -53,8 +58,9 @@ def _print(entries: list[CacheEntry], form: str, title: str) -> None:
     if form == "json":
         sys.stdout.write(json.dumps([_as_dict(e) for e in entries], indent=2) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from collector.present.table import console
 
     table = Table(title=title)
     for header in ("key", "pins", "size MiB", "last used (UTC)"):
@@ -62,16 +68,16 @@ def _print(entries: list[CacheEntry], form: str, title: str) -> None:
     for entry in entries:
         table.add_row(entry.key, " ".join(str(p) for p in entry.pins),
                       f"{entry.size_bytes / 2**20:,.1f}", f"{entry.last_used:%Y-%m-%d %H:%M}")
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    console().print(table)
 
 
-def run_envs(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     cache = _cache(args)
     if args.envs_command == "list":
         entries = cache.entries()
         _print(entries, args.format, f"{len(entries)} environments in {cache.root}, "
                f"{sum(e.size_bytes for e in entries) / 2**20:,.1f} MiB")
-        return 0
+        return Exit.OK
     if args.max_age_days is None and args.max_size_gib is None:
         raise command_line_problem("prune", "give --max-age-days and/or --max-size-gib")
     for name in ("max_age_days", "max_size_gib"):
@@ -83,4 +89,4 @@ def run_envs(args: argparse.Namespace) -> int:
         max_bytes=None if args.max_size_gib is None else int(args.max_size_gib * 2**30))
     _print(removed, args.format, f"removed {len(removed)} environments, "
            f"{sum(e.size_bytes for e in removed) / 2**20:,.1f} MiB")
-    return 0
+    return Exit.OK

@@ -1,30 +1,30 @@
-"""`collector regressions ...` and `collector detect`: the CLI side of regression
-detection. Part of the CLI layer (collector.cli registers these commands and turns the
-errors they raise into messages and exit codes)."""
+"""`collector regressions ...`: list detected changes; acknowledge, accept as baseline,
+scan every stored series now."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from collector.cli import options
+from collector.cli.common import open_stores, optional_config
+from collector.cli.exits import Exit
 from collector.domain.errors import ConfigError, ConfigProblem, NotFoundError
 
 if TYPE_CHECKING:
     from collector.adapters.config import DetectionSettings
-    from collector.domain.history import Regression, SeriesInfo, Store
+    from collector.domain.history import Regression, Store
+    from collector.domain.series import SeriesInfo
 
-ACTIONS = ("list", "ack", "baseline", "scan")
+NAME = "regressions"
+HELP = "list detected changes; acknowledge, accept as baseline, scan"
+KINDS = ("regression", "improvement", "host_drift", "outputs_changed")
 
 
-def add_parsers(commands: Any, default_config: str) -> None:
-    """Register `regressions` and `detect` on the CLI's subparsers."""
-    regressions = commands.add_parser(
-        "regressions", help="list detected changes; acknowledge, accept as baseline, scan")
-    actions = regressions.add_subparsers(dest="action", metavar="ACTION")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = actions.add_parser("list", help="list detected changes (the default action)")
     ack = actions.add_parser("ack", help="acknowledge a regression: it stops paging and "
                                          "still resolves by itself")
@@ -37,71 +37,35 @@ def add_parsers(commands: Any, default_config: str) -> None:
     baseline.add_argument("metric", help="metric name, e.g. latency_p50_seconds")
     baseline.add_argument("--reason", help="why the change is expected")
     actions.add_parser("scan", help="run detection over every stored series now")
-    for parser in (regressions, listing, ack, baseline, actions.choices["scan"]):
-        parser.add_argument("--config", "-c",
-                            default=os.environ.get("COLLECTOR_CONFIG", default_config),
-                            help="configuration file for its storage section (optional)")
-        parser.add_argument("--local-store", metavar="PATH", help="SQLite file of the "
-                                                                  "local store")
-    for parser in (regressions, listing):
-        parser.add_argument("--status", action="append", metavar="STATUS",
-                            help="suspected, open, acknowledged, resolved, expected, "
-                                 "dismissed (repeatable; default: the active ones)")
-        parser.add_argument("--all", action="store_true", help="every status")
-        parser.add_argument("--series", help="series id or prefix")
-        parser.add_argument("--metric", help="metric name")
-        parser.add_argument("--model", help="model label")
-        parser.add_argument("--host", help="host label")
-        parser.add_argument("--kind", choices=("regression", "improvement", "host_drift",
-                                                "outputs_changed"))
-        parser.add_argument("--format", choices=("table", "json"), default="table")
-
-    detect = commands.add_parser(
-        "detect", help="run the regression detector over a series from a CSV or JSON file "
-                       "and print the changes as JSON")
-    detect.add_argument("--input", "-i", required=True, metavar="FILE",
-                        help="CSV (header: value[,time,samples,contaminated]) or JSON "
-                             "(list of {time, value, samples?, contaminated?})")
-    which = detect.add_mutually_exclusive_group()
-    which.add_argument("--metric", help="catalogue metric: sets the direction and the "
-                                        "defaults (memory metrics use thresholds)")
-    which.add_argument("--direction", choices=("lower", "higher"), default=None,
-                       help="which way is better (default: lower, as for latency)")
-    detect.add_argument("--min-effect", type=float, metavar="FRACTION",
-                        help="smallest relative change to report (default 0.03)")
+    for each in (parser, listing, ack, baseline, actions.choices["scan"]):
+        options.config(each, "configuration file for its storage section (optional)")
+        options.local_store(each)
+    for each in (parser, listing):
+        each.add_argument("--status", action="append", metavar="STATUS",
+                          help="suspected, open, acknowledged, resolved, expected, "
+                               "dismissed (repeatable; default: the active ones)")
+        each.add_argument("--all", action="store_true", help="every status")
+        each.add_argument("--series", help="series id or prefix")
+        each.add_argument("--metric", help="metric name")
+        each.add_argument("--model", help="model label")
+        each.add_argument("--host", help="host label")
+        each.add_argument("--kind", choices=KINDS)
+        options.output_format(each, ("table", "json"))
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    from collector.detect.detector import DetectorSettings, settings_for
-    from collector.domain.catalogue import METRICS, Direction
-    from collector.present.series_input import document, read_series
+def run(args: argparse.Namespace) -> int:
+    from collector.adapters.config import DetectionSettings, StorageSettings
 
-    if args.metric is not None:
-        if args.metric not in METRICS or METRICS[args.metric].direction is Direction.NEUTRAL:
-            raise ConfigError([ConfigProblem("(command line)", None, "--metric",
-                                             f"{args.metric!r} is not a metric with a better "
-                                             "direction")])
-        direction = METRICS[args.metric].direction
-        settings = settings_for(args.metric)
-    else:
-        direction = (Direction.HIGHER_IS_BETTER if args.direction == "higher"
-                     else Direction.LOWER_IS_BETTER)
-        settings = DetectorSettings()
-    if args.min_effect is not None:
-        if not 0 <= args.min_effect < 10:
-            raise ConfigError([ConfigProblem("(command line)", None, "--min-effect",
-                                             "expected a fraction between 0 and 10")])
-        from dataclasses import replace
-
-        settings = replace(settings, min_effect=args.min_effect)
-    points = read_series(Path(args.input))
-    body = document(points, direction, settings, source=args.input, metric=args.metric)
-    sys.stdout.write(json.dumps(body, indent=2) + "\n")
-    return 0
+    config = optional_config(args.config)
+    stores = open_stores(config.storage if config else StorageSettings(), args.local_store)
+    try:
+        return _dispatch(args, stores.primary(),
+                         config.detection if config else DetectionSettings())
+    finally:
+        stores.close()
 
 
-def run_regressions(args: argparse.Namespace, store: Store,
-                    detection: DetectionSettings) -> int:
+def _dispatch(args: argparse.Namespace, store: Store, detection: DetectionSettings) -> int:
     action = args.action or "list"
     if action == "ack":
         return _ack(store, args)
@@ -113,11 +77,11 @@ def run_regressions(args: argparse.Namespace, store: Store,
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from collector.present.table import console
 
-    # Off a terminal (pipes, logs) wide enough that ids and labels are never folded.
-    return Console(highlight=False, soft_wrap=True,
-                   width=None if sys.stdout.isatty() else 200)
+    out = console()
+    out.soft_wrap = True
+    return out
 
 
 def _find_series(store: Store, prefix: str) -> SeriesInfo:
@@ -209,27 +173,15 @@ def _list(store: Store, args: argparse.Namespace) -> int:
             continue
         rows.append((record, info))
     if args.format == "json":
-        body = [{**_record_json(r), "series": {"name": i.name, "model": i.model,
-                                               "host": i.host, "task": i.task,
-                                               "device": i.device, "dtype": i.dtype}}
-                for r, i in rows]
-        sys.stdout.write(json.dumps(body, indent=2) + "\n")
-        return 0
+        from collector.present.documents import dumps, regression_entry
+
+        sys.stdout.write(dumps([regression_entry(r, i) for r, i in rows]))
+        return Exit.OK
     console = _console()
     console.print(_table(rows))
     for line in _ab_lines(rows):
         console.print(line, markup=False)
     return 0
-
-
-def _record_json(record: Regression) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    body = asdict(record)
-    for key, value in body.items():
-        if hasattr(value, "isoformat"):
-            body[key] = value.isoformat()
-    return body
 
 
 def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
@@ -241,7 +193,7 @@ def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
         table.add_column(column, overflow="fold")
     for record, info in rows:
         table.add_row(record.regression_id, record.status, record.kind,
-                      f"{info.name} ({info.host}, {info.series_id[:8]})", record.metric,
+                      f"{info.benchmark} ({info.host}, {info.series_id[:8]})", record.metric,
                       f"{record.relative_change:+.1%}",
                       f"{record.before_value:.4g} -> {record.after_value:.4g}",
                       record.start_time.strftime("%Y-%m-%d %H:%M"),
@@ -252,7 +204,7 @@ def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:
 def _ab_lines(rows: list[tuple[Regression, SeriesInfo]]) -> list[str]:
     """One line per change that has an A/B (the automatic A/B of its package versions),
     under the table: an A/B line is too long for a column."""
-    from collector.domain.history import ab_line
+    from collector.present.text import ab_line
 
     return [f"{record.regression_id} {record.metric}: {line}" for record, _ in rows
             if (line := ab_line(record.ab)) is not None]

@@ -9,7 +9,7 @@ from packaging.utils import canonicalize_name
 from collector.domain.history import RunPoint
 
 if TYPE_CHECKING:
-    from collector.adapters.envs import Pin
+    from collector.domain.packages import Pin
 
 # Fields of the environment worth naming, in the order a reader wants them.
 _FIELDS = ("transformers_version", "torch_version", "cuda_version", "cudnn_version",
@@ -63,7 +63,7 @@ def package_changes(diff: dict[str, list[Any]]) -> tuple[list[Pin], list[Pin]]:
     torch_version and packages.* entries; a package present on one side only is not a
     version an environment can be built with, and is left out). Empty when nothing
     pinnable changed."""
-    from collector.adapters.envs import Pin
+    from collector.domain.packages import Pin
 
     found: dict[str, tuple[str, str, str]] = {}  # canonical name -> (name, old, new)
     for key, values in diff.items():

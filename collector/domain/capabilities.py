@@ -1,68 +1,31 @@
-"""What each backend can run, without importing it: `check-config` rejects a combination no
-backend can run (with the file, line and field), and the worker checks the same table once
-the task is resolved, so an impossible benchmark is one clear failure, never a traceback.
+"""What a benchmark's backend can run, checked without importing it: `check-config` rejects
+a combination no backend can run (with the file, line and field), and the worker checks the
+same once the task is resolved, so an impossible benchmark is one clear failure, never a
+traceback.
 
-One row per backend (collector.domain.model.Backend); the implementation is the module of the same
-name under collector/adapters/measure/backends/. Whether the backend's package is installed is only
-known in the worker (a `backend_unavailable` failure naming the pip extra to install).
+What each backend can do is its declaration's (collector/domain/backends/); the checks here
+are the ones every backend shares. Whether the backend's package is installed is only known
+in the worker (a `backend_unavailable` failure naming the pip extra to install).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from collector.domain.model import (
-    GENERATION_TASKS,
+from collector.domain import backends
+from collector.domain.model import BenchmarkSpec, SyntheticSource
+from collector.domain.workload import (
+    BNB_QUANTIZATIONS,
+    TORCHAO_QUANTIZATIONS,
     Attention,
-    Backend,
-    BenchmarkSpec,
     Dtype,
     MeasurementMode,
     Quantization,
-    SyntheticSource,
     Task,
 )
 
-FORWARD_TASKS = frozenset(t for t in Task if t not in GENERATION_TASKS and t is not Task.AUTO)
-ALL_TASKS = frozenset(t for t in Task if t is not Task.AUTO)
-_TORCHAO = frozenset({Quantization.INT8_DYNAMIC, Quantization.INT8_WEIGHT_ONLY})
-_BNB = frozenset({Quantization.BNB_INT8, Quantization.BNB_NF4})
-
-
-@dataclass(frozen=True)
-class Capability:
-    tasks: frozenset[Task]
-    devices: frozenset[str]  # device types: cpu, cuda
-    dtypes: frozenset[Dtype]
-    quantizations: frozenset[Quantization]
-    modes: frozenset[MeasurementMode]
-    attention: bool  # honours attn_implementation
-    extra_compute: bool  # runs the torch module, so extra_compute can hook it
-    extra: str | None  # the pip extra that installs it (`pip install collector[<extra>]`)
-
-
-CAPABILITIES: dict[Backend, Capability] = {
-    Backend.EAGER: Capability(
-        ALL_TASKS, frozenset({"cpu", "cuda"}), frozenset(Dtype),
-        frozenset({Quantization.NONE}) | _TORCHAO | _BNB,
-        frozenset(MeasurementMode), attention=True, extra_compute=True, extra=None),
-    Backend.COMPILE: Capability(
-        ALL_TASKS, frozenset({"cpu", "cuda"}), frozenset(Dtype),
-        frozenset({Quantization.NONE}) | _TORCHAO,
-        frozenset(MeasurementMode), attention=True, extra_compute=True, extra=None),
-    # Exported graphs of forward tasks; generation would need a decoding loop around them.
-    Backend.ONNXRUNTIME: Capability(
-        FORWARD_TASKS, frozenset({"cpu", "cuda"}), frozenset({Dtype.FLOAT32, Dtype.FLOAT16}),
-        frozenset({Quantization.NONE}), frozenset({MeasurementMode.WALL}),
-        attention=False, extra_compute=False, extra="onnx"),
-    Backend.OPENVINO: Capability(
-        FORWARD_TASKS, frozenset({"cpu"}), frozenset({Dtype.FLOAT32}),
-        frozenset({Quantization.NONE}), frozenset({MeasurementMode.WALL}),
-        attention=False, extra_compute=False, extra="openvino"),
-}
-
-_QUANT_DEVICES = {**dict.fromkeys(_TORCHAO, "cpu"), **dict.fromkeys(_BNB, "cuda")}
+_QUANT_DEVICES = {**dict.fromkeys(TORCHAO_QUANTIZATIONS, "cpu"),
+                  **dict.fromkeys(BNB_QUANTIZATIONS, "cuda")}
 
 
 def _names(values: frozenset[Dtype] | frozenset[Quantization] | frozenset[Task]
@@ -73,8 +36,9 @@ def _names(values: frozenset[Dtype] | frozenset[Quantization] | frozenset[Task]
 def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[str, str]]:
     """(field, message) for each thing `spec`'s backend cannot do. `task`: the resolved
     task where known (the worker's), else the spec's own (`auto` is checked in the worker)."""
-    can = CAPABILITIES[spec.backend]
-    name = spec.backend.value
+    declaration = backends.get(spec.backend)
+    can = declaration.capability
+    name = spec.backend
     task = task or spec.task
     device = spec.device.split(":")[0]
     if task is not Task.AUTO and task not in can.tasks:
@@ -102,26 +66,9 @@ def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[st
             and not can.extra_compute):
         yield "model", (f"extra_compute hooks the torch module, which backend {name} does "
                         "not run; use delay_ms")
-    yield from _onnxruntime_problems(spec, device)
-
-
-# onnxruntime's providers, most wanted first, by execution_provider and device type.
-_ORT_PROVIDERS = {"cpu": ("CPUExecutionProvider",), "cuda": ("CUDAExecutionProvider",),
-                  "tensorrt": ("TensorrtExecutionProvider", "CUDAExecutionProvider")}
-_ORT_DEVICE = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
-
-
-def onnxruntime_providers(spec: BenchmarkSpec) -> tuple[str, ...]:
-    """The execution providers an onnxruntime benchmark's session gets."""
-    choice = spec.onnxruntime.execution_provider
-    return _ORT_PROVIDERS[spec.device.split(":")[0] if choice == "auto" else choice]
-
-
-def _onnxruntime_problems(spec: BenchmarkSpec, device: str) -> Iterator[tuple[str, str]]:
-    choice = spec.onnxruntime.execution_provider
-    if spec.backend is Backend.ONNXRUNTIME and choice != "auto" and _ORT_DEVICE[choice] != device:
-        yield "onnxruntime", (f"execution_provider {choice} runs on {_ORT_DEVICE[choice]}, "
-                              f"not {spec.device}")
+    settings = spec.backend_settings()
+    if declaration.check is not None and settings is not None:
+        yield from declaration.check(settings, device)
 
 
 def problem(spec: BenchmarkSpec, task: Task | None = None) -> tuple[str, str] | None:

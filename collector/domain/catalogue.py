@@ -8,8 +8,9 @@ dashboards generator and the stores all read this module, so adding a metric is 
 here plus the tracker in the worker that measures it; no other module spells a metric's
 name (tests/unit/test_catalogue.py checks that).
 
-The series identity (the labels every series carries) is `collector.domain.history.SERIES_LABELS`,
-next to `SeriesInfo`, the record it describes.
+The collector's own families (activity, detected changes, the service's state) are rows
+here too (`STATE_FAMILIES`). The labels every series carries are the series vocabulary's
+(collector/domain/series.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 
 class Direction(str, Enum):
@@ -160,6 +162,93 @@ NUMERICS = Family("output_drift", "How far the outputs are from the reference (t
 INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
                       "region (measurement mode instructions), per iteration or per "
                       "generated token.", "per")
+
+# -- The collector's own families -------------------------------------------------------
+# What /metrics says besides benchmark values: the series' and suites' activity, detected
+# changes, the detector's state, the service's own state. The exporter builds them from
+# these rows, the dashboards generator names them from here, and a test holds the alert
+# rules to them (every `collector_*` name the rules use is a row here or a benchmark family).
+
+
+@dataclass(frozen=True)
+class StateFamily:
+    """A Prometheus family that is not a benchmark metric."""
+
+    name: str  # the family name (a counter's samples end in _total)
+    kind: Literal["gauge", "counter"]
+    help: str
+    labels: tuple[str, ...] = ()  # after the series labels, when `series`
+    series: bool = False  # labelled by the series (collector.domain.series.SERIES_LABELS)
+
+    @property
+    def sample(self) -> str:
+        """The name its samples carry (what PromQL selects)."""
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+_REGRESSION_LABELS = ("metric", "kind", "status", "regression_id")
+
+LAST_RUN = StateFamily("collector_benchmark_last_run_timestamp_seconds", "gauge",
+                       "When the series last ran (Unix time).", series=True)
+LAST_SUCCESS = StateFamily("collector_benchmark_last_success_timestamp_seconds", "gauge",
+                           "When the series last succeeded (Unix time).", series=True)
+RESULTS = StateFamily("collector_benchmark_results", "counter",
+                      "Benchmark results by status.", ("status",), series=True)
+FAILURES = StateFamily("collector_benchmark_failures", "counter",
+                       "Benchmark failures by kind.", ("kind",), series=True)
+RUNS = StateFamily("collector_runs", "counter", "Suite runs by status.",
+                   ("suite", "host", "status"))
+RUN_DURATION = StateFamily("collector_run_duration_seconds", "gauge",
+                           "Duration of the latest run of a suite.", ("suite", "host"))
+REGRESSION_CHANGE = StateFamily(
+    "collector_regression_relative_change", "gauge",
+    "Active detected changes of level (after / before - 1), by series and metric. kind: "
+    "regression, improvement, host_drift (nothing of ours changed), or outputs_changed "
+    "(output drift stepped; the value is the step over the previous value, or over the "
+    "tolerance where that was 0); status: suspected (does not page), open, acknowledged; "
+    "attribution: what changed between the last good and the first bad run.",
+    (*_REGRESSION_LABELS, "attribution"), series=True)
+REGRESSION_AB = StateFamily(
+    "collector_regression_ab_ratio", "gauge",
+    "The automatic A/B of an active change whose attribution names package versions: the "
+    "metric's new-versions / old-versions ratio, measured side by side (bound: estimate, "
+    "low and high of its 95% interval); verdict: worse, better or same, as `collector "
+    "compare` says. Labels as collector_regression_relative_change without the attribution.",
+    (*_REGRESSION_LABELS, "verdict", "bound"), series=True)
+DETECTION_NOISE = StateFamily(
+    "collector_detection_noise_ratio", "gauge",
+    "Relative noise between runs that the regression detector learnt for a series' metric "
+    "(log-scale standard deviation).", ("metric",), series=True)
+DETECTION_MDE = StateFamily(
+    "collector_detection_min_detectable_effect_ratio", "gauge",
+    "Smallest relative change the detector pages on at its false-alarm rate. within: "
+    "confirmation (with this cycle's confirmation runs) or schedule (from scheduled runs "
+    "alone).", ("metric", "within"), series=True)
+REGRESSIONS_READABLE = StateFamily(
+    "collector_regressions_readable", "gauge",
+    "1 when the store that keeps regressions answered this scrape, else 0.")
+BUILD_INFO = StateFamily(
+    "collector_build_info", "gauge",
+    "Versions of the collector and the libraries its workers use.",
+    ("torch", "transformers", "version"))
+OUTBOX_PENDING = StateFamily(
+    "collector_outbox_pending_runs", "gauge",
+    "Runs kept locally that wait to be forwarded to PostgreSQL.")
+OUTBOX_QUARANTINED = StateFamily(
+    "collector_outbox_quarantined_runs", "gauge",
+    "Runs kept locally that PostgreSQL refuses (see `collector db status`); they wait for a "
+    "fix and `collector db retry-quarantined`.")
+NEXT_RUN = StateFamily("collector_scheduler_next_run_timestamp_seconds", "gauge",
+                       "When each suite runs next (Unix time).", ("suite",))
+SCHEDULE_INTERVAL = StateFamily(
+    "collector_suite_schedule_interval_seconds", "gauge",
+    "Expected seconds between two runs of a suite (from its schedule): alert rules judge "
+    "staleness by it.", ("suite",))
+
+STATE_FAMILIES = (LAST_RUN, LAST_SUCCESS, RESULTS, FAILURES, RUNS, RUN_DURATION,
+                  REGRESSION_CHANGE, REGRESSION_AB, DETECTION_NOISE, DETECTION_MDE,
+                  REGRESSIONS_READABLE, BUILD_INFO, OUTBOX_PENDING, OUTBOX_QUARANTINED,
+                  NEXT_RUN, SCHEDULE_INTERVAL)
 
 # -- Grafana trend panels ------------------------------------------------------------------
 

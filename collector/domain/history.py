@@ -1,23 +1,19 @@
 """What the rest of the project asks of a history store, and what it gets back.
 
-Core module: the stores (adapters) implement `Store`; the exporter and the regression
-detector (later) depend on this protocol only, never on a concrete store.
+The stores (collector/adapters/store/) implement `Store`; the use cases and the exporter depend
+on this protocol only, never on a concrete store. The series a store keeps are described in
+the series vocabulary (collector/domain/series.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from collector.domain.model import (
-    BenchmarkResult,
-    HubSource,
-    LocalSource,
-    RunResult,
-    SyntheticSource,
-)
+from collector.domain.model import BenchmarkResult, RunResult
+from collector.domain.series import SeriesInfo
 
 
 @dataclass(frozen=True)
@@ -27,26 +23,6 @@ class Point:
     time: datetime
     value: float
     run_id: str
-
-
-@dataclass(frozen=True)
-class SeriesInfo:
-    series_id: str
-    host: str
-    suite: str
-    name: str
-    model: str
-    source: str
-    revision: str | None
-    task: str
-    backend: str
-    device: str
-    dtype: str
-    batch_size: int
-    sequence_length: int
-    new_tokens: int
-    quantization: str = "none"
-    attn_implementation: str = "auto"  # auto: transformers' own choice
 
 
 @dataclass(frozen=True)
@@ -159,23 +135,11 @@ class Regression:
     note: str | None = None
     # Confirmation runs' evidence: runs, values, z, p, verdict (confirmed or dismissed).
     confirmation: dict[str, Any] | None = None
-    # The automatic A/B of the package versions the attribution names (collector.usecases.cycle):
+    # The automatic A/B of the package versions the attribution names (collector.usecases.auto_ab):
     # ab_summary(...).as_dict() (metric, ratio, low, high, verdict, text) with a, b (pins
     # as "name==version"), rounds, when, elapsed_s; or {"failure": why, ...} when it could
-    # not run. None: no A/B was run. ab_line() renders it.
+    # not run. None: no A/B was run. collector.present.text.ab_line renders it.
     ab: dict[str, Any] | None = None
-
-
-def ab_line(ab: dict[str, Any] | None) -> str | None:
-    """One line for a regression's A/B: its summary text (`A/B: 5.24.0 is 1.31x 5.23.0, 95%
-    CI 1.27-1.35`), or why it failed; None without one. The SQL of the annotations view and
-    of the dashboards' tables says the same (migrations/postgres/0009_regression_ab.sql)."""
-    if not ab:
-        return None
-    if ab.get("failure"):
-        return f"A/B failed: {ab['failure']}"
-    text = ab.get("text")
-    return str(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -200,43 +164,6 @@ class Baseline:
     since: datetime
     run_id: str | None
     reason: str | None
-
-
-def series_info(result: BenchmarkResult) -> SeriesInfo:
-    """The series a result belongs to, as stored and exported."""
-    spec = result.spec
-    model = spec.model
-    revision = model.revision if isinstance(model, HubSource) else None
-    if isinstance(model, SyntheticSource):
-        name = model.architecture
-    elif isinstance(model, LocalSource):
-        name = model.path
-    else:
-        name = model.id
-    task = result.resolved_task.value if result.resolved_task else spec.task.value
-    return SeriesInfo(series_id=result.series_id, host=result.environment.host,
-                      suite=spec.suite, name=spec.name, model=name, source=model.source,
-                      revision=revision, task=task, backend=spec.backend.value,
-                      device=spec.device, dtype=spec.dtype.value, batch_size=spec.batch_size,
-                      sequence_length=spec.sequence_length, new_tokens=spec.new_tokens,
-                      quantization=spec.quantization.value,
-                      attn_implementation=(spec.attn_implementation.value
-                                           if spec.attn_implementation else "auto"))
-
-
-# The series identity, defined once: the series table's label columns (what both stores
-# select, in SeriesInfo's order), the labels a series can be filtered by, and the labels
-# every exported series carries (collector/present/exposition.py, the dashboards).
-SERIES_FIELDS = tuple(f.name for f in fields(SeriesInfo))
-SERIES_FILTERS = tuple(n for n in SERIES_FIELDS if n not in ("series_id", "source", "revision"))
-SERIES_LABELS = (*SERIES_FILTERS, "series_id")
-
-
-def check_series_filters(filters: dict[str, str | int]) -> None:
-    """Refuse filters that are not series labels (both stores build SQL from the names)."""
-    unknown = sorted(set(filters) - set(SERIES_FILTERS))
-    if unknown:
-        raise ValueError(f"unknown series filter(s): {', '.join(unknown)}")
 
 
 class Store(Protocol):

@@ -10,73 +10,56 @@ import hashlib
 import json
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from collector.domain import backends
+from collector.domain.backends import BackendSettings
 from collector.domain.catalogue import METRICS
+from collector.domain.workload import (
+    DEVICE_PATTERN,
+    GENERATION_TASKS,
+    NAME_PATTERN,
+    Attention,
+    Dtype,
+    MeasurementMode,
+    Quantization,
+    Task,
+    format_label,
+)
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
+__all__ = ["DEVICE_PATTERN", "GENERATION_TASKS", "NAME_PATTERN", "Attention",
+           "BenchmarkResult", "BenchmarkSpec", "Dtype", "Environment", "Failure", "FailureKind",
+           "HubSource", "LocalSource", "MeasurementInfo", "MeasurementMode",
+           "MeasurementSettings", "ModelSource", "NoiseProbe", "Quantization", "Repetition",
+           "RunResult", "SyntheticSource", "Task"]
+
+S = TypeVar("S", bound=BackendSettings)
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Task(str, Enum):
-    AUTO = "auto"
-    TEXT_GENERATION = "text-generation"
-    TEXT_CLASSIFICATION = "text-classification"
-    FEATURE_EXTRACTION = "feature-extraction"
-    IMAGE_CLASSIFICATION = "image-classification"
-    SPEECH_RECOGNITION = "speech-recognition"
-    ZERO_SHOT_IMAGE_CLASSIFICATION = "zero-shot-image-classification"
+def _known_backend(name: str) -> str:
+    if name not in backends.declared():
+        shown = [f"'{n}'" for n in backends.names()]
+        listed = ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+        raise ValueError(f"Input should be {listed}")
+    return name
 
 
-GENERATION_TASKS = frozenset({Task.TEXT_GENERATION, Task.SPEECH_RECOGNITION})
-
-
-class Backend(str, Enum):
-    """The runtime a benchmark runs on: one module each under collector/adapters/measure/backends/,
-    what each can run in collector/domain/capabilities.py."""
-
-    EAGER = "eager"
-    COMPILE = "compile"
-    ONNXRUNTIME = "onnxruntime"
-    OPENVINO = "openvino"
-
-
-class Quantization(str, Enum):
-    """Weight quantization applied after loading (dtype stays the activations' type)."""
-
-    NONE = "none"
-    INT8_DYNAMIC = "int8-dynamic"  # int8 weights and dynamically quantized activations
-    INT8_WEIGHT_ONLY = "int8-weight-only"
-    BNB_INT8 = "bnb-int8"  # bitsandbytes LLM.int8(), CUDA
-    BNB_NF4 = "bnb-nf4"  # bitsandbytes 4-bit NormalFloat, CUDA
-
-
-class Attention(str, Enum):
-    """transformers' attn_implementation."""
-
-    EAGER = "eager"
-    SDPA = "sdpa"
-    FLASH = "flash_attention_2"
-
-
-class MeasurementMode(str, Enum):
-    """What a benchmark measures: wall time (the default), or CPU instructions counted
-    under valgrind (near-deterministic; a CI-sized mode for small models)."""
-
-    WALL = "wall"
-    INSTRUCTIONS = "instructions"
-
-
-class Dtype(str, Enum):
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    BFLOAT16 = "bfloat16"
+# A backend's name, one of collector/domain/backends/ (what each can run is declared there).
+BackendName = Annotated[str, AfterValidator(_known_backend)]
 
 
 class SyntheticSource(Frozen):
@@ -117,14 +100,6 @@ class LocalSource(Frozen):
 ModelSource = Annotated[SyntheticSource | HubSource | LocalSource, Field(discriminator="source")]
 
 
-def describe_source(source: SyntheticSource | HubSource | LocalSource) -> str:
-    if isinstance(source, SyntheticSource):
-        return f"synthetic:{source.architecture}"
-    if isinstance(source, HubSource):
-        return f"{source.id}@{source.revision}"
-    return f"local:{source.path}"
-
-
 class MeasurementSettings(Frozen):
     """When to stop measuring: a stable median, within bounds of count and time."""
 
@@ -157,30 +132,15 @@ class MeasurementSettings(Frozen):
         return self
 
 
-class CompileSettings(Frozen):
-    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
-        "default"
-    )
-    fullgraph: bool = False
-    dynamic: bool | None = None
-
-
-class OnnxRuntimeSettings(Frozen):
-    """Backend onnxruntime's execution provider. auto: CPU's on a cpu device, CUDA's on a
-    cuda device; tensorrt: TensorRT's (on cuda, falling back to CUDA's for the nodes it does
-    not take), where onnxruntime was built with it."""
-
-    execution_provider: Literal["auto", "cpu", "cuda", "tensorrt"] = "auto"
-
-
-class BenchmarkSpec(Frozen):
-    """One fully expanded benchmark: a single point of a matrix."""
+class _BenchmarkSpecFields(Frozen):
+    """The fields every benchmark has; BenchmarkSpec adds one field per backend with
+    settings of its own (collector/domain/backends/), named after the backend."""
 
     suite: Annotated[str, Field(pattern=NAME_PATTERN)]
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     model: ModelSource
     task: Task = Task.AUTO
-    backend: Backend = Backend.EAGER
+    backend: BackendName = backends.REFERENCE
     device: Annotated[str, Field(pattern=DEVICE_PATTERN)] = "cpu"
     dtype: Dtype = Dtype.FLOAT32
     batch_size: Annotated[int, Field(ge=1)] = 1
@@ -190,10 +150,25 @@ class BenchmarkSpec(Frozen):
     timeout_s: Annotated[float, Field(gt=0)] = 600.0
     memory_limit_mb: Annotated[int, Field(ge=1)] | None = None
     measurement: MeasurementSettings = MeasurementSettings()
-    compile: CompileSettings = CompileSettings()
-    onnxruntime: OnnxRuntimeSettings = OnnxRuntimeSettings()
     quantization: Quantization = Quantization.NONE
     attn_implementation: Attention | None = None  # None: the model's own default
+
+    def settings(self, kind: type[S]) -> S:
+        """This benchmark's settings of the backend whose settings type is `kind`."""
+        for name, declared in backends.with_settings().items():
+            if declared is kind:
+                value = getattr(self, name)
+                assert isinstance(value, kind)
+                return value
+        raise KeyError(f"no backend has settings of type {kind.__name__}")
+
+    def backend_settings(self) -> BackendSettings | None:
+        """The settings of this benchmark's own backend (None: it has none)."""
+        if self.backend not in backends.with_settings():
+            return None
+        value = getattr(self, self.backend)
+        assert isinstance(value, BackendSettings)
+        return value
 
     def identity(self) -> dict[str, Any]:
         """What defines the workload. Names, suite and measurement knobs are labels, not
@@ -202,7 +177,7 @@ class BenchmarkSpec(Frozen):
             "model": self.model.model_dump(
                 mode="json", exclude={"trust_remote_code", "delay_ms", "extra_compute"}),
             "task": self.task.value,
-            "backend": self.backend.value,
+            "backend": self.backend,
             "device": self.device,
             "dtype": self.dtype.value,
             "batch_size": self.batch_size,
@@ -210,10 +185,11 @@ class BenchmarkSpec(Frozen):
             "new_tokens": self.new_tokens,
             "threads": self.threads,
         }
-        if self.backend is Backend.COMPILE:
-            ident["compile"] = self.compile.model_dump(mode="json")
-        if self.backend is Backend.ONNXRUNTIME and self.onnxruntime != OnnxRuntimeSettings():
-            ident["onnxruntime"] = self.onnxruntime.model_dump(mode="json")
+        declaration = backends.get(self.backend)
+        own = self.backend_settings()
+        if own is not None and declaration.settings is not None and (
+                declaration.identity == "always" or own != declaration.settings()):
+            ident[self.backend] = own.model_dump(mode="json")
         # Dimensions added later enter the identity only when set, so the series of
         # benchmarks that do not use them keep their history.
         if self.quantization is not Quantization.NONE:
@@ -232,17 +208,38 @@ class BenchmarkSpec(Frozen):
                                separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def label_values(self) -> dict[str, Any]:
+        """The workload's values by label part (collector.domain.workload.LABEL_PARTS)."""
+        return {"benchmark": self.name, "dtype": self.dtype.value, "backend": self.backend,
+                "quantization": self.quantization.value,
+                "attn_implementation": (self.attn_implementation.value
+                                        if self.attn_implementation else None),
+                "device": self.device, "batch_size": self.batch_size,
+                "sequence_length": self.sequence_length, "task": self.task.value}
+
     @property
     def label(self) -> str:
-        parts = [self.name, f"bs={self.batch_size}"]
-        if self.task not in {Task.IMAGE_CLASSIFICATION}:
-            parts.append(f"seq={self.sequence_length}")
-        parts += [self.dtype.value, self.backend.value, self.device]
-        if self.quantization is not Quantization.NONE:
-            parts.append(self.quantization.value)
-        if self.attn_implementation is not None:
-            parts.append(f"attn={self.attn_implementation.value}")
-        return " ".join(parts)
+        """The workload as people read it, everywhere (terminal, documents, report,
+        dashboards): `bert-tiny float32 eager cpu bs=1 seq=128`."""
+        return format_label(self.label_values())
+
+
+def _with_backend_settings() -> type[_BenchmarkSpecFields]:
+    """BenchmarkSpec: the common fields plus `<backend>: <its settings>` for every backend
+    that declares settings, each defaulting to its defaults (so every document carries them,
+    as it always has)."""
+    fields: dict[str, Any] = {name: (kind, kind()) for name, kind in
+                              backends.with_settings().items()}
+    return create_model("BenchmarkSpec", __base__=_BenchmarkSpecFields, __module__=__name__,
+                        __doc__="One fully expanded benchmark: a single point of a matrix.",
+                        **fields)
+
+
+if TYPE_CHECKING:
+    class BenchmarkSpec(_BenchmarkSpecFields):
+        """One fully expanded benchmark: a single point of a matrix."""
+else:
+    BenchmarkSpec = _with_backend_settings()
 
 
 class FailureKind(str, Enum):
@@ -396,23 +393,3 @@ class RunResult(Frozen):
         if failed == 0:
             return "ok"
         return "failed" if failed == len(self.results) else "partial"
-
-
-RESULTS_FORMAT = "collector-results"
-RESULTS_FORMAT_VERSION = 1
-
-
-def results_document(runs: list[RunResult]) -> dict[str, Any]:
-    """The documented, versioned JSON document (docs/results-format.md)."""
-    from collector.analysis.summary import summary  # it reads the metrics catalogue
-
-    return {
-        "format": RESULTS_FORMAT,
-        "format_version": RESULTS_FORMAT_VERSION,
-        "runs": [
-            {**run.model_dump(mode="json"), "status": run.status} for run in runs
-        ],
-        "summary": summary(runs),
-    }
-
-

@@ -7,8 +7,8 @@ global one).
 
 Naming follows Prometheus conventions: base units (seconds, bytes), `_total` for counters,
 one family per quantity (percentiles as a `percentile` label: promtool reserves `quantile`
-for summaries), and the series identity as labels (suite, name, model, task,
-backend, device, dtype, batch_size, sequence_length, new_tokens, host, series_id). `host`
+for summaries), and the series' dimensions as labels (collector.domain.series.SERIES_LABELS:
+host, suite, benchmark, model, architecture, task, backend, ..., series_id). `host`
 is a label taken from the stored results, so series keep their host behind a Pushgateway
 or federation; cardinality is bounded by the configured benchmarks.
 """
@@ -26,27 +26,60 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from collector.domain.catalogue import METRICS
+from collector.domain.catalogue import (
+    BUILD_INFO,
+    DETECTION_MDE,
+    DETECTION_NOISE,
+    FAILURES,
+    LAST_RUN,
+    LAST_SUCCESS,
+    METRICS,
+    NEXT_RUN,
+    OUTBOX_PENDING,
+    OUTBOX_QUARANTINED,
+    REGRESSION_AB,
+    REGRESSION_CHANGE,
+    REGRESSIONS_READABLE,
+    RESULTS,
+    RUN_DURATION,
+    RUNS,
+    SCHEDULE_INTERVAL,
+    StateFamily,
+)
 from collector.domain.errors import StoreError
 from collector.domain.history import (
     ACTIVE_STATUSES,
-    SERIES_LABELS,
     LatestValue,
     SeriesActivity,
-    SeriesInfo,
     Store,
     SuiteActivity,
-    series_info,
 )
 from collector.domain.model import RunResult
+from collector.domain.series import SERIES_LABELS, SeriesInfo, series_info
 
 log = logging.getLogger("collector.exporter")
 
-PREFIX = "collector"
 OPENMETRICS = "application/openmetrics-text"
 _EOF = b"# EOF\n"
 def _ts(value: datetime) -> float:
     return value.timestamp()
+
+
+def _label_names(family: StateFamily) -> list[str]:
+    return [*(SERIES_LABELS if family.series else ()), *family.labels]
+
+
+def _gauge(family: StateFamily, value: float | None = None) -> GaugeMetricFamily:
+    """One of the catalogue's state families (collector.domain.catalogue.STATE_FAMILIES)."""
+    assert family.kind == "gauge"
+    if value is not None:
+        return GaugeMetricFamily(family.name, family.help, value=value)
+    return GaugeMetricFamily(family.name, family.help, labels=_label_names(family))
+
+
+def _counter(family: StateFamily) -> CounterMetricFamily:
+    assert family.kind == "counter"
+    return CounterMetricFamily(family.name, family.help, labels=_label_names(family))
 
 
 def _labels(info: SeriesInfo) -> list[str]:
@@ -79,16 +112,8 @@ def benchmark_families(series: dict[str, SeriesInfo], latest: Iterable[LatestVal
 
 def _series_activity(series: dict[str, SeriesInfo],
                      activity: Iterable[SeriesActivity]) -> Iterator[Metric]:
-    labels = list(SERIES_LABELS)
-    last_run = GaugeMetricFamily(f"{PREFIX}_benchmark_last_run_timestamp_seconds",
-                                 "When the series last ran (Unix time).", labels=labels)
-    last_ok = GaugeMetricFamily(f"{PREFIX}_benchmark_last_success_timestamp_seconds",
-                                "When the series last succeeded (Unix time).",
-                                labels=labels)
-    results = CounterMetricFamily(f"{PREFIX}_benchmark_results",
-                                  "Benchmark results by status.", labels=[*labels, "status"])
-    failures = CounterMetricFamily(f"{PREFIX}_benchmark_failures",
-                                   "Benchmark failures by kind.", labels=[*labels, "kind"])
+    last_run, last_ok = _gauge(LAST_RUN), _gauge(LAST_SUCCESS)
+    results, failures = _counter(RESULTS), _counter(FAILURES)
     for record in activity:
         info = series.get(record.series_id)
         if info is None:
@@ -105,11 +130,7 @@ def _series_activity(series: dict[str, SeriesInfo],
 
 
 def _suite_activity(suites: Iterable[SuiteActivity]) -> Iterator[Metric]:
-    runs = CounterMetricFamily(f"{PREFIX}_runs", "Suite runs by status.",
-                               labels=["suite", "host", "status"])
-    duration = GaugeMetricFamily(f"{PREFIX}_run_duration_seconds",
-                                 "Duration of the latest run of a suite.",
-                                 labels=["suite", "host"])
+    runs, duration = _counter(RUNS), _gauge(RUN_DURATION)
     for suite in suites:
         for status in ("ok", "partial", "failed", "aborted"):
             runs.add_metric([suite.suite, suite.host, status], float(suite.runs.get(status, 0)))
@@ -163,26 +184,7 @@ class RegressionCollector(Collector):
         self._source = store
 
     def collect(self) -> Iterator[Metric]:
-        gauge = GaugeMetricFamily(
-            f"{PREFIX}_regression_relative_change",
-            "Active detected changes of level (after / before - 1), by series and metric. "
-            "kind: regression, improvement, host_drift (nothing of ours changed), or "
-            "outputs_changed (output drift stepped; the value is the step over the previous "
-            "value, or over the tolerance where that was 0); status: suspected (does not "
-            "page), open, "
-            "acknowledged; attribution: what changed between the last good and the first "
-            "bad run.",
-            labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id",
-                    "attribution"])
-        ab = GaugeMetricFamily(
-            f"{PREFIX}_regression_ab_ratio",
-            "The automatic A/B of an active change whose attribution names package "
-            "versions: the metric's new-versions / old-versions ratio, measured side by side "
-            "(bound: estimate, low and high of its 95% interval); verdict: worse, better or "
-            "same, as `collector compare` says. Labels as collector_regression_relative_change "
-            "without the attribution.",
-            labels=[*SERIES_LABELS, "metric", "kind", "status", "regression_id", "verdict",
-                    "bound"])
+        gauge, ab = _gauge(REGRESSION_CHANGE), _gauge(REGRESSION_AB)
         readable = 1.0
         try:
             store = self._source() if callable(self._source) else self._source
@@ -202,9 +204,7 @@ class RegressionCollector(Collector):
         yield gauge
         yield ab
         yield from _detection_state(store if readable else None, series)
-        yield GaugeMetricFamily(f"{PREFIX}_regressions_readable", "1 when the store that "
-                                "keeps regressions answered this scrape, else 0.",
-                                value=readable)
+        yield _gauge(REGRESSIONS_READABLE, value=readable)
 
 
 def _add_ab(family: GaugeMetricFamily, labels: list[str], metric: str,
@@ -223,15 +223,7 @@ def _add_ab(family: GaugeMetricFamily, labels: list[str], metric: str,
 def _detection_state(store: Store | None, series: dict[str, SeriesInfo]) -> Iterator[Metric]:
     """The detector's learnt noise per series and metric, and the smallest change it can
     page on: what a quiet panel means."""
-    labels = [*SERIES_LABELS, "metric"]
-    noise = GaugeMetricFamily(
-        f"{PREFIX}_detection_noise_ratio", "Relative noise between runs that the regression "
-        "detector learnt for a series' metric (log-scale standard deviation).", labels=labels)
-    mde = GaugeMetricFamily(
-        f"{PREFIX}_detection_min_detectable_effect_ratio", "Smallest relative change the "
-        "detector pages on at its false-alarm rate. within: confirmation (with this cycle's "
-        "confirmation runs) or schedule (from scheduled runs alone).",
-        labels=[*labels, "within"])
+    noise, mde = _gauge(DETECTION_NOISE), _gauge(DETECTION_MDE)
     states = []
     if store is not None:
         try:
@@ -264,27 +256,19 @@ class ServiceCollector(Collector):
         self._intervals = intervals
 
     def collect(self) -> Iterator[Metric]:
-        keys = sorted(self._build_info)
-        info = GaugeMetricFamily(f"{PREFIX}_build_info", "Versions of the collector and the "
-                                 "libraries its workers use.", labels=keys)
-        info.add_metric([self._build_info[k] for k in keys], 1.0)
+        info = _gauge(BUILD_INFO)
+        info.add_metric([self._build_info.get(k, "") for k in BUILD_INFO.labels], 1.0)
         yield info
         if self._outbox_pending is not None:
-            yield GaugeMetricFamily(f"{PREFIX}_outbox_pending_runs", "Runs kept locally that "
-                                    "wait to be forwarded to PostgreSQL.",
-                                    value=float(self._outbox_pending()))
+            yield _gauge(OUTBOX_PENDING, value=float(self._outbox_pending()))
         if self._next_runs is not None:
-            nxt = GaugeMetricFamily(f"{PREFIX}_scheduler_next_run_timestamp_seconds",
-                                    "When each suite runs next (Unix time).", labels=["suite"])
+            nxt = _gauge(NEXT_RUN)
             for suite, when in sorted(self._next_runs().items()):
                 if when is not None:
                     nxt.add_metric([suite], _ts(when))
             yield nxt
         if self._intervals is not None:
-            every = GaugeMetricFamily(f"{PREFIX}_suite_schedule_interval_seconds",
-                                      "Expected seconds between two runs of a suite (from its "
-                                      "schedule): alert rules judge staleness by it.",
-                                      labels=["suite"])
+            every = _gauge(SCHEDULE_INTERVAL)
             for suite, seconds in sorted(self._intervals.items()):
                 every.add_metric([suite], seconds)
             yield every
@@ -310,10 +294,7 @@ class OutboxCollector(Collector):
         except StoreError as exc:
             log.warning("outbox quarantine not readable: %s", exc)
             return
-        yield GaugeMetricFamily(f"{PREFIX}_outbox_quarantined_runs", "Runs kept locally that "
-                                "PostgreSQL refuses (see `collector db status`); they wait "
-                                "for a fix and `collector db retry-quarantined`.",
-                                value=float(count))
+        yield _gauge(OUTBOX_QUARANTINED, value=float(count))
 
 
 class Exposition:

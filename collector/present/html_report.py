@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from collector.analysis.compare import DIMENSIONS, Pivot, pivot, value_text, workload_label
-from collector.detect.detector import replay, settings_for
+from collector.analysis.compare import Pivot, pivot, value_text
 from collector.domain.catalogue import (
     CHART_LATENCY,
     CHART_MEMORY,
@@ -36,7 +35,8 @@ from collector.domain.catalogue import (
     headline,
 )
 from collector.domain.errors import InputError
-from collector.domain.history import ab_line
+from collector.domain.series import PIVOT_DIMENSIONS, workload_label
+from collector.present.text import ab_line
 from collector.version import __version__
 
 if TYPE_CHECKING:
@@ -45,10 +45,7 @@ if TYPE_CHECKING:
     from collector.domain.model import BenchmarkResult
 
 # The dimension pairs laid out as tables (rows x columns), as `compare --pivot` does.
-# Other processes' CPU share above which a run is left out of the detector's replay (as
-# detection's contaminated_cpu_fraction default).
-CONTAMINATED = 0.25
-PIVOTS = (("model", "batch_size"), ("backend", "dtype"), ("device", "model"))
+PIVOTS = (("benchmark", "batch_size"), ("backend", "dtype"), ("device", "benchmark"))
 MAX_TREND_POINTS = 400  # per series: the newest, so one busy series cannot swell the file
 
 _CSS = """
@@ -66,6 +63,15 @@ code{background:#f6f8fa;padding:0 .2rem}
 
 
 @dataclass(frozen=True)
+class DetectedChange:
+    """A change the detector finds in a trend's points: where it starts, and what it is."""
+
+    time: datetime
+    value: float
+    text: str
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the report shows; the CLI and the Python API gather it."""
 
@@ -74,6 +80,9 @@ class ReportData:
     sides: Sequence[str]  # where the results came from (files, selectors)
     failed: Sequence[BenchmarkResult] = ()
     regressions: Sequence[Regression] = ()  # stored ones for these series
+    # The changes the detector finds replaying the trends' points, by (series, metric)
+    # (collector.usecases.report computes them).
+    detected: Mapping[tuple[str, str], Sequence[DetectedChange]] = field(default_factory=dict)
     store_read: bool = False  # whether a store was asked for them (selectors)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -98,12 +107,8 @@ def _latest(results: Sequence[BenchmarkResult]) -> dict[str, BenchmarkResult]:
     """The newest result of each workload (and host), by label."""
     latest: dict[str, BenchmarkResult] = {}
     for result in sorted(results, key=lambda r: r.finished_at):
-        latest[_series_label(result)] = result
+        latest[workload_label(result, host=True)] = result
     return dict(sorted(latest.items()))
-
-
-def _series_label(result: BenchmarkResult) -> str:
-    return f"{workload_label(result)} @ {result.environment.host}"
 
 
 class _Charts:
@@ -161,16 +166,6 @@ def _key_without(result: BenchmarkResult, *dims: str) -> str:
     return json.dumps([identity, result.environment.host], sort_keys=True)
 
 
-def _label_without(result: BenchmarkResult, dim: str) -> str:
-    spec = result.spec
-    parts = [spec.name, spec.dtype.value, spec.backend.value, spec.device]
-    if dim != "batch_size":
-        parts.append(f"bs={spec.batch_size}")
-    if dim != "sequence_length":
-        parts.append(f"seq={spec.sequence_length}")
-    return " ".join(parts) + f" @ {result.environment.host}"
-
-
 def _sweep(charts: _Charts, latest: Sequence[BenchmarkResult], dim: str, metric: str,
            title: str) -> str | None:
     """`metric` against `dim` (batch_size or sequence_length), one line per workload that
@@ -179,17 +174,17 @@ def _sweep(charts: _Charts, latest: Sequence[BenchmarkResult], dim: str, metric:
     for result in latest:
         if metric in result.metrics:
             lines.setdefault(_key_without(result, dim), []).append(result)
-    lines = {k: v for k, v in lines.items() if len({DIMENSIONS[dim](r) for r in v}) >= 2}
+    lines = {k: v for k, v in lines.items() if len({PIVOT_DIMENSIONS[dim](r) for r in v}) >= 2}
     if not lines:
         return None
     scale, _ = _unit_scale(metric)
     figure = charts.figure()
     for line in lines.values():
-        members = sorted(line, key=lambda r: int(DIMENSIONS[dim](r)))
+        members = sorted(line, key=lambda r: int(PIVOT_DIMENSIONS[dim](r)))
         figure.add_trace(charts.go.Scatter(
-            x=[int(DIMENSIONS[dim](r)) for r in members],
+            x=[int(PIVOT_DIMENSIONS[dim](r)) for r in members],
             y=[r.metrics[metric] * scale for r in members], mode="lines+markers",
-            name=_label_without(members[0], dim)))
+            name=workload_label(members[0], host=True, without=(dim,))))
     return charts.html(figure, title, dim.replace("_", " "), _axis(metric), log_x=True,
                        log_y=True)
 
@@ -201,12 +196,12 @@ def _memory_vs_size(charts: _Charts, latest: Sequence[BenchmarkResult]) -> str |
     figure = charts.figure()
     by_backend: dict[str, list[BenchmarkResult]] = {}
     for result in points:
-        by_backend.setdefault(result.spec.backend.value, []).append(result)
+        by_backend.setdefault(result.spec.backend, []).append(result)
     for backend, members in sorted(by_backend.items()):
         figure.add_trace(charts.go.Scatter(
             x=[r.metrics[CHART_MODEL_SIZE] / 2**20 for r in members],
             y=[r.metrics[CHART_MEMORY] / 2**20 for r in members], mode="markers",
-            name=backend, text=[_series_label(r) for r in members],
+            name=backend, text=[workload_label(r, host=True) for r in members],
             hovertemplate="%{text}<br>weights %{x:.1f} MiB<br>peak %{y:.1f} MiB"
                           "<extra></extra>"))
     return charts.html(figure, "Peak memory against model size", _axis(CHART_MODEL_SIZE),
@@ -223,14 +218,14 @@ def _by_model(charts: _Charts, latest: Sequence[BenchmarkResult], metric: str) -
     variants: dict[str, list[BenchmarkResult]] = {}
     for result in points:
         spec = result.spec
-        name = (f"{spec.backend.value} {spec.dtype.value} {spec.device} "
+        name = (f"{spec.backend} {spec.dtype.value} {spec.device} "
                 f"bs={spec.batch_size} seq={spec.sequence_length}")
         variants.setdefault(name, []).append(result)
     figure = charts.figure()
     for name, members in sorted(variants.items()):
         figure.add_trace(charts.go.Bar(
             x=[r.spec.name for r in members], y=[r.metrics[metric] * scale for r in members],
-            name=name, text=[_series_label(r) for r in members],
+            name=name, text=[workload_label(r, host=True) for r in members],
             hovertemplate="%{text}<br>%{y:.4g}<extra></extra>"))
     figure.update_layout(barmode="group")
     return charts.html(figure, f"{metric} by model and variant", "model", _axis(metric),
@@ -262,7 +257,7 @@ def _comparisons(charts: _Charts, results: Sequence[BenchmarkResult]) -> str:
              "median where a cell has several hosts' results.</p>"]
     for rows, columns in PIVOTS:
         ok = [r for r in latest if metric in r.metrics]
-        if len({DIMENSIONS[rows](r) for r in ok}) * len({DIMENSIONS[columns](r)
+        if len({PIVOT_DIMENSIONS[rows](r) for r in ok}) * len({PIVOT_DIMENSIONS[columns](r)
                                                           for r in ok}) < 2:
             continue  # one cell: nothing to compare in this layout
         tables = [t for t in pivot(ok, rows, columns, metric) if len(t.cells) >= 2]
@@ -292,20 +287,12 @@ class _Mark:
     stored: bool
 
 
-def _trend_marks(series: list[BenchmarkResult], metric: str,
-                 regressions: Sequence[Regression]) -> list[_Mark]:
+def _trend_marks(series: list[BenchmarkResult], metric: str, data: ReportData) -> list[_Mark]:
     """Changes in a series: those the detector finds replaying these points, and the
     stored regressions of the series (with their attribution)."""
-    values = [r.metrics[metric] for r in series]
-    marks = []
-    direction = METRICS[metric].direction
-    contaminated = [r.noise is not None and r.noise.other_cpu_fraction >= CONTAMINATED
-                    for r in series]
-    for change in replay(values, direction, settings_for(metric), contaminated=contaminated):
-        at = series[change.start_index]
-        marks.append(_Mark(at.finished_at, values[change.start_index],
-                           f"detected here: {change.kind} {change.relative_change:+.1%} "
-                           f"({change.status})", stored=False))
+    marks = [_Mark(c.time, c.value, c.text, stored=False)
+             for c in data.detected.get((series[0].series_id, metric), ())]
+    regressions = data.regressions
     by_time = sorted(series, key=lambda r: r.finished_at)
     for record in regressions:
         if record.series_id != series[0].series_id or record.metric != metric:
@@ -319,12 +306,27 @@ def _trend_marks(series: list[BenchmarkResult], metric: str,
     return marks
 
 
-def _trends(charts: _Charts, results: Sequence[BenchmarkResult],
-            regressions: Sequence[Regression]) -> str:
+def trend_series(results: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkResult]]:
+    """The series the Trends section draws (two results or more), each its newest points,
+    oldest first."""
     series: dict[str, list[BenchmarkResult]] = {}
     for result in sorted(results, key=lambda r: r.finished_at):
         series.setdefault(result.series_id, []).append(result)
-    series = {k: v[-MAX_TREND_POINTS:] for k, v in series.items() if len(v) >= 2}
+    return {k: v[-MAX_TREND_POINTS:] for k, v in series.items() if len(v) >= 2}
+
+
+def trend_metrics(series: dict[str, list[BenchmarkResult]]) -> list[str]:
+    """The metrics the Trends section draws: each series' headline, and peak memory."""
+    metrics: list[str] = []
+    for members in series.values():
+        for metric in (headline(members[-1].metrics), CHART_MEMORY):
+            if metric not in metrics:
+                metrics.append(metric)
+    return metrics
+
+
+def _trends(charts: _Charts, data: ReportData) -> str:
+    series = trend_series(data.results)
     parts = ["<h2 id=\"trends\">Trends</h2>"]
     if not series:
         return parts[0] + ("<p>No workload has two results or more here: trends need the "
@@ -333,12 +335,7 @@ def _trends(charts: _Charts, results: Sequence[BenchmarkResult],
     parts.append("<p class=\"muted\">Each workload's values over time. &#10005; marks a change "
                  "the regression detector finds in these points; &#9670; a stored regression "
                  "(hover for its attribution).</p>")
-    metrics: list[str] = []
-    for members in series.values():
-        for metric in (headline(members[-1].metrics), CHART_MEMORY):
-            if metric not in metrics:
-                metrics.append(metric)
-    for metric in metrics:
+    for metric in trend_metrics(series):
         scale, _ = _unit_scale(metric)
         figure = charts.figure()
         marks: list[tuple[_Mark, str]] = []
@@ -346,11 +343,11 @@ def _trends(charts: _Charts, results: Sequence[BenchmarkResult],
             having = [r for r in members if metric in r.metrics]
             if len(having) < 2:
                 continue
-            label = _series_label(having[-1])
+            label = workload_label(having[-1], host=True)
             figure.add_trace(charts.go.Scatter(
                 x=[r.finished_at for r in having], y=[r.metrics[metric] * scale for r in having],
                 mode="lines+markers", name=label))
-            marks += [(m, label) for m in _trend_marks(having, metric, regressions)]
+            marks += [(m, label) for m in _trend_marks(having, metric, data)]
         for stored, symbol, name in ((False, "x", "detected change"),
                                      (True, "diamond", "stored regression")):
             chosen = [(m, label) for m, label in marks if m.stored is stored]
@@ -430,7 +427,7 @@ def _regressions(data: ReportData) -> str:
                  else "results files carry none: report stored runs for them")
         return parts[0] + (f"<p>No stored regression ({_e(where)}); the trends mark what "
                            "the detector finds in the report's own points.</p>")
-    labels = {r.series_id: _series_label(r) for r in data.results}
+    labels = {r.series_id: workload_label(r, host=True) for r in data.results}
     rows = []
     for record in data.regressions:
         ab_text = ab_line(record.ab) or "-"
@@ -476,7 +473,7 @@ def _findings(findings: Sequence[Finding]) -> str:
 def _failures(failed: Sequence[BenchmarkResult]) -> str:
     if not failed:
         return ""
-    rows = [[_e(_series_label(r)), _e(f"{r.finished_at:%Y-%m-%d %H:%M}"),
+    rows = [[_e(workload_label(r, host=True)), _e(f"{r.finished_at:%Y-%m-%d %H:%M}"),
              _e(r.failure.kind.value if r.failure else "-"),
              _e(r.failure.message if r.failure else "-")] for r in failed]
     return "<h2 id=\"failures\">Failures</h2>" + _table(("workload", "when", "kind", "cause"),
@@ -501,7 +498,7 @@ def render(data: ReportData) -> str:
         raise InputError("nothing to report: no successful result")
     charts = _Charts()
     body = [_summary(data), _results(data.results), _comparisons(charts, data.results),
-            _trends(charts, data.results, data.regressions), _regressions(data),
+            _trends(charts, data), _regressions(data),
             _findings(data.findings), _failures(data.failed), _environment(data.results)]
     nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in (
         ("summary", "Summary"), ("results", "Results"), ("compare", "Comparisons"),

@@ -1,10 +1,11 @@
-"""`collector detect --input FILE`: the same online detector over a series from a file.
+"""`collector detect --input FILE`: the series file, parsed (the detection is
+collector/detect/offline.py's).
 
 Input, one point per run, oldest first:
   * CSV with a header: `value` (required), `time`, `samples` (numbers separated by `;` or
     spaces), `contaminated` (true/false);
   * JSON: a list of objects with the same keys, or `{"points": [...]}`.
-Output: a JSON document listing every change (see `document`).
+Output: a JSON document listing every change (collector.present.documents.detect_document).
 """
 
 from __future__ import annotations
@@ -14,27 +15,13 @@ import io
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from collector.detect.detector import Change, DetectorSettings, replay
-from collector.domain.catalogue import Direction
+from collector.detect.offline import InputPoint
 from collector.domain.errors import InputError
-from collector.domain.stats import mann_whitney_p
 
-FORMAT = "collector-detect"
-FORMAT_VERSION = 1
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"0", "false", "no", "n", ""}
-
-
-@dataclass(frozen=True)
-class InputPoint:
-    time: str | None
-    value: float
-    samples: list[float] | None = None
-    contaminated: bool = False
 
 
 MAX_DEPTH = 32  # a point is at most 3 levels deep ({"points": [{"samples": [...]}]})
@@ -58,17 +45,9 @@ def _int(text: str) -> int | _BigInt:
 _DECODER = json.JSONDecoder(parse_int=_int)
 
 
-def read_series(path: Path) -> list[InputPoint]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")  # a byte order mark is fine
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})"
-                         ) from None
+def parse_series(text: str, path: str) -> list[InputPoint]:
+    """The points of a series file's text (read by collector.adapters.files.read_text);
+    InputError naming `path`, the line and the field otherwise."""
     stripped = text.lstrip()
     points = _read_json(path, text) if stripped[:1] in ("[", "{") else _read_csv(path, text)
     if not points:
@@ -124,7 +103,7 @@ def _time(raw: Any, where: str) -> str | None:
     return str(raw)
 
 
-def _read_csv(path: Path, text: str) -> list[InputPoint]:
+def _read_csv(path: str, text: str) -> list[InputPoint]:
     reader = csv.DictReader(io.StringIO(text))
     points = []
     try:
@@ -143,7 +122,7 @@ def _read_csv(path: Path, text: str) -> list[InputPoint]:
     return points
 
 
-def _check_depth(path: Path, text: str) -> None:
+def _check_depth(path: str, text: str) -> None:
     """json.loads recurses once per level: refuse deep nesting before it does."""
     depth = 0
     for match in _TOKENS.finditer(text):
@@ -194,7 +173,7 @@ def _item_lines(text: str, data: Any) -> list[int]:
     return lines
 
 
-def _read_json(path: Path, text: str) -> list[InputPoint]:
+def _read_json(path: str, text: str) -> list[InputPoint]:
     _check_depth(path, text)
     try:
         data = _DECODER.decode(text)
@@ -218,38 +197,3 @@ def _read_json(path: Path, text: str) -> list[InputPoint]:
                                  _samples(item.get("samples"), where),
                                  _flag(item.get("contaminated"), where)))
     return points
-
-
-def _change(change: Change, points: list[InputPoint]) -> dict[str, Any]:
-    def at(index: int | None) -> str | None:
-        return None if index is None else points[index].time
-
-    body: dict[str, Any] = {"status": change.status, **asdict(change),
-                            "p_value": change.p_value}
-    body.update(start_time=at(change.start_index), detected_time=at(change.detected_index),
-                confirmed_time=at(change.confirmed_index),
-                resolved_time=at(change.resolved_index))
-    # Raw samples: the last clean run before the change against the first one after it.
-    before = next((points[i] for i in range(change.start_index - 1, -1, -1)
-                   if not points[i].contaminated), None)
-    after = points[change.start_index]
-    if before is not None and before.samples and after.samples:
-        body["samples_p_value"] = mann_whitney_p(before.samples, after.samples)
-    return body
-
-
-def document(points: list[InputPoint], direction: Direction,
-             settings: DetectorSettings, *, source: str,
-             metric: str | None = None) -> dict[str, Any]:
-    changes = replay([p.value for p in points], direction, settings,
-                     contaminated=[p.contaminated for p in points])
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "input": source,
-        "metric": metric,
-        "direction": direction.value,
-        "points": len(points),
-        "settings": asdict(settings),
-        "changes": [_change(c, points) for c in changes],
-    }

@@ -1,79 +1,22 @@
-"""Terminal output with rich: live progress while running, a summary table at the end."""
+"""Terminal tables with rich: run-once's results, comparisons, `--pivot` tables.
+
+`console()` is the standard output console every command prints tables with: off a
+terminal (pipes, logs) wide enough that ids and labels are never folded."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from collector.analysis.compare import Comparison, Pivot, Row
 from collector.domain import catalogue
-from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult
+from collector.domain.model import BenchmarkResult, RunResult
 
 
-class RichReporter:
-    """Progress on stderr: a bar over benchmarks and a line for the one running.
-    Off a terminal, one plain line per finished benchmark instead."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._progress: Progress | None = None
-        self._overall: Any = None
-        self._current: Any = None
-        self._total = 0
-
-    def start(self, total: int) -> None:
-        self._total = total
-        if not self.console.is_terminal:
-            return
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                  console=self.console, transient=True)
-        self._progress.start()
-        self._overall = self._progress.add_task("benchmarks", total=total)
-        self._current = self._progress.add_task("", total=None)
-
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:  # noqa: ARG002 - Reporter protocol
-        if self._progress is not None:
-            self._progress.update(self._current, description=f"{spec.suite}/{spec.label}: "
-                                                             "starting worker")
-
-    def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None:
-        if self._progress is None:
-            return
-        text = f"{spec.suite}/{spec.label}: {body.get('phase', '')}"
-        if "iterations" in body:
-            text += f" {body['iterations']} it"
-            if body.get("rel_ci") is not None:
-                text += f", CI ±{body['rel_ci'] * 100:.1f}%"
-        self._progress.update(self._current, description=text)
-
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
-        spec = result.spec
-        if result.status == "ok":
-            line = f"[green]ok[/] {spec.suite}/{spec.label}: {_headline_text(result)}"
-        else:
-            assert result.failure is not None
-            line = (f"[red]FAILED[/] {spec.suite}/{spec.label}: {result.failure.kind.value}: "
-                    f"{escape(result.failure.message)}")
-        if self._progress is not None:
-            self._progress.console.print(line, highlight=False)
-            self._progress.advance(self._overall)
-        else:
-            self.console.print(f"[{index + 1}/{self._total}] " + line, highlight=False,
-                               soft_wrap=True)
-
-    def finish(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _headline_text(result: BenchmarkResult) -> str:
+def headline_text(result: BenchmarkResult) -> str:
     """The headline metric of a result in a few words: `p50 12.34 ms`, or
     `12.345 M instr per iteration`."""
     name = catalogue.headline(result.metrics)
@@ -207,3 +150,10 @@ def pivot_table(table: Pivot) -> Table:
                            for text in [escape(table.cell_text(row, column))]))
     out.caption = "* = the best of its column (median over the results in the cell)"
     return out
+
+
+def console() -> Console:
+    """Standard output for tables and lines (no highlighting of numbers or paths)."""
+    import sys
+
+    return Console(width=200 if not sys.stdout.isatty() else None, highlight=False)

@@ -16,22 +16,19 @@ fails, ends the A/B with a `failure` (never an exception).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from collector.adapters.envs import (
-    BuiltEnvironment,
-    EnvironmentBuildError,
-    EnvironmentCache,
-    Pin,
-)
+from collector.adapters.envs import BuiltEnvironment, EnvironmentBuildError, EnvironmentCache
+from collector.analysis.ab import AbResult, side_label
 from collector.analysis.combine import combine
-from collector.analysis.compare import Comparison, Verdict, compare
-from collector.domain.catalogue import headline
+from collector.analysis.compare import compare
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, Failure, FailureKind
+from collector.domain.packages import Pin, record_names
 
 if TYPE_CHECKING:
     from collector.adapters.measure import WorkerPool
@@ -43,40 +40,8 @@ SIDES = ("a", "b")
 Repetition = Callable[[str, BenchmarkSpec], BenchmarkResult]
 # Called after each complete round: (round number from 1, result of A, result of B).
 OnRound = Callable[[int, BenchmarkResult, BenchmarkResult], None]
-
-
-@dataclass(frozen=True)
-class AbResult:
-    spec: BenchmarkSpec
-    a: tuple[Pin, ...]
-    b: tuple[Pin, ...]
-    results_a: list[BenchmarkResult]  # one per complete round
-    results_b: list[BenchmarkResult]
-    comparison: Comparison
-    rounds: int  # complete rounds
-    build_s: float  # building (or finding) both environments
-    elapsed_s: float  # the whole A/B, builds included
-    failure: Failure | None  # an environment that could not be built, a run that failed
-    order: tuple[str, ...] = ()  # per round, which side ran first: "ab" or "ba"
-    versions_a: dict[str, str] = field(default_factory=dict)  # recorded versions, per side
-    versions_b: dict[str, str] = field(default_factory=dict)
-    cache_hits: tuple[bool, bool] = (False, False)
-
-    @property
-    def label_a(self) -> str:
-        return side_label(self.a, self.b)
-
-    @property
-    def label_b(self) -> str:
-        return side_label(self.b, self.a)
-
-
-def side_label(pins: Sequence[Pin], other: Sequence[Pin]) -> str:
-    """A side as its pins that differ from the other side's (all of them when none does);
-    no pins: this interpreter's packages."""
-    differing = [p for p in pins if p not in other]
-    shown = differing or list(pins)
-    return " ".join(str(p) for p in shown) if shown else "the base environment"
+# Called as each side's environment is built or found: (side, the environment).
+OnBuild = Callable[[str, BuiltEnvironment], None]
 
 
 def _build(cache: EnvironmentCache, pins: Sequence[Pin],
@@ -147,7 +112,7 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
            start_method: str = "forkserver", stop: threading.Event | None = None,
            budget_s: float | None = None, on_round: OnRound | None = None,
            pools: WorkerPools | None = None, repetition: Repetition | None = None,
-           on_build: Callable[[str, BuiltEnvironment], None] | None = None,
+           on_build: OnBuild | None = None,
            clock: Callable[[], float] = time.monotonic) -> AbResult:
     """Measure `spec` with pins `a` and pins `b` in `rounds` interleaved rounds (fewer when
     `budget_s` or `stop` ends it, at least two unless stopped). `pools`: worker pools to
@@ -155,8 +120,6 @@ def run_ab(spec: BenchmarkSpec, a: Sequence[Pin], b: Sequence[Pin], *, rounds: i
     `on_build(side, env)` follows each side's environment build (or cache hit).
     `repetition` replaces the measuring edge (one fresh-process run of a side), for
     tests."""
-    from collector.adapters.envs import record_names
-
     if rounds < 1:
         raise ValueError("an A/B needs at least one round")
     started = clock()
@@ -253,38 +216,13 @@ class _Plan:
         return None
 
 
-@dataclass(frozen=True)
-class AbSummary:
-    """The headline of an A/B: B/A of one metric, its 95% interval and the verdict."""
-
-    metric: str
-    ratio: float
-    low: float | None
-    high: float | None
-    verdict: Verdict
-    text: str  # e.g. "A/B: transformers==5.24.0 is 1.31x transformers==5.23.0, 95% CI
-    # 1.27-1.35 (slower)"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "ratio": self.ratio, "low": self.low,
-                "high": self.high, "verdict": self.verdict, "text": self.text}
+def rejudged(result: AbResult, metric: str | None, threshold: float | None) -> AbResult:
+    """The A/B's comparison again with another metric and threshold (the command line's)."""
+    if threshold is None and metric is None:
+        return result
+    comparison = compare(result.results_a, result.results_b, threshold=threshold,
+                         metrics=[metric] if metric else None)
+    return dataclasses.replace(result, comparison=comparison)
 
 
-def ab_summary(result: AbResult, metric: str | None = None) -> AbSummary | None:
-    """The A/B's `metric` (default: the headline metric of its results); None when it has
-    no comparison of that metric (no complete round, a failure, the metric absent)."""
-    ok = [r for r in result.results_a + result.results_b if r.status == "ok"]
-    if not ok:
-        return None
-    wanted = metric or headline(ok[0].metrics)
-    row = next((r for r in result.comparison.rows if r.metric == wanted), None)
-    if row is None:
-        return None
-    interval = (f"95% CI {row.low:.2f}-{row.high:.2f}" if row.low is not None
-                and row.high is not None else "no interval")
-    text = (f"A/B: {result.label_b} is {row.ratio:.2f}x {result.label_a}, {interval} "
-            f"({row.word})")
-    return AbSummary(wanted, row.ratio, row.low, row.high, row.verdict, text)
-
-
-__all__ = ["AbResult", "AbSummary", "Measure", "WorkerPools", "ab_summary", "run_ab", "side_label"]
+__all__ = ["Measure", "OnBuild", "OnRound", "WorkerPools", "rejudged", "run_ab"]

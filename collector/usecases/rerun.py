@@ -20,15 +20,14 @@ from collector.adapters.envs import (
     BuiltEnvironment,
     EnvironmentBuildError,
     EnvironmentCache,
-    Pin,
     base_versions,
-    record_names,
 )
 from collector.analysis.combine import combine
 from collector.analysis.compare import Comparison, compare
 from collector.detect.attribution import PACKAGE_FIELDS
 from collector.domain.errors import NotFoundError
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, Failure, FailureKind
+from collector.domain.packages import Pin, record_names
 from collector.usecases.ab import Measure, WorkerPools
 
 if TYPE_CHECKING:

@@ -21,16 +21,9 @@ from typing import Literal
 from collector.adapters.config import DetectionSettings
 from collector.detect import outputs
 from collector.detect.attribution import describe, environment_diff, hardware_key
-from collector.detect.detector import (
-    Change,
-    DetectorSettings,
-    detectable,
-    noise_estimate,
-    outlier,
-    replay,
-    settings_for,
-)
+from collector.detect.detector import Change, detectable, noise_estimate, outlier, replay
 from collector.domain.catalogue import METRICS, Direction, Profile
+from collector.domain.detection import DetectorSettings, settings_for
 from collector.domain.history import (
     ACTIVE_STATUSES,
     Baseline,

@@ -27,75 +27,27 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
-from collector.adapters.config import Config, Schedule
+from collector.adapters.config import Config
 from collector.adapters.host import capture_host
 from collector.adapters.http import ALERTS_TOKEN_FILE_ENV, MetricsServer, serve_metrics
 from collector.adapters.measure import WorkerPool
+from collector.adapters.scheduling import schedule_intervals, trigger_for
 from collector.adapters.store import SQLiteStore, Stores, SyncReport
 from collector.domain.errors import StoreError, TemporaryStoreError
-from collector.domain.history import (
-    ACTIVE_STATUSES,
-    DetectionState,
-    Regression,
-    SeriesInfo,
-    Store,
-)
+from collector.domain.history import ACTIVE_STATUSES, DetectionState, Regression, Store
 from collector.domain.model import RunResult
+from collector.domain.series import SeriesInfo
 from collector.present.exposition import Exposition, ServiceCollector
-from collector.usecases.cycle import (
-    Outcome,
-    Selection,
-    detect_and_confirm,
-    recover_crashed_runs,
-    run_once,
-)
+from collector.present.text import detection_line
+from collector.usecases.cycle import detect_and_confirm, run_once
+from collector.usecases.journal import recover_crashed_runs
+from collector.usecases.outcome import Outcome
+from collector.usecases.select import Selection
 from collector.version import __version__
 
 log = logging.getLogger("collector.serve")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def trigger_for(schedule: Schedule) -> BaseTrigger:
-    if schedule.cron is not None:
-        return CronTrigger.from_crontab(schedule.cron, timezone=schedule.timezone)
-    return IntervalTrigger(seconds=schedule.interval_s, timezone=schedule.timezone,
-                           jitter=schedule.jitter_s or None)
-
-
-def next_fire_times(config: Config, count: int = 3,
-                    now: datetime | None = None) -> dict[str, list[datetime]]:
-    """The next `count` run times of every scheduled suite (for `collector schedule`)."""
-    start = now or datetime.now(timezone.utc)
-    table: dict[str, list[datetime]] = {}
-    for suite in config.suites:
-        if suite.schedule is None:
-            continue
-        trigger = trigger_for(suite.schedule)
-        times: list[datetime] = []
-        previous = None
-        current = start
-        while len(times) < count:
-            fire = trigger.get_next_fire_time(previous, current)
-            if fire is None:
-                break
-            times.append(fire)
-            previous, current = fire, fire
-        table[suite.name] = times
-    return table
-
-
-def schedule_intervals(config: Config) -> dict[str, float]:
-    """Expected seconds between runs of each scheduled suite: the interval, or for cron the
-    gap between its next two run times (alert rules judge staleness by it)."""
-    intervals: dict[str, float] = {}
-    for name, times in next_fire_times(config, count=2).items():
-        if len(times) == 2:
-            intervals[name] = (times[1] - times[0]).total_seconds()
-    return intervals
 
 
 SYNC_STUCK_S = 300.0  # a sync running longer than this makes /healthz say 503
@@ -325,13 +277,7 @@ class Service:
         for seen in (outcome.detection.new + outcome.detection.changed
                      if outcome.detection is not None else []):
             record = judged.get(seen.regression_id, seen)
-            verdict = (f" [{record.confirmation.get('verdict')} by "
-                       f"{record.confirmation.get('points')} confirmation point(s)]"
-                       if record.confirmation else "")
-            log.info("%s %s: %s %+.1f%% on series %s%s%s (id %s)", record.kind, record.status,
-                     record.metric, record.relative_change * 100, record.series_id,
-                     f" ({record.attribution})" if record.attribution else "", verdict,
-                     record.regression_id)
+            log.info("%s (id %s)", detection_line(record), record.regression_id)
 
     def _database_loop(self) -> None:
         """Forward the outbox now and then (at once after a suite), refresh what /metrics

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from collector.adapters.envs import EnvironmentCache, base_versions, parse_pins
+from collector.adapters.envs import EnvironmentCache, base_versions
 from collector.adapters.host import capture_host
 from collector.adapters.store import SQLiteStore
 from collector.cli import main
-from collector.cli.ab import select_spec
 from collector.domain import catalogue as metrics
 from collector.domain.model import BenchmarkResult, MeasurementInfo, RunResult
+from collector.domain.packages import parse_pins
+from collector.usecases.select import select_spec
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, toy_model, toy_spec, toy_spec_dict
 
@@ -224,5 +225,5 @@ def test_one_benchmark_of_a_matrix_is_picked_with_where(
     code, _out, err = run(capsys, "ab", "slowpoke", "-c", str(config), "--a",
                           "slowpoke==1.0.0")
     assert code == 2
-    assert "slowpoke matches 2 benchmarks (toy/slowpoke bs=1 seq=8" in err
+    assert "slowpoke matches 2 benchmarks (toy/slowpoke float32 eager cpu bs=1 seq=8" in err
     assert "--where FIELD=VALUE" in err

@@ -123,7 +123,7 @@ def _seed_regression() -> dict[str, str]:
                  if r.status == "open"]
         [info] = store.list_series()
         return {"series_id": info.series_id, "model": info.model, "host": info.host,
-                "name": info.name, "regression_id": reg.regression_id,
+                "benchmark": info.benchmark, "regression_id": reg.regression_id,
                 "attribution": reg.attribution}
     finally:
         store.close()

@@ -111,7 +111,7 @@ def test_history_reads_both_runs_from_the_store(stored: tuple[Path, list[RunResu
         assert [p.run_id for p in points] == [r.run_id for r in runs]
         assert [p.value for p in points] == [
             r.results[0].metrics["latency_p50_seconds"] for r in runs]
-        [info] = store.list_series(name="bert")
+        [info] = store.list_series(benchmark="bert")
         assert info.series_id == series_id
     finally:
         store.close()

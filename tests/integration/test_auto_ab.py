@@ -18,17 +18,21 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from collector.adapters.config import AbSettings, Config, DetectionSettings, load_config
-from collector.adapters.envs import EnvironmentCache, Pin
+from collector.adapters.envs import EnvironmentCache
 from collector.adapters.measure import WorkerPool
 from collector.adapters.store import SQLiteStore, Stores
 from collector.cli import main
 from collector.detect.attribution import describe, environment_diff, package_changes
 from collector.domain.catalogue import SIZE
 from collector.domain.errors import CollectorError
-from collector.domain.history import Regression, Store, ab_line
+from collector.domain.history import Regression, Store
 from collector.domain.model import BenchmarkSpec
+from collector.domain.packages import Pin
 from collector.present.exposition import RegressionCollector
-from collector.usecases.cycle import Outcome, auto_ab, detect_and_confirm, run_once
+from collector.present.text import ab_line
+from collector.usecases.auto_ab import auto_ab
+from collector.usecases.cycle import detect_and_confirm, run_once
+from collector.usecases.outcome import Outcome
 from collector.usecases.scan import scan
 from tests.helpers import make_run
 from tests.toy_packages import build_toy_index, pip_args, toy_model

@@ -29,7 +29,7 @@ def test_run_once_prints_a_table_and_writes_versioned_json(tmp_path: Path) -> No
     out = tmp_path / "results.json"
     proc = collector("run-once", "--config", str(config), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "bert bs=1 seq=8 float32 eager cpu" in proc.stdout
+    assert "bert float32 eager cpu bs=1 seq=8" in proc.stdout
     assert "text-classification" in proc.stdout and "image-classification" in proc.stdout
     doc = json.loads(out.read_text())
     assert doc["format"] == "collector-results"
@@ -192,11 +192,11 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
     itself = collector("compare", files[0], files[0], "--fail-on-regression")
     assert itself.returncode == 0 and "slower" not in itself.stdout
     # One side laid out by two dimensions, the best of each column marked.
-    laid = collector("compare", "--pivot", "model:batch_size", files[0], "--format", "markdown")
+    laid = collector("compare", "--pivot", "benchmark:batch_size", files[0], "--format", "markdown")
     assert laid.returncode == 0, laid.stderr
     assert laid.stdout.startswith("**latency_p50_seconds**: * = best of its column")
     assert "| | 1 |" in laid.stdout and laid.stdout.count(" ms * |") == 1
-    wrong = collector("compare", "--pivot", "model:colour", files[0])
+    wrong = collector("compare", "--pivot", "benchmark:colour", files[0])
     assert wrong.returncode == 2 and "--pivot" in wrong.stderr
 
 

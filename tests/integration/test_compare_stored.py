@@ -15,9 +15,9 @@ import pytest
 
 from collector.adapters.store import SQLiteStore
 from collector.analysis.compare import compare
-from collector.cli.compare import select_stored
 from collector.domain.errors import ConfigError, InputError
 from collector.domain.history import Store
+from collector.usecases.select import select_stored
 from tests.helpers import make_run
 from tests.integration.test_regressions_store import NEW, OLD, T0
 

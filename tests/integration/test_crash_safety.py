@@ -19,13 +19,9 @@ from ruamel.yaml import YAML
 from collector.adapters.config import load_config
 from collector.adapters.locks import OwnerLock
 from collector.adapters.store import SQLiteStore, Stores
-from collector.usecases.cycle import (
-    CRASH_MESSAGE,
-    RunClock,
-    _header,
-    recover_crashed_runs,
-    run_once,
-)
+from collector.usecases.bench import RunClock
+from collector.usecases.cycle import run_once
+from collector.usecases.journal import CRASH_MESSAGE, _header, recover_crashed_runs
 from tests.helpers import FAST_MEASUREMENT, benchmark_yaml, make_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.adapters.envs import (
-    BuiltEnvironment,
-    EnvironmentBuildError,
-    EnvironmentCache,
-    Pin,
-    parse_pins,
-    record_names,
-)
+from collector.adapters.envs import BuiltEnvironment, EnvironmentBuildError, EnvironmentCache
 from collector.adapters.measure import WorkerPool, run_benchmark
 from collector.adapters.measure.forkservers import SERVERS
 from collector.domain import catalogue as metrics
 from collector.domain.model import Environment
+from collector.domain.packages import Pin, parse_pins, record_names
 from tests import toy_packages
 from tests.toy_packages import build_toy_index, slowpoke_probe, toy_model, toy_spec
 

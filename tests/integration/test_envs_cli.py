@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from collector.adapters.envs import EnvironmentCache, parse_pins
+from collector.adapters.envs import EnvironmentCache
+from collector.domain.packages import parse_pins
 from tests.helpers import run_collector as collector
 from tests.toy_packages import build_toy_index, pip_args
 

@@ -395,7 +395,7 @@ def metrics_for(model: str, spec: BenchmarkSpec, latency: float) -> dict[str, fl
                    "energy_per_iteration_joules": 250.0 * latency}  # NVML, ~250 W
         if TASKS[model] is Task.TEXT_GENERATION:
             values["energy_per_token_joules"] = 250.0 * latency / (spec.new_tokens * batch)
-    if spec.backend.value == "compile":
+    if spec.backend == "compile":
         values["compile_time_seconds"] = 12.0
         # Its outputs against the eager float32 result of the same workload in the run.
         values |= {"output_max_abs_diff": 3e-6, "output_max_rel_diff_ratio": 1e-6,
@@ -1167,7 +1167,7 @@ def test_every_promql_query_returns_series_from_real_collector_metrics(
 def _active_regression(store: SQLiteStore) -> None:
     """Open regressions of bert on both scraped hosts, through the store as the detector
     writes them."""
-    for info in [i for i in store.list_series() if i.name == "bert"]:
+    for info in [i for i in store.list_series() if i.benchmark == "bert"]:
         [run] = store.series_history(info.series_id, 1).runs
         store.save_regression(Regression(
             regression_id=f"r-{info.host}", series_id=info.series_id,

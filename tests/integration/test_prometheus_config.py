@@ -21,7 +21,8 @@ from ruamel.yaml import YAML
 from collector.adapters.config import ServeSettings
 from collector.adapters.http import MetricsServer, serve_metrics
 from collector.adapters.store import SQLiteStore
-from collector.domain.history import SERIES_LABELS, Regression
+from collector.domain.history import Regression
+from collector.domain.series import SERIES_LABELS
 from collector.present.exposition import Exposition, ServiceCollector, push_run
 from tests.fixtures_prom import AlertmanagerFactory, PrometheusFactory
 from tests.helpers import make_run
@@ -147,7 +148,7 @@ def _exported_metric_names(tmp_path: Path) -> set[str]:
     store = SQLiteStore(tmp_path / "names.db")
     try:
         store.record_run(make_run(fail="vit"))
-        [bert] = [info for info in store.list_series() if info.name == "bert"]
+        [bert] = [info for info in store.list_series() if info.benchmark == "bert"]
         _seed_regressions(store, bert.series_id)
         exposition = Exposition(store, ServiceCollector(
             {"version": "0"}, outbox_pending=lambda: 0,
@@ -434,7 +435,7 @@ def exporter(tmp_path: Path) -> Iterator[tuple[MetricsServer, dict[str, str]]]:
     store = SQLiteStore(tmp_path / "local.db")
     store.record_run(make_run(when=now - timedelta(hours=5), fail="vit", latency=0.02))
     store.record_run(make_run(when=now - timedelta(hours=4), fail="vit", latency=0.02))
-    [bert] = [info for info in store.list_series() if info.name == "bert"]
+    [bert] = [info for info in store.list_series() if info.benchmark == "bert"]
     series = {label: str(getattr(bert, label)) for label in SERIES_LABELS}
     _seed_regressions(store, bert.series_id)
     exposition = Exposition(store, ServiceCollector(

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from collector.adapters.store import SQLiteStore
-from collector.domain.model import Backend, results_document
+from collector.present.documents import results_document
 from tests.helpers import make_run
 from tests.helpers import run_collector as collector
 
@@ -18,7 +18,7 @@ def results_file(tmp_path: Path) -> Path:
     """bert on eager (1.6 ms) and on ONNX Runtime (0.9 ms) in one run."""
     run = make_run(models=("bert",), latency=0.0016)
     [eager] = run.results
-    spec = eager.spec.model_copy(update={"backend": Backend.ONNXRUNTIME})
+    spec = eager.spec.model_copy(update={"backend": "onnxruntime"})
     onnx = eager.model_copy(update={
         "spec": spec, "series_id": spec.series_id("host-a"),
         "metrics": {**eager.metrics, "latency_p50_seconds": 0.0009,

@@ -17,13 +17,8 @@ from typing import Any
 import pytest
 
 from collector.adapters.store import SQLiteStore
-from collector.domain.model import (
-    Backend,
-    BenchmarkResult,
-    FailureKind,
-    RunResult,
-    results_document,
-)
+from collector.domain.model import BenchmarkResult, FailureKind, RunResult
+from collector.present.documents import results_document
 from tests.helpers import benchmark_yaml, make_run
 from tests.helpers import run_collector as collector
 
@@ -96,7 +91,7 @@ def sweep_runs() -> list[RunResult]:
             results.append(_variant(bert, run.host, sequence_length=sequence, metrics={
                 "latency_p50_seconds": latency,
                 "throughput_input_tokens_per_second": sequence / latency}))
-        results.append(_variant(bert, run.host, backend=Backend.ONNXRUNTIME, metrics={
+        results.append(_variant(bert, run.host, backend="onnxruntime", metrics={
             "latency_p50_seconds": base * 0.55, "export_time_seconds": 2.0}))
         bert_tokens = bert.model_copy(update={"metrics": {
             **bert.metrics, "throughput_input_tokens_per_second": 8 / base}})

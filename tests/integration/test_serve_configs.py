@@ -24,10 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from collector.adapters.config import DAY_S, YEAR_S, Config, load_config
+from collector.adapters.config import Config, load_config
+from collector.adapters.config.bounds import DAY_S, YEAR_S
+from collector.adapters.scheduling import next_fire_times
 from collector.adapters.store import SQLiteStore, Stores
 from collector.domain.errors import ConfigError
-from collector.usecases.service import Service, next_fire_times
+from collector.usecases.service import Service
 from tests.helpers import FAST_MEASUREMENT, TINY_MODELS
 
 STOP_S = 10.0  # nothing runs: stopping is immediate whatever grace_s says

@@ -30,7 +30,7 @@ def test_record_and_read_back_a_run(store: Store) -> None:
     series = store.list_series()
     assert {s.series_id for s in series} == {bert.series_id, vit.series_id}
     info = next(s for s in series if s.series_id == bert.series_id)
-    assert (info.host, info.suite, info.name, info.model, info.source) == (
+    assert (info.host, info.suite, info.benchmark, info.model, info.source) == (
         "host-a", "s", "bert", "BertForSequenceClassification", "synthetic")
     assert (info.task, info.backend, info.device, info.dtype) == (
         "text-classification", "eager", "cpu", "float32")
@@ -97,8 +97,8 @@ def test_latest_value_per_series_and_metric(store: Store) -> None:
 def test_series_filters(store: Store) -> None:
     store.record_run(make_run(when=T0, host="host-a"))
     store.record_run(make_run(when=T0, host="host-b", models=("bert",)))
-    assert {s.host for s in store.list_series(name="bert")} == {"host-a", "host-b"}
-    assert [s.name for s in store.list_series(host="host-b")] == ["bert"]
+    assert {s.host for s in store.list_series(benchmark="bert")} == {"host-a", "host-b"}
+    assert [s.benchmark for s in store.list_series(host="host-b")] == ["bert"]
     assert store.list_series(batch_size=1, host="host-a", task="text-classification")
     assert store.list_series(dtype="bfloat16") == []
     with pytest.raises(ValueError, match="unknown series filter"):

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from collector.adapters.envs import EnvironmentCache, Pin
+from collector.adapters.envs import EnvironmentCache
+from collector.analysis.ab import ab_summary, side_label
 from collector.domain.catalogue import headline
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, FailureKind
-from collector.usecases.ab import ab_summary, run_ab, side_label
+from collector.domain.packages import Pin
+from collector.usecases.ab import run_ab
 from tests.helpers import make_run, spec_dict
 
 SLOWER_B = {"a": 0.010, "b": 0.013}

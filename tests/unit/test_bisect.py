@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from collector.domain.errors import ConfigError
-from collector.usecases.bisect import (
+from collector.analysis.bisect import (
     PackageRange,
     Step,
     StepVerdict,
@@ -17,6 +16,7 @@ from collector.usecases.bisect import (
     package_ranges,
     select_versions,
 )
+from collector.domain.errors import ConfigError
 
 FIVE = ["1.0.0", "1.1.0", "1.2.0", "1.3.0", "1.4.0"]
 

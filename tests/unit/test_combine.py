@@ -17,7 +17,7 @@ from collector.domain.model import (
     MeasurementInfo,
     NoiseProbe,
 )
-from collector.usecases.cycle import interleaved
+from collector.usecases.bench import interleaved
 from tests.helpers import spec_dict
 
 T0 = datetime(2026, 7, 1, tzinfo=timezone.utc)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from collector.analysis.compare import against_history, compare, judge, pivot, workload_label
-from collector.domain.model import Backend, Dtype, Repetition
+from collector.analysis.compare import against_history, compare, judge, pivot
+from collector.domain.model import Dtype, Repetition
+from collector.domain.series import workload_label
 from tests.helpers import make_run
 
 NOISE = [1.0, 1.01, 0.99, 1.005, 0.995, 1.0]  # +-1% around 1
@@ -138,19 +139,19 @@ def test_a_pivot_marks_the_best_of_each_column_by_direction() -> None:
     bert, vit = make_run(models=("bert", "vit")).results
     results = [_variant(bert, 0.010, batch_size=1), _variant(bert, 0.030, batch_size=8),
                _variant(vit, 0.020, batch_size=1), _variant(vit, 0.025, batch_size=8)]
-    [table] = pivot(results, "model", "batch_size", "latency_p50_seconds")
+    [table] = pivot(results, "benchmark", "batch_size", "latency_p50_seconds")
     assert (table.rows, table.columns, table.group) == (["bert", "vit"], ["1", "8"], "")
     assert table.best == {("bert", "1"), ("vit", "8")}  # lower is better
     assert table.cell_text("bert", "1") == "10.00 ms *"
     assert table.cell_text("vit", "1") == "20.00 ms"
-    [rates] = pivot(results, "model", "batch_size", "throughput_samples_per_second")
+    [rates] = pivot(results, "benchmark", "batch_size", "throughput_samples_per_second")
     assert rates.best == {("bert", "1"), ("vit", "8")}  # higher is better, same winners
 
 
 def test_a_pivot_splits_by_the_other_dimensions_that_vary() -> None:
     [bert] = make_run(models=("bert",)).results
     results = [_variant(bert, 0.01, dtype=d, backend=b, sequence_length=s)
-               for d in (Dtype.FLOAT32, Dtype.BFLOAT16) for b in (Backend.EAGER, Backend.COMPILE)
+               for d in (Dtype.FLOAT32, Dtype.BFLOAT16) for b in ("eager", "compile")
                for s in (8, 64)]
     tables = pivot(results, "backend", "dtype", "latency_p50_seconds")
     assert [t.group for t in tables] == ["sequence_length=64", "sequence_length=8"]

@@ -7,7 +7,7 @@ import pytest
 
 from collector.adapters.config import load_config
 from collector.domain.errors import ConfigError
-from collector.domain.model import Backend, Dtype, SyntheticSource, Task
+from collector.domain.model import Dtype, SyntheticSource, Task
 
 GOOD = """\
 version: 1
@@ -52,7 +52,7 @@ def test_valid_config_expands_matrix_and_layers_defaults(tmp_path: Path) -> None
     gpt2 = [s for s in suite.benchmarks if s.name == "gpt2-tiny"]
     assert len(gpt2) == 8  # 2 batch sizes x 2 lengths x 2 backends
     assert {(s.batch_size, s.sequence_length, s.backend) for s in gpt2} == {
-        (b, n, k) for b in (1, 4) for n in (16, 32) for k in (Backend.EAGER, Backend.COMPILE)}
+        (b, n, k) for b in (1, 4) for n in (16, 32) for k in ("eager", "compile")}
     # File-level measurement defaults merge field by field with the suite's.
     assert all(s.measurement.min_iterations == 5 for s in gpt2)
     assert all(s.measurement.target_rel_ci == 0.02 for s in gpt2)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.adapters.config import MAX_BENCHMARKS, load_config
+from collector.adapters.config import load_config
+from collector.adapters.config.bounds import MAX_BENCHMARKS
 from collector.domain.errors import ConfigError, ConfigProblem
 from tests.unit.test_config import BENCH
 

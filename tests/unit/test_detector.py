@@ -7,15 +7,9 @@ import random
 
 import pytest
 
-from collector.detect.detector import (
-    Change,
-    Detector,
-    DetectorSettings,
-    detectable,
-    replay,
-    settings_for,
-)
+from collector.detect.detector import Change, Detector, detectable, replay
 from collector.domain.catalogue import Direction
+from collector.domain.detection import DetectorSettings, settings_for
 
 LOWER = Direction.LOWER_IS_BETTER
 HIGHER = Direction.HIGHER_IS_BETTER

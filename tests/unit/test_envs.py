@@ -17,12 +17,10 @@ from collector.adapters.envs import (
     MANIFEST,
     EnvironmentBuildError,
     EnvironmentCache,
-    Pin,
-    parse_pins,
     pip_reason,
-    record_names,
 )
 from collector.domain.errors import InputError
+from collector.domain.packages import Pin, parse_pins, record_names
 
 
 def test_pins_are_parsed_canonicalised_and_sorted() -> None:

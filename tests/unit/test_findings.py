@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from collector.analysis.findings import Thresholds, analyse
-from collector.domain.model import Backend, NoiseProbe, Quantization
+from collector.domain.model import NoiseProbe, Quantization
 from tests.helpers import make_run
 
 
@@ -28,8 +28,8 @@ def kinds(found: list[Any], kind: str) -> list[Any]:
 def test_variant_speedups_cite_both_latencies_and_the_compile_payoff() -> None:
     found = analyse([
         result(0.0016),
-        result(0.0009, backend=Backend.ONNXRUNTIME, metrics={"export_time_seconds": 2.1}),
-        result(0.0011, backend=Backend.COMPILE, metrics={"compile_time_seconds": 2.5}),
+        result(0.0009, backend="onnxruntime", metrics={"export_time_seconds": 2.1}),
+        result(0.0011, backend="compile", metrics={"compile_time_seconds": 2.5}),
         result(0.0048, quantization=Quantization.INT8_DYNAMIC,
                metrics={"output_max_rel_diff_ratio": 0.017})])
     texts = {f.text.split(" ")[0]: f for f in kinds(found, "variant_speedup")}

@@ -4,7 +4,8 @@ own vocabulary with edge values, random text), each either accepted or refused w
 and one line per problem, never a traceback, each within a time bound, each within a
 memory bound.
 
-Most inputs go to what the CLI runs for the command (load_config, read_series + document):
+Most inputs go to what the CLI runs for the command (load_config; read_text, parse_series,
+detect_series and detect_document):
 the contract there is that only ConfigError / InputError escape, every problem one line
 naming the file and line; main() turns exactly those into exit 2 (one `main()` costs 15 ms
 of argparse and console set-up, the checks themselves 0.3-20 ms). A share goes through
@@ -32,12 +33,15 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from collector.adapters.config import load_config
+from collector.adapters.files import read_text
+from collector.adapters.scheduling import next_fire_times
 from collector.cli import main
-from collector.detect.detector import DetectorSettings
+from collector.detect.offline import detect_series
 from collector.domain.catalogue import Direction
+from collector.domain.detection import DetectorSettings
 from collector.domain.errors import ConfigError, InputError
-from collector.present.series_input import document, read_series
-from collector.usecases.service import next_fire_times
+from collector.present.documents import detect_document
+from collector.present.series_input import parse_series
 
 ROOT = Path(__file__).parents[2]
 PER_INPUT_S = 10.0  # typical: 1-50 ms; a busy CI core is slow, a hang is slower
@@ -355,11 +359,13 @@ CSV_SERIES = st.builds(
 
 
 def read_or_refuse(path: Path) -> None:
-    """read_series + document accept, or InputError of one line naming file and line."""
+    """The detect command's steps accept, or InputError of one line naming file and line."""
     try:
         with time_bound(PER_INPUT_S):
-            body = document(read_series(path), Direction.LOWER_IS_BETTER, DetectorSettings(),
-                            source=str(path))
+            points = parse_series(read_text(path, what="series file"), str(path))
+            changes = detect_series(points, Direction.LOWER_IS_BETTER, DetectorSettings())
+            body = detect_document(points, changes, direction="lower_is_better",
+                                   settings=DetectorSettings(), source=str(path), metric=None)
     except InputError as exc:
         text = str(exc)
         assert "\n" not in text and text.isprintable(), text

@@ -14,8 +14,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from collector.detect.detector import Detector, DetectorSettings, replay
+from collector.detect.detector import Detector, replay
 from collector.domain.catalogue import Direction
+from collector.domain.detection import DetectorSettings
 
 LOWER = Direction.LOWER_IS_BETTER
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detection_quality.py"

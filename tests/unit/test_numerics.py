@@ -15,7 +15,7 @@ from collector.analysis.numerics import (
     TOP1_SIZE,
     with_drift,
 )
-from collector.domain.model import Backend, Quantization
+from collector.domain.model import Quantization
 from tests.helpers import make_run
 
 
@@ -40,7 +40,7 @@ def _run(*variants: tuple[list[float], list[float], dict[str, Any]]) -> Any:
 
 
 def test_each_variant_is_compared_with_the_eager_float32_result_of_its_workload() -> None:
-    run = with_drift(_run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.ONNXRUNTIME}),
+    run = with_drift(_run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": "onnxruntime"}),
                           ([1.0, -2.5, 4.0], [3.0, 2.0],
                            {"quantization": Quantization.INT8_DYNAMIC})))
     reference, exported, int8 = run.results
@@ -54,7 +54,7 @@ def test_each_variant_is_compared_with_the_eager_float32_result_of_its_workload(
 
 def test_repetitions_compare_their_first_fingerprint() -> None:
     # Repetitions' samples are concatenated by collector.analysis.combine: the first copy counts.
-    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.OPENVINO}))
+    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": "openvino"}))
     variant = run.results[1]
     tripled = {k: v * 3 for k, v in variant.samples.items()}
     run = with_drift(run.model_copy(update={"results": (
@@ -65,7 +65,7 @@ def test_repetitions_compare_their_first_fingerprint() -> None:
 def test_no_reference_no_drift() -> None:
     # Another shape is another workload: nothing to compare with.
     run = with_drift(_run(([1.0, 0.0, 4.0], [3.0, 1.0],
-                           {"backend": Backend.ONNXRUNTIME, "sequence_length": 64})))
+                           {"backend": "onnxruntime", "sequence_length": 64})))
     assert not any(k.startswith("output_") for k in run.results[1].metrics)
 
 
@@ -80,7 +80,7 @@ def test_generation_compares_new_token_ids_position_by_position() -> None:
     [base] = make_run(models=("gpt2",)).results
     reference = _generation(base, [5, 6, 7, 8, 9, 10, 11, 12])
     compiled = _generation(base, [5, 6, 7, 1, 9, 10, 11, 12] * 3,  # three repetitions
-                           backend=Backend.COMPILE)
+                           backend="compile")
     run = make_run(models=("gpt2",)).model_copy(update={"results": (reference, compiled)})
     out = with_drift(run).results[1]
     assert out.metrics["output_token_agreement_ratio"] == 7 / 8
@@ -88,7 +88,7 @@ def test_generation_compares_new_token_ids_position_by_position() -> None:
 
 
 def test_without_a_reference_in_the_run_the_series_previous_run_is_the_reference() -> None:
-    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.ONNXRUNTIME}))
+    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": "onnxruntime"}))
     reference = run.results[0]
     asked: list[str] = []
 
@@ -112,7 +112,7 @@ def test_no_previous_fingerprint_no_drift() -> None:
 
 
 def test_a_failed_result_is_never_compared() -> None:
-    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": Backend.ONNXRUNTIME}))
+    run = _run(([1.0, -2.0, 4.0], [3.0, 1.0], {"backend": "onnxruntime"}))
     failed = run.results[1].model_copy(update={"status": "failed", "metrics": {}})
     run = with_drift(run.model_copy(update={"results": (run.results[0], failed)}),
                      lambda _: {})

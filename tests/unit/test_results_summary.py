@@ -3,7 +3,7 @@ catalogue's direction."""
 
 from __future__ import annotations
 
-from collector.domain.model import results_document
+from collector.present.documents import results_document
 from tests.helpers import make_run
 
 

@@ -46,10 +46,10 @@ from collector.adapters.measure.quantize import quantize
 from collector.adapters.measure.tasks import AUTO_CLASSES, generation, infer_task
 from collector.adapters.measure.tasks.inputs import build_inputs
 from collector.adapters.measure.valgrind import instructions_mode_problem
+from collector.domain import backends as declarations
 from collector.domain import capabilities
 from collector.domain.model import (
     GENERATION_TASKS,
-    Backend,
     BenchmarkSpec,
     FailureKind,
     HubSource,
@@ -502,7 +502,7 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         "throughput_samples_per_second": spec.batch_size / summary.p50,
         "peak_rss_bytes": float(peak_rss_bytes()),
     })
-    if spec.backend is Backend.COMPILE:  # inductor compiles on the first call
+    if declarations.get(spec.backend).compiles_on_first_call:  # e.g. inductor
         metrics["compile_time_seconds"] = max(first_call_s - summary.p50, 0.0)
     if prompt_tokens and not generating:
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens

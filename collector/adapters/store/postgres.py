@@ -37,6 +37,7 @@ from collector.adapters.store.rows import (
     RUN_COLUMNS,
     SAMPLE_COLUMNS,
     SERIES_COLUMNS,
+    SERIES_RELABELLED,
     measurement_table,
     run_rows,
 )
@@ -49,7 +50,6 @@ from collector.domain.errors import (
     TemporaryStoreError,
 )
 from collector.domain.history import (
-    SERIES_FIELDS,
     Baseline,
     DetectionState,
     FailureRecord,
@@ -58,12 +58,12 @@ from collector.domain.history import (
     Regression,
     SeriesActivity,
     SeriesHistory,
-    SeriesInfo,
     StoredRun,
     SuiteActivity,
-    check_series_filters,
 )
 from collector.domain.model import BenchmarkResult, RunResult
+from collector.domain.series import DIMENSIONS_BY_NAME, SeriesInfo, check_series_filters
+from collector.domain.series import SERIES_COLUMNS as SERIES_LABEL_COLUMNS
 
 _JSONB = {"environment", "spec", "identity", "measurement", "noise", "repetitions"}
 _MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collector
@@ -120,6 +120,11 @@ def _insert(table: str, columns: Sequence[str], suffix: str = "") -> sql.Compose
     return sql.SQL("INSERT INTO {} ({}) VALUES ({}) {}").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", ").join(marks), sql.SQL(suffix))
+
+
+# A series' labels follow its latest run (collector.adapters.store.rows.SERIES_RELABELLED).
+_RELABEL = "ON CONFLICT (series_id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in SERIES_RELABELLED)
 
 
 def _copy(table: str, columns: Sequence[str]) -> sql.Composed:
@@ -389,8 +394,7 @@ class PostgresStore:
                             rows.run)
                 if cur.fetchone() is None:
                     return False
-                cur.executemany(_insert("series", SERIES_COLUMNS,
-                                        "ON CONFLICT (series_id) DO NOTHING"), rows.series)
+                cur.executemany(_insert("series", SERIES_COLUMNS, _RELABEL), rows.series)
                 cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
                 self._bulk_write(cur, measurement_table(run), MEASUREMENT_COLUMNS,
                                  rows.measurements)
@@ -442,9 +446,10 @@ class PostgresStore:
     def list_series(self, **filters: str | int) -> list[SeriesInfo]:
         check_series_filters(filters)
         conditions = sql.SQL("").join(
-            sql.SQL(" AND {} = %s").format(sql.Identifier(name)) for name in filters)
+            sql.SQL(" AND {} = %s").format(sql.Identifier(DIMENSIONS_BY_NAME[name].store_column))
+            for name in filters)
         query = sql.SQL("SELECT {} FROM series WHERE TRUE{} ORDER BY series_id").format(
-            sql.SQL(", ").join(map(sql.Identifier, SERIES_FIELDS)), conditions)
+            sql.SQL(", ").join(map(sql.Identifier, SERIES_LABEL_COLUMNS)), conditions)
         return [SeriesInfo(*row) for row in self._query(query, list(filters.values()))]
 
     def failures(self, series_id: str | None = None,

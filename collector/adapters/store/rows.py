@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from collector.domain.catalogue import METRICS
-from collector.domain.history import SERIES_FIELDS, series_info
 from collector.domain.model import BenchmarkResult, RunResult
+from collector.domain.series import SERIES_COLUMNS as SERIES_LABEL_COLUMNS
+from collector.domain.series import SERIES_FIELDS, series_info
 
 
 def _json(value: Any) -> str | None:
@@ -30,7 +31,10 @@ class RunRows:
 
 RUN_COLUMNS = ("run_id", "suite", "host", "started_at", "finished_at", "status",
                "collector_version", "environment", "purpose")
-SERIES_COLUMNS = (*SERIES_FIELDS, "spec", "identity")
+SERIES_COLUMNS = (*SERIES_LABEL_COLUMNS, "spec", "identity")
+# A series' labels (not its identity) follow its latest run: a renamed benchmark shows its
+# new name, and a label whose meaning was made clearer is rewritten at the series' next run.
+SERIES_RELABELLED = ("suite", "name", "model", "architecture", "revision")
 RESULT_COLUMNS = ("run_id", "series_id", "status", "started_at", "finished_at",
                   "resolved_task", "measurement", "noise", "environment", "spec_hash",
                   "purpose", "repetitions")

@@ -38,13 +38,13 @@ from collector.adapters.store.rows import (
     RUN_COLUMNS,
     SAMPLE_COLUMNS,
     SERIES_COLUMNS,
+    SERIES_RELABELLED,
     measurement_table,
     parse_time,
     run_rows,
 )
 from collector.domain.errors import PermanentStoreError, StoreError, TemporaryStoreError
 from collector.domain.history import (
-    SERIES_FIELDS,
     Baseline,
     DetectionState,
     FailureRecord,
@@ -53,12 +53,12 @@ from collector.domain.history import (
     Regression,
     SeriesActivity,
     SeriesHistory,
-    SeriesInfo,
     StoredRun,
     SuiteActivity,
-    check_series_filters,
 )
 from collector.domain.model import BenchmarkResult, RunResult
+from collector.domain.series import DIMENSIONS_BY_NAME, SeriesInfo, check_series_filters
+from collector.domain.series import SERIES_COLUMNS as SERIES_LABEL_COLUMNS
 from collector.version import __version__
 
 T = TypeVar("T")
@@ -234,8 +234,10 @@ class SQLiteStore:
                                      _sql_values(rows.run))
             if cur.rowcount == 0:
                 return False
-            self._conn.executemany(_insert("series", SERIES_COLUMNS, "OR IGNORE"),
-                                   [_sql_values(r) for r in rows.series])
+            self._conn.executemany(
+                _insert("series", SERIES_COLUMNS) + " ON CONFLICT (series_id) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in SERIES_RELABELLED),
+                [_sql_values(r) for r in rows.series])
             for table, columns, values in (
                 ("results", RESULT_COLUMNS, rows.results),
                 (measurement_table(run), MEASUREMENT_COLUMNS, rows.measurements),
@@ -394,11 +396,11 @@ class SQLiteStore:
 
     def list_series(self, **filters: str | int) -> list[SeriesInfo]:
         check_series_filters(filters)
-        # Column names come from SERIES_FIELDS and SERIES_FILTERS (checked above), values
-        # are parameters.
-        where = "".join(f" AND {name} = ?" for name in filters)
+        # Column names come from the series vocabulary (filters checked above), values are
+        # parameters.
+        where = "".join(f" AND {DIMENSIONS_BY_NAME[name].store_column} = ?" for name in filters)
         rows = self._fetch(
-            f"SELECT {', '.join(SERIES_FIELDS)} FROM series WHERE 1 = 1"  # noqa: S608 - our column names
+            f"SELECT {', '.join(SERIES_LABEL_COLUMNS)} FROM series WHERE 1 = 1"  # noqa: S608 - our column names
             + where + " ORDER BY series_id", list(filters.values()))
         return [SeriesInfo(*row) for row in rows]
 

@@ -10,14 +10,15 @@ import torch
 
 from collector.adapters.measure.backends.base import Context, Prepared
 from collector.adapters.measure.backends.eager import Eager, torch_outputs, torch_step
-from collector.domain.model import GENERATION_TASKS
+from collector.domain.backends.compile import CompileSettings
+from collector.domain.workload import GENERATION_TASKS
 
 
 class Compiled(Eager):
     """Loads as eager does (attn_implementation); compiles when preparing."""
 
     def prepare(self, model: Any, context: Context) -> Prepared:
-        settings = context.spec.compile
+        settings = context.spec.settings(CompileSettings)
         generating = context.task in GENERATION_TASKS
         compiled = torch.compile(model.forward if generating else model, mode=settings.mode,
                                  fullgraph=settings.fullgraph, dynamic=settings.dynamic)

@@ -2,8 +2,8 @@
 the TorchScript exporter is deprecated, and optimum-onnx does not allow transformers 5), at
 the benchmark's own shapes, then run by an InferenceSession on the CPU execution provider, or
 CUDA's where the device is cuda, or TensorRT's when `onnxruntime.execution_provider` says so
-(collector.domain.capabilities.onnxruntime_providers). `export_time_seconds` is export plus session
-creation."""
+(collector.domain.backends.onnxruntime.providers). `export_time_seconds` is export plus
+session creation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from collector.adapters.measure.backends.base import Context, Prepared, quiet, require
 from collector.adapters.measure.backends.exported import numpy_inputs, timed
 from collector.adapters.measure.isolation import WorkerFailure
-from collector.domain.capabilities import onnxruntime_providers
+from collector.domain.backends.onnxruntime import OnnxRuntimeSettings, providers
 from collector.domain.model import BenchmarkSpec, FailureKind
 
 _PACKAGES = {"CPUExecutionProvider": "onnxruntime",
@@ -29,13 +29,14 @@ class OnnxRuntime:
         require("onnxscript", "onnx")
         import torch
 
-        providers = list(onnxruntime_providers(context.spec))
+        wanted = list(providers(context.spec.settings(OnnxRuntimeSettings),
+                                context.spec.device))
         available = ort.get_available_providers()
-        if providers[0] not in available:
+        if wanted[0] not in available:
             raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, (
-                f"onnxruntime here has no {providers[0]} (it has {', '.join(available)}); "
-                f"install {_PACKAGES[providers[0]]}"))
-        providers = [p for p in providers if p in available]
+                f"onnxruntime here has no {wanted[0]} (it has {', '.join(available)}); "
+                f"install {_PACKAGES[wanted[0]]}"))
+        chosen = [p for p in wanted if p in available]
         path = context.workdir / "model.onnx"
 
         def export() -> Any:
@@ -46,7 +47,7 @@ class OnnxRuntime:
             if context.spec.threads is not None:
                 options.intra_op_num_threads = context.spec.threads
             options.log_severity_level = 3  # errors only
-            return ort.InferenceSession(str(path), options, providers=providers)
+            return ort.InferenceSession(str(path), options, providers=chosen)
 
         session, export_s = timed(export)
         feeds = numpy_inputs(context.inputs)

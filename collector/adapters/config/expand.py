@@ -1,0 +1,308 @@
+"""Expansion: every benchmark of every suite, its settings merged from file, suite and
+benchmark level and its matrix expanded into BenchmarkSpecs, checked as it goes (what the
+backend can run, duplicate workloads, the number of benchmarks)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import (
+    ValidationError,
+)
+
+from collector.adapters.config.bounds import INT8_MAX, MATRIX_AXES, MAX_BENCHMARKS, Loc
+from collector.adapters.config.problems import problems_from, short
+from collector.adapters.config.schema import (
+    BenchmarkEntry,
+    ConfigFile,
+    LevelSettings,
+    SuiteEntry,
+)
+from collector.adapters.config.settings import Suite
+from collector.adapters.config.yaml_source import field_path, line_of
+from collector.domain import backends, capabilities
+from collector.domain.errors import ConfigProblem
+from collector.domain.model import (
+    BenchmarkSpec,
+    HubSource,
+    MeasurementMode,
+    MeasurementSettings,
+    SyntheticSource,
+)
+
+
+def _axis_values(levels: Sequence[LevelSettings | None], axis: str) -> list[Any] | None:
+    """The most specific level that sets an axis decides it, as a scalar or a matrix list."""
+    for level in reversed(levels):
+        if level is None:
+            continue
+        listed = getattr(level.matrix, axis) if level.matrix is not None else None
+        if listed is not None:
+            return list(listed)
+        if getattr(level, axis) is not None:
+            return [getattr(level, axis)]
+    return None
+
+
+def _scalar(levels: Sequence[LevelSettings | None], field: str) -> Any:
+    for level in reversed(levels):
+        if level is not None and getattr(level, field) is not None:
+            return getattr(level, field)
+    return None
+
+
+def _merged_measurement(levels: Sequence[LevelSettings | None]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for level in levels:
+        if level is not None and level.measurement is not None:
+            merged.update(level.measurement.model_dump(exclude_none=True))
+    return merged
+
+
+ArchitectureCheck = Callable[[str], "bool | None"]
+
+
+def transformers_architecture_known(name: str) -> bool | None:
+    """True/False when transformers is installed (lazy import, no torch), None otherwise."""
+    names = _transformers_names()
+    return None if names is None else name[:1].isupper() and name in names
+
+
+@functools.cache
+def _transformers_names() -> frozenset[str] | None:
+    """dir() of transformers' lazy module costs 0.6 s: once per process, not per name."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    return frozenset(dir(transformers))
+
+
+class Checker:
+    """Collects problems of one file while specs are expanded."""
+
+    def __init__(self, file: str, root: Any, architecture_known: ArchitectureCheck) -> None:
+        self.file = file
+        self.root = root
+        self.problems: list[ConfigProblem] = []
+        self.notes: list[str] = []
+        self._architecture_known = architecture_known
+        self._checked: dict[str, bool | None] = {}
+        self.benchmarks = 0  # expanded so far, for MAX_BENCHMARKS
+
+    def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        problem = ConfigProblem(self.file, line_of(self.root, loc, key=key),
+                                field_path(self.root, loc), message)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def matrix_conflicts(self, level: LevelSettings | None, loc: Loc) -> None:
+        if level is None or level.matrix is None:
+            return
+        for axis in MATRIX_AXES:
+            if getattr(level, axis) is not None and getattr(level.matrix, axis) is not None:
+                self.add((*loc, "matrix", axis),
+                         f"{axis} is set both as a value and in matrix; set one or the other",
+                         key=True)
+
+    def measurement(self, levels: Sequence[LevelSettings | None], loc: Loc,
+                    suite_name: str) -> MeasurementSettings | None:
+        """A benchmark's merged measurement settings; None (with problems) when invalid."""
+        try:
+            measurement = MeasurementSettings(**_merged_measurement(levels))
+        except ValidationError as exc:
+            _, suite, bench = levels
+            where = (*loc, "measurement") if bench is not None and bench.measurement else (
+                ("suites", suite_name, "defaults", "measurement") if suite is not None
+                and suite.measurement else ("defaults", "measurement"))
+            for err in exc.errors(include_url=False):
+                self.add((*where, *err["loc"]), err["msg"].removeprefix("Value error, "))
+            return None
+        return measurement if self._instructions_mode(measurement, levels, loc) else None
+
+    def _instructions_mode(self, measurement: MeasurementSettings,
+                           levels: Sequence[LevelSettings | None], loc: Loc) -> bool:
+        """Instructions are counted on one CPU thread: False (with a problem) otherwise."""
+        if measurement.mode is not MeasurementMode.INSTRUCTIONS:
+            return True
+        threads = _scalar(levels, "threads")
+        if threads is not None and threads != 1:
+            self.add((*loc, "threads"), f"measurement mode instructions counts one thread "
+                     f"(got threads {threads}); set threads: 1 or leave it unset")
+            return False
+        devices = _axis_values(levels, "device") or ["cpu"]
+        if any(d != "cpu" for d in devices):
+            self.add((*loc, "device"), "measurement mode instructions counts CPU "
+                     f"instructions (got device {', '.join(map(str, devices))}); use "
+                     "device: cpu")
+            return False
+        return True
+
+    def model_config(self, raw: Any, loc: Loc) -> bool:
+        """A synthetic model's `config` goes to transformers and, as JSON, into both stores:
+        plain JSON data only. False (with problems) otherwise."""
+        model = raw.get("model") if isinstance(raw, dict) else None
+        if not isinstance(model, dict) or "config" not in model:
+            return True
+        before = len(self.problems)
+        self._json_data(model["config"], (*loc, "model", "config"))
+        return len(self.problems) == before
+
+    def _json_data(self, value: Any, loc: Loc) -> None:
+        if value is None or isinstance(value, bool | str):
+            return
+        if isinstance(value, int):
+            if not -INT8_MAX - 1 <= value <= INT8_MAX:
+                self.add(loc, f"integer out of the 64-bit range (got {short(value)})")
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                self.add(loc, f"not a finite number (got {value}); JSON and the stores "
+                              "hold finite numbers only")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                self._json_data(item, (*loc, index))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    self.add((*loc, key), f"keys must be strings (got {short(key)}); quote "
+                                          "it", key=True)
+                else:
+                    self._json_data(item, (*loc, key))
+        else:
+            self.add(loc, f"expected plain data (a string, number, boolean, null, list or "
+                          f"mapping), got a {type(value).__name__} ({short(str(value))}); "
+                          "quote it to make it a string")
+
+    def model(self, raw: Any, bench: BenchmarkEntry, loc: Loc) -> bool:
+        """The model's config and source; False when the benchmark cannot be expanded."""
+        self.source(bench, loc)
+        return self.model_config(raw, loc)
+
+    def source(self, bench: BenchmarkEntry, loc: Loc) -> None:
+        model = bench.model
+        if isinstance(model, HubSource) and model.trust_remote_code and not re.fullmatch(
+                r"[0-9a-f]{40}", model.revision):
+            self.add((*loc, "model", "revision"),
+                     f"trust_remote_code runs the model repository's own code: pin revision "
+                     f"to a full 40-character commit hash (got {model.revision!r}), so the "
+                     "code that runs cannot change under the same name")
+        if isinstance(model, SyntheticSource) and model.seed > INT8_MAX:
+            self.add((*loc, "model", "seed"), f"a seed fits in 64 bits (got {model.seed})")
+
+    def expansion(self, levels: Sequence[LevelSettings | None], axes: dict[str, list[Any]],
+                  loc: Loc, suite_name: str) -> bool:
+        """At most MAX_BENCHMARKS per file; False (with a problem) when this benchmark's
+        matrix would pass it, before any of it is built."""
+        if self.benchmarks > MAX_BENCHMARKS:  # reported already
+            return False
+        count = math.prod(len(values) for values in axes.values())
+        if self.benchmarks + count <= MAX_BENCHMARKS:
+            self.benchmarks += count
+            return True
+        file_level, suite_level, bench = levels
+        where: Loc = loc
+        if bench is not None and bench.matrix is not None:
+            where = (*loc, "matrix")
+        elif suite_level is not None and suite_level.matrix is not None:
+            where = ("suites", suite_name, "defaults", "matrix")
+        elif file_level is not None and file_level.matrix is not None:
+            where = ("defaults", "matrix")
+        sizes = " x ".join(f"{len(v)} {a}" for a, v in axes.items() if len(v) > 1)
+        self.add(where, f"expands to {count:,} benchmarks ({sizes or 'one'}); at most "
+                        f"{MAX_BENCHMARKS:,} per file" + (
+                            f", and {self.benchmarks:,} come before it"
+                            if self.benchmarks else ""), key=True)
+        self.benchmarks = MAX_BENCHMARKS + 1  # the rest would only repeat this problem
+        return False
+
+    def architecture(self, source: SyntheticSource, loc: Loc) -> None:
+        arch = source.architecture
+        if arch not in self._checked:
+            self._checked[arch] = self._architecture_known(arch)
+        if self._checked[arch] is False:
+            self.add((*loc, "model", "architecture"),
+                     f"unknown architecture (got {arch!r}); expected a transformers model "
+                     "class name such as GPT2LMHeadModel or BertForSequenceClassification")
+        elif self._checked[arch] is None:
+            note = (f"architecture {arch!r} not checked: transformers is not installed here; "
+                    "the worker checks it")
+            if note not in self.notes:
+                self.notes.append(note)
+
+
+def _specs(check: Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
+           workloads: dict[str, str], name: str, loc: Loc) -> list[BenchmarkSpec]:
+    """One benchmark's matrix, expanded; `workloads` maps identities to benchmark names."""
+    specs = []
+    for combo in itertools.product(*axes.values()):
+        spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
+        impossible = capabilities.problem(spec)
+        if impossible is not None:
+            field, message = impossible
+            check.add((*loc, field), f"{message} ({spec.label})")
+            break
+        # Two benchmarks with one series identity would write one series twice per run.
+        workload = json.dumps(spec.identity(), sort_keys=True)
+        if workload in workloads:
+            if workloads[workload] != name:  # else already reported as a duplicate name
+                check.add((*loc, "name"), f"repeats the workload of benchmark "
+                          f"{workloads[workload]!r} ({spec.label})")
+            break
+        workloads[workload] = name
+        specs.append(spec)
+    return specs
+
+
+def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: SuiteEntry) -> Suite:
+    specs: list[BenchmarkSpec] = []
+    first_index: dict[str, int] = {}
+    workloads: dict[str, str] = {}
+    check.matrix_conflicts(suite.defaults, ("suites", suite_name, "defaults"))
+    for index, raw in enumerate(suite.benchmarks):
+        loc: Loc = ("suites", suite_name, "benchmarks", index)
+        try:
+            bench = BenchmarkEntry.model_validate(raw)
+        except ValidationError as exc:
+            check.problems.extend(problems_from(exc, check.file, check.root, BenchmarkEntry, loc))
+            # The model may be fine while another field is not: still check its architecture.
+            raw_model = raw.get("model")
+            if isinstance(raw_model, dict) and raw_model.get("source") == "synthetic":
+                with contextlib.suppress(ValidationError):
+                    check.architecture(SyntheticSource.model_validate(raw_model), loc)
+            continue
+        if not check.model(raw, bench, loc):
+            continue
+        if bench.name in first_index:
+            check.add((*loc, "name"), f"duplicate benchmark name (got {bench.name!r}); first "
+                      f"defined at benchmarks[{first_index[bench.name]}]")
+        first_index.setdefault(bench.name, index)
+        check.matrix_conflicts(bench, loc)
+        if isinstance(bench.model, SyntheticSource):
+            check.architecture(bench.model, loc)
+
+        levels = (parsed.defaults, suite.defaults, bench)
+        measurement = check.measurement(levels, loc, suite_name)
+        if measurement is None:
+            continue
+
+        fixed: dict[str, Any] = {"suite": suite_name, "name": bench.name, "model": bench.model,
+                                 "measurement": measurement}
+        for field in ("task", "threads", "timeout_s", "memory_limit_mb",
+                      *backends.with_settings()):
+            value = _scalar(levels, field)
+            if value is not None:
+                fixed[field] = value
+        axes = {a: v for a in MATRIX_AXES if (v := _axis_values(levels, a)) is not None}
+        if not check.expansion(levels, axes, loc, suite_name):
+            continue
+        specs += _specs(check, fixed, axes, workloads=workloads, name=bench.name, loc=loc)
+    return Suite(suite_name, suite.description, tuple(specs), suite.schedule)
+
+

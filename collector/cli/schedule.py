@@ -1,0 +1,36 @@
+"""`collector schedule`: the suites' next run times."""
+
+from __future__ import annotations
+
+import argparse
+
+from collector.cli import options
+from collector.cli.common import stdout
+from collector.cli.exits import Exit
+
+NAME = "schedule"
+HELP = "list the suites' next run times"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.config(parser)
+    parser.add_argument("--count", type=int, default=3, help="run times per suite")
+
+
+def run(args: argparse.Namespace) -> int:
+    from collector.adapters.config import load_config
+    from collector.adapters.scheduling import next_fire_times
+
+    config = load_config(args.config)
+    out = stdout()
+    table = next_fire_times(config, count=args.count)
+    for suite in config.suites:
+        if suite.schedule is None:
+            out.print(f"{suite.name}: not scheduled (run-once only)", markup=False)
+            continue
+        what = (f"cron '{suite.schedule.cron}'" if suite.schedule.cron
+                else f"every {suite.schedule.interval_s:g} s")
+        times = ", ".join(t.isoformat(timespec="seconds") for t in table[suite.name])
+        out.print(f"{suite.name}: {what} ({suite.schedule.timezone}); next: {times}",
+                  markup=False)
+    return Exit.OK

@@ -1,0 +1,108 @@
+"""The words a workload is described in: tasks, dtypes, quantizations, attention
+implementations, measurement modes, and the patterns of names and devices.
+
+A leaf of the domain: the backend declarations (collector/domain/backends/) and the specs
+(collector/domain/model.py) both build on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+DEVICE_PATTERN = r"^(cpu|cuda(:[0-9]+)?)$"
+
+
+class Task(str, Enum):
+    AUTO = "auto"
+    TEXT_GENERATION = "text-generation"
+    TEXT_CLASSIFICATION = "text-classification"
+    FEATURE_EXTRACTION = "feature-extraction"
+    IMAGE_CLASSIFICATION = "image-classification"
+    SPEECH_RECOGNITION = "speech-recognition"
+    ZERO_SHOT_IMAGE_CLASSIFICATION = "zero-shot-image-classification"
+
+
+GENERATION_TASKS = frozenset({Task.TEXT_GENERATION, Task.SPEECH_RECOGNITION})
+FORWARD_TASKS = frozenset(t for t in Task if t not in GENERATION_TASKS and t is not Task.AUTO)
+ALL_TASKS = frozenset(t for t in Task if t is not Task.AUTO)
+
+
+class Quantization(str, Enum):
+    """Weight quantization applied after loading (dtype stays the activations' type)."""
+
+    NONE = "none"
+    INT8_DYNAMIC = "int8-dynamic"  # int8 weights and dynamically quantized activations
+    INT8_WEIGHT_ONLY = "int8-weight-only"
+    BNB_INT8 = "bnb-int8"  # bitsandbytes LLM.int8(), CUDA
+    BNB_NF4 = "bnb-nf4"  # bitsandbytes 4-bit NormalFloat, CUDA
+
+
+TORCHAO_QUANTIZATIONS = frozenset({Quantization.INT8_DYNAMIC, Quantization.INT8_WEIGHT_ONLY})
+BNB_QUANTIZATIONS = frozenset({Quantization.BNB_INT8, Quantization.BNB_NF4})
+
+
+class Attention(str, Enum):
+    """transformers' attn_implementation."""
+
+    EAGER = "eager"
+    SDPA = "sdpa"
+    FLASH = "flash_attention_2"
+
+
+class MeasurementMode(str, Enum):
+    """What a benchmark measures: wall time (the default), or CPU instructions counted
+    under valgrind (near-deterministic; a CI-sized mode for small models)."""
+
+    WALL = "wall"
+    INSTRUCTIONS = "instructions"
+
+
+class Dtype(str, Enum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+# Tasks whose inputs have no text sequence: their label leaves sequence_length out.
+NO_SEQUENCE_TASKS = frozenset({Task.IMAGE_CLASSIFICATION.value})
+
+
+@dataclass(frozen=True)
+class LabelPart:
+    """One part of a workload's label: a dimension, written as `template` (its value in
+    `{}`), left out when its value is `skip` (or the task does not use it)."""
+
+    dimension: str
+    template: str = "{}"
+    skip: str | None = None
+    unused_by: frozenset[str] = frozenset()
+
+
+# A workload's label, defined once: collector.domain.model.BenchmarkSpec.label writes it
+# from a spec, the dashboards generator (grafana/build_dashboards.py) from the series table.
+LABEL_PARTS = (
+    LabelPart("benchmark"),
+    LabelPart("dtype"),
+    LabelPart("backend"),
+    LabelPart("quantization", skip=Quantization.NONE.value),
+    LabelPart("attn_implementation", "attn={}", skip="auto"),
+    LabelPart("device"),
+    LabelPart("batch_size", "bs={}"),
+    LabelPart("sequence_length", "seq={}", unused_by=NO_SEQUENCE_TASKS),
+)
+
+
+def format_label(values: Mapping[str, Any]) -> str:
+    """The label of a workload with these dimension values (and its `task`)."""
+    task = str(values.get("task", ""))
+    words = []
+    for part in LABEL_PARTS:
+        value = values.get(part.dimension)
+        if value is None or str(value) == part.skip or task in part.unused_by:
+            continue
+        words.append(part.template.format(value))
+    return " ".join(words)

@@ -1,0 +1,37 @@
+"""One-line texts that the terminal, the logs and the reports share: a detected change's
+line, its confirmation verdict and its A/B."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collector.domain.history import Regression
+
+
+def ab_line(ab: dict[str, Any] | None) -> str | None:
+    """One line for a regression's A/B: its summary text (`A/B: 5.24.0 is 1.31x 5.23.0, 95%
+    CI 1.27-1.35`), or why it failed; None without one. The SQL of the annotations view and
+    of the dashboards' tables says the same (migrations/postgres/0009_regression_ab.sql)."""
+    if not ab:
+        return None
+    if ab.get("failure"):
+        return f"A/B failed: {ab['failure']}"
+    text = ab.get("text")
+    return str(text) if text else None
+
+
+def confirmation_text(record: Regression) -> str:
+    """` [confirmed by 6 confirmation point(s)]`, or nothing before confirmation runs."""
+    if not record.confirmation:
+        return ""
+    c = record.confirmation
+    return f" [{c.get('verdict')} by {c.get('points')} confirmation point(s)]"
+
+
+def detection_line(record: Regression) -> str:
+    """A change whose state moved: `regression open: latency_p50_seconds +12.0% on series
+    ab12cd34ef56ab78 (transformers_version 5.23.0 -> 5.24.0) [confirmed by 6 confirmation
+    point(s)]` (the id follows where the caller shows it)."""
+    why = f" ({record.attribution})" if record.attribution else ""
+    return (f"{record.kind} {record.status}: {record.metric} {record.relative_change:+.1%} on "
+            f"series {record.series_id}{why}{confirmation_text(record)}")
