@@ -18,7 +18,7 @@ import networkx
 import pytest
 import tomllib
 
-import collector.cli
+from collector.cli.commands import COMMANDS
 
 ROOT = Path(__file__).parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -49,14 +49,14 @@ def copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(("module", "line", "broken"), [
     # the domain reaching up to a command
-    ("domain/stats.py", "from collector.cli import run_once", "collector.domain is not allowed "
-     "to import collector.cli"),
+    ("domain/stats.py", "from collector.cli.commands import run_once",
+     "collector.domain is not allowed to import collector.cli"),
     # presentation reaching into an adapter
     ("present/text.py", "from collector.adapters import store", "collector.present is not "
      "allowed to import collector.adapters"),
     # a command used as a library by another
-    ("cli/rerun.py", "from collector.cli import compare", "collector.cli.rerun is not allowed "
-     "to import collector.cli.compare"),
+    ("cli/commands/rerun.py", "from collector.cli.commands import compare",
+     "collector.cli.commands.rerun is not allowed to import collector.cli.commands.compare"),
     # the version read from the package root
     ("adapters/host.py", "from collector import __version__", "collector.adapters.host is not "
      "allowed to import collector"),
@@ -78,15 +78,16 @@ def test_a_violation_breaks_the_contract(copy: Path, module: str, line: str,
     assert broken in " ".join(proc.stdout.split()), proc.stdout
 
 
-def test_the_contract_lists_every_registered_command() -> None:
+def test_every_command_module_is_registered_and_independent() -> None:
     contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
         "contracts"]
     [commands] = [c for c in contracts if c["id"] == "commands"]
-    registered = {m.__name__ for m in collector.cli.COMMANDS}
-    assert set(commands["modules"]) == registered
-    on_disk = {f"collector.cli.{p.stem}" for p in (ROOT / "collector" / "cli").glob("*.py")}
-    assert on_disk - registered == {"collector.cli.__init__", "collector.cli.common",
-                                    "collector.cli.exits", "collector.cli.options"}
+    assert commands["modules"] == ["collector.cli.commands.*"]
+    registered = {m.__name__ for m in COMMANDS}
+    folder = ROOT / "collector" / "cli" / "commands"
+    assert {f"collector.cli.commands.{p.stem}" for p in folder.glob("*.py")
+            if p.stem != "__init__"} == registered
+    assert len({m.NAME for m in COMMANDS}) == len(COMMANDS) == 13
 
 
 def test_no_module_imports_another_in_a_circle() -> None:

@@ -1,6 +1,7 @@
-"""Command line: one module per command, registered in COMMANDS below, each with its NAME,
-HELP, `add_arguments(parser)` and `run(args) -> exit code`. Options several commands share
-are declared once (options.py), the exit codes in one table (exits.py).
+"""Command line: one module per command in collector/cli/commands/, registered there in
+COMMANDS, each with its NAME, HELP, `add_arguments(parser)` and `run(args) -> exit code`.
+Options several commands share are declared once (options.py), the exit codes in one table
+(exits.py), what else they share in common.py.
 
 This package is the only place that turns the domain's errors into messages and exit codes.
 A command module imports what it needs when it runs, so `collector --help` stays fast; no
@@ -11,31 +12,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from types import ModuleType
 
-from collector.cli import (
-    ab,
-    bisect,
-    check_config,
-    compare,
-    db,
-    detect,
-    envs,
-    regressions,
-    report,
-    rerun,
-    run_once,
-    schedule,
-    serve,
-)
+from collector.cli.commands import COMMANDS
 from collector.cli.common import error, print_problems
 from collector.cli.exits import Exit, epilog, for_error
 from collector.domain.errors import CollectorError, ConfigError
 from collector.version import __version__
-
-# The commands, in the order `collector --help` lists them.
-COMMANDS: tuple[ModuleType, ...] = (run_once, db, serve, schedule, check_config, regressions,
-                                    detect, compare, report, ab, bisect, rerun, envs)
 
 
 def parser() -> argparse.ArgumentParser:
