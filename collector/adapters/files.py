@@ -20,7 +20,7 @@ def read_text(path: str | Path, *, limit: int = MAX_DOCUMENT_BYTES, what: str = 
         with Path(path).open("rb") as handle:
             data = handle.read(limit + 1)
     except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
+        raise InputError(f"{path}: cannot read: file not found") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(data) > limit:

@@ -150,9 +150,10 @@ def test_dataframe_rows_carry_the_series_labels(stored: tuple[Path, list[RunResu
     assert len(rows) == sum(len(r.metrics) for run in runs for r in run.results)
     first = next(r for r in rows if r["metric"] == "latency_p50_seconds")
     assert first["value"] == result.metrics["latency_p50_seconds"]
-    assert (first["series_id"], first["name"], first["suite"], first["model"],
+    assert (first["series_id"], first["benchmark"], first["suite"], first["architecture"],
             first["batch_size"], first["sequence_length"], first["status"]) == (
         result.series_id, "bert", "api", "BertForSequenceClassification", 1, 8, "ok")
+    assert first["model"].startswith("BertForSequenceClassification@")
 
 
 def test_to_dataframe_without_pandas_names_the_install(

@@ -149,7 +149,7 @@ def test_exporter_gives_the_ab_ratio_and_interval_of_active_regressions(
     for line in lines:
         assert f'regression_id="{record.regression_id}"' in line
         assert 'verdict="worse"' in line and f'metric="{LATENCY}"' in line
-        assert 'status="open"' in line and 'name="bert"' in line
+        assert 'status="open"' in line and 'benchmark="bert"' in line
         bound = line.split('bound="')[1].split('"')[0]
         values[bound] = float(line.rsplit(" ", 1)[1])
     assert values == {"estimate": 3.52, "low": 3.31, "high": 3.74}

@@ -143,10 +143,10 @@ class SteppingBack(datetime):
 def test_a_wall_clock_stepped_back_loses_no_run(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import collector.adapters.measure
-    import collector.usecases.cycle
+    import collector.usecases.bench
 
     monkeypatch.setattr(collector.adapters.measure, "datetime", SteppingBack)
-    monkeypatch.setattr(collector.usecases.cycle, "_now", lambda: SteppingBack.now(timezone.utc))
+    monkeypatch.setattr(collector.usecases.bench, "_now", lambda: SteppingBack.now(timezone.utc))
     config = load_config(write_config(tmp_path / "c.yml", {"s": {"benchmarks": [
         benchmark_yaml("bert"), benchmark_yaml("bert", "second", batch_size=2)]}}))
     stores = Stores.open(tmp_path / "l.db", None)

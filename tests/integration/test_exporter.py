@@ -64,21 +64,21 @@ def store(tmp_path: Path) -> SQLiteStore:
 
 def test_values_come_from_the_latest_stored_results(store: SQLiteStore) -> None:
     samples = scrape(store, outbox_pending=store.pending_count)
-    assert find(samples, "collector_benchmark_latency_seconds", name="bert",
+    assert find(samples, "collector_benchmark_latency_seconds", benchmark="bert",
                 percentile="50") == [0.04]
-    assert find(samples, "collector_benchmark_latency_seconds", name="bert",
+    assert find(samples, "collector_benchmark_latency_seconds", benchmark="bert",
                 percentile="90") == [pytest.approx(0.044)]
     assert find(samples, "collector_benchmark_throughput_samples_per_second",
-                name="bert") == [pytest.approx(25.0)]
-    assert find(samples, "collector_benchmark_peak_memory_bytes", name="bert",
+                benchmark="bert") == [pytest.approx(25.0)]
+    assert find(samples, "collector_benchmark_peak_memory_bytes", benchmark="bert",
                 kind="rss") == [3e8]
     # vit failed in the second run: its last success is the first run.
-    vit_ok = find(samples, "collector_benchmark_last_success_timestamp_seconds", name="vit")
-    vit_run = find(samples, "collector_benchmark_last_run_timestamp_seconds", name="vit")
+    vit_ok = find(samples, "collector_benchmark_last_success_timestamp_seconds", benchmark="vit")
+    vit_run = find(samples, "collector_benchmark_last_run_timestamp_seconds", benchmark="vit")
     assert vit_ok[0] < vit_run[0]
-    assert find(samples, "collector_benchmark_failures_total", name="vit",
+    assert find(samples, "collector_benchmark_failures_total", benchmark="vit",
                 kind="timeout") == [1.0]
-    assert find(samples, "collector_benchmark_results_total", name="vit",
+    assert find(samples, "collector_benchmark_results_total", benchmark="vit",
                 status="ok") == [1.0]
     assert find(samples, "collector_runs_total", suite="s", status="partial") == [1.0]
     assert find(samples, "collector_runs_total", suite="s", status="ok") == [1.0]
@@ -98,12 +98,12 @@ def test_a_restart_shows_the_same_values_at_once(store: SQLiteStore, tmp_path: P
 
 def test_new_runs_show_up_on_the_next_scrape(store: SQLiteStore) -> None:
     exposition = Exposition(store, ServiceCollector(BUILD))
-    assert b'name="bert",new_tokens="4",percentile="50"' in exposition.render()
+    assert b'benchmark="bert"' in exposition.render()
     assert exposition.render() == exposition.render()  # cached between runs
     store.record_run(make_run(when=T0 + timedelta(hours=2), latency=0.02))
     fresh = exposition.render().decode()
     line = next(x for x in fresh.splitlines() if x.startswith(
-        "collector_benchmark_latency_seconds{") and 'name="bert"' in x and '"50"' in x)
+        "collector_benchmark_latency_seconds{") and 'benchmark="bert"' in x and '"50"' in x)
     assert float(line.split()[-1]) == 0.02
 
 
@@ -176,19 +176,19 @@ def test_openmetrics_is_served_when_the_scraper_asks_for_it(
     content_type, _, body = get_metrics(endpoint, Accept=PROMETHEUS_ACCEPT)
     assert content_type.startswith("application/openmetrics-text; version=1.0.0")
     samples = parse_openmetrics(body)
-    assert find(samples, "collector_benchmark_latency_seconds", name="bert",
+    assert find(samples, "collector_benchmark_latency_seconds", benchmark="bert",
                 percentile="50") == [0.04]
-    assert find(samples, "collector_benchmark_results_total", name="vit",
+    assert find(samples, "collector_benchmark_results_total", benchmark="vit",
                 status="ok") == [1.0]
     assert find(samples, "collector_runs_total", suite="s", status="partial") == [1.0]
     assert find(samples, "collector_build_info", torch="2.13.0") == [1.0]
     assert find(samples, "collector_scheduler_next_run_timestamp_seconds",
                 suite="s") == [T0.timestamp()]
-    assert find(samples, "collector_benchmark_last_run_timestamp_seconds", name="vit") == [
+    assert find(samples, "collector_benchmark_last_run_timestamp_seconds", benchmark="vit") == [
         pytest.approx((T0 + timedelta(hours=1)).timestamp(), abs=60)]  # Unix seconds
     store.record_run(make_run(when=T0 + timedelta(hours=2), latency=0.02))  # a new version
     again = parse_openmetrics(get_metrics(endpoint, Accept=PROMETHEUS_ACCEPT)[2])
-    assert find(again, "collector_benchmark_latency_seconds", name="bert",
+    assert find(again, "collector_benchmark_latency_seconds", benchmark="bert",
                 percentile="50") == [0.02]
     assert find(again, "collector_runs_total", suite="s", status="ok") == [2.0]
 
@@ -214,7 +214,7 @@ def test_openmetrics_gzipped(endpoint: MetricsServer) -> None:
     plain = get_metrics(endpoint, Accept=PROMETHEUS_ACCEPT)[2]
     assert gzip.decompress(body) == plain
     assert find(parse_openmetrics(gzip.decompress(body)), "collector_benchmark_failures_total",
-                name="vit", kind="timeout") == [1.0]
+                benchmark="vit", kind="timeout") == [1.0]
 
 
 def test_the_store_part_is_cached_for_prometheus_and_within_bounds(store: SQLiteStore) -> None:
@@ -242,10 +242,11 @@ def test_prometheus_scrapes_openmetrics(store: SQLiteStore,
         prometheus = prometheus_factory([{"job_name": "collector",
                                           "targets": [f"{host}:{port}"]}])
         assert prometheus.wait_for('up{job="collector"} == 1')
-        (ok,) = prometheus.wait_for('collector_benchmark_results_total{name="vit",status="ok"}')
+        (ok,) = prometheus.wait_for(
+            'collector_benchmark_results_total{benchmark="vit",status="ok"}')
         assert float(ok["value"][1]) == 1.0
         (latency,) = prometheus.wait_for(
-            'collector_benchmark_latency_seconds{name="bert",percentile="50"}')
+            'collector_benchmark_latency_seconds{benchmark="bert",percentile="50"}')
         assert float(latency["value"][1]) == 0.04
         assert prometheus.wait_for('collector_build_info{version="0.1.0"}')
         (target,) = prometheus.targets()

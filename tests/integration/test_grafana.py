@@ -46,6 +46,7 @@ from collector.domain.model import (
     RunResult,
     Task,
 )
+from collector.domain.series import SERIES_DIMENSIONS, workload_label
 from collector.present.exposition import Exposition, ServiceCollector, push_run
 from tests.fixtures_prom import PrometheusFactory
 from tests.grafana_queries import (
@@ -298,6 +299,17 @@ def test_dashboard_uids_are_unique_and_panels_do_not_overlap() -> None:
                     cells[(x, y)] = panel["id"]
 
 
+def test_the_dashboards_label_a_series_as_the_collector_does(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    """One label for a workload: the SQL the dashboards write it with (generated from
+    collector.domain.workload.LABEL_PARTS) gives what workload_label gives in Python."""
+    seeded, runner = seeded_pg
+    label = load_builder().SERIES_LABEL  # the generator's own SQL text, no data in it
+    rows = runner.conn.execute(f"SELECT s.series_id, {label} FROM series s").fetchall()  # noqa: S608
+    assert len(rows) == len(seeded.labels) >= 5
+    assert dict(rows) == seeded.labels
+
+
 def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
     trends = by_uid("collector-trends")
     sql = " ".join(t["rawSql"] for p in panels(trends) for t in p["targets"])
@@ -312,9 +324,7 @@ def test_trends_cover_every_quantity_and_chain_their_variables() -> None:
     assert {name for name in quoted if name.endswith(("_seconds", "_second", "_bytes"))} <= set(
         METRICS)
     names = [v["name"] for v in trends["templating"]["list"]]
-    assert names == ["host", "device", "model", "task", "backend", "dtype", "quantization",
-                     "attn_implementation", "batch_size",
-                     "sequence_length"]
+    assert names == [d.name for d in SERIES_DIMENSIONS]
     for index, variable in enumerate(trends["templating"]["list"]):
         assert variable["multi"] is True and variable["includeAll"] is True
         used = set(re.findall(r"\$(\w+)", variable["query"]))
@@ -369,6 +379,7 @@ class Seeded:
     run_ids: dict[tuple[str, int], str] = field(default_factory=dict)  # (host, index) -> id
     run_times: dict[tuple[str, int], datetime] = field(default_factory=dict)
     series: dict[tuple[str, str], str] = field(default_factory=dict)  # (host, model) -> id
+    labels: dict[str, str] = field(default_factory=dict)  # series id -> workload label @ host
     baseline_since: datetime | None = None
 
 
@@ -474,6 +485,7 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
         seeded.run_times[(run.host, index)] = run.started_at
         for result in run.results:
             seeded.series[(run.host, result.spec.name)] = result.series_id
+            seeded.labels[result.series_id] = workload_label(result, host=True)
 
     for i in range(RUNS):
         when = START + i * STEP
@@ -760,12 +772,12 @@ def test_overview_sql_runs_as_the_reader_and_returns_rows(
     assert decode["baseline since"] == seeded.baseline_since
     assert decode["baseline runs"] == sum(
         1 for t in ok_gpu_runs[:-1] if t >= decode["baseline since"])
-    bert = next(r for r in table if r["host"] == "host-a" and r["name"] == "bert"
+    bert = next(r for r in table if r["host"] == "host-a" and r["benchmark"] == "bert"
                 and r["metric"] == "latency_p50_seconds")
     assert bert["baseline runs"] == 20 and bert["baseline since"] is None
     assert bert["latest"].endswith(" ms") and 5 < bert["change %"] < 15
     # "worse by %" is the change in the metric's bad direction: latency up, throughput down.
-    throughput = next(r for r in table if r["host"] == "host-a" and r["name"] == "bert"
+    throughput = next(r for r in table if r["host"] == "host-a" and r["benchmark"] == "bert"
                       and r["metric"] == "throughput_samples_per_second")
     assert bert["worse by %"] == bert["change %"]
     assert throughput["change %"] < 0 and throughput["worse by %"] == -throughput["change %"]
@@ -829,10 +841,16 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     assert lab_options["device"] == ["cpu"]
 
     # One series picked with single values: only its lines, in every panel it has data for.
-    picked = {"host": "lab's-box", "device": "cpu", "model": "BertForSequenceClassification",
+    picked = {"host": "lab's-box", "device": "cpu", "benchmark": "bert",
+              "architecture": "BertForSequenceClassification",
               "task": "text-classification", "backend": "eager", "dtype": "float32",
               "quantization": "none", "attn_implementation": "auto",
               "batch_size": "8", "sequence_length": "8"}
+    # The dimensions left are determined by those: one option each once the others are set.
+    _, _, narrowed = resolve_sql_variables(
+        board, runner, {name: Selection((value,)) for name, value in picked.items()})
+    for name in {d.name for d in SERIES_DIMENSIONS} - set(picked):
+        (picked[name],) = narrowed[name]
     defs_1, single, _ = resolve_sql_variables(
         board, runner, {name: Selection((value,)) for name, value in picked.items()})
     assert all(not s.is_all for s in single.values())
@@ -841,10 +859,10 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
         if title in {"Latency", "Throughput", "Tokens per second (input, prefill)", "Peak RSS",
                      P_COLD.title, "Instructions"}:
             assert rows, title
-            assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"lab's-box"}, title
+            assert {r[1].split(" @ ")[1].split(" ")[0] for r in rows} == {"lab's-box"}, title
             assert len(rows) < counts[RAW][title], title
         elif title == "What the detector can see":
-            assert {r[0].split(" @")[1] for r in rows} == {"lab's-box"}, title
+            assert {r[0].split(" @ ")[1] for r in rows} == {"lab's-box"}, title
         else:  # generation and CUDA panels: bert has none of those
             assert rows == [], title
     annotations = {a["name"]: a["target"]["rawSql"] for a in board["annotations"]["list"]}
@@ -856,7 +874,7 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
     defs_m, multi, _ = resolve_sql_variables(board, runner,
                                              {"host": Selection(("host-a", "gpu-1"))})
     rows = runner.rows(target_sql(board, "Latency"), defs_m, multi)
-    assert {r[1].split(" @")[1].split(" ")[0] for r in rows} == {"host-a", "gpu-1"}
+    assert {r[1].split(" @ ")[1].split(" ")[0] for r in rows} == {"host-a", "gpu-1"}
     assert runner.rows(target_sql(board, "CUDA memory"), defs_m, multi)
     assert every_sql(board) <= set(runner.executed)
 
@@ -935,7 +953,7 @@ def test_compare_sql_returns_rows_for_all_single_and_multi_values(
         "Latest $metric": 5, "Ratio to the best in its group": 5, "Latest values": 5}
     # The bars: label (group first, then the series label) and the latest value.
     values = results["Latest $metric"]
-    assert {label.split(" | ")[0] for label, _ in values} == {
+    assert {label.split(" | ")[0].split("@")[0] for label, _ in values} == {
         "BertForSequenceClassification", "GPT2LMHeadModel", "ViTForImageClassification"}
     assert sorted(v for _, v in values) == sorted(latest.values())
     table = compare_table(runner, board, defs, selections)
@@ -965,18 +983,25 @@ def test_compare_sql_returns_rows_for_all_single_and_multi_values(
     assert [(r["host"], r["value"]) for r in cuda] == [("gpu-1", "1431 MB")]
 
     # One series, picked with single values (a quote in the host name).
-    picked = {"host": "lab's-box", "device": "cpu", "model": "BertForSequenceClassification",
+    picked = {"host": "lab's-box", "device": "cpu", "benchmark": "bert",
+              "architecture": "BertForSequenceClassification",
               "task": "text-classification", "backend": "eager", "dtype": "float32",
               "quantization": "none", "attn_implementation": "auto",
               "batch_size": "8", "sequence_length": "8"}
+    # The dimensions left are determined by those: one option each once the others are set.
+    _, _, narrowed = resolve_sql_variables(
+        board, runner, {name: Selection((value,)) for name, value in picked.items()})
+    for name in {d.name for d in SERIES_DIMENSIONS} - set(picked):
+        (picked[name],) = narrowed[name]
     defs_1, single, _ = resolve_sql_variables(
         board, runner, {name: Selection((value,)) for name, value in picked.items()})
     assert all(not single[name].is_all for name in picked)
     results_1 = run_every_sql_query(board, runner, defs_1, single)
     assert all(len(rows) == 1 for rows in results_1.values()), results_1
     assert results_1["Ratio to the best in its group"][0][1] == 1  # alone in its group
-    assert results_1["Latest $metric"][0][1] == latest[
-        ("lab's-box", "bert", "BertForSequenceClassification", 8)]
+    assert results_1["Latest $metric"][0][1] == next(
+        value for (host, name, _, batch), value in latest.items()
+        if (host, name, batch) == ("lab's-box", "bert", 8))
 
     # Several hosts at once.
     defs_m, multi, _ = resolve_sql_variables(board, runner,
@@ -1040,7 +1065,8 @@ def test_compare_ratio_to_best_is_one_for_the_best_and_above_one_for_the_rest(
     # The fastest per model, at a glance: lab's-box's bert at batch 8 and the compiled
     # float16 gpt2 on the GPU, whether read by latency (lowest) or throughput (highest).
     rows = compare_table(runner, board, defs, selections)
-    winners = {r["group"]: r["host"] for r in rows if r["ratio to best"] == 1}
+    # A synthetic model's identity is its architecture and a digest of its config.
+    winners = {r["group"].split("@")[0]: r["host"] for r in rows if r["ratio to best"] == 1}
     assert winners == {"BertForSequenceClassification": "lab's-box",
                        "GPT2LMHeadModel": "gpu-1", "ViTForImageClassification": "lab's-box"}
     losers = [r for r in rows if r["ratio to best"] != 1]

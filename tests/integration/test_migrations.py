@@ -29,7 +29,8 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
                                                             (5, "signal"),
                                                             (7, "outputs_changed"),
                                                             (8, "series_variants"),
-                                                            (9, "regression_ab")]
+                                                            (9, "regression_ab"),
+                                                            (10, "series_architecture")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
                                                                    (6, "timescaledb")]
@@ -63,11 +64,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 7
+    assert len(plan(again).applied) == 8
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     local.close()
 
 
@@ -80,7 +81,7 @@ def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
     with pytest.raises(SchemaError, match=r"older than this collector \(pending: "
                                           r"0002_readonly_role, 0004_regressions, 0005_signal, "
                                           r"0007_outputs_changed, 0008_series_variants, "
-                                          r"0009_regression_ab\)"):
+                                          r"0009_regression_ab, 0010_series_architecture\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -110,7 +111,7 @@ def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4, 5, 7, 8, 9]
+    assert versions == [1, 2, 4, 5, 7, 8, 9, 10]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -131,7 +132,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
-    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (9, 1)]
+    assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (9, 1), (10, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:

@@ -504,7 +504,7 @@ def test_rules_fire_on_the_real_exporter_and_reach_alertmanager(
 
     # Recording rules on the real exporter's series, and on the pushed ones (honor_labels
     # keeps the job and instance run-once pushed them with).
-    p50 = prometheus.wait_for('collector:benchmark_latency_p50_seconds{name="bert"}',
+    p50 = prometheus.wait_for('collector:benchmark_latency_p50_seconds{benchmark="bert"}',
                               lambda result: len(result) == 2)
     by_instance = {sample["metric"]["instance"]: sample for sample in p50}
     assert set(by_instance) == {collector_address, "host-b"}
@@ -513,7 +513,7 @@ def test_rules_fire_on_the_real_exporter_and_reach_alertmanager(
     assert float(by_instance["host-b"]["value"][1]) == pytest.approx(0.03)
     # vit never succeeded here: no latency from this collector
     assert [sample["metric"]["instance"] for sample in prometheus.query(
-        'collector:benchmark_latency_p50_seconds{name="vit"}')] == ["host-b"]
+        'collector:benchmark_latency_p50_seconds{benchmark="vit"}')] == ["host-b"]
     stale_after = prometheus.wait_for("collector:suite_stale_after_seconds")
     assert [float(sample["value"][1]) for sample in stale_after] == [3 * 3600]
 

@@ -94,7 +94,7 @@ def test_injected_slowdown_is_detected_attributed_exported_acked_and_resolved(
                   if x.startswith("collector_regression_relative_change{")
                   and f'regression_id="{reg.regression_id}"' in x]
         assert f'metric="{METRIC}"' in line
-        assert 'status="open"' in line and 'name="bert"' in line and 'suite="e2e"' in line
+        assert 'status="open"' in line and 'benchmark="bert"' in line and 'suite="e2e"' in line
 
         # Listed and acknowledged through the CLI.
         listed = _cli("regressions", "--local-store", str(db), "--metric", METRIC, "--format",

@@ -104,7 +104,8 @@ def test_regressions_list_ack_baseline_and_scan(tmp_path: Path) -> None:
     mine = next(r for r in rows if r["regression_id"] == reg_id)
     assert (mine["status"], mine["kind"], mine["metric"]) == (
         "open", "regression", "latency_p50_seconds")
-    assert mine["series"]["model"] == "BertForSequenceClassification"
+    assert mine["series"]["benchmark"] == "bert"
+    assert mine["series"]["model"].startswith("BertForSequenceClassification@")
     table = collector("regressions", "list", "--local-store", str(db), "--metric",
                       "latency_p50_seconds")
     assert reg_id in table.stdout

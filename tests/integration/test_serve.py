@@ -117,7 +117,7 @@ def test_prometheus_scrapes_serve_and_sees_the_stored_values(
     prometheus = prometheus_factory([{"job_name": "collector",
                                       "targets": [f"127.0.0.1:{serve.port}"]}])
     result = prometheus.wait_for(
-        'collector_benchmark_latency_seconds{name="bert",percentile="50"}')
+        'collector_benchmark_latency_seconds{benchmark="bert",percentile="50"}')
     (sample,) = result
     labels = sample["metric"]
     assert labels["job"] == "collector" and labels["suite"] == "s"
@@ -128,7 +128,7 @@ def test_prometheus_scrapes_serve_and_sees_the_stored_values(
     assert float(sample["value"][1]) == pytest.approx(stored[0])
     for query in ('collector_runs_total{status="ok"}', "collector_build_info",
                   'collector_scheduler_next_run_timestamp_seconds{suite="s"}',
-                  'collector_benchmark_peak_memory_bytes{kind="rss",name="vit"}'):
+                  'collector_benchmark_peak_memory_bytes{kind="rss",benchmark="vit"}'):
         assert prometheus.wait_for(query), query
     proc = subprocess.run([promtool, "check", "metrics"], input=serve.metrics().encode(),
                           capture_output=True, timeout=60, check=False)
@@ -156,7 +156,7 @@ def test_crashing_and_hanging_benchmarks_do_not_stop_the_service(
     kinds = {key.split('kind="')[1].split('"')[0]: v for key, v in failures.items()}
     assert kinds["exception"] >= 2 and kinds["timeout"] >= 2
     success = [line for line in text.splitlines() if line.startswith(
-        "collector_benchmark_last_success_timestamp_seconds{") and 'name="good"' in line]
+        "collector_benchmark_last_success_timestamp_seconds{") and 'benchmark="good"' in line]
     assert success and float(success[0].split()[-1]) > time.time() - 120
     with urllib.request.urlopen(f"{serve.url}/healthz", timeout=5) as response:
         assert response.status == 200
@@ -230,7 +230,7 @@ def test_run_once_pushes_to_a_pushgateway_read_back_through_prometheus(
     prometheus = prometheus_factory([{"job_name": "pushgateway", "honor_labels": True,
                                       "targets": [pushgateway.address]}])
     (sample,) = prometheus.wait_for(
-        'collector_benchmark_latency_seconds{name="bert",percentile="50"}')
+        'collector_benchmark_latency_seconds{benchmark="bert",percentile="50"}')
     assert sample["metric"]["job"] == "collector"
     assert sample["metric"]["instance"] == "bench-7"
     assert sample["metric"]["suite"] == "adhoc"

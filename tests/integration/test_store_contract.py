@@ -14,6 +14,7 @@ from collector.adapters.store.migrate import load_migrations
 from collector.domain.errors import StoreError
 from collector.domain.history import Store
 from collector.domain.model import Attention, Quantization
+from collector.domain.series import series_info
 from tests.helpers import make_run
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -30,8 +31,10 @@ def test_record_and_read_back_a_run(store: Store) -> None:
     series = store.list_series()
     assert {s.series_id for s in series} == {bert.series_id, vit.series_id}
     info = next(s for s in series if s.series_id == bert.series_id)
-    assert (info.host, info.suite, info.benchmark, info.model, info.source) == (
+    assert (info.host, info.suite, info.benchmark, info.architecture, info.source) == (
         "host-a", "s", "bert", "BertForSequenceClassification", "synthetic")
+    assert info.model == series_info(run.results[0]).model  # the model's identity
+    assert info.model.startswith("BertForSequenceClassification@")
     assert (info.task, info.backend, info.device, info.dtype) == (
         "text-classification", "eager", "cpu", "float32")
     assert (info.batch_size, info.sequence_length, info.new_tokens) == (1, 8, 4)
