@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ("import sys\n{body}\n"
@@ -58,7 +59,7 @@ def main() -> int:
                 elapsed, loaded = once(tree, code)
                 times.setdefault((str(tree), name), []).append(elapsed)
                 heavy.setdefault((str(tree), name), set()).add(loaded)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (tree, name), values in times.items():
         base = statistics.median(times[(str(trees[0]), name)])
         rows.append({"tree": tree, "command": name, "min_s": min(values),
