@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from collector.adapters.http import MetricsServer, serve_metrics
 from collector.adapters.store import SQLiteStore
+from collector.domain.series import SERIES_LABELS
 from collector.present.exposition import Exposition, ServiceCollector, StoreCollector
 from tests.fixtures_prom import PrometheusFactory
 from tests.helpers import make_run
@@ -85,8 +86,7 @@ def test_values_come_from_the_latest_stored_results(store: SQLiteStore) -> None:
     assert find(samples, "collector_build_info", torch="2.13.0") == [1.0]
     assert find(samples, "collector_outbox_pending_runs") == [2.0]
     labels = dict(next(ls for (n, ls) in samples if n == "collector_benchmark_latency_seconds"))
-    assert {"suite", "name", "model", "task", "backend", "device", "dtype", "batch_size",
-            "sequence_length", "new_tokens", "host", "series_id"} <= set(labels)
+    assert set(labels) == {*SERIES_LABELS, "percentile"}
 
 
 def test_a_restart_shows_the_same_values_at_once(store: SQLiteStore, tmp_path: Path) -> None:

@@ -485,7 +485,8 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
         seeded.run_times[(run.host, index)] = run.started_at
         for result in run.results:
             seeded.series[(run.host, result.spec.name)] = result.series_id
-            seeded.labels[result.series_id] = workload_label(result, host=True)
+            if result.status == "ok":  # a failed result knows no resolved task
+                seeded.labels[result.series_id] = workload_label(result, host=True)
 
     for i in range(RUNS):
         when = START + i * STEP

@@ -547,7 +547,7 @@ def test_rules_fire_on_the_real_exporter_and_reach_alertmanager(
     [suspected] = _named(alerts, "BenchmarkRegressionSuspected")
     assert suspected["labels"]["metric"] == "peak_rss_bytes"  # and the improvement: nothing
     [failing] = _named(alerts, "BenchmarkFailingRepeatedly")
-    assert failing["labels"]["name"] == "vit" and failing["state"] == "firing"
+    assert failing["labels"]["benchmark"] == "vit" and failing["state"] == "firing"
     [stale] = _named(alerts, "BenchmarkStale")
     assert stale["labels"]["series_id"] == series["series_id"]
     [down] = [alert for alert in _named(alerts, "CollectorDown")
