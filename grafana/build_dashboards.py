@@ -304,6 +304,9 @@ def _label_sql() -> str:
         if part.unused_by:
             tasks = ", ".join(f"'{task}'" for task in sorted(part.unused_by))
             expr = f"CASE WHEN s.task IN ({tasks}) THEN NULL ELSE {expr} END"
+        if part.used_by is not None:
+            tasks = ", ".join(f"'{task}'" for task in sorted(part.used_by))
+            expr = f"CASE WHEN s.task IN ({tasks}) THEN {expr} END"
         parts.append(expr)
     return f"concat_ws(' ', {', '.join(parts)}, '@ ' || s.host)"
 

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from collector.analysis.reading import read
 from collector.domain.catalogue import (
     COMPARE_SELECTION,
     METRICS,
@@ -45,7 +46,7 @@ from collector.domain.series import PIVOT_DIMENSIONS, workload_key, workload_lab
 from collector.domain.stats import mean, percentile, stdev, t975
 
 Verdict = Literal["better", "worse", "same"]
-Method = Literal["welch", "prediction", "repetitions", "samples", "none"]
+Method = Literal["welch", "prediction", "repetitions", "samples", "exact", "history", "none"]
 # Run-to-run noise (log-sd per side) assumed when each side is a single run, whose own
 # repetitions cannot show it. A dedicated, quiet host: a few percent; the shared VMs this
 # was built on: about 20 % (benchmarks/compare_calibration.py). --run-noise sets it.
@@ -59,25 +60,33 @@ _BY_UNIT = {"seconds": Format.MS, "bytes": Format.MIB}
 
 @dataclass(frozen=True)
 class Row:
-    """One workload's metric on both sides."""
+    """One workload's metric on both sides. `ratio` is always `b / a`, the values shown:
+    each side's value is its run's stored value, or with several runs their geometric
+    mean (what a ratio of runs is computed over)."""
 
     workload: str  # a readable label (name and the dimensions)
     identity: str  # canonical JSON of the workload identity (host left out)
     metric: str
-    a: float  # each side's median value
+    a: float  # each side's value: its one run's, or its runs' geometric mean
     b: float
-    ratio: float  # b / a (geometric means where an interval is computed)
-    low: float | None  # 95% interval of the ratio
+    ratio: float  # b / a
+    low: float | None  # 95% interval of the ratio (exact metrics: the ratio itself)
     high: float | None
     n_a: int
     n_b: int
     method: Method
     threshold: float
     verdict: Verdict
+    exact: bool = False  # deterministic metric: compared as it is
+    quality_a: str = "clean"  # each side's quality (collector.analysis.reading)
+    quality_b: str = "clean"
+    note: str | None = None  # why there is no verdict (too few runs, not judged)
 
     @property
     def word(self) -> str:
         """The verdict in the metric's terms: slower/faster for times and rates."""
+        if self.note is not None:
+            return self.note
         if self.verdict == "same":
             return "same"
         timed = METRICS[self.metric].unit.endswith(("seconds", "/s")) or \
@@ -92,6 +101,8 @@ class Row:
 
     @property
     def interval_text(self) -> str:
+        if self.exact:
+            return "exact"
         if self.low is None or self.high is None:
             return "no interval"
         return f"[{self.low:.3f}, {self.high:.3f}]"
@@ -101,7 +112,8 @@ class Row:
                 "ratio": self.ratio, "ci95": [self.low, self.high]
                 if self.low is not None else None, "n_a": self.n_a, "n_b": self.n_b,
                 "method": self.method, "threshold": self.threshold, "verdict": self.verdict,
-                "word": self.word}
+                "word": self.word, "exact": self.exact, "quality_a": self.quality_a,
+                "quality_b": self.quality_b, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -190,26 +202,25 @@ def _runs_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
 
 def _one_run_interval(a: Sequence[float], b: Sequence[float],
                       samples: tuple[Sequence[float], Sequence[float]] | None,
-                      run_noise: float) -> tuple[float, float, Method]:
-    """(log ratio, half-width, method) for one run a side: the within-run spread (the
-    repetitions, else a bootstrap of the raw samples) cannot show run-to-run noise, so an
-    assumed run-to-run log-sd `run_noise` per side is added in quadrature."""
+                      run_noise: float) -> tuple[float, Method]:
+    """(half-width on the log scale, method) for one run a side, around the ratio of the
+    runs' stored values: the within-run spread (the repetitions, else a bootstrap of the
+    raw samples) cannot show run-to-run noise, so an assumed run-to-run log-sd `run_noise`
+    per side is added in quadrature."""
     assumed = 1.96 * math.sqrt(2) * run_noise
+    within: float = 0.0
+    method: Method = "none"
     if len(a) >= 2 and len(b) >= 2:
-        diff, se, df = _welch([math.log(v) for v in a], [math.log(v) for v in b])
-        within = t975(max(1, math.floor(df))) * se
-        method: Method = "repetitions"
-    else:
-        diff = math.log(percentile(sorted(b), 50) / percentile(sorted(a), 50))
-        within, method = 0.0, "none"
-        if samples is not None:
-            sa, sb = samples
-            if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
-                low, high = _bootstrap(sa, sb)
-                within, method = 0.5 * math.log(high / low), "samples"
+        _, se, df = _welch([math.log(v) for v in a], [math.log(v) for v in b])
+        within, method = t975(max(1, math.floor(df))) * se, "repetitions"
+    elif samples is not None:
+        sa, sb = samples
+        if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
+            low, high = _bootstrap(sa, sb)
+            within, method = 0.5 * math.log(high / low), "samples"
     if method == "none" and run_noise == 0:
-        return diff, math.nan, "none"
-    return diff, math.hypot(within, assumed), method
+        return math.nan, "none"
+    return math.hypot(within, assumed), method
 
 
 def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
@@ -225,38 +236,57 @@ def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return percentile(ratios, 2.5), percentile(ratios, 97.5)
 
 
+def geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(mean([math.log(v) for v in values]))
+
+
+def _quality(results: Sequence[BenchmarkResult], metric: str) -> str:
+    """A side's quality: its one result's, or how many of its runs were not clean."""
+    readings = [read(r, metric) for r in results if metric in r.metrics]
+    if len(readings) == 1:
+        return readings[0].quality_text
+    bad = [r for r in readings if r.quality != "clean"]
+    return "clean" if not bad else f"{len(bad)} of {len(readings)} not clean"
+
+
 def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkResult],
               side_b: Sequence[BenchmarkResult], *, threshold: float | None,
-              run_noise: float, previous: Sequence[float] | None = None) -> Row | None:
+              run_noise: float) -> Row | None:
     """`metric` of `result`'s workload on both sides. A side of 2 runs or more is judged by
     its runs' values (repetitions of one run share that run's conditions: as units they
     would understate the noise); with one run on each side, by the repetitions (or raw
-    samples) plus the assumed run-to-run noise. `previous`: side A as stored values."""
-    runs_a = list(previous) if previous is not None else [
-        r.metrics[metric] for r in side_a if metric in r.metrics]
+    samples) plus the assumed run-to-run noise. Deterministic metrics are compared as they
+    are: the threshold alone decides."""
+    runs_a = [r.metrics[metric] for r in side_a if metric in r.metrics]
     runs_b = [r.metrics[metric] for r in side_b if metric in r.metrics]
     if not runs_a or not runs_b or min(runs_a) <= 0 or min(runs_b) <= 0:
         return None  # absent, or 0 (an exact drift of 0 has no ratio)
-    if len(runs_a) >= 2 or len(runs_b) >= 2:
-        diff, half, method = _runs_interval(runs_a, runs_b)
-        a, b = runs_a, runs_b
+    value_a, value_b = geometric_mean(runs_a), geometric_mean(runs_b)
+    n_a, n_b = len(runs_a), len(runs_b)
+    exact = METRICS[metric].profile.exact
+    method: Method
+    if exact:
+        half, method = 0.0, "exact"
+    elif n_a >= 2 or n_b >= 2:
+        _, half, method = _runs_interval(runs_a, runs_b)
     else:
-        a = runs_a if previous is not None else repetition_values(side_a[0], metric)
+        a = repetition_values(side_a[0], metric)
         b = repetition_values(side_b[0], metric)
         name = SAMPLE_MEDIANS.get(metric)
-        samples = (None if name is None or previous is not None
+        samples = (None if name is None
                    else (side_a[0].samples.get(name, ()), side_b[0].samples.get(name, ())))
         if min(a) <= 0 or min(b) <= 0:
             return None
-        diff, half, method = _one_run_interval(a, b, samples, run_noise)
-    lo = None if math.isnan(half) else math.exp(diff - half)
-    hi = None if math.isnan(half) else math.exp(diff + half)
-    ratio = math.exp(diff)
+        half, method = _one_run_interval(a, b, samples, run_noise)
+        n_a, n_b = len(a), len(b)
+    ratio = value_b / value_a
+    lo = None if math.isnan(half) else ratio * math.exp(-half)
+    hi = None if math.isnan(half) else ratio * math.exp(half)
     bound = threshold_for(metric, threshold)
-    return Row(workload_label(result), workload_key(result), metric,
-               percentile(sorted(runs_a), 50), percentile(sorted(runs_b), 50),
-               ratio, lo, hi, len(a), len(b), method, bound,
-               judge(metric, ratio, lo, hi, bound))
+    return Row(workload_label(result), workload_key(result), metric, value_a, value_b,
+               ratio, lo, hi, n_a, n_b, method, bound, judge(metric, ratio, lo, hi, bound),
+               exact=exact, quality_a=_quality(side_a, metric),
+               quality_b=_quality(side_b, metric))
 
 
 def _row(metric: str, side_a: list[BenchmarkResult], side_b: list[BenchmarkResult],
@@ -265,15 +295,41 @@ def _row(metric: str, side_a: list[BenchmarkResult], side_b: list[BenchmarkResul
                      run_noise=run_noise)
 
 
-def against_history(result: BenchmarkResult, metric: str, previous: Sequence[float],
-                    threshold: float | None = None,
-                    run_noise: float = DEFAULT_RUN_NOISE) -> Row | None:
-    """`result`'s `metric` (B) against the stored values of its series' previous runs (A):
-    what `run-once` prints after its table."""
-    if not previous:
+def against_history(result: BenchmarkResult, metric: str, previous: Sequence[float], *,
+                    noise: float | None = None, threshold: float | None = None) -> Row | None:
+    """`result`'s `metric` (B) against its series' previous runs (A: their median, the
+    detector's reference level): what `run-once` prints after its table. It never invents
+    a change: below the detector's min_history previous runs it says so; a disturbed result
+    is not judged; otherwise B is outside the normal range when it is further than the
+    detector's z_threshold times the series' noise (its learnt noise, else the robust scale
+    of those runs) from A, and beyond the metric's threshold."""
+    if not previous or metric not in result.metrics or min(previous) <= 0:
         return None
-    return _make_row(result, metric, [], [result], threshold=threshold,
-                     run_noise=run_noise, previous=previous)
+    settings = settings_for(metric)
+    a, b = percentile(sorted(previous), 50), result.metrics[metric]
+    if b <= 0:
+        return None
+    ratio = b / a
+    reading = read(result, metric)
+    bound = threshold_for(metric, threshold)
+    def row(low: float | None, high: float | None, method: Method, verdict: Verdict,
+            note: str | None = None) -> Row:
+        return Row(workload_label(result), workload_key(result), metric, a, b, ratio, low,
+                   high, len(previous), 1, method, bound, verdict, exact=reading.exact,
+                   quality_b=reading.quality_text, note=note)
+
+    if len(previous) < settings.min_history:
+        return row(None, None, "none", "same",
+                   f"too few runs ({len(previous)} of {settings.min_history})")
+    if reading.disturbed:
+        return row(None, None, "none", "same", f"not judged: {reading.quality_text}")
+    logs = [math.log(v) for v in previous]
+    center = percentile(sorted(logs), 50)
+    scale = 1.4826 * percentile(sorted(abs(v - center) for v in logs), 50)
+    sigma = max(noise if noise is not None else scale, settings.noise_floor)
+    half = settings.z_threshold * sigma * math.sqrt(1 + 1 / len(previous))
+    lo, hi = ratio * math.exp(-half), ratio * math.exp(half)
+    return row(lo, hi, "history", judge(metric, ratio, lo, hi, bound))
 
 
 def _judged(metric: str) -> bool:

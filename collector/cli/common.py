@@ -50,7 +50,7 @@ def error(message: str) -> None:
 
 def print_problems(problem: ConfigError) -> None:
     console = stderr()
-    console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {problem.summary}", highlight=False, soft_wrap=True)
     for item in problem.problems:
         console.print(f"  {item}", highlight=False, markup=False, soft_wrap=True)
 

@@ -45,6 +45,12 @@ class Profile(str, Enum):
         """Whether other work on the host moves it (so a disturbed run is set aside)."""
         return self in (Profile.STEADY, Profile.COLD)
 
+    @property
+    def exact(self) -> bool:
+        """Deterministic on fixed inputs (memory, instruction counts, output drift): a
+        comparison takes the values as they are, never through timing noise."""
+        return self in (Profile.MEMORY, Profile.INSTRUCTIONS, Profile.OUTPUTS)
+
 
 class Format(str, Enum):
     """How the terminal table writes a value."""
@@ -410,6 +416,8 @@ COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
                      "decode_tokens_per_second", "peak_rss_bytes", "cuda_max_allocated_bytes",
                      "output_max_rel_diff_ratio", "output_top1_agreement_ratio",
                      "output_token_agreement_ratio")
+# run-once's compact table: after each result's headline metric, these (those it has).
+TABLE_COMPACT = ("throughput_samples_per_second", "peak_rss_bytes")
 # The report's results table: after each result's headline metric, these (those it has).
 REPORT_COLUMNS = ("throughput_samples_per_second", "decode_tokens_per_second", "peak_rss_bytes")
 # The HTML report's charts (collector/present/html_report.py): latency against batch size,

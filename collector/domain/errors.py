@@ -35,12 +35,15 @@ class ConfigProblem:
 
 
 class ConfigError(CollectorError):
-    """The configuration is invalid. Carries every problem found, not only the first."""
+    """The configuration is invalid. Carries every problem found, not only the first; its
+    text names each (file, line, field and what is wrong), so that a caller who prints the
+    exception (a script using the Python API) reads them too."""
 
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = list(problems)
         count = len(self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the configuration")
+        self.summary = f"{count} problem{'s' if count != 1 else ''} in the configuration"
+        super().__init__(self.summary + "".join(f"\n  {p}" for p in self.problems))
 
 
 def command_line_problem(field: str, message: str) -> ConfigError:

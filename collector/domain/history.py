@@ -37,6 +37,22 @@ class StoredRun:
 
 
 @dataclass(frozen=True)
+class ResultsOfRun:
+    """One run's results as `compare` and `report` read them, from a results file or the
+    store: enough of the run to say which run a finding or a warning is about."""
+
+    run_id: str
+    suite: str
+    host: str
+    started_at: datetime
+    results: tuple[BenchmarkResult, ...]
+
+
+def flatten(runs: Sequence[ResultsOfRun]) -> list[BenchmarkResult]:
+    return [result for run in runs for result in run.results]
+
+
+@dataclass(frozen=True)
 class LatestValue:
     series_id: str
     metric: str
@@ -220,6 +236,10 @@ class Store(Protocol):
     def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
         """The successful results of `runs`, with metrics, repetitions and the raw samples
         behind median metrics."""
+        ...
+
+    def results_of_runs(self, runs: Sequence[StoredRun]) -> list[ResultsOfRun]:
+        """stored_results, run by run (in the order of `runs`)."""
         ...
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:

@@ -215,7 +215,8 @@ class _BenchmarkSpecFields(Frozen):
                 "attn_implementation": (self.attn_implementation.value
                                         if self.attn_implementation else None),
                 "device": self.device, "batch_size": self.batch_size,
-                "sequence_length": self.sequence_length, "task": self.task.value}
+                "sequence_length": self.sequence_length, "new_tokens": self.new_tokens,
+                "task": self.task.value}
 
     @property
     def label(self) -> str:

@@ -67,19 +67,26 @@ class Dtype(str, Enum):
     BFLOAT16 = "bfloat16"
 
 
-# Tasks whose inputs have no text sequence: their label leaves sequence_length out.
-NO_SEQUENCE_TASKS = frozenset({Task.IMAGE_CLASSIFICATION.value})
+# What a task's inputs use: a label leaves out a dimension its task does not use (an image
+# model has no text sequence; only generation makes new tokens).
+NO_SEQUENCE_TASKS = frozenset({Task.IMAGE_CLASSIFICATION.value, Task.SPEECH_RECOGNITION.value})
+NEW_TOKEN_TASKS = frozenset(t.value for t in GENERATION_TASKS)
 
 
 @dataclass(frozen=True)
 class LabelPart:
     """One part of a workload's label: a dimension, written as `template` (its value in
-    `{}`), left out when its value is `skip` (or the task does not use it)."""
+    `{}`), left out when its value is `skip` or the task does not use it (a task in
+    `unused_by`; with `used_by`, a task not in it)."""
 
     dimension: str
     template: str = "{}"
     skip: str | None = None
     unused_by: frozenset[str] = frozenset()
+    used_by: frozenset[str] | None = None
+
+    def shown_for(self, task: str) -> bool:
+        return task not in self.unused_by and (self.used_by is None or task in self.used_by)
 
 
 # A workload's label, defined once: collector.domain.model.BenchmarkSpec.label writes it
@@ -93,6 +100,7 @@ LABEL_PARTS = (
     LabelPart("device"),
     LabelPart("batch_size", "bs={}"),
     LabelPart("sequence_length", "seq={}", unused_by=NO_SEQUENCE_TASKS),
+    LabelPart("new_tokens", "new={}", used_by=NEW_TOKEN_TASKS),
 )
 
 
@@ -102,7 +110,7 @@ def format_label(values: Mapping[str, Any]) -> str:
     words = []
     for part in LABEL_PARTS:
         value = values.get(part.dimension)
-        if value is None or str(value) == part.skip or task in part.unused_by:
+        if value is None or str(value) == part.skip or not part.shown_for(task):
             continue
         words.append(part.template.format(value))
     return " ".join(words)

@@ -25,7 +25,7 @@ from collector.analysis.summary import summary
 from collector.detect.offline import InputPoint
 from collector.domain.detection import DetectorSettings
 from collector.domain.errors import InputError
-from collector.domain.history import Regression, StoredRun
+from collector.domain.history import Regression, ResultsOfRun, StoredRun
 from collector.domain.model import BenchmarkResult, Failure, RunResult
 from collector.domain.packages import Pin
 from collector.domain.series import SeriesInfo
@@ -58,9 +58,9 @@ def results_document(runs: Sequence[RunResult]) -> dict[str, Any]:
     }
 
 
-def parse_results(text: str, source: str) -> list[BenchmarkResult]:
-    """Every scheduled result of a results document's text; InputError naming `source`
-    (and the line or run) otherwise."""
+def parse_results(text: str, source: str) -> list[ResultsOfRun]:
+    """Every scheduled run of a results document's text, with its results; InputError
+    naming `source` (and the line or run) otherwise."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -72,7 +72,7 @@ def parse_results(text: str, source: str) -> list[BenchmarkResult]:
         raise InputError(f"{source}: results format version "
                          f"{document.get('format_version')!r}, this collector reads "
                          f"{RESULTS_FORMAT_VERSION}")
-    results: list[BenchmarkResult] = []
+    runs: list[ResultsOfRun] = []
     for index, raw in enumerate(document.get("runs") or []):
         try:
             run = RunResult.model_validate({k: v for k, v in raw.items() if k != "status"})
@@ -80,8 +80,10 @@ def parse_results(text: str, source: str) -> list[BenchmarkResult]:
             first = str(exc).splitlines()
             raise InputError(f"{source}: runs[{index}] is not a valid run: "
                              f"{' '.join(first[:3])}") from None
-        results += [r for r in run.results if run.purpose == "scheduled"]
-    return results
+        if run.purpose == "scheduled":
+            runs.append(ResultsOfRun(run.run_id, run.suite, run.host, run.started_at,
+                                     run.results))
+    return runs
 
 
 # -- compare -------------------------------------------------------------------------------

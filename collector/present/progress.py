@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from collector.analysis.compare import value_text
 from collector.domain.catalogue import headline
 from collector.domain.model import BenchmarkResult, BenchmarkSpec
+from collector.domain.series import workload_label
 from collector.present.table import headline_text
 
 
@@ -28,6 +29,7 @@ class RichReporter:
         self._overall: Any = None
         self._current: Any = None
         self._total = 0
+        self._repetition = (1, 1)
 
     def start(self, total: int) -> None:
         self._total = total
@@ -40,28 +42,32 @@ class RichReporter:
         self._overall = self._progress.add_task("benchmarks", total=total)
         self._current = self._progress.add_task("", total=None)
 
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:  # noqa: ARG002 - Reporter protocol
+    def benchmark_started(self, index: int, spec: BenchmarkSpec,  # noqa: ARG002 - Reporter protocol
+                          repetition: tuple[int, int] = (1, 1)) -> None:
+        self._repetition = repetition
         if self._progress is not None:
-            self._progress.update(self._current, description=f"{spec.suite}/{spec.label}: "
-                                                             "starting worker")
+            self._progress.update(self._current, description=f"{spec.suite}/{spec.label}"
+                                  f"{_rep(repetition)}: starting worker")
 
     def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None:
         if self._progress is None:
             return
-        text = f"{spec.suite}/{spec.label}: {body.get('phase', '')}"
+        text = f"{spec.suite}/{spec.label}{_rep(self._repetition)}: {body.get('phase', '')}"
         if "iterations" in body:
             text += f" {body['iterations']} it"
             if body.get("rel_ci") is not None:
                 text += f", CI ±{body['rel_ci'] * 100:.1f}%"
         self._progress.update(self._current, description=text)
 
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
+    def benchmark_finished(self, index: int, result: BenchmarkResult,
+                           repetition: tuple[int, int] = (1, 1)) -> None:
         spec = result.spec
+        what = escape(f"{spec.suite}/{workload_label(result)}{_rep(repetition)}")
         if result.status == "ok":
-            line = f"[green]ok[/] {spec.suite}/{spec.label}: {headline_text(result)}"
+            line = f"[green]ok[/] {what}: {headline_text(result)}"
         else:
             assert result.failure is not None
-            line = (f"[red]FAILED[/] {spec.suite}/{spec.label}: {result.failure.kind.value}: "
+            line = (f"[red]FAILED[/] {what}: {result.failure.kind.value}: "
                     f"{escape(result.failure.message)}")
         if self._progress is not None:
             self._progress.console.print(line, highlight=False)
@@ -76,6 +82,12 @@ class RichReporter:
             self._progress = None
 
 
+
+
+def _rep(repetition: tuple[int, int]) -> str:
+    """` rep 2/3` where a benchmark runs in several fresh processes; nothing for one."""
+    done, total = repetition
+    return f" rep {done}/{total}" if total > 1 else ""
 
 
 class Built(Protocol):

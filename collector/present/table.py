@@ -1,7 +1,8 @@
 """Terminal tables with rich: run-once's results, comparisons, `--pivot` tables.
 
-`console()` is the standard output console every command prints tables with: off a
-terminal (pipes, logs) wide enough that ids and labels are never folded."""
+`console()` is the standard output console every command prints tables with: as wide as
+the terminal or $COLUMNS, else 100 columns; run-once's table is compact unless asked for
+(--wide) or the terminal is wide (WIDE_FROM columns)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from collector.analysis.compare import Comparison, Pivot, Row
+from collector.analysis.reading import BUSY_CPU_FRACTION, read
 from collector.domain import catalogue
 from collector.domain.model import BenchmarkResult, RunResult
+from collector.domain.series import workload_label
 
 
 def headline_text(result: BenchmarkResult) -> str:
@@ -35,44 +38,91 @@ def _cell(metrics: dict[str, float], shown: list[catalogue.MetricDef]) -> str:
     return "-"
 
 
+WIDE_FROM = 160  # terminals at least this wide get the wide table by default
+_QUALITY_STYLE = {"clean": "green", "disturbed": "yellow", "unconverged": "yellow"}
+
+
+def _headline_header(result: BenchmarkResult) -> str:
+    column = catalogue.metric(catalogue.headline(result.metrics)).column
+    return column.header if column is not None else "value"
+
+
+def _quality_cell(result: BenchmarkResult, busy_fraction: float) -> str:
+    if result.status != "ok":
+        assert result.failure is not None
+        return f"[red]failed: {escape(result.failure.kind.value)}[/]"
+    reading = read(result, catalogue.headline(result.metrics), busy_fraction=busy_fraction)
+    return f"[{_QUALITY_STYLE[reading.quality]}]{escape(reading.quality_text)}[/]"
+
+
 def results_table(runs: list[RunResult],
-                  detectable: dict[tuple[str, str], float] | None = None) -> Table:
-    """The summary table: the catalogue's table columns (collector/domain/catalogue.py), then the
-    measurement's precision. `detectable`: (series, metric) -> the smallest change the
-    detector pages on within one cycle, shown for each result's headline metric."""
+                  detectable: dict[tuple[str, str], float] | None = None, *,
+                  wide: bool = False, busy_fraction: float = BUSY_CPU_FRACTION) -> Table:
+    """run-once's table, one row per result, read as collector.analysis.reading reads it:
+    its headline value (the best of its fresh-process repetitions), that value's 95%
+    uncertainty and its quality (clean, busy: measured while other processes used the CPU,
+    or not settled within its CI target). The compact form fits 100 columns; `wide` adds
+    every catalogue column, the task, the repetitions and the detector's MDE
+    (`detectable`: (series, metric) -> the smallest change it pages on within a cycle)."""
     effects = detectable or {}
-    columns = catalogue.columns()
-    table = Table(title="Benchmark results", title_justify="left")
-    for header in ("suite", "benchmark", "task", "status"):
-        table.add_column(header)
-    for header in (*columns, "CI ±%", "reps", "MDE %"):
+    results = [(run, r) for run in runs for r in run.results]
+    suites = {run.suite for run in runs}
+    hosts = sorted({run.host for run in runs})
+    reps = sorted({max(len(r.repetitions), r.spec.measurement.repetitions) for _, r in results})
+    title = (f"Benchmark results: {len(results)} benchmark(s) of suite "
+             f"{', '.join(sorted(suites))} on {', '.join(hosts)}"
+             + (f", {reps[0]} fresh processes each" if len(reps) == 1 and reps[0] > 1 else ""))
+    table = Table(title=title, title_justify="left")
+    if len(suites) > 1:
+        table.add_column("suite")
+    table.add_column("benchmark", overflow="fold")
+    ok = [r for _, r in results if r.status == "ok"]
+    headers = sorted({_headline_header(r) for r in ok}) or ["p50 ms"]
+    if wide:
+        columns = catalogue.columns()
+        table.add_column("task")
+        for header in columns:
+            table.add_column(header, justify="right")
+        extra: tuple[str, ...] = ("±", "reps", "MDE %")
+    else:
+        compact = [catalogue.metric(name) for name in catalogue.TABLE_COMPACT]
+        for header in (" / ".join(headers), "±",
+                       *(d.column.header if d.column else d.name for d in compact)):
+            table.add_column(header, justify="right")
+        extra = ()
+    for header in extra:
         table.add_column(header, justify="right")
-    blank = ["-"] * (len(columns) + 3)
-    for run in runs:
-        for result in run.results:
-            m = result.metrics
-            spec = result.spec
-            if result.status != "ok":
-                assert result.failure is not None
-                table.add_row(run.suite, spec.label, spec.task.value,
-                              f"[red]{result.failure.kind.value}[/]", *blank)
-                continue
-            info = result.measurement
-            ci = "-"
-            if info is not None and info.achieved_rel_ci is not None:
-                ci = f"{info.achieved_rel_ci * 100:.1f}" + ("" if info.converged else "*")
-            mde = effects.get((result.series_id, catalogue.headline(m)))
-            table.add_row(
-                run.suite, spec.label,
-                result.resolved_task.value if result.resolved_task else spec.task.value,
-                "[green]ok[/]", *(_cell(m, shown) for shown in columns.values()),
-                ci, str(max(len(result.repetitions), 1)),
-                catalogue.Format.PERCENT.render(mde))
-    table.caption = ("CI ±%: achieved 95% CI half-width of the median (with repetitions: "
-                     "also their spread); * = target not reached. reps: fresh-process "
-                     "repetitions. MDE %: smallest change of the p50 (or instructions) the "
-                     "detector pages on within one cycle, learnt from this series' noise; "
-                     "- until it has 20 runs")
+    table.add_column("quality")
+    for run, result in results:
+        first = [run.suite] if len(suites) > 1 else []
+        label = escape(workload_label(result))
+        quality = _quality_cell(result, busy_fraction)
+        if result.status != "ok":
+            blanks = (len(catalogue.columns()) + 4) if wide else 2 + len(catalogue.TABLE_COMPACT)
+            table.add_row(*first, label, *(["-"] * blanks), quality)
+            continue
+        m = result.metrics
+        metric = catalogue.headline(m)
+        reading = read(result, metric, busy_fraction=busy_fraction)
+        if wide:
+            mde = effects.get((result.series_id, metric))
+            table.add_row(*first, label, result.resolved_task.value if result.resolved_task
+                          else result.spec.task.value,
+                          *(_cell(m, shown) for shown in catalogue.columns().values()),
+                          reading.uncertainty_text, str(max(len(result.repetitions), 1)),
+                          catalogue.Format.PERCENT.render(mde), quality)
+            continue
+        cells = [_cell(m, [catalogue.metric(name)]) for name in catalogue.TABLE_COMPACT]
+        table.add_row(*first, label, _cell(m, [catalogue.metric(metric)]),
+                      reading.uncertainty_text, *cells, quality)
+    table.caption = (
+        "value: the best of the fresh-process repetitions (interference only ever slows a "
+        "run). ±: its 95% interval within the run. quality: clean; busy N% = other "
+        "processes used N% of the CPU while it ran (its time is another machine's, and "
+        "the detector sets it aside); ±a > ±b = the median did not settle within its "
+        "target." + (" MDE %: the smallest change of the headline the detector pages on "
+                     "within one cycle, learnt from this series' noise (- before 20 runs)."
+                     if wide else " --wide: every metric."))
     return table
 
 
@@ -90,33 +140,42 @@ _VERDICT_COLOUR = {"worse": "red", "better": "green", "same": "dim"}
 
 
 def _rows_table(title: str, headers: tuple[str, ...], rows: list[Row],
-                counts: Callable[[Row], str]) -> Table:
+                counts: Callable[[Row], str], quality: Callable[[Row], str]) -> Table:
     """Comparison rows: the workload (headed `headers[0]`) and metric, then the 5 numbers
-    the other headers name (both values, the ratio, its interval, how many values:
-    `counts`), then the verdict."""
+    the other headers name (both values, the ratio of those values, its interval, how many
+    values: `counts`), the sides' quality (`quality`) and the verdict."""
     table = Table(title=title, title_justify="left")
-    for header in (headers[0], "metric"):
-        table.add_column(header)
+    table.add_column(headers[0], overflow="fold")
+    table.add_column("metric", overflow="fold")
     for header in headers[1:]:
         table.add_column(header, justify="right")
+    table.add_column("quality")
     table.add_column("verdict")
     for row in rows:
-        table.add_row(row.workload, row.metric, row.text(row.a), row.text(row.b),
+        table.add_row(escape(row.workload), row.metric, row.text(row.a), row.text(row.b),
                       f"{row.ratio:.3f}x", row.interval_text, counts(row),
-                      f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
+                      escape(quality(row)), f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
     return table
+
+
+def _sides_quality(row: Row) -> str:
+    if row.quality_a == row.quality_b:
+        return row.quality_a
+    return f"A {row.quality_a}, B {row.quality_b}"
 
 
 def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
     """`collector compare` on the terminal: one row per workload and metric."""
-    table = _rows_table(f"A = {names[0]}   B = {names[1]}",
+    table = _rows_table(f"A = {escape(names[0])}   B = {escape(names[1])}",
                         ("workload", "A", "B", "B/A", "95% CI", "n A/B"), result.rows,
-                        lambda row: f"{row.n_a}/{row.n_b}")
-    notes = ["95% interval of B/A: Welch's t over the runs when both sides have several, a "
-             "prediction interval when one side has a single run, and with one run a side "
-             "its repetitions (or raw samples) plus the assumed run-to-run noise "
-             "(--run-noise). n: runs (repetitions with one run a side). A change inside the "
-             "interval or below the metric's threshold is same."]
+                        lambda row: f"{row.n_a}/{row.n_b}", _sides_quality)
+    notes = ["A, B: each side's value (its run's, or its runs' geometric mean); B/A is their "
+             "ratio. 95% interval of B/A: Welch's t over the runs when both sides have "
+             "several, a prediction interval when one side has a single run, and with one "
+             "run a side its repetitions (or raw samples) plus the assumed run-to-run noise "
+             "(--run-noise). exact: a deterministic metric (memory, instructions, output "
+             "drift), compared as it is. n: runs (repetitions with one run a side). A change "
+             "inside the interval or below the metric's threshold is same."]
     for side, missing in (("A", result.only_a), ("B", result.only_b)):
         if missing:
             notes.append(f"only in {side}: " + ", ".join(missing))
@@ -127,13 +186,14 @@ def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
 def previous_table(rows: list[Row]) -> Table:
     """After run-once's table: each result against its series' previous runs."""
     table = _rows_table("Against the previous runs of each series",
-                        ("benchmark", "before", "now", "now/before", "95% CI", "runs"), rows,
-                        lambda row: str(row.n_a))
-    table.caption = ("before: median of up to 10 previous runs of the series. 95% CI: "
-                     "where this run would fall if nothing had changed, from those runs' "
-                     "spread (after a single previous run: the detector's learnt run-to-run "
-                     "noise, else 5%). same: inside the noise or below the metric's "
-                     "threshold. The detector, not this table, decides what pages.")
+                        ("benchmark", "before", "now", "now/before", "normal range", "runs"),
+                        rows, lambda row: str(row.n_a), lambda row: row.quality_b)
+    table.caption = ("before: the median of the series' previous runs (up to 40). normal "
+                     "range: where this run falls when nothing changed, the detector's alarm "
+                     "threshold times the series' learnt noise; judged from the 20th run on "
+                     "(before that: too few runs), never for a run measured on a busy host. "
+                     "same: inside that range or below the metric's threshold. The detector, "
+                     "not this table, decides what pages.")
     return table
 
 
@@ -153,7 +213,10 @@ def pivot_table(table: Pivot) -> Table:
 
 
 def console() -> Console:
-    """Standard output for tables and lines (no highlighting of numbers or paths)."""
+    """Standard output for tables and lines (no highlighting of numbers or paths): as wide
+    as the terminal, or $COLUMNS, else (a pipe, a log) 100 columns."""
+    import os
     import sys
 
-    return Console(width=200 if not sys.stdout.isatty() else None, highlight=False)
+    wide_enough = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=None if wide_enough else 100, highlight=False)

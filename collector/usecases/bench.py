@@ -40,9 +40,11 @@ class Reporter(Protocol):
     """What the service tells its caller while it runs (the CLI draws progress with it)."""
 
     def start(self, total: int) -> None: ...
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None: ...
+    def benchmark_started(self, index: int, spec: BenchmarkSpec,
+                          repetition: tuple[int, int] = (1, 1)) -> None: ...
     def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None: ...
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None: ...
+    def benchmark_finished(self, index: int, result: BenchmarkResult,
+                           repetition: tuple[int, int] = (1, 1)) -> None: ...
     def finish(self) -> None: ...
 
 
@@ -50,13 +52,15 @@ class SilentReporter:
     def start(self, total: int) -> None:
         pass
 
-    def benchmark_started(self, index: int, spec: BenchmarkSpec) -> None:
+    def benchmark_started(self, index: int, spec: BenchmarkSpec,
+                          repetition: tuple[int, int] = (1, 1)) -> None:
         pass
 
     def progress(self, spec: BenchmarkSpec, body: dict[str, Any]) -> None:
         pass
 
-    def benchmark_finished(self, index: int, result: BenchmarkResult) -> None:
+    def benchmark_finished(self, index: int, result: BenchmarkResult,
+                           repetition: tuple[int, int] = (1, 1)) -> None:
         pass
 
     def finish(self) -> None:
@@ -112,16 +116,17 @@ class Bench:
     counter: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     def one(self, spec: BenchmarkSpec, journal: Journal, position: int,
-            clock: RunClock) -> BenchmarkResult:
+            clock: RunClock, repetition: tuple[int, int] = (1, 1)) -> BenchmarkResult:
+        """One fresh-process repetition (`repetition`: which of how many) of `spec`."""
         index = next(self.counter)
-        self.report.benchmark_started(index, spec)
+        self.report.benchmark_started(index, spec, repetition)
         journal.started(position, spec)
         result = run_benchmark(self.workers, spec, self.env, target=self.target,
                                kill=self.kill, now=clock,
                                on_progress=functools.partial(self.report.progress, spec),
                                packages=self.packages)
         journal.finished(position, result)
-        self.report.benchmark_finished(index, result)
+        self.report.benchmark_finished(index, result, repetition)
         return result
 
     def journal(self, suite: str, clock: RunClock, purpose: str) -> Journal:
@@ -137,10 +142,12 @@ class Bench:
         log_run = self.journal(suite.name, clock, "scheduled")
         done: list[list[BenchmarkResult]] = [[] for _ in suite.benchmarks]
         planned = interleaved(suite.benchmarks)
-        for pos, _rep in planned:
+        for pos, rep in planned:
             if stop is not None and stop.is_set():
                 break  # the rest of the suite is not run; the run is marked aborted
-            done[pos].append(self.one(suite.benchmarks[pos], log_run, pos, clock))
+            spec = suite.benchmarks[pos]
+            done[pos].append(self.one(spec, log_run, pos, clock,
+                                      (rep + 1, spec.measurement.repetitions)))
         results = [combine(reps) for reps in done if reps]
         ran = sum(len(reps) for reps in done)
         run = RunResult(run_id=log_run.run_id, suite=suite.name, host=self.env.host,

@@ -91,8 +91,9 @@ def confirm(config: Config, stores: Stores, outcome: Outcome, bench: Bench,
             clock = RunClock()
             started = clock()
             log_run = bench.journal(spec.suite, clock, "confirmation")
-            point = combine([bench.one(spec, log_run, 0, clock)
-                             for _ in range(spec.measurement.repetitions)])
+            reps = spec.measurement.repetitions
+            point = combine([bench.one(spec, log_run, 0, clock, (rep + 1, reps))
+                             for rep in range(reps)])
             run = RunResult(run_id=log_run.run_id, suite=spec.suite, host=host,
                             started_at=started, finished_at=clock(),
                             collector_version=__version__, results=(point,),

@@ -4,12 +4,14 @@ previous runs in the history of record, and the smallest change the detector pag
 from __future__ import annotations
 
 from collector.adapters.store import Stores
-from collector.analysis.compare import DEFAULT_RUN_NOISE, Row, against_history
+from collector.analysis.compare import Row, against_history
 from collector.domain.catalogue import headline
 from collector.domain.errors import StoreError
 from collector.domain.model import RunResult
 
-PREVIOUS_RUNS = 10  # how many of a series' previous runs a run-once result is read against
+# How many of a series' previous runs a run-once result is read against: as many as the
+# detector's reference window, so that its noise is judged as the detector judges it.
+PREVIOUS_RUNS = 40
 
 
 def against_previous(runs: list[RunResult], stores: Stores) -> list[Row]:
@@ -29,8 +31,8 @@ def against_previous(runs: list[RunResult], stores: Stores) -> list[Row]:
                 by_run = history.values.get(metric, {})
                 previous = [by_run[p.run_id] for p in history.runs
                             if p.run_id != run.run_id and p.run_id in by_run][-PREVIOUS_RUNS:]
-                row = against_history(result, metric, previous, run_noise=noise.get(
-                    (result.series_id, metric), DEFAULT_RUN_NOISE))
+                row = against_history(result, metric, previous,
+                                      noise=noise.get((result.series_id, metric)))
                 if row is not None:
                     rows.append(row)
     except StoreError:

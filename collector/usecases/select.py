@@ -18,7 +18,7 @@ from pathlib import Path
 from collector.adapters.config import Config, Suite
 from collector.adapters.files import read_text
 from collector.domain.errors import InputError, SelectionError, command_line_problem
-from collector.domain.history import Regression, Store
+from collector.domain.history import Regression, ResultsOfRun, Store, flatten
 from collector.domain.model import BenchmarkResult, BenchmarkSpec
 from collector.present.documents import parse_results
 
@@ -49,12 +49,17 @@ class Selection:
         return chosen
 
 
-def load_side(side: str, store: Callable[[], Store]) -> list[BenchmarkResult]:
-    """A SIDE argument's results: a selector of stored runs (`store` opened on first use),
+def load_side(side: str, store: Callable[[], Store]) -> list[ResultsOfRun]:
+    """A SIDE argument's runs: a selector of stored runs (`store` opened on first use),
     else a results file."""
     if is_selector(side):
-        return select_stored(side, store())
+        return select_stored_runs(side, store())
     return parse_results(read_text(side, what="results document"), side)
+
+
+def load_sides(sides: Sequence[str], store: Callable[[], Store]) -> list[ResultsOfRun]:
+    """Several SIDE arguments' runs, in order."""
+    return [run for side in sides for run in load_side(side, store)]
 
 
 SELECTOR_KEYS = ("run", "suite", "host", "since", "until", "last")
@@ -97,6 +102,11 @@ def _when(side: str, key: str, text: str | None) -> datetime | None:
 
 def select_stored(side: str, store: Store) -> list[BenchmarkResult]:
     """The results of the stored runs a selector names (newest `last` of those matching)."""
+    return flatten(select_stored_runs(side, store))
+
+
+def select_stored_runs(side: str, store: Store) -> list[ResultsOfRun]:
+    """select_stored, run by run."""
     wanted = parse_selector(side)
     try:
         last = int(wanted.get("last", DEFAULT_LAST))
@@ -114,7 +124,7 @@ def select_stored(side: str, store: Store) -> list[BenchmarkResult]:
             if all(str(r.environment.get(k)) == v for k, v in environment.items())][:last]
     if not runs:
         raise InputError(f"{side}: no stored scheduled run matches")
-    return store.stored_results(runs)
+    return store.results_of_runs(runs)
 
 
 def where_fields(texts: list[str]) -> dict[str, str]:

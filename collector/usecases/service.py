@@ -147,7 +147,9 @@ class Service:
         self.exposition = Exposition(self._reader, ServiceCollector(
             {"version": __version__, "torch": env.torch_version or "",
              "transformers": env.transformers_version or ""},
-            outbox_pending=self._reader.pending_count, next_runs=self.next_runs,
+            # Without a database nothing is forwarded: the backlog is not one to alert on.
+            outbox_pending=(self._reader.pending_count if stores.database_url is not None
+                            else None), next_runs=self.next_runs,
             intervals=schedule_intervals(config)), regressions=self._regression_store)
 
     def _regression_store(self) -> Store:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from collector.analysis.compare import against_history, compare, judge, pivot
-from collector.domain.model import Dtype, Repetition
+from collector.domain.model import Dtype, NoiseProbe, Repetition
 from collector.domain.series import workload_label
 from tests.helpers import make_run
 
@@ -63,16 +63,32 @@ def test_faster_is_better() -> None:
     assert (row.verdict, row.word) == ("better", "faster")
 
 
-def test_one_new_value_is_judged_against_the_spread_of_the_others() -> None:
+def test_one_new_value_is_judged_against_the_series_noise_and_never_invented() -> None:
     [now] = runs([0.015])
-    previous = [0.010 * x for x in NOISE]
+    few = [0.010 * x for x in NOISE]
+    row = against_history(now, "latency_p50_seconds", few)
+    assert row is not None and (row.verdict, row.word) == ("same", "too few runs (6 of 20)")
+    assert row.a == pytest.approx(0.010) and row.b == 0.015 and row.low is None
+    previous = few * 4  # 24 runs: the detector has learnt the noise
     row = against_history(now, "latency_p50_seconds", previous)
-    assert row is not None and row.method == "prediction"
+    assert row is not None and row.method == "history"
     assert row.verdict == "worse" and row.ratio == pytest.approx(1.5, rel=0.01)
+    assert row.ratio == row.b / row.a
     [usual] = runs([0.0101])
     same = against_history(usual, "latency_p50_seconds", previous)
-    assert same is not None and same.verdict == "same"
+    assert same is not None and same.verdict == "same" and same.low is not None
+    # The normal range is the detector's: z_threshold times the noise (learnt, when given).
+    wide = against_history(now, "latency_p50_seconds", previous, noise=0.2)
+    assert wide is not None and wide.verdict == "same" and wide.low is not None and wide.low < 1
     assert against_history(usual, "latency_p50_seconds", []) is None
+
+
+def test_a_disturbed_run_is_not_judged_against_history() -> None:
+    [now] = runs([0.015])
+    busy = now.model_copy(update={"noise": NoiseProbe(wall_s=1, self_cpu_s=1, other_cpu_s=1.2,
+                                                      other_cpu_fraction=0.6)})
+    row = against_history(busy, "latency_p50_seconds", [0.010 * x for x in NOISE] * 4)
+    assert row is not None and (row.verdict, row.word) == ("same", "not judged: busy 60%")
 
 
 def test_one_run_each_bootstraps_the_raw_samples_plus_the_assumed_run_noise() -> None:
@@ -85,9 +101,11 @@ def test_one_run_each_bootstraps_the_raw_samples_plus_the_assumed_run_noise() ->
     # Nothing assumed, no samples: no interval, the threshold alone.
     bare = row_of(compare(runs([0.010], samples=0), runs([0.013], samples=0), run_noise=0.0))
     assert (bare.method, bare.low, bare.verdict) == ("none", None, "worse")
-    # No samples behind peak RSS: the assumed run noise alone (RSS equal here: same).
+    # Peak RSS is deterministic: compared as it is, equal here: 1.000x, same, exactly.
     rss = row_of(compare(runs([0.010]), runs([0.013])), "peak_rss_bytes")
-    assert (rss.method, rss.ratio, rss.verdict) == ("none", 1.0, "same")
+    assert (rss.method, rss.ratio, rss.verdict, rss.low, rss.high) == (
+        "exact", 1.0, "same", 1.0, 1.0)
+    assert rss.interval_text == "exact" and rss.exact
 
 
 def test_repetitions_of_one_run_are_not_runs() -> None:

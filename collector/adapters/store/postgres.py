@@ -56,6 +56,7 @@ from collector.domain.history import (
     LatestValue,
     Point,
     Regression,
+    ResultsOfRun,
     SeriesActivity,
     SeriesHistory,
     StoredRun,
@@ -489,6 +490,9 @@ class PostgresStore:
 
     def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
         return stored.select_results(self._query, runs)
+
+    def results_of_runs(self, runs: Sequence[StoredRun]) -> list[ResultsOfRun]:
+        return stored.select_results_of_runs(self._query, runs)
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
         return regressions.latest_samples(self._query, series_id, names)

@@ -16,7 +16,7 @@ from typing import Any
 from collector.adapters.store.regressions import Query, decoded, text_id
 from collector.adapters.store.rows import parse_time
 from collector.domain.catalogue import METRICS, SAMPLE_MEDIANS
-from collector.domain.history import StoredRun
+from collector.domain.history import ResultsOfRun, StoredRun, flatten
 from collector.domain.model import BenchmarkResult
 
 MAX_RUNS = 5000  # runs read to filter by environment: far more than a comparison wants
@@ -51,6 +51,11 @@ def select_runs(query: Query, *, suite: str | None = None, host: str | None = No
 def select_results(query: Query, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
     """The successful results of `runs` in their order (then by series), with their
     metrics and the raw samples behind median metrics."""
+    return flatten(select_results_of_runs(query, runs))
+
+
+def select_results_of_runs(query: Query, runs: Sequence[StoredRun]) -> list[ResultsOfRun]:
+    """select_results, run by run (runs without a successful result left out)."""
     if not runs:
         return []
     ids = [r.run_id for r in runs]
@@ -81,18 +86,19 @@ def select_results(query: Query, runs: Sequence[StoredRun]) -> list[BenchmarkRes
         samples.setdefault(key, {}).setdefault(name, []).append(float(value))
     order = {run_id: index for index, run_id in enumerate(ids)}
     rows = sorted(rows, key=lambda row: (order[text_id(row[0]) or ""], row[1]))
-    results = []
+    results: dict[str, list[BenchmarkResult]] = {}
     for (run_id, series_id, started, finished, task, measurement, noise, environment,
          repetitions, spec) in rows:
         key = (text_id(run_id) or "", series_id)
-        results.append(BenchmarkResult.model_validate({
+        results.setdefault(key[0], []).append(BenchmarkResult.model_validate({
             "spec": decoded(spec), "series_id": series_id, "status": "ok",
             "resolved_task": task, "started_at": parse_time(started),
             "finished_at": parse_time(finished), "environment": decoded(environment),
             "metrics": metrics.get(key, {}), "samples": samples.get(key, {}),
             "measurement": decoded(measurement), "noise": decoded(noise),
             "repetitions": _repetitions(decoded(repetitions))}))
-    return results
+    return [ResultsOfRun(run.run_id, run.suite, run.host, run.started_at,
+                         tuple(results[run.run_id])) for run in runs if run.run_id in results]
 
 
 def _repetitions(raw: Any) -> list[dict[str, Any]]:

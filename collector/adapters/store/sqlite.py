@@ -51,6 +51,7 @@ from collector.domain.history import (
     LatestValue,
     Point,
     Regression,
+    ResultsOfRun,
     SeriesActivity,
     SeriesHistory,
     StoredRun,
@@ -451,6 +452,9 @@ class SQLiteStore:
 
     def stored_results(self, runs: Sequence[StoredRun]) -> list[BenchmarkResult]:
         return stored.select_results(self._select, runs)
+
+    def results_of_runs(self, runs: Sequence[StoredRun]) -> list[ResultsOfRun]:
+        return stored.select_results_of_runs(self._select, runs)
 
     def latest_samples(self, series_id: str, names: Sequence[str]) -> dict[str, list[float]]:
         return regressions.latest_samples(self._select, series_id, names)

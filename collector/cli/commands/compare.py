@@ -87,18 +87,19 @@ def _run(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     """`store`: the history of record, opened on first use (only selectors need it)."""
     from collector.analysis.compare import DEFAULT_RUN_NOISE, compare
     from collector.domain.catalogue import METRICS
+    from collector.domain.history import flatten
     from collector.present.comparison import print_comparison
-    from collector.usecases.select import load_side
+    from collector.usecases.select import load_sides
 
     files_a, files_b = _sides(args)
     for metric in args.metric:
         if metric not in METRICS:
             raise command_line_problem("--metric", f"unknown metric {metric!r}")
     threshold = options.checked_threshold(args.threshold)
-    side_a = [r for side in files_a for r in load_side(side, store)]
+    side_a = flatten(load_sides(files_a, store))
     if args.pivot is not None:
         return _pivot(args, side_a)
-    side_b = [r for side in files_b for r in load_side(side, store)]
+    side_b = flatten(load_sides(files_b, store))
     if args.run_noise is not None and not 0 <= args.run_noise < 5:
         raise command_line_problem("--run-noise", "expected a relative sd such as 0.05")
     noise = DEFAULT_RUN_NOISE if args.run_noise is None else args.run_noise

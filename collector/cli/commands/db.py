@@ -42,7 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from collector.adapters.store import resolve_database_url
+
     settings = storage_settings(args.config)
+    if args.db_command == "migrate":  # the database's first schema: never with a placeholder
+        refuse_placeholders(resolve_database_url(settings.database_url_env,
+                                                 settings.database_url_file))
     stores = open_stores(settings, args.local_store,
                          manage_schema=args.db_command in ("sync", "create-reader",
                                                            "create-writer",
@@ -138,6 +143,9 @@ def _outbox_status(stores: Stores, out: Console) -> None:
     if not stores.local.has_outbox():
         out.print("outbox: empty (the local store has no schema yet: `collector db "
                   "migrate`, or any run, creates it)", markup=False)
+    elif stores.database_url is None:
+        out.print(f"outbox: not in use without a database ({stores.local.pending_count()} "
+                  "run(s) kept locally are forwarded once one is configured)", markup=False)
     else:
         out.print(f"outbox: {stores.local.pending_count()} run(s) pending", markup=False)
         quarantined = stores.local.quarantined()

@@ -78,10 +78,11 @@ def _run(args: argparse.Namespace, store: Callable[[], Store],
          configured: ReportSettings | None = None) -> int:
     """`configured`: the config file's report section (None: no config file)."""
     from collector.adapters.files import write_atomic
+    from collector.domain.history import flatten
     from collector.present import markdown
     from collector.present.html_report import render
     from collector.usecases.report import report_data
-    from collector.usecases.select import is_selector, load_side
+    from collector.usecases.select import is_selector, load_sides
 
     limits = _thresholds(args, configured)
     output = Path(args.output) if args.output else None
@@ -93,7 +94,7 @@ def _run(args: argparse.Namespace, store: Callable[[], Store],
     if form == "html" and output is None and sys.stdout.isatty():
         raise command_line_problem("--format", "an HTML report goes to a file: add "
                                    "--output FILE.html (or redirect standard output)")
-    results = [r for side in args.sides for r in load_side(side, store)]
+    results = flatten(load_sides(args.sides, store))
     stored = any(is_selector(side) for side in args.sides)
     data = report_data(results, args.sides, store=store() if stored else None,
                        thresholds=limits)

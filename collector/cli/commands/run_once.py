@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write all results to this file (versioned JSON format)")
     options.output_format(parser, ("table", "json"),
                           "print a table (default) or the JSON results document")
+    parser.add_argument("--wide", action="store_true",
+                        help="the wide table: every metric, the task, repetitions and the "
+                             "detector's MDE (the default on terminals of 160 columns or more)")
     options.isolation(parser)
     options.host(parser)
     parser.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
@@ -66,18 +69,25 @@ def run(args: argparse.Namespace) -> int:
             config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
             start_method=args.isolation, host=args.host, stores=stores,
             confirm=not args.no_confirm)
-        return _report(args, outcome, stores, output, err)
+        return _report(args, outcome, stores, output, err,
+                       busy_fraction=config.detection.contaminated_cpu_fraction)
     finally:
         stores.close()
 
 
 def _report(args: argparse.Namespace, outcome: Outcome, stores: Stores,
-            output: Path | None, err: Console) -> int:
+            output: Path | None, err: Console, *, busy_fraction: float) -> int:
     from rich.markup import escape
 
     from collector.adapters.files import write_atomic
     from collector.present.documents import dumps, results_document
-    from collector.present.table import console, failures_text, previous_table, results_table
+    from collector.present.table import (
+        WIDE_FROM,
+        console,
+        failures_text,
+        previous_table,
+        results_table,
+    )
     from collector.usecases.previous import against_previous, detectable_effects
 
     runs: list[RunResult] = outcome.runs
@@ -86,7 +96,9 @@ def _report(args: argparse.Namespace, outcome: Outcome, stores: Stores,
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
         out = console()
-        out.print(results_table(runs, detectable_effects(stores)))
+        wide = args.wide or out.width >= WIDE_FROM
+        out.print(results_table(runs, detectable_effects(stores), wide=wide,
+                                busy_fraction=busy_fraction))
         moved = against_previous(runs, stores)
         if moved:
             out.print(previous_table(moved))
