@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from collector.adapters.config import Config, Suite
 from collector.adapters.config import load_config as _load_config
 from collector.domain.errors import ConfigError, ConfigProblem
+from collector.domain.history import ResultsOfRun
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, RunResult
 from collector.present.documents import results_document
 
@@ -162,28 +163,50 @@ def compare_runs(a: RunResult | Iterable[RunResult | BenchmarkResult],
                     all_metrics=all_metrics)
 
 
-def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> str:
-    """`collector report` as Markdown: where it ran, the latest result of each workload
-    and the bottleneck findings computed from them (collector/analysis/findings.py)."""
-    from collector.analysis.findings import analyse
-    from collector.present import markdown
+def _runs_of(runs: RunResult | Iterable[RunResult | BenchmarkResult]) -> list[ResultsOfRun]:
+    """Runs as the reports read them (results given loose make one run of their own)."""
+    items = [runs] if isinstance(runs, RunResult) else list(runs)
+    out = [ResultsOfRun(r.run_id, r.suite, r.host, r.started_at, tuple(r.results))
+           for r in items if isinstance(r, RunResult)]
+    loose = [r for r in items if not isinstance(r, RunResult)]
+    if loose:
+        out.append(ResultsOfRun("(results)", "-", ", ".join(sorted(
+            {r.environment.host for r in loose})), min(r.started_at for r in loose),
+            tuple(loose)))
+    return out
 
-    ok = [r for r in results_of(runs) if r.status == "ok"]
-    return markdown.report(ok, analyse(ok), ["(Python API)"])
+
+def report_markdown(runs: RunResult | Iterable[RunResult | BenchmarkResult], *,
+                    baseline: RunResult | Iterable[RunResult | BenchmarkResult] | None = None,
+                    thresholds: Thresholds | None = None) -> str:
+    """`collector report` as Markdown: with `baseline`, what changed from it first; what
+    needs a look, the fastest variant of each model, the bottleneck findings run by run
+    (collector/analysis/findings.py) and the latest result of each workload."""
+    from collector.present import markdown
+    from collector.usecases.report import report_data
+
+    return markdown.report(report_data(
+        _runs_of(runs), ["(Python API)"], thresholds=thresholds,
+        baseline_runs=_runs_of(baseline) if baseline is not None else None,
+        baseline=["(baseline)"] if baseline is not None else ()))
 
 
 def write_report(runs: RunResult | Iterable[RunResult | BenchmarkResult], path: str | Path,
-                 *, store: Store | None = None, thresholds: Thresholds | None = None) -> Path:
-    """`collector report --format html`: one self-contained HTML file with charts, trends
-    and findings. With `store`, the stored regressions of these series are shown and marked
-    on the trends. Raises OutputError when the file cannot be written."""
+                 *, baseline: RunResult | Iterable[RunResult | BenchmarkResult] | None = None,
+                 store: Store | None = None, thresholds: Thresholds | None = None) -> Path:
+    """`collector report --format html`: one self-contained HTML file. With `baseline`, it
+    leads with what changed from it; with `store`, the stored regressions of these series
+    are shown and marked on the trends. Raises OutputError when the file cannot be
+    written."""
     from collector.adapters.files import write_atomic
     from collector.present.html_report import render
     from collector.usecases.report import report_data
 
     target = Path(path)
-    write_atomic(target, render(report_data(results_of(runs), ["(Python API)"], store=store,
-                                            thresholds=thresholds)), what="the report")
+    data = report_data(_runs_of(runs), ["(Python API)"], store=store, thresholds=thresholds,
+                       baseline_runs=_runs_of(baseline) if baseline is not None else None,
+                       baseline=["(baseline)"] if baseline is not None else ())
+    write_atomic(target, render(data), what="the report")
     return target
 
 

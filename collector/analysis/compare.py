@@ -100,6 +100,12 @@ class Row:
         return value_text(self.metric, value)
 
     @property
+    def quality(self) -> str:
+        """Both sides' quality in one text (one word when they agree)."""
+        return (self.quality_a if self.quality_a == self.quality_b
+                else f"A {self.quality_a}, B {self.quality_b}")
+
+    @property
     def interval_text(self) -> str:
         if self.exact:
             return "exact"
@@ -125,6 +131,13 @@ class Comparison:
     def regressed(self, fail_on: float | None) -> bool:
         """--fail-on-regression [F]: a row judged worse (by at least F when F is given)."""
         return fail_on is not None and bool(self.worse(fail_on or None))
+
+    def by_size(self) -> tuple[list[Row], list[Row]]:
+        """(timed rows, exact rows), each with the changes first, the largest first."""
+        def key(row: Row) -> tuple[bool, float]:
+            return row.verdict == "same", -abs(math.log(row.ratio)) if row.ratio > 0 else 0.0
+        return (sorted((r for r in self.rows if not r.exact), key=key),
+                sorted((r for r in self.rows if r.exact), key=key))
 
     def worse(self, at_least: float | None = None) -> list[Row]:
         """Rows judged worse, by at least `at_least` (relative) when given."""
@@ -237,6 +250,9 @@ def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 def geometric_mean(values: Sequence[float]) -> float:
+    """The geometric mean; one value (or equal ones) exactly itself, not exp(log(v))."""
+    if len(set(values)) == 1:
+        return values[0]
     return math.exp(mean([math.log(v) for v in values]))
 
 

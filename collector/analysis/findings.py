@@ -13,10 +13,15 @@ never written as fixed prose:
 - memory per byte of weights (peak RSS over the model's size);
 - first-call cost against the steady state;
 - CPU noise during the run (the noise probe: other processes' share of the CPU).
+
+A report reads findings run by run (`analyse_runs`: a busy run is never averaged with a
+quiet one) and grouped (`group`): one line for a pattern many workloads of a run share,
+with the range of its values, citing the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,7 +47,8 @@ class Thresholds:
     high_memory_bytes: float = 4 * 2**30  # peak RSS above 4 GiB
     low_throughput: float = 10.0  # below 10 samples/s
     noisy_cpu_fraction: float = 0.25  # other processes' CPU share while measuring
-    slow_first_call: float = 10.0  # first call over p50
+    cold_first_call: float = 2.0  # first call over p50 from which it is a finding at all
+    slow_first_call: float = 10.0  # first call over p50 from which it is a warning
     poor_batch_scaling: float = 0.5  # throughput gain over batch size gain
 
 
@@ -53,6 +59,77 @@ class Finding:
     workload: str
     text: str  # what was found, citing the measurement
     values: dict[str, float]
+    run: str | None = None  # the run it was found in (`analyse_runs`)
+
+
+# Each kind: what a group of its findings is called, the value that sums them up and how
+# that value reads.
+_KINDS: dict[str, tuple[str, str, str]] = {
+    "high_latency": ("p50 latency above the threshold", "latency_p50_seconds", "ms"),
+    "high_memory": ("peak RSS above the threshold", "peak_rss_bytes", "MiB"),
+    "low_throughput": ("throughput below the threshold", "throughput_samples_per_second",
+                       "rate"),
+    "memory_per_weight": ("peak RSS against the model's weights (the rest is the runtime, "
+                          "activations and the worker)", "ratio", "x"),
+    "first_call": ("the first call against the steady state", "ratio", "x"),
+    "prefill_share": ("prefill's share of a generate() call", "share", "%"),
+    "compile_time": ("torch.compile time on the first call", "compile_time_seconds", "s"),
+    "noisy_run": ("measured while other processes used the CPU", "other", "%"),
+    "variant_speedup": ("a variant against eager", "speedup", "x"),
+    "batch_scaling": ("batch scaling (share of linear)", "efficiency", "%"),
+}
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """Findings of one kind and severity in one run: one line for a pattern many
+    workloads share."""
+
+    kind: str
+    severity: Severity
+    run: str | None
+    members: tuple[Finding, ...]
+
+    @property
+    def text(self) -> str:
+        if len(self.members) == 1:
+            return self.members[0].text
+        title, key, unit = _KINDS.get(self.kind, (self.kind, "", ""))
+        values = [f.values[key] for f in self.members if key in f.values]
+        span = ""
+        if values:
+            low, high = _shown(min(values), unit), _shown(max(values), unit)
+            span = f": {low}" if low == high else f": {low} to {high}"
+        return f"{title}{span}, for {len(self.members)} workloads"
+
+    @property
+    def workloads(self) -> list[str]:
+        return [f.workload for f in self.members]
+
+
+def _shown(value: float, unit: str) -> str:
+    if unit == "ms":
+        return _ms(value)
+    if unit == "MiB":
+        return value_text("peak_rss_bytes", value)
+    if unit == "%":
+        return f"{value:.0%}"
+    if unit == "x":
+        return f"{value:.1f}x"
+    if unit == "s":
+        return f"{value:.2f} s"
+    return f"{value:,.1f}"
+
+
+def group(findings: Sequence[Finding]) -> list[FindingGroup]:
+    """One group per run, kind and severity, warnings first, in the order found."""
+    groups: dict[tuple[str | None, str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.run, finding.severity, finding.kind), []).append(finding)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][1] != "warning",
+                                                       item[0][0] or "", item[0][2]))
+    return [FindingGroup(kind, severity, run, tuple(members))  # type: ignore[arg-type]  # Severity
+            for (run, severity, kind), members in ordered]
 
 
 def _median(results: Sequence[BenchmarkResult], metric: str) -> float | None:
@@ -106,6 +183,14 @@ def analyse(results: Sequence[BenchmarkResult],
     return sorted(found, key=lambda f: (f.severity != "warning", f.kind, f.workload))
 
 
+def analyse_runs(runs: Sequence[tuple[str, Sequence[BenchmarkResult]]],
+                 thresholds: Thresholds | None = None) -> list[Finding]:
+    """`analyse` run by run (each run named by the text given with it): never averaged
+    across runs measured under different conditions."""
+    return [dataclasses.replace(finding, run=name)
+            for name, results in runs for finding in analyse(results, thresholds)]
+
+
 def _own(label: str, members: list[BenchmarkResult], limits: Thresholds) -> Iterator[Finding]:
     """Findings about one workload by itself."""
     first = members[0]
@@ -134,13 +219,15 @@ def _own(label: str, members: list[BenchmarkResult], limits: Thresholds) -> Iter
                       "runtime, activations and the worker)", {"ratio": rss / size})
     first_call = _median(members, "first_call_seconds")
     # torch.compile's first call is its compilation: the compile finding says it.
-    if first_call is not None and p50 and not backends.get(
-            first.spec.backend).compiles_on_first_call:
+    # A first call at the steady state's pace is no finding; twice it, a cold cost to know.
+    if first_call is not None and p50 and first_call >= limits.cold_first_call * p50 and not (
+            backends.get(first.spec.backend).compiles_on_first_call):
         severity: Severity = "warning" if first_call / p50 > limits.slow_first_call else "info"
         yield Finding("first_call", severity, label,
                       f"the first call takes {first_call / p50:.1f}x the steady state for "
                       f"{_where(first)}: {_ms(first_call)} vs {_ms(p50)}",
-                      {"first_call_seconds": first_call, "latency_p50_seconds": p50})
+                      {"first_call_seconds": first_call, "latency_p50_seconds": p50,
+                       "ratio": first_call / p50})
     ttft = _median(members, "time_to_first_token_p50_seconds")
     if ttft is not None and p50:
         share = ttft / p50

@@ -125,6 +125,16 @@ class MetricDef:
     tolerance: float = 0.0
 
     @property
+    def title(self) -> str:
+        """The metric in words, with the unit it is shown in: a chart's axis, a heading
+        (`p50 latency (ms)`)."""
+        if self.name in _TITLES:
+            return _TITLES[self.name]
+        words = self.name.removesuffix(f"_{self.unit}").replace("_", " ")
+        shown = _SHOWN_UNITS.get(self.unit, self.unit.replace("_", " "))
+        return f"{words} ({shown})" if shown else words
+
+    @property
     def detectable(self) -> bool:
         """Whether the detector judges it: a better direction and a profile."""
         return self.direction is not Direction.NEUTRAL and self.profile is not Profile.NONE
@@ -405,6 +415,26 @@ _DEFS = [
 ]
 
 METRICS: dict[str, MetricDef] = {d.name: d for d in _DEFS}
+
+# The metrics charts and headings name, in words and with the unit they are shown in.
+_TITLES = {
+    "latency_p50_seconds": "p50 latency (ms)",
+    "latency_p90_seconds": "p90 latency (ms)",
+    "latency_p99_seconds": "p99 latency (ms)",
+    "throughput_samples_per_second": "throughput (samples/s)",
+    "throughput_input_tokens_per_second": "input rate (tokens/s)",
+    "prefill_tokens_per_second": "prefill rate (tokens/s)",
+    "time_to_first_token_p50_seconds": "p50 time to first token (ms)",
+    "decode_tokens_per_second": "decode rate (tokens/s)",
+    "peak_rss_bytes": "peak memory, RSS (MiB)",
+    "model_size_bytes": "model weights (MiB)",
+    "load_time_seconds": "load time (ms)",
+    "instructions_per_iteration": "instructions per iteration (millions)",
+}
+
+# The unit a value is shown in (collector.analysis.compare.value_text, the charts' scale).
+_SHOWN_UNITS = {"seconds": "ms", "bytes": "MiB", "instructions": "millions", "ratio": "",
+                "absolute": ""}
 
 # The metric a result is read by, first present wins: instruction counts in that mode, else
 # the median latency. The table's first value column and its MDE column show it.

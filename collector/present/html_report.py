@@ -1,52 +1,54 @@
-"""`collector report --format html`: one self-contained HTML file with charts.
+"""`collector report --format html`: one self-contained HTML file that answers what a reader
+asked, first.
 
-What it holds, from measured data only: a summary (what ran, where, with which versions),
-the latest results, comparison tables (models x batch size, backend x dtype, device x model,
-the best of each column marked) and charts (latency vs batch size, throughput vs sequence
-length, memory vs model size, the headline by model and variant), trends over time with the
-changes the detector finds in them marked, stored regressions with their attribution, the
-bottleneck findings (collector/analysis/findings.py), failures and the full environment.
+With two sides (`--a`, `--b`): what changed, the verdicts of `collector compare` sorted by
+size (deterministic metrics apart). Then, for the results reported: what needs a look
+(failures, active regressions, results measured on a busy host or not settled), which
+variant of each model is fastest (whatever the benchmarks are called), the findings run by
+run, grouped, then charts, trends, every result and the environment.
 
-Charts are plotly's (its JS inlined once, so the file opens with no network: about 4.8 MB of
-the file is plotly.js itself). Plotly rather than Vega-Lite through altair: inlining
-Vega-Lite offline needs altair's vl-convert (a 50+ MB native wheel) or three separately
-vendored scripts, while plotly ships its one minified bundle in its pure-Python wheel, and
-its hover, zoom and legend toggling suit reading many series. Every text is HTML-escaped;
-the charts' data goes through plotly's own JSON encoder.
+Everything here is presentation: the findings, the variant tables, the comparison and the
+changes the detector finds in the trends are computed by the use case
+(collector/usecases/report.py). Every text is HTML-escaped; chart labels too
+(collector/present/charts.py).
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from collector.analysis.compare import Pivot, pivot, value_text
+from collector.analysis.compare import value_text
+from collector.analysis.reading import read
 from collector.domain.catalogue import (
     CHART_LATENCY,
     CHART_MEMORY,
     CHART_MODEL_SIZE,
     CHART_THROUGHPUT,
     METRICS,
-    REPORT_COLUMNS,
     headline,
 )
 from collector.domain.errors import InputError
-from collector.domain.series import PIVOT_DIMENSIONS, workload_label
+from collector.domain.series import PIVOT_DIMENSIONS, series_info, workload_label
+from collector.present.charts import Charts
+from collector.present.report_data import (
+    HEADLINE_MEANING,
+    ReportData,
+    latest,
+    run_name,
+    trend_metrics,
+    trend_series,
+)
 from collector.present.text import ab_line
 from collector.version import __version__
 
 if TYPE_CHECKING:
-    from collector.analysis.findings import Finding
-    from collector.domain.history import Regression
+    from collector.analysis.compare import Row
+    from collector.analysis.findings import FindingGroup
     from collector.domain.model import BenchmarkResult
-
-# The dimension pairs laid out as tables (rows x columns), as `compare --pivot` does.
-PIVOTS = (("benchmark", "batch_size"), ("backend", "dtype"), ("device", "benchmark"))
-MAX_TREND_POINTS = 400  # per series: the newest, so one busy series cannot swell the file
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
@@ -54,37 +56,13 @@ max-width:1200px;padding:0 1.5rem 3rem;color:#1f2328;line-height:1.45}
 h1{margin-top:1.5rem}h2{border-bottom:1px solid #d0d7de;padding-bottom:.3rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;
+white-space:nowrap}
 td.best{font-weight:600;background:#dafbe1}.warning{color:#9a6700;font-weight:600}
 .worse{color:#cf222e;font-weight:600}.better{color:#1a7f37;font-weight:600}
 .muted{color:#59636e}.chart{margin:.5rem 0 1.5rem}nav a{margin-right:.8rem}
-code{background:#f6f8fa;padding:0 .2rem}
+code{background:#f6f8fa;padding:0 .2rem}.ok{color:#1a7f37}
 """
-
-
-@dataclass(frozen=True)
-class DetectedChange:
-    """A change the detector finds in a trend's points: where it starts, and what it is."""
-
-    time: datetime
-    value: float
-    text: str
-
-
-@dataclass(frozen=True)
-class ReportData:
-    """Everything the report shows; the CLI and the Python API gather it."""
-
-    results: Sequence[BenchmarkResult]  # successful results
-    findings: Sequence[Finding]
-    sides: Sequence[str]  # where the results came from (files, selectors)
-    failed: Sequence[BenchmarkResult] = ()
-    regressions: Sequence[Regression] = ()  # stored ones for these series
-    # The changes the detector finds replaying the trends' points, by (series, metric)
-    # (collector.usecases.report computes them).
-    detected: Mapping[tuple[str, str], Sequence[DetectedChange]] = field(default_factory=dict)
-    store_read: bool = False  # whether a store was asked for them (selectors)
-    generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
 def _e(value: object) -> str:
@@ -94,7 +72,7 @@ def _e(value: object) -> str:
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
            numeric: Sequence[int] = ()) -> str:
     """A table of already-escaped cells; `numeric` columns are right-aligned."""
-    head = "".join(f"<th>{h}</th>" for h in headers)
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for row in rows:
         cells = "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
@@ -103,229 +81,225 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *,
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _latest(results: Sequence[BenchmarkResult]) -> dict[str, BenchmarkResult]:
-    """The newest result of each workload (and host), by label."""
-    latest: dict[str, BenchmarkResult] = {}
-    for result in sorted(results, key=lambda r: r.finished_at):
-        latest[workload_label(result, host=True)] = result
-    return dict(sorted(latest.items()))
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-class _Charts:
-    """Plotly figures as HTML fragments (the library's JS is inlined once, in the head)."""
+# -- what the reader asked first --------------------------------------------------------------
 
-    def __init__(self) -> None:
-        try:
-            import plotly.graph_objects as go  # only the HTML report needs it
-        except ImportError:  # a core dependency: only a broken installation lacks it
-            raise InputError("the HTML report needs plotly (pip install plotly)") from None
-        self.go = go
-        self.count = 0
-
-    def figure(self) -> Any:
-        return self.go.Figure()
-
-    def html(self, figure: Any, title: str, x_title: str, y_title: str, *,
-             log_x: bool = False, log_y: bool = False) -> str:
-        self.count += 1
-        figure.update_layout(
-            title={"text": title}, template="plotly_white", height=420,
-            margin={"l": 70, "r": 20, "t": 50, "b": 60}, hovermode="closest",
-            legend={"font": {"size": 10}})
-        figure.update_xaxes(title_text=x_title, type="log" if log_x else None)
-        figure.update_yaxes(title_text=y_title, type="log" if log_y else None)
-        fragment: str = figure.to_html(
-            full_html=False, include_plotlyjs=False, div_id=f"chart-{self.count}",
-            config={"displaylogo": False, "responsive": True})
-        return f'<div class="chart">{fragment}</div>'
-
-    @staticmethod
-    def script() -> str:
-        from plotly.offline import get_plotlyjs
-
-        return str(get_plotlyjs())
+def _summary(data: ReportData) -> str:
+    results = data.results
+    times = sorted(r.finished_at for r in results)
+    hosts = sorted({r.environment.host for r in results})
+    readings = [read(r, headline(r.metrics), busy_fraction=data.busy_fraction) for r in results]
+    busy = sum(r.disturbed for r in readings)
+    unsettled = sum(r.quality == "unconverged" for r in readings)
+    conditions = (f"{_count(busy, 'result')} measured on a busy host, "
+                  f"{unsettled} not settled within their target" if busy or unsettled
+                  else "every result clean (measured on a quiet host, settled)")
+    versions = "; ".join(
+        f"{host}: torch {env.torch_version or '?'}, transformers "
+        f"{env.transformers_version or '?'}, {env.cpu_model or 'CPU ?'}"
+        + (f", {env.gpu_name}" if env.gpu_name else "")
+        for host, env in ((h, max((r for r in results if r.environment.host == h),
+                                   key=lambda r: r.finished_at).environment) for h in hosts))
+    return "\n".join([
+        "<h2 id=\"summary\">Summary</h2>",
+        f"<p>{_count(len(results), 'successful result')} ({len(data.failed)} failed) of "
+        f"{_count(len({workload_label(r) for r in results}), 'workload')} in "
+        f"{_count(len(data.runs), 'run')} on {_count(len(hosts), 'host')}, "
+        f"{times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC, from "
+        f"{_e(', '.join(data.sides))}: {_e(conditions)}.</p>",
+        f"<p class=\"muted\">{_e(versions)} (the rest under Environment).</p>"])
 
 
-def _unit_scale(metric: str) -> tuple[float, str]:
-    """Charts show seconds as ms and bytes as MiB, as the tables do."""
-    unit = METRICS[metric].unit
-    if unit == "seconds":
-        return 1e3, "ms"
-    if unit == "bytes":
-        return 1 / 2**20, "MiB"
-    return 1.0, unit
+def _row_cells(row: Row) -> list[str]:
+    css = {"worse": "worse", "better": "better"}.get(row.verdict, "muted")
+    return [_e(row.workload), _e(METRICS[row.metric].title), _e(row.text(row.a)),
+            _e(row.text(row.b)), f"{row.ratio:.3f}x", _e(row.interval_text),
+            f"{row.n_a}/{row.n_b}", _e(row.quality),
+            f'<span class="{css}">{_e(row.word)}</span>']
 
 
-def _axis(metric: str) -> str:
-    return f"{metric} ({_unit_scale(metric)[1]})"
+def _changed(data: ReportData) -> str:
+    comparison = data.comparison
+    if comparison is None:
+        return ""
+    from collector.present.documents import verdict_counts
+
+    counts = verdict_counts(comparison)
+    timed, exact = comparison.by_size()
+    headers = ("workload", "metric", "A", "B", "B/A", "95% CI", "n A/B", "quality", "verdict")
+    parts = [
+        "<h2 id=\"changed\">What changed</h2>",
+        f"<p>B = {_e(', '.join(data.sides))} against A = {_e(', '.join(data.baseline))}: "
+        f"{counts['worse']} worse, {counts['better']} better, {counts['same']} the same "
+        "(95% intervals; a change inside the noise or below the metric's threshold is the "
+        "same). A and B are each side's value (its run's, or its runs' geometric mean); B/A "
+        "is their ratio. Largest changes first.</p>"]
+    if timed:
+        parts.append(_table(headers, map(_row_cells, timed), numeric=(2, 3, 4, 6)))
+    if exact:
+        parts += ["<h3>Deterministic metrics</h3>",
+                  "<p class=\"muted\">Memory, instruction counts and output drift are "
+                  "compared as they are (no timing noise applies): the threshold decides."
+                  "</p>", _table(headers, map(_row_cells, exact), numeric=(2, 3, 4, 6))]
+    for side, missing in (("A", comparison.only_a), ("B", comparison.only_b)):
+        if missing:
+            parts.append(f"<p class=\"muted\">Only in {side}: {_e(', '.join(missing))}</p>")
+    return "\n".join(parts)
 
 
-def _key_without(result: BenchmarkResult, *dims: str) -> str:
-    """The workload identity without `dims` (and its host kept): one line of a chart."""
-    identity = {k: v for k, v in result.spec.identity().items() if k not in dims}
-    return json.dumps([identity, result.environment.host], sort_keys=True)
+def _wrong(data: ReportData) -> str:
+    parts = ["<h2 id=\"wrong\">What needs a look</h2>"]
+    if data.failed:
+        parts.append("<h3>Failures</h3>")
+        parts.append(_table(("workload", "run", "kind", "cause"), [
+            [_e(workload_label(r, host=True)), _e(run_name(run)),
+             _e(r.failure.kind.value if r.failure else "-"),
+             _e(r.failure.message if r.failure else "-")] for run, r in data.failed]))
+    active = data.active_regressions
+    if active:
+        labels = {r.series_id: workload_label(r, host=True) for r in data.results}
+        parts.append("<h3>Active regressions</h3>")
+        parts.append(_table(("workload", "metric", "kind", "status", "change", "attribution"), [
+            [_e(labels.get(r.series_id, r.series_id)), _e(r.metric), _e(r.kind), _e(r.status),
+             f"{r.relative_change:+.1%}", _e(r.attribution or "-")] for r in active]))
+    marked = [[_e(workload_label(result, host=True)), _e(run_name(run)),
+               _e(reading.quality_text)] for run, result, reading in data.marked()]
+    if marked:
+        parts += ["<h3>Results to read with care</h3>",
+                  "<p class=\"muted\">busy N%: other processes used N% of the machine's CPU "
+                  "while it ran (its time is another machine's); ±a &gt; ±b: its median did "
+                  "not settle within its target.</p>",
+                  _table(("workload", "run", "quality"), marked)]
+    if len(parts) == 1:
+        parts.append("<p class=\"ok\">Nothing: every benchmark succeeded and was measured "
+                     "clean" + (", and no stored regression is active" if data.store_read
+                                else "") + ".</p>")
+    return "\n".join(parts)
 
 
-def _sweep(charts: _Charts, latest: Sequence[BenchmarkResult], dim: str, metric: str,
+def _variants(data: ReportData) -> str:
+    if not data.variants:
+        return ("<h2 id=\"variants\">Fastest variant per model</h2><p class=\"muted\">No model "
+                "was measured in two variants (backends, dtypes, quantizations) here.</p>")
+    parts = ["<h2 id=\"variants\">Fastest variant per model</h2>",
+             "<p class=\"muted\">Each model's variants, whatever the benchmarks that measured "
+             "them are called: the latest value and its ratio to the best of its column "
+             "(1.00x is the best).</p>"]
+    for table in data.variants:
+        parts.append(f"<h3>{_e(table.model)} <span class=\"muted\">({_e(table.task)} on "
+                     f"{_e(table.device)} of {_e(table.host)}; benchmarks "
+                     f"{_e(', '.join(table.benchmarks))}; {_e(METRICS[table.metric].title)})"
+                     "</span></h3>")
+        rows = []
+        for variant, cells in table.rows:
+            shown = [_e(variant)]
+            for column in table.columns:
+                cell = cells.get(column)
+                if cell is None:
+                    shown.append("-")
+                    continue
+                quality = read(cell.result, table.metric, busy_fraction=data.busy_fraction)
+                mark = "" if quality.quality == "clean" else f" ({_e(quality.quality_text)})"
+                best = cell.ratio == 1.0
+                shown.append(f'<span class="{"better" if best else ""}">'
+                             f"{_e(value_text(table.metric, cell.value))} "
+                             f"&middot; {cell.ratio:.2f}x</span>{mark}")
+            rows.append(shown)
+        parts.append(_table(("variant", *table.columns), rows,
+                            numeric=tuple(range(1, 1 + len(table.columns)))))
+    return "\n".join(parts)
+
+
+def _finding_list(groups: Sequence[FindingGroup]) -> str:
+    items = []
+    for item in groups:
+        mark = ('<span class="warning">warning</span>' if item.severity == "warning"
+                else '<span class="muted">info</span>')
+        if len(item.members) == 1:
+            items.append(f"<li>{mark}: {_e(item.text)}</li>")
+            continue
+        details = "".join(f"<li>{_e(f.text)}</li>" for f in item.members)
+        items.append(f"<li>{mark}: <details><summary>{_e(item.text)}</summary><ul>"
+                     f"{details}</ul></details></li>")
+    return f"<ul>{''.join(items)}</ul>"
+
+
+def _findings(data: ReportData) -> str:
+    by_run = data.findings_by_run()
+    if not by_run:
+        return "<h2 id=\"findings\">Findings</h2><p>Nothing stands out.</p>"
+    parts = ["<h2 id=\"findings\">Findings</h2>",
+             "<p class=\"muted\">Run by run (never averaged across runs measured under "
+             "different conditions), the newest run of each suite and host first; one line "
+             "for a pattern many workloads share (open it for each).</p>"]
+    earlier: list[str] = []
+    for run, groups, newest in by_run:
+        block = f"<h3>{_e(run_name(run))}</h3>{_finding_list(groups)}"
+        (parts if newest else earlier).append(block)
+    if earlier:
+        parts.append(f"<details><summary>Earlier runs: {len(earlier)}</summary>"
+                     f"{''.join(earlier)}</details>")
+    return "\n".join(parts)
+
+
+# -- charts ------------------------------------------------------------------------------------
+
+def _headline_bars(charts: Charts, newest: Sequence[BenchmarkResult]) -> list[str]:
+    """Each headline metric as bars, one per workload, one colour per model."""
+    out = []
+    for metric in dict.fromkeys(headline(r.metrics) for r in newest):
+        groups: dict[str, list[tuple[str, float, str]]] = {}
+        for result in sorted(newest, key=workload_label):
+            if headline(result.metrics) != metric:
+                continue
+            label = workload_label(result, host=len({r.environment.host for r in newest}) > 1)
+            reading = read(result, metric)
+            groups.setdefault(series_info(result).model, []).append(
+                (label, result.metrics[metric],
+                 f"{workload_label(result, host=True)} ({reading.quality_text})"))
+        out.append(charts.bars(f"{METRICS[metric].title} of each workload", metric, groups))
+    return out
+
+
+def _sweep(charts: Charts, newest: Sequence[BenchmarkResult], dim: str, metric: str,
            title: str) -> str | None:
     """`metric` against `dim` (batch_size or sequence_length), one line per workload that
     was measured at two values of it or more; None when none was."""
     lines: dict[str, list[BenchmarkResult]] = {}
-    for result in latest:
+    for result in newest:
         if metric in result.metrics:
-            lines.setdefault(_key_without(result, dim), []).append(result)
+            key = json.dumps([{k: v for k, v in result.spec.identity().items() if k != dim},
+                              result.environment.host], sort_keys=True)
+            lines.setdefault(key, []).append(result)
     lines = {k: v for k, v in lines.items() if len({PIVOT_DIMENSIONS[dim](r) for r in v}) >= 2}
     if not lines:
         return None
-    scale, _ = _unit_scale(metric)
-    figure = charts.figure()
-    for line in lines.values():
-        members = sorted(line, key=lambda r: int(PIVOT_DIMENSIONS[dim](r)))
-        figure.add_trace(charts.go.Scatter(
-            x=[int(PIVOT_DIMENSIONS[dim](r)) for r in members],
-            y=[r.metrics[metric] * scale for r in members], mode="lines+markers",
-            name=workload_label(members[0], host=True, without=(dim,))))
-    return charts.html(figure, title, dim.replace("_", " "), _axis(metric), log_x=True,
-                       log_y=True)
+    drawn = {}
+    for found in lines.values():
+        members = sorted(found, key=lambda r: int(PIVOT_DIMENSIONS[dim](r)))
+        drawn[workload_label(members[0], host=True, without=(dim,))] = (
+            [float(PIVOT_DIMENSIONS[dim](r)) for r in members],
+            [r.metrics[metric] for r in members])
+    return charts.lines(title, dim.replace("_", " "), metric, drawn, log_x=True)
 
 
-def _memory_vs_size(charts: _Charts, latest: Sequence[BenchmarkResult]) -> str | None:
-    points = [r for r in latest if CHART_MEMORY in r.metrics and CHART_MODEL_SIZE in r.metrics]
-    if not points:
+def _memory_vs_size(charts: Charts, newest: Sequence[BenchmarkResult]) -> str | None:
+    groups: dict[str, list[tuple[float, float, str]]] = {}
+    for result in newest:
+        if CHART_MEMORY in result.metrics and CHART_MODEL_SIZE in result.metrics:
+            groups.setdefault(result.spec.backend, []).append(
+                (result.metrics[CHART_MODEL_SIZE], result.metrics[CHART_MEMORY],
+                 workload_label(result, host=True)))
+    if not groups:
         return None
-    figure = charts.figure()
-    by_backend: dict[str, list[BenchmarkResult]] = {}
-    for result in points:
-        by_backend.setdefault(result.spec.backend, []).append(result)
-    for backend, members in sorted(by_backend.items()):
-        figure.add_trace(charts.go.Scatter(
-            x=[r.metrics[CHART_MODEL_SIZE] / 2**20 for r in members],
-            y=[r.metrics[CHART_MEMORY] / 2**20 for r in members], mode="markers",
-            name=backend, text=[workload_label(r, host=True) for r in members],
-            hovertemplate="%{text}<br>weights %{x:.1f} MiB<br>peak %{y:.1f} MiB"
-                          "<extra></extra>"))
-    return charts.html(figure, "Peak memory against model size", _axis(CHART_MODEL_SIZE),
-                       _axis(CHART_MEMORY), log_x=True, log_y=True)
+    return charts.scatter("Peak memory against the model's weights", CHART_MODEL_SIZE,
+                          CHART_MEMORY, dict(sorted(groups.items())))
 
 
-def _by_model(charts: _Charts, latest: Sequence[BenchmarkResult], metric: str) -> str | None:
-    """The headline of every workload, grouped by model, one bar colour per variant
-    (backend, dtype, device, batch size and sequence length)."""
-    points = [r for r in latest if metric in r.metrics]
-    if not points:
-        return None
-    scale, _ = _unit_scale(metric)
-    variants: dict[str, list[BenchmarkResult]] = {}
-    for result in points:
-        spec = result.spec
-        name = (f"{spec.backend} {spec.dtype.value} {spec.device} "
-                f"bs={spec.batch_size} seq={spec.sequence_length}")
-        variants.setdefault(name, []).append(result)
-    figure = charts.figure()
-    for name, members in sorted(variants.items()):
-        figure.add_trace(charts.go.Bar(
-            x=[r.spec.name for r in members], y=[r.metrics[metric] * scale for r in members],
-            name=name, text=[workload_label(r, host=True) for r in members],
-            hovertemplate="%{text}<br>%{y:.4g}<extra></extra>"))
-    figure.update_layout(barmode="group")
-    return charts.html(figure, f"{metric} by model and variant", "model", _axis(metric),
-                       log_y=True)
-
-
-def _pivot_html(table: Pivot) -> str:
-    title = f"<b>{_e(table.metric)}</b>" + (f" ({_e(table.group)})" if table.group else "")
-    head = "".join(f"<th>{_e(c)}</th>" for c in table.columns)
-    body = []
-    for row in table.rows:
-        cells = []
-        for column in table.columns:
-            value = table.cells.get((row, column))
-            best = (row, column) in table.best
-            text = "-" if value is None else _e(value_text(table.metric, value))
-            cells.append(f'<td class="num{" best" if best else ""}">{text}'
-                         f'{" &#9733;" if best else ""}</td>')
-        body.append(f"<tr><th>{_e(row)}</th>{''.join(cells)}</tr>")
-    return (f"<p>{title}: &#9733; = best of its column</p><table><thead><tr><th></th>{head}"
-            f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
-
-
-def _comparisons(charts: _Charts, results: Sequence[BenchmarkResult]) -> str:
-    latest = list(_latest(results).values())
-    metric = headline(latest[0].metrics)
-    parts = ["<h2 id=\"compare\">Comparisons</h2>",
-             "<p class=\"muted\">From the latest result of each workload; tables give the "
-             "median where a cell has several hosts' results.</p>"]
-    for rows, columns in PIVOTS:
-        ok = [r for r in latest if metric in r.metrics]
-        if len({PIVOT_DIMENSIONS[rows](r) for r in ok}) * len({PIVOT_DIMENSIONS[columns](r)
-                                                          for r in ok}) < 2:
-            continue  # one cell: nothing to compare in this layout
-        tables = [t for t in pivot(ok, rows, columns, metric) if len(t.cells) >= 2]
-        if tables:  # a table of one cell compares nothing
-            parts.append(f"<h3>{_e(rows)} &times; {_e(columns)}</h3>")
-            parts += [_pivot_html(t) for t in tables]
-    charts_html = [
-        _by_model(charts, latest, metric),
-        _sweep(charts, latest, "batch_size", CHART_LATENCY, "Latency against batch size"),
-        _sweep(charts, latest, "sequence_length", CHART_THROUGHPUT,
-               "Throughput against sequence length"),
-        _memory_vs_size(charts, latest)]
-    shown = [c for c in charts_html if c is not None]
-    if len(shown) < len(charts_html):
-        parts.append("<p class=\"muted\">Charts need their sweep in the data: latency vs "
-                     "batch size needs one workload at two batch sizes or more, throughput "
-                     "vs sequence length two sequence lengths; those missing here had "
-                     "none.</p>")
-    return "\n".join(parts + shown)
-
-
-@dataclass(frozen=True)
-class _Mark:
-    time: datetime
-    value: float
-    text: str
-    stored: bool
-
-
-def _trend_marks(series: list[BenchmarkResult], metric: str, data: ReportData) -> list[_Mark]:
-    """Changes in a series: those the detector finds replaying these points, and the
-    stored regressions of the series (with their attribution)."""
-    marks = [_Mark(c.time, c.value, c.text, stored=False)
-             for c in data.detected.get((series[0].series_id, metric), ())]
-    regressions = data.regressions
-    by_time = sorted(series, key=lambda r: r.finished_at)
-    for record in regressions:
-        if record.series_id != series[0].series_id or record.metric != metric:
-            continue
-        near = min(by_time, key=lambda r: abs((r.finished_at - record.start_time)
-                                                .total_seconds()))
-        text = (f"{record.kind} {record.relative_change:+.1%} ({record.status}): "
-                f"{record.attribution or 'no attribution'}")
-        marks.append(_Mark(record.start_time, near.metrics.get(metric, record.after_value),
-                           text, stored=True))
-    return marks
-
-
-def trend_series(results: Sequence[BenchmarkResult]) -> dict[str, list[BenchmarkResult]]:
-    """The series the Trends section draws (two results or more), each its newest points,
-    oldest first."""
-    series: dict[str, list[BenchmarkResult]] = {}
-    for result in sorted(results, key=lambda r: r.finished_at):
-        series.setdefault(result.series_id, []).append(result)
-    return {k: v[-MAX_TREND_POINTS:] for k, v in series.items() if len(v) >= 2}
-
-
-def trend_metrics(series: dict[str, list[BenchmarkResult]]) -> list[str]:
-    """The metrics the Trends section draws: each series' headline, and peak memory."""
-    metrics: list[str] = []
-    for members in series.values():
-        for metric in (headline(members[-1].metrics), CHART_MEMORY):
-            if metric not in metrics:
-                metrics.append(metric)
-    return metrics
-
-
-def _trends(charts: _Charts, data: ReportData) -> str:
+def _trends(charts: Charts, data: ReportData) -> str:
     series = trend_series(data.results)
     parts = ["<h2 id=\"trends\">Trends</h2>"]
     if not series:
@@ -336,88 +310,74 @@ def _trends(charts: _Charts, data: ReportData) -> str:
                  "the regression detector finds in these points; &#9670; a stored regression "
                  "(hover for its attribution).</p>")
     for metric in trend_metrics(series):
-        scale, _ = _unit_scale(metric)
-        figure = charts.figure()
-        marks: list[tuple[_Mark, str]] = []
-        for members in series.values():
+        lines: dict[str, tuple[list[float | datetime], list[float]]] = {}
+        detected: list[tuple[datetime, float, str]] = []
+        stored: list[tuple[datetime, float, str]] = []
+        for series_id, members in series.items():
             having = [r for r in members if metric in r.metrics]
             if len(having) < 2:
                 continue
             label = workload_label(having[-1], host=True)
-            figure.add_trace(charts.go.Scatter(
-                x=[r.finished_at for r in having], y=[r.metrics[metric] * scale for r in having],
-                mode="lines+markers", name=label))
-            marks += [(m, label) for m in _trend_marks(having, metric, data)]
-        for stored, symbol, name in ((False, "x", "detected change"),
-                                     (True, "diamond", "stored regression")):
-            chosen = [(m, label) for m, label in marks if m.stored is stored]
-            if chosen:
-                figure.add_trace(charts.go.Scatter(
-                    x=[m.time for m, _ in chosen], y=[m.value * scale for m, _ in chosen],
-                    mode="markers", name=name, marker={"symbol": symbol, "size": 13,
-                                                       "color": "#cf222e"},
-                    text=[f"{label}<br>{m.text}" for m, label in chosen],
-                    hovertemplate="%{text}<extra></extra>"))
-        parts.append(charts.html(figure, f"{metric} over time", "time", _axis(metric),
-                                 log_y=True))
+            lines[label] = ([r.finished_at for r in having],
+                            [r.metrics[metric] for r in having])
+            detected += [(c.time, c.value, f"{label}: {c.text}")
+                         for c in data.detected.get((series_id, metric), ())]
+            for record in data.regressions:
+                if record.series_id == series_id and record.metric == metric:
+                    near = min(having, key=lambda r: abs(
+                        (r.finished_at - record.start_time).total_seconds()))
+                    stored.append((record.start_time,
+                                   near.metrics.get(metric, record.after_value),
+                                   f"{label}: {record.kind} {record.relative_change:+.1%} "
+                                   f"({record.status}): "
+                                   f"{record.attribution or 'no attribution'}"))
+        if lines:
+            parts.append(charts.lines(f"{METRICS[metric].title} over time", "time", metric,
+                                      lines, marks=(("detected change", "x", detected),
+                                                    ("stored regression", "diamond", stored))))
     return "\n".join(parts)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+def _charts(charts: Charts, data: ReportData) -> str:
+    newest = list(latest(data.results).values())
+    drawn = [*_headline_bars(charts, newest),
+             _sweep(charts, newest, "batch_size", CHART_LATENCY,
+                    "Latency against batch size"),
+             _sweep(charts, newest, "sequence_length", CHART_THROUGHPUT,
+                    "Input tokens per second against sequence length"),
+             _memory_vs_size(charts, newest)]
+    shown = [c for c in drawn if c is not None]
+    note = ("" if len(shown) == len(drawn) else
+            "<p class=\"muted\">Sweeps need them in the data: latency against batch size "
+            "needs one workload at two batch sizes or more, throughput against sequence "
+            "length two sequence lengths; those missing here had none.</p>")
+    return "\n".join(["<h2 id=\"charts\">Charts</h2>",
+                      "<p class=\"muted\">The latest result of each workload; linear axes "
+                      "(bar lengths compare).</p>", *shown, note])
 
 
-def _header(metric: str) -> str:
-    """A metric's column header in the terminal table (e.g. "peak RSS MiB"), else its name."""
-    column = METRICS[metric].column
-    return _e(column.header if column is not None else metric)
+# -- detail ------------------------------------------------------------------------------------
 
-
-def _summary(data: ReportData) -> str:
-    results = data.results
-    times = sorted(r.finished_at for r in results)
-    suites = sorted({r.spec.suite for r in results})
-    hosts = sorted({r.environment.host for r in results})
-    workloads = {workload_label(r) for r in results}
+def _results(data: ReportData) -> str:
     rows = []
-    for host in hosts:
-        env = max((r for r in results if r.environment.host == host),
-                  key=lambda r: r.finished_at).environment
-        gpu = f"{env.gpu_name} (driver {env.gpu_driver}, CUDA {env.cuda_version})" \
-            if env.gpu_name else "-"
-        packages = ", ".join(f"{k} {v}" for k, v in sorted(env.packages.items())) or "-"
-        rows.append([_e(host), _e(env.torch_version or "-"),
-                     _e(env.transformers_version or "-"), _e(env.python_version),
-                     _e(packages), _e(f"{env.cpu_model or 'CPU ?'} ({env.cpu_logical_cores} "
-                                      "logical cores)"), _e(gpu)])
-    return "\n".join([
-        "<h2 id=\"summary\">Summary</h2>",
-        f"<p>{_count(len(results), 'successful result')} ({len(data.failed)} failed) of "
-        f"{_count(len(workloads), 'workload')} in {_count(len(suites), 'suite')} "
-        f"({_e(', '.join(suites))}) on {_count(len(hosts), 'host')}, "
-        f"{times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC, "
-        f"from {_e(', '.join(data.sides))}.</p>",
-        _table(("host", "torch", "transformers", "Python", "other packages", "CPU", "GPU"),
-               rows)])
-
-
-def _results(results: Sequence[BenchmarkResult]) -> str:
-    rows = []
-    for label, result in _latest(results).items():
+    runs = {id(r): run for run in data.runs for r in run.results}
+    for label, result in latest(data.results).items():
         metric = headline(result.metrics)
-        task = result.resolved_task.value if result.resolved_task else result.spec.task.value
-        cells = [_e(value_text(m, result.metrics[m])) if m in result.metrics else "-"
-                 for m in REPORT_COLUMNS]
-        between = result.measurement.between_rel_sd if result.measurement else None
-        rows.append([_e(label), _e(task), _e(metric),
-                     _e(value_text(metric, result.metrics[metric])), *cells,
-                     "-" if between is None else f"{between:.1%}"])
+        reading = read(result, metric, busy_fraction=data.busy_fraction)
+        run = runs.get(id(result))
+        rows.append([_e(label), _e(METRICS[metric].title),
+                     _e(value_text(metric, result.metrics[metric])),
+                     _e(reading.uncertainty_text), _e(reading.quality_text),
+                     *[_e(value_text(m, result.metrics[m])) if m in result.metrics else "-"
+                       for m in ("throughput_samples_per_second", "peak_rss_bytes")],
+                     _e(run.run_id[:8] if run else "-")])
     return "\n".join([
         "<h2 id=\"results\">Results</h2>",
-        "<p class=\"muted\">The latest result of each workload.</p>",
-        _table(("workload", "task", "headline", "value", *map(_header, REPORT_COLUMNS),
-                "sd between repetitions"),
-               rows, numeric=tuple(range(3, 5 + len(REPORT_COLUMNS))))])
+        f"<p class=\"muted\">The latest result of each workload: {_e(HEADLINE_MEANING)}</p>",
+        _table(("workload", "headline", "value", "±", "quality",
+                *(METRICS[m].title for m in ("throughput_samples_per_second",
+                                             "peak_rss_bytes")), "run"),
+               rows, numeric=(2, 3, 5, 6))])
 
 
 def _regressions(data: ReportData) -> str:
@@ -430,18 +390,18 @@ def _regressions(data: ReportData) -> str:
     labels = {r.series_id: workload_label(r, host=True) for r in data.results}
     rows = []
     for record in data.regressions:
-        ab_text = ab_line(record.ab) or "-"
         verdict = (record.confirmation or {}).get("verdict", "-")
-        css = "worse" if record.kind == "regression" else "better" \
-            if record.kind == "improvement" else ""
+        css = ("worse" if record.kind == "regression" else "better"
+               if record.kind == "improvement" else "")
         rows.append([_e(labels.get(record.series_id, record.series_id)), _e(record.metric),
                      f'<span class="{css}">{_e(record.kind)}</span>', _e(record.status),
                      f"{record.relative_change:+.1%}",
                      _e(f"{value_text(record.metric, record.before_value)} -> "
                         f"{value_text(record.metric, record.after_value)}"),
-                     _e(f"{record.start_time:%Y-%m-%d %H:%M}"),
-                     _p_text(record.p_value), _e(_attribution(record)), _e(verdict),
-                     _e(ab_text)])
+                     _e(f"{record.start_time:%Y-%m-%d %H:%M}"), _p_text(record.p_value),
+                     _e(record.attribution or ("nothing recorded changed (the host drifted)"
+                                               if record.kind == "host_drift" else "-")),
+                     _e(verdict), _e(ab_line(record.ab) or "-")])
     parts.append(_table(("workload", "metric", "kind", "status", "change", "before -> after",
                          "since", "p", "attribution", "confirmation", "A/B"), rows,
                         numeric=(4, 7)))
@@ -454,34 +414,8 @@ def _p_text(p: float | None) -> str:
     return "&lt;0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
-def _attribution(record: Regression) -> str:
-    if record.attribution:
-        return record.attribution
-    if record.kind == "host_drift":
-        return "nothing recorded changed (the host drifted)"
-    return "-"
-
-
-def _findings(findings: Sequence[Finding]) -> str:
-    if not findings:
-        return "<h2 id=\"findings\">Findings</h2><p>Nothing stands out.</p>"
-    items = [f'<li><span class="{"warning" if f.severity == "warning" else "muted"}">'
-             f"{_e(f.severity)}</span> ({_e(f.kind)}): {_e(f.text)}</li>" for f in findings]
-    return "<h2 id=\"findings\">Findings</h2><ul>" + "".join(items) + "</ul>"
-
-
-def _failures(failed: Sequence[BenchmarkResult]) -> str:
-    if not failed:
-        return ""
-    rows = [[_e(workload_label(r, host=True)), _e(f"{r.finished_at:%Y-%m-%d %H:%M}"),
-             _e(r.failure.kind.value if r.failure else "-"),
-             _e(r.failure.message if r.failure else "-")] for r in failed]
-    return "<h2 id=\"failures\">Failures</h2>" + _table(("workload", "when", "kind", "cause"),
-                                                        rows)
-
-
 def _environment(results: Sequence[BenchmarkResult]) -> str:
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[str, dict[str, object]] = {}
     for result in sorted(results, key=lambda r: r.finished_at):
         seen[result.environment.host] = result.environment.model_dump(mode="json")
     fields = sorted({k for env in seen.values() for k in env})
@@ -489,28 +423,33 @@ def _environment(results: Sequence[BenchmarkResult]) -> str:
                             else env.get(name, "-")) for env in seen.values())]
             for name in fields]
     return ("<h2 id=\"environment\">Environment</h2><p class=\"muted\">Each host's latest "
-            "result.</p>" + _table(("field", *map(_e, seen)), rows))
+            "result.</p>" + _table(("field", *seen), rows))
 
 
 def render(data: ReportData) -> str:
     """The report as one HTML document (UTF-8 text)."""
     if not data.results:
         raise InputError("nothing to report: no successful result")
-    charts = _Charts()
-    body = [_summary(data), _results(data.results), _comparisons(charts, data.results),
-            _trends(charts, data), _regressions(data),
-            _findings(data.findings), _failures(data.failed), _environment(data.results)]
-    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("summary", "Summary"), ("results", "Results"), ("compare", "Comparisons"),
-        ("trends", "Trends"), ("regressions", "Regressions"), ("findings", "Findings"),
-        ("environment", "Environment")))
+    charts = Charts()
+    sections = [("summary", "Summary", _summary(data)), ("changed", "What changed",
+                                                          _changed(data)),
+                ("wrong", "What needs a look", _wrong(data)),
+                ("variants", "Fastest variants", _variants(data)),
+                ("findings", "Findings", _findings(data)), ("charts", "Charts",
+                                                           _charts(charts, data)),
+                ("trends", "Trends", _trends(charts, data)),
+                ("regressions", "Regressions", _regressions(data)),
+                ("results", "Results", _results(data)),
+                ("environment", "Environment", _environment(data.results))]
+    shown = [(anchor, title, body) for anchor, title, body in sections if body]
+    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t, _ in shown)
     # The script's text goes inside <script>: plotly's bundle never contains "</script".
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>Benchmark report</title>", f"<style>{_CSS}</style>",
         f"<script>{charts.script()}</script>", "</head><body>",
-        "<h1>Benchmark report</h1>", f"<nav>{nav}</nav>", *body,
+        "<h1>Benchmark report</h1>", f"<nav>{nav}</nav>", *(body for _, _, body in shown),
         f'<p class="muted">Generated by collector {_e(__version__)} at '
         f"{data.generated_at:%Y-%m-%d %H:%M} UTC. {charts.count} charts.</p>",
         "</body></html>", ""])

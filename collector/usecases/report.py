@@ -1,19 +1,23 @@
-"""`collector report` and the API's reports: the results gathered with what the report
-shows beside them (the findings, the changes the detector finds in the trends' points, the
-stored regressions of these series), for the Markdown or HTML presentation."""
+"""`collector report` and the API's reports: the runs reported with what the report shows
+beside them: with a baseline, the comparison (what changed); the findings run by run,
+grouped; the fastest variant of each model; the changes the detector finds in the trends'
+points; the stored regressions of these series. Presented as HTML or Markdown
+(collector/present/report_data.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.analysis.findings import Thresholds, analyse
+from collector.analysis.compare import DEFAULT_RUN_NOISE, compare
+from collector.analysis.findings import Thresholds, analyse_runs, group
+from collector.analysis.variants import fastest_variants
 from collector.detect.detector import replay
 from collector.domain.catalogue import METRICS
 from collector.domain.detection import settings_for
 from collector.domain.errors import InputError
-from collector.domain.history import Store
+from collector.domain.history import ResultsOfRun, Store, flatten
 from collector.domain.model import BenchmarkResult
-from collector.present.html_report import (
+from collector.present.report_data import (
     DetectedChange,
     ReportData,
     trend_metrics,
@@ -50,14 +54,26 @@ def detected_changes(results: Sequence[BenchmarkResult]
     return found
 
 
-def report_data(results: Sequence[BenchmarkResult], sides: Sequence[str], *,
-                store: Store | None = None, thresholds: Thresholds | None = None) -> ReportData:
-    """What the HTML report shows of `results` (failed ones included); with `store`, the
-    stored regressions of their series. InputError when none succeeded."""
-    ok = [r for r in results if r.status == "ok"]
+def report_data(runs: Sequence[ResultsOfRun], sides: Sequence[str], *,
+                baseline_runs: Sequence[ResultsOfRun] | None = None,
+                baseline: Sequence[str] = (), store: Store | None = None,
+                thresholds: Thresholds | None = None,
+                run_noise: float = DEFAULT_RUN_NOISE) -> ReportData:
+    """What the report shows of `runs` (failed results included); with `baseline_runs`,
+    what changed from them to `runs` (as `collector compare` A against B); with `store`, the
+    stored regressions of their series. InputError when no result succeeded."""
+    ok = [r for r in flatten(runs) if r.status == "ok"]
     if not ok:
         raise InputError("nothing to report: no successful result")
-    return ReportData(results=ok, findings=analyse(ok, thresholds), sides=list(sides),
-                      failed=[r for r in results if r.status != "ok"],
+    comparison = None
+    if baseline_runs is not None:
+        comparison = compare(flatten(baseline_runs), ok, run_noise=run_noise)
+        if not comparison.rows:
+            raise InputError("nothing to compare: no workload has results on both sides")
+    findings = analyse_runs([(run.run_id, [r for r in run.results if r.status == "ok"])
+                             for run in runs], thresholds)
+    return ReportData(runs=list(runs), findings=group(findings), sides=list(sides),
+                      variants=fastest_variants(ok), comparison=comparison,
+                      baseline=list(baseline),
                       regressions=stored_regressions(store, ok) if store is not None else (),
                       store_read=store is not None, detected=detected_changes(ok))

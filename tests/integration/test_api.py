@@ -203,5 +203,11 @@ def test_write_report_is_the_html_report_with_the_stores_view(
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and ">Trends</h2>" in text
     # Two runs of one series: its trend is drawn (one headline and one memory chart).
-    assert "latency_p50_seconds over time" in text
+    assert "p50 latency (ms) over time" in text
     assert "the store has none for these series" in text
+    # With a baseline, the report leads with what changed from it.
+    out = collector.write_report(runs[1], tmp_path / "ab.html", baseline=runs[0])
+    text = out.read_text(encoding="utf-8")
+    assert text.index(">What changed</h2>") < text.index(">What needs a look</h2>")
+    markdown = collector.report_markdown(runs[1], baseline=runs[0])
+    assert markdown.index("## What changed") < markdown.index("## What needs a look")

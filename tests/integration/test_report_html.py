@@ -23,6 +23,8 @@ from tests.helpers import benchmark_yaml, make_run
 from tests.helpers import run_collector as collector
 
 ROOT = Path(__file__).parents[2]
+# A high-latency finding, alone or grouped.
+HIGH_LATENCY = re.compile(r"p50 latency (above the threshold|\S+ ms for .* above the)")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The bound we state for a report (README): plotly.js itself is ~4.8 MB of it.
 SIZE_BOUND = 6 * 2**20
@@ -118,12 +120,18 @@ def test_the_report_is_one_self_contained_file_under_its_size_bound(report: Path
     assert text.startswith("<!DOCTYPE html>")
     # Nothing to fetch: no external script, style sheet, image or frame.
     assert not re.search(r"<(script|img|iframe)[^>]+src=|<link[^>]+href=", text)
-    for section in ("Summary", "Results", "Comparisons", "Trends", "Regressions",
-                    "Findings", "Failures", "Environment"):
-        assert f">{section}</h2>" in text
-    # Measured findings, the pivot's best-of-column mark, the failure's text escaped.
-    assert "onnxruntime is 1.8" in text and "x eager for bert at batch 1" in text
-    assert "&#9733;" in text
+    sections = ["Summary", "What needs a look", "Fastest variant per model", "Findings",
+                "Charts", "Trends", "Regressions", "Results", "Environment"]
+    found = [text.index(f">{section}</h2>") for section in sections]
+    assert found == sorted(found)
+    assert ">What changed</h2>" not in text  # one side
+    # Measured findings (the newest run's first, the others folded), one table per model
+    # across its variants, the failure's text escaped.
+    findings = text.split('id="findings"')[1].split('id="charts"')[0]
+    assert "onnxruntime is 1.8" in findings and "x eager for bert at batch 1" in findings
+    assert "<summary>Earlier runs: 29</summary>" in findings
+    variants = text.split('id="variants"')[1].split('id="findings"')[0]
+    assert "<td>onnxruntime float32</td>" in variants and "<td>eager float32</td>" in variants
     assert "&lt;img src=x onerror=alert(1)&gt; exploded" in text
     assert "<img src=x" not in text
     # The trend of bert's headline carries the step the detector finds in these points.
@@ -191,13 +199,87 @@ def test_stored_runs_bring_their_regressions_into_the_report(tmp_path: Path) -> 
                      "--config", str(config), "--format", "html", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     text = out.read_text(encoding="utf-8")
-    assert "(high_latency)" in text
+    assert HIGH_LATENCY.search(text)
     proc = collector("report", "suite=s", "--local-store", str(tmp_path / "local.db"),
                      "--config", str(config), "--high-latency-ms", "1000")
     assert proc.returncode == 0, proc.stderr
-    assert "(high_latency)" not in proc.stdout
+    assert not HIGH_LATENCY.search(proc.stdout)
     regressions = text.split('id="regressions"')[1].split("</table>")[0]
     assert "<td>latency_p50_seconds</td>" in regressions
     assert "transformers_version 5.98.0 -&gt; 5.99.0" in regressions
     assert "A/B: transformers==5.99.0 is 1.49x transformers==5.98.0" in regressions
     assert "stored regression" in text  # marked on the trend too
+
+
+# What a reader of a two-sided report sees: the heading above the first table, and each
+# chart's trace types and axis types as plotly laid them out.
+READER = """<script>
+window.addEventListener('load', function () {
+  setTimeout(function () {
+    var table = document.querySelector('table');
+    var heading = table;
+    while (heading && heading.tagName !== 'H2') {
+      heading = heading.previousElementSibling || heading.parentElement;
+    }
+    var charts = Array.prototype.map.call(
+      document.querySelectorAll('div.js-plotly-plot'), function (gd) {
+        var layout = gd._fullLayout || {};
+        return {types: gd.data.map(function (t) { return t.type; }),
+                x: (layout.xaxis || {}).type, y: (layout.yaxis || {}).type,
+                xTitle: ((layout.xaxis || {}).title || {}).text,
+                yTitle: ((layout.yaxis || {}).title || {}).text,
+                colours: gd.data.map(function (t) {
+                  return (t.marker && t.marker.color) || null; })};
+      });
+    var probe = document.createElement('pre');
+    probe.id = 'reader';
+    probe.textContent = JSON.stringify({first: heading ? heading.textContent : null,
+                                        firstRow: table.rows[1].textContent,
+                                        charts: charts});
+    document.body.appendChild(probe);
+  }, 300);
+});
+</script>"""
+
+
+def test_a_reader_of_a_two_sided_report_sees_what_changed_first(tmp_path: Path) -> None:
+    runs = sweep_runs()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(results_document(runs[15:20])))  # before the step
+    b.write_text(json.dumps(results_document(runs[25:30])))  # after it: bert 50% slower
+    out = tmp_path / "ab.html"
+    proc = collector("report", "--a", str(a), "--b", str(b), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text(encoding="utf-8").replace("<head>", "<head>" + READER, 1),
+                      encoding="utf-8")
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=15000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="reader">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the page never finished loading: " + dom.stderr[-2000:]
+    reader = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                        .replace("&lt;", "<").replace("&gt;", ">"))
+    # The first table a reader meets is what changed, its largest change first: bert's
+    # latency, 1.5x, slower; its ratio is that of the values beside it.
+    assert reader["first"] == "What changed"
+    row = re.search(r"([\d.]+) ms([\d.]+) ms([\d.]+)x\[", reader["firstRow"])
+    assert row, reader["firstRow"]
+    a_ms, b_ms, ratio = map(float, row.groups())
+    assert 1.45 < ratio < 1.55 and "slower" in reader["firstRow"]
+    assert ratio == pytest.approx(b_ms / a_ms, abs=0.01)
+    bars = [c for c in reader["charts"] if "bar" in c["types"]]
+    assert bars, reader["charts"]
+    for chart in reader["charts"]:
+        # Bars on linear axes (their lengths compare); titles in words, with the unit.
+        if "bar" in chart["types"]:
+            assert chart["x"] == "linear" and chart["y"] == "category", chart
+        titles = (chart["xTitle"] or "") + (chart["yTitle"] or "")
+        assert "_seconds" not in titles and "_bytes" not in titles, chart
+    assert any("p50 latency (ms)" in (c["xTitle"] or "") for c in bars)
+    if os.environ.get("COLLECTOR_KEEP_SCREENSHOT"):
+        shot = Path(os.environ["COLLECTOR_KEEP_SCREENSHOT"]).with_suffix(".ab.png")
+        subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}",
+                        out.as_uri()], capture_output=True, timeout=120, check=True)

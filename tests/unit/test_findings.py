@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from collector.analysis.findings import Thresholds, analyse
+from collector.analysis.findings import Thresholds, analyse, analyse_runs, group
 from collector.domain.model import NoiseProbe, Quantization
 from tests.helpers import make_run
 
@@ -80,3 +80,38 @@ def test_a_disturbed_run_is_said() -> None:
     assert finding.severity == "warning" and "40% of the CPU" in finding.text
     failed = make_run(models=("bert",), fail="bert").results
     assert analyse(failed) == []
+
+
+def test_a_first_call_at_the_steady_pace_is_no_finding() -> None:
+    # 0.8x the steady state (the seed report's "first call takes 0.8x"): nothing to say.
+    calm = result(0.010, metrics={"first_call_seconds": 0.008})
+    assert kinds(analyse([calm]), "first_call") == []
+    cold = result(0.010, metrics={"first_call_seconds": 0.025})
+    [first] = kinds(analyse([cold]), "first_call")
+    assert first.severity == "info" and "2.5x the steady state" in first.text
+
+
+def test_findings_are_per_run_never_averaged_across_runs() -> None:
+    quiet = [result(0.0027), result(0.0013, backend="compile")]
+    busy = [result(0.0055), result(0.0013, backend="compile")]
+    found = analyse_runs([("quiet", quiet), ("busy", busy)])
+    speedups = {f.run: f for f in kinds(found, "variant_speedup")}
+    # Each run's eager against its own compile: 2.08x and 4.23x, not a median of both.
+    assert speedups["quiet"].values["eager_p50"] == pytest.approx(0.0027)
+    assert speedups["busy"].values["eager_p50"] == pytest.approx(0.0055)
+    assert "2.08x eager" in speedups["quiet"].text and "4.23x eager" in speedups["busy"].text
+
+
+def test_a_pattern_many_workloads_share_is_one_line_with_its_range() -> None:
+    many = [result(0.001, sequence_length=n, metrics={"model_size_bytes": 1e6,
+                                                      "peak_rss_bytes": 1e6 * (100 + n)})
+            for n in (8, 16, 32, 64)]
+    groups = group(analyse_runs([("r1", many)]))
+    [memory] = [g for g in groups if g.kind == "memory_per_weight"]
+    assert len(memory.members) == 4 and memory.run == "r1"
+    assert memory.text.startswith("peak RSS against the model's weights")
+    assert memory.text.endswith(": 108.0x to 164.0x, for 4 workloads")
+    # Warnings come first, and a group of one reads as its finding.
+    slow = group(analyse_runs([("r1", [result(0.25)])]))
+    assert slow[0].severity == "warning"
+    assert slow[0].text == slow[0].members[0].text

@@ -1,7 +1,9 @@
-"""`collector report`: what ran, where, how fast, and the bottleneck findings
-(collector/analysis/findings.py), from results files or stored runs (the same SIDE arguments
-as `collector compare`), as Markdown (a PR comment, a wiki page) or as one self-contained
-HTML file with charts, trends and the stored regressions (collector/present/html_report.py).
+"""`collector report`: from results files or stored runs (the same SIDE arguments as
+`collector compare`), what a reader asks first: with two sides (`--a`, `--b`) what changed;
+then what needs a look (failures, regressions, results measured on a busy host), the fastest
+variant of each model, the bottleneck findings run by run (collector/analysis/findings.py),
+then the detail. As Markdown (a PR comment, a wiki page) or as one self-contained HTML file
+with charts, trends and the stored regressions (collector/present/html_report.py).
 
 Thresholds of the findings: the command line's, else the config file's `report` section,
 else the defaults (collector.adapters.config.ReportSettings: 100 ms, 4096 MiB, 10
@@ -27,14 +29,20 @@ if TYPE_CHECKING:
     from collector.domain.history import Store
 
 NAME = "report"
-HELP = "what ran, how fast, and bottleneck findings, as Markdown or HTML"
+HELP = "what changed, what needs a look, the fastest variants and findings, as HTML or Markdown"
 FORMATS = ("markdown", "html")
 THRESHOLD_FIELDS = ("high_latency_ms", "high_memory_mib", "low_throughput")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sides", nargs="+", metavar="SIDE",
-                        help="results files and/or selectors of stored runs (as compare's)")
+    parser.add_argument("sides", nargs="*", metavar="SIDE",
+                        help="results files and/or selectors of stored runs (as compare's) "
+                        "to report; or --a and --b")
+    parser.add_argument("--a", nargs="+", default=[], metavar="SIDE",
+                        help="a baseline (as compare's --a): the report leads with what "
+                        "changed from it to --b")
+    parser.add_argument("--b", nargs="+", default=[], metavar="SIDE",
+                        help="what is reported, compared with --a")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write the report there (default: standard output)")
     parser.add_argument("--format", choices=FORMATS,
@@ -74,11 +82,22 @@ def _thresholds(args: argparse.Namespace, configured: ReportSettings | None) -> 
                       low_throughput=values["low_throughput"])
 
 
+def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(the baseline, what is reported): ([], SIDE...) or (--a, --b)."""
+    if args.sides and (args.a or args.b):
+        raise command_line_problem("SIDE", "give either the sides to report or --a and --b, "
+                                   "not both")
+    if args.sides:
+        return [], list(args.sides)
+    if not args.a or not args.b:
+        raise command_line_problem("--a/--b", "give the sides to report, or both --a and --b")
+    return list(args.a), list(args.b)
+
+
 def _run(args: argparse.Namespace, store: Callable[[], Store],
          configured: ReportSettings | None = None) -> int:
     """`configured`: the config file's report section (None: no config file)."""
     from collector.adapters.files import write_atomic
-    from collector.domain.history import flatten
     from collector.present import markdown
     from collector.present.html_report import render
     from collector.usecases.report import report_data
@@ -94,12 +113,13 @@ def _run(args: argparse.Namespace, store: Callable[[], Store],
     if form == "html" and output is None and sys.stdout.isatty():
         raise command_line_problem("--format", "an HTML report goes to a file: add "
                                    "--output FILE.html (or redirect standard output)")
-    results = flatten(load_sides(args.sides, store))
-    stored = any(is_selector(side) for side in args.sides)
-    data = report_data(results, args.sides, store=store() if stored else None,
-                       thresholds=limits)
-    text = (render(data) if form == "html"
-            else markdown.report(data.results, data.findings, args.sides))
+    baseline, sides = _sides(args)
+    runs = load_sides(sides, store)
+    baseline_runs = load_sides(baseline, store) if baseline else None
+    stored = any(is_selector(side) for side in sides)
+    data = report_data(runs, sides, baseline_runs=baseline_runs, baseline=baseline,
+                       store=store() if stored else None, thresholds=limits)
+    text = render(data) if form == "html" else markdown.report(data)
     if output is None:
         sys.stdout.write(text)
     else:
