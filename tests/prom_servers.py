@@ -73,7 +73,7 @@ def prometheus_available() -> str | None:
             "scripts/bootstrap.sh --services installs them)")
 
 
-def _binary_path(binary: str) -> str:
+def binary_path(binary: str) -> str:
     found = _which(binary)
     if found is None:
         raise RuntimeError(prometheus_available())
@@ -82,12 +82,12 @@ def _binary_path(binary: str) -> str:
 
 def promtool_path() -> str:
     """The promtool binary; RuntimeError with the reason when it is missing."""
-    return _binary_path("promtool")
+    return binary_path("promtool")
 
 
 def amtool_path() -> str:
     """The amtool binary; RuntimeError with the reason when it is missing."""
-    return _binary_path("amtool")
+    return binary_path("amtool")
 
 
 # -- HTTP ---------------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class _Server:
     binary = ""  # a key of _BINARIES
 
     def __init__(self, base_dir: Path) -> None:
-        self.executable = _binary_path(self.binary)
+        self.executable = binary_path(self.binary)
         base_dir = Path(base_dir).absolute()
         base_dir.mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=base_dir))

@@ -25,7 +25,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from collector.adapters.config import load_config
+from tests import prom_servers
 from tests.helpers import run_collector as collector
+from tests.pg_server import find_bindir
 
 ROOT = Path(__file__).parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -224,7 +226,47 @@ def test_every_image_is_pinned(stack: dict[str, Any], gpu_stack: dict[str, Any])
             assert tag != "latest", f"{name}: {image} is not pinned"
             if "build" not in service:  # pulled: a version, not a moving tag like `17`
                 assert re.search(r"\d+\.\d+\.\d+", tag), f"{name}: {image} is not a release"
-    assert re.search(r"-pg1[67]$", stack["services"]["timescaledb"]["image"])
+
+
+
+# TimescaleDB as tests/integration/timescaledb_by_hand.py verified it (built from source
+# against the suite's PostgreSQL: it cannot run in CI).
+TIMESCALEDB_VERIFIED = "2.28.3"
+
+
+def _version(binary: str) -> tuple[int, int, int]:
+    proc = subprocess.run([prom_servers.binary_path(binary), "--version"], capture_output=True,
+                          text=True, timeout=30, check=True)
+    found = re.search(r"version (\d+)\.(\d+)\.(\d+)", proc.stdout + proc.stderr)
+    assert found, proc.stdout + proc.stderr
+    major, minor, patch = map(int, found.groups())
+    return major, minor, patch
+
+
+def test_the_images_are_the_versions_the_suite_runs(stack: dict[str, Any]) -> None:
+    """What is tested is what is deployed: each prom/* image is the release line of the
+    binary the suite runs its rules, routing and scrapes against (a patch release may be
+    newer: Alertmanager 0.25.1 is 0.25.0 with a security fix), TimescaleDB the version
+    verified by hand on the suite's PostgreSQL major."""
+    for service, binary in (("prometheus", "prometheus"), ("alertmanager", "alertmanager"),
+                            ("pushgateway", "pushgateway")):
+        image = stack["services"][service]["image"]
+        major, minor, patch = _version(binary)
+        tag = image.rpartition(":")[2]
+        found = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", tag)
+        assert found, f"{service}: {image} is not a vX.Y.Z release"
+        assert (int(found[1]), int(found[2])) == (major, minor), (
+            f"{service}: compose runs {image}, the suite tests {major}.{minor}.{patch}")
+        assert int(found[3]) >= patch
+    bindir = find_bindir()
+    assert bindir is not None, "no PostgreSQL here (scripts/bootstrap.sh --services)"
+    postgres = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+    found_pg = re.search(r"\) (\d+)\.", postgres)
+    assert found_pg, postgres
+    pg_major = int(found_pg[1])
+    assert stack["services"]["timescaledb"]["image"] == (
+        f"timescale/timescaledb:{TIMESCALEDB_VERIFIED}-pg{pg_major}")
 
 
 def healthcheck_of(raw: dict[str, Any], name: str) -> dict[str, Any]:

@@ -155,3 +155,27 @@ def test_a_suite_runs_while_the_database_never_answers(tmp_path: Path,
         service.request_stop()
         assert service.stopped.wait(20)
         stores.close()
+
+
+@pytest.mark.parametrize("action", ["migrate", "sync", "retry-quarantined", "create-reader"])
+def test_db_actions_that_write_refuse_the_placeholder_password(tmp_path: Path,
+                                                              action: str) -> None:
+    """The first `db migrate` writes the database's password into a volume for good
+    (deploy/README.md): no action that writes runs with the placeholder; `status` reads."""
+    import os
+
+    env = {**os.environ, "PGPASSWORD": "change-me-database-password",
+           "COLLECTOR_DATABASE_URL": "postgresql://collector@127.0.0.1:1/collector"}
+    args = ["db", action, "--local-store", str(tmp_path / "l.db")]
+    if action == "create-reader":
+        args.append("grafana")
+    proc = subprocess.run([sys.executable, "-m", "collector", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "placeholder" in proc.stderr and "Traceback" not in proc.stderr
+    assert "change-me-database-password" not in proc.stderr
+    status = subprocess.run([sys.executable, "-m", "collector", "db", "status",
+                             "--local-store", str(tmp_path / "l.db")], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert "placeholder" not in status.stderr  # it reads: it says what it finds
+    assert "change-me-database-password" not in status.stdout + status.stderr

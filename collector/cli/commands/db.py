@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.adapters.store import resolve_database_url
 
     settings = storage_settings(args.config)
-    if args.db_command == "migrate":  # the database's first schema: never with a placeholder
+    if args.db_command != "status":  # every action but status writes: never with a placeholder
         refuse_placeholders(resolve_database_url(settings.database_url_env,
                                                  settings.database_url_file))
     stores = open_stores(settings, args.local_store,
