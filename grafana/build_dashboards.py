@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the 
 
 from collector.domain.catalogue import (  # noqa: E402  (needs the path set above)
     BUILD_INFO,
+    BUSY_CPU_FRACTION,
     DEFAULT_SELECTION,
     FAILURES,
     LAST_SUCCESS,
@@ -338,6 +339,31 @@ def human_value(value: str, unit: str) -> str:
             f"ELSE round({value}::numeric, 2) || ' ' || {unit} END")
 
 
+def _percent(value: str) -> str:
+    """As collector.analysis.reading writes a share: whole percent from 10%, else one
+    decimal."""
+    return (f"CASE WHEN {value} >= 0.1 THEN round(100 * {value}::numeric) "
+            f"ELSE round(100 * {value}::numeric, 1) END || '%'")
+
+
+def quality_sql(result: str, metric: str) -> str:
+    """The quality of a stored result's metric as collector.analysis.reading.Reading's
+    quality_text says it: `busy N%` (other processes used BUSY_CPU_FRACTION of the CPU or
+    more while it was measured), `±a > ±b` (its median did not settle within its target;
+    never for deterministic metrics), else `clean`. `result`: an alias of the results
+    table; `metric`: an SQL expression naming the metric."""
+    other = f"({result}.noise ->> 'other_cpu_fraction')::float8"
+    achieved = f"({result}.measurement ->> 'achieved_rel_ci')::float8"
+    target = f"({result}.measurement ->> 'target_rel_ci')::float8"
+    exact = ", ".join(f"'{name}'" for name, m in sorted(METRICS.items()) if m.profile.exact)
+    return (f"CASE WHEN {other} >= {BUSY_CPU_FRACTION} THEN 'busy ' || {_percent(other)} "
+            f"WHEN {metric} IN ({exact}) THEN 'clean' "
+            f"WHEN ({result}.measurement ->> 'converged')::boolean IS FALSE THEN "
+            f"CASE WHEN {achieved} IS NOT NULL AND {target} IS NOT NULL THEN "
+            f"'±' || {_percent(achieved)} || ' > ±' || {_percent(target)} "
+            "ELSE 'unconverged' END ELSE 'clean' END")
+
+
 def direction_values() -> str:
     """(metric, sign) for every catalogued metric: +1 where higher is worse, -1 where lower
     is worse, 0 for neutral metrics."""
@@ -389,7 +415,8 @@ HEADLINE_METRICS = DEFAULT_SELECTION
 LATEST_VS_BASELINE = f"""
 -- Latest value of each selected metric per series, against its baseline: the median of the
 -- (up to) 20 runs before the latest one, counted from the newest accepted baseline
--- (`baselines.since`, set when a change is marked as expected) when there is one.
+-- (`baselines.since`, set when a change is marked as expected) when there is one; and the
+-- latest value's quality, as the collector's table says it (busy N%, ±a > ±b, clean).
 SELECT {columns("host", "benchmark", "model", "task", "backend", "device", "dtype")},
        s.batch_size AS "batch", s.sequence_length AS "seq", k.metric,
        {human_value("l.value", "l.unit")} AS latest,
@@ -397,14 +424,16 @@ SELECT {columns("host", "benchmark", "model", "task", "backend", "device", "dtyp
        round((100 * (l.value / nullif(b.baseline, 0) - 1))::numeric, 1) AS "change %",
        round((100 * d.sign * (l.value / nullif(b.baseline, 0) - 1))::numeric, 1)
            AS "worse by %",
+       {quality_sql("q", "k.metric")} AS quality,
        b.runs AS "baseline runs", bl.since AS "baseline since", l.time AS "measured at"
 FROM series s
 CROSS JOIN unnest(ARRAY[$metric]::text[]) AS k(metric)
 JOIN {direction_values()} ON d.metric = k.metric
 CROSS JOIN LATERAL (
-    SELECT m.time, m.value, m.unit FROM measurements m
+    SELECT m.time, m.value, m.unit, m.run_id FROM measurements m
     WHERE m.series_id = s.series_id AND m.metric = k.metric
     ORDER BY m.time DESC LIMIT 1) AS l
+LEFT JOIN results q ON q.run_id = l.run_id AND q.series_id = s.series_id
 LEFT JOIN LATERAL (
     SELECT max(x.since) AS since FROM baselines x
     WHERE x.series_id = s.series_id AND x.metric = k.metric) AS bl ON TRUE

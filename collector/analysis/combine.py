@@ -2,15 +2,21 @@
 
 Core module (pure, no I/O). Each repetition ran in its own worker process at another moment
 of the suite (the service interleaves them: A1 B1 C1 A2 B2 C2 ...), so a slow minute on a
-shared host hits every benchmark a little instead of one benchmark wholly. The stored value
-of every metric is the **median of the repetitions' values** (for two, their mean): on these
-hosts a repetition now and then lands in a burst of interference from neighbours and runs
-10-35% slow, and the median ignores one such repetition of three where a mean would move by
-a third of it (benchmarks/wall_stability.py compares the estimators on real runs).
+shared host hits every benchmark a little instead of one benchmark wholly.
 
-The confidence interval reported is honest about the spread between repetitions, not only
-about the samples within one window: the half-width is the larger of the pooled samples'
-rank-based interval and Student's t over the repetitions' medians.
+The stored point is the **best repetition**: the one with the lowest median latency (the
+headline; the highest where the headline is a rate), whose steady-state metrics (latency
+percentiles, throughput, tokens per second) are stored together, as measured in one window.
+Interference from other processes only ever adds time, so the fastest window is the one
+least disturbed; on this project's 2-core hosts its run-to-run spread was a fraction of the
+median's (benchmarks/wall_stability.py; docs/measuring.md, "The stored value"). One-off costs (load,
+first call, compilation) are each their own best, and deterministic metrics (memory,
+instruction counts, output drift) the median of the repetitions. Every repetition is kept.
+
+The uncertainty stored is the best repetition's own: the rank-based 95% interval of its
+median within its window, and the point converged when that is within the target. The
+spread between the repetitions is kept beside it (between_rel_sd): it is the run's
+conditions, not the stored value's precision.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from collector.domain.catalogue import headline
+from collector.domain.catalogue import METRICS, Direction, Profile, headline
 from collector.domain.model import (
     BenchmarkResult,
     Failure,
@@ -26,14 +32,10 @@ from collector.domain.model import (
     NoiseProbe,
     Repetition,
 )
-from collector.domain.stats import median_ci, t975
-
-_MEDIAN_SE = 1.2533  # standard error of a median / that of a mean, normal noise (sqrt(pi/2))
-_LATENCY = "latency_seconds"
 
 
 def combine_values(values: Sequence[float]) -> float:
-    """The stored value of a metric over repetitions: the median (the mean of two)."""
+    """The median of a metric over repetitions (the mean of two): deterministic metrics."""
     if not values:
         raise ValueError("no values to combine")
     ordered = sorted(values)
@@ -52,17 +54,6 @@ def between_rel_sd(values: Sequence[float]) -> float | None:
     return math.sqrt(sum((x - m) ** 2 for x in logs) / (len(logs) - 1))
 
 
-def repetition_rel_ci(medians: Sequence[float]) -> float | None:
-    """Half-width (relative) of a 95% interval for the combined value from the spread of
-    the repetitions' medians alone."""
-    sd = between_rel_sd(medians)
-    if sd is None:
-        return None
-    n = len(medians)
-    factor = _MEDIAN_SE if n >= 3 else 1.0
-    return t975(n - 1) * sd * factor / math.sqrt(n)
-
-
 def _noise(probes: list[NoiseProbe]) -> NoiseProbe | None:
     if not probes:
         return None
@@ -77,30 +68,60 @@ def _noise(probes: list[NoiseProbe]) -> NoiseProbe | None:
                       gpu=probes[-1].gpu)
 
 
-def _measurement(ok: list[BenchmarkResult], samples: dict[str, list[float]]
-                 ) -> MeasurementInfo | None:
+def best_index(ok: Sequence[BenchmarkResult]) -> int:
+    """The best repetition: the lowest headline (the highest for a rate); the first of
+    equals. A deterministic headline (instruction counts) has no best: the first."""
+    name = headline(ok[0].metrics)
+    definition = METRICS[name]
+    if definition.profile.exact or any(name not in r.metrics for r in ok):
+        return 0
+    sign = -1.0 if definition.direction is Direction.HIGHER_IS_BETTER else 1.0
+    return min(range(len(ok)), key=lambda i: sign * ok[i].metrics[name])
+
+
+def _best_of(values: Sequence[float], direction: Direction) -> float:
+    if direction is Direction.LOWER_IS_BETTER:
+        return min(values)
+    if direction is Direction.HIGHER_IS_BETTER:
+        return max(values)
+    return combine_values(values)
+
+
+def combine_metrics(ok: Sequence[BenchmarkResult], best: int) -> dict[str, float]:
+    """The stored metrics: the best repetition's steady state, each one-off cost's own best,
+    the median of deterministic ones."""
+    metrics = {}
+    for name in sorted({name for r in ok for name in r.metrics}):
+        values = [r.metrics[name] for r in ok if name in r.metrics]
+        definition = METRICS.get(name)
+        if definition is None or definition.profile.exact:
+            metrics[name] = combine_values(values)
+        elif definition.profile is Profile.COLD:
+            metrics[name] = _best_of(values, definition.direction)
+        else:
+            metrics[name] = ok[best].metrics.get(name, combine_values(values))
+    return metrics
+
+
+def _measurement(ok: list[BenchmarkResult], best: int) -> MeasurementInfo | None:
     infos = [r.measurement for r in ok if r.measurement is not None]
-    if not infos:
+    chosen = ok[best].measurement
+    if not infos or chosen is None:
         return None
     first = infos[0]
-    pooled = median_ci(sorted(samples.get(_LATENCY, [])), 0.95)
-    within = pooled.rel_half_width if pooled is not None else None
     # The spread of the repetitions' headline values: median latency, or in instructions
     # mode (nothing timed) the counts.
     medians = [r.metrics[name] for r in ok if (name := headline(r.metrics)) in r.metrics]
-    between = repetition_rel_ci(medians)
-    parts = [x for x in (within, between) if x is not None]
-    achieved = max(parts) if parts else None
-    stops = [i.stop_reason for i in infos if i.stop_reason != "converged"]
     return MeasurementInfo(
         iterations=sum(i.iterations for i in infos),
         warmup_iterations=first.warmup_iterations,
         duration_s=sum(i.duration_s for i in infos),
-        target_rel_ci=first.target_rel_ci,
-        achieved_rel_ci=achieved,
-        converged=achieved is not None and achieved <= first.target_rel_ci,
-        stop_reason=stops[0] if stops else "converged",
-        repetitions=len(ok), within_rel_ci=within, between_rel_sd=between_rel_sd(medians))
+        target_rel_ci=chosen.target_rel_ci,
+        achieved_rel_ci=chosen.achieved_rel_ci,
+        converged=chosen.converged,
+        stop_reason=chosen.stop_reason,
+        repetitions=len(ok), within_rel_ci=chosen.achieved_rel_ci,
+        between_rel_sd=between_rel_sd(medians), best_repetition=best)
 
 
 def combine(results: Sequence[BenchmarkResult]) -> BenchmarkResult:
@@ -136,10 +157,8 @@ def combine(results: Sequence[BenchmarkResult]) -> BenchmarkResult:
         return BenchmarkResult(**common, status="failed", resolved_task=first.resolved_task,
                                failure=Failure(**{**failure.model_dump(), "message": message}))
     ok = list(results)
-    names = sorted({name for r in ok for name in r.metrics})
-    metrics = {name: combine_values([r.metrics[name] for r in ok if name in r.metrics])
-               for name in names}
+    best = best_index(ok)
     return BenchmarkResult(
-        **common, status="ok", resolved_task=first.resolved_task, metrics=metrics,
-        samples=samples, measurement=_measurement(ok, samples),
+        **common, status="ok", resolved_task=first.resolved_task,
+        metrics=combine_metrics(ok, best), samples=samples, measurement=_measurement(ok, best),
         noise=_noise([r.noise for r in ok if r.noise is not None]))

@@ -29,6 +29,7 @@ from typing import Literal
 
 from collector.analysis.compare import value_text
 from collector.domain import backends
+from collector.domain.catalogue import BUSY_CPU_FRACTION
 from collector.domain.model import BenchmarkResult, Quantization
 from collector.domain.series import workload_label
 from collector.domain.stats import percentile
@@ -46,7 +47,7 @@ class Thresholds:
     high_latency_s: float = 0.1  # p50 above 100 ms
     high_memory_bytes: float = 4 * 2**30  # peak RSS above 4 GiB
     low_throughput: float = 10.0  # below 10 samples/s
-    noisy_cpu_fraction: float = 0.25  # other processes' CPU share while measuring
+    noisy_cpu_fraction: float = BUSY_CPU_FRACTION  # other processes' CPU share while measuring
     cold_first_call: float = 2.0  # first call over p50 from which it is a finding at all
     slow_first_call: float = 10.0  # first call over p50 from which it is a warning
     poor_batch_scaling: float = 0.5  # throughput gain over batch size gain
@@ -281,7 +282,23 @@ def _variants(ok: list[BenchmarkResult]) -> Iterator[Finding]:
             drift = _median(members, "output_max_rel_diff_ratio")
             if drift is not None and drift > 1e-3:
                 text += f", and its outputs differ from eager's by up to {drift:.1%}"
+            text += _int8_note(members[0], speedup)
             yield Finding("variant_speedup", "info", workload_label(members[0]), text, values)
+
+
+def _int8_note(result: BenchmarkResult, speedup: float) -> str:
+    """Why an int8-dynamic variant runs as fast as it does: the int8 matmul it ran
+    (collector/adapters/measure/quantize.py), and where it is slower, the fixed cost that
+    explains it."""
+    path = result.environment.int8_matmul
+    if result.spec.quantization is not Quantization.INT8_DYNAMIC or path is None:
+        return ""
+    note = f" (its int8 matmuls: {path}"
+    if speedup < 1:
+        note += ("; int8-dynamic quantizes every call's activations first, a fixed cost per "
+                 "layer that narrow layers do not earn back: it pays compiled, or on wider "
+                 "models")
+    return note + ")"
 
 
 def _batch_scaling(ok: list[BenchmarkResult], limits: Thresholds) -> Iterator[Finding]:

@@ -18,12 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from collector.domain.catalogue import METRICS
+from collector.domain.catalogue import BUSY_CPU_FRACTION, METRICS
 from collector.domain.model import BenchmarkResult
-
-# Other processes' share of the machine's CPU while a result was measured from which it is
-# disturbed (the detector's contaminated_cpu_fraction default).
-BUSY_CPU_FRACTION = 0.25
 
 Quality = Literal["clean", "disturbed", "unconverged"]
 QUALITIES: tuple[Quality, ...] = ("clean", "disturbed", "unconverged")
@@ -46,9 +42,7 @@ class Reading:
 
     @property
     def quality(self) -> Quality:
-        if self.disturbed:
-            return "disturbed"
-        return "clean" if self.converged else "unconverged"
+        return quality_of(self.other_cpu, self.converged, self.busy_fraction)
 
     @property
     def quality_text(self) -> str:
@@ -72,6 +66,15 @@ class Reading:
                 "rel_ci": self.rel_ci, "target_rel_ci": self.target_rel_ci,
                 "converged": self.converged, "other_cpu_fraction": self.other_cpu,
                 "quality": self.quality}
+
+
+def quality_of(other_cpu: float | None, converged: bool | None,
+               busy_fraction: float = BUSY_CPU_FRACTION) -> Quality:
+    """The quality of a result measured while other processes used `other_cpu` of the CPU
+    (None: not probed), whose median settled within its target or not (None: unknown)."""
+    if other_cpu is not None and other_cpu >= busy_fraction:
+        return "disturbed"
+    return "unconverged" if converged is False else "clean"
 
 
 def _pct(ratio: float) -> str:

@@ -515,7 +515,7 @@ def noise_estimate(values: Sequence[float], settings: DetectorSettings | None = 
     line halfway to the new level (one may miss), which needs the half-step to clear
     about 1.645 noise sigmas (95% of runs); and never below `min_effect`. From scheduled
     runs alone the proof is `confirm_after` runs after the flagging tail; with
-    confirmation points it is those points (see the README: a quiet panel means no step
+    confirmation points it is those points (docs/detection.md: a quiet panel means no step
     above this size). An approximation of the tuned detector, checked in
     benchmarks/detection_quality.py. None before `min_history` clean runs."""
     s = settings or DetectorSettings()

@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
+# Other processes' share of the machine's CPU while a result was measured (the noise probe)
+# from which it is disturbed: its times are another machine's. Marked on every surface, set
+# aside by the detector (its configurable contaminated_cpu_fraction defaults to this). 0.5
+# is another process on a whole core of two.
+BUSY_CPU_FRACTION = 0.25
+
 
 class Direction(str, Enum):
     LOWER_IS_BETTER = "lower_is_better"
@@ -254,6 +260,21 @@ OUTBOX_QUARANTINED = StateFamily(
     "collector_outbox_quarantined_runs", "gauge",
     "Runs kept locally that PostgreSQL refuses (see `collector db status`); they wait for a "
     "fix and `collector db retry-quarantined`.")
+QUALITY = StateFamily(
+    "collector_benchmark_quality", "gauge",
+    "The quality of a series' latest scheduled result, as a state set (1 for its quality, 0 "
+    f"for the others): clean; disturbed (other processes used {BUSY_CPU_FRACTION:.0%} of the "
+    "machine's CPU or more while it was measured: its times are another machine's); "
+    "unconverged (its median did not settle within its target).", ("quality",), series=True)
+OTHER_CPU = StateFamily(
+    "collector_benchmark_other_cpu_ratio", "gauge",
+    "Other processes' share of the machine's CPU while a series' latest scheduled result was "
+    f"measured (the noise probe; {BUSY_CPU_FRACTION} and above is disturbed).", series=True)
+REL_CI = StateFamily(
+    "collector_benchmark_rel_ci_ratio", "gauge",
+    "Relative half-width of the 95% interval of a series' latest scheduled median within its "
+    "run (its uncertainty; compare it with the run-to-run noise the detector learnt).",
+    series=True)
 NEXT_RUN = StateFamily("collector_scheduler_next_run_timestamp_seconds", "gauge",
                        "When each suite runs next (Unix time).", ("suite",))
 SCHEDULE_INTERVAL = StateFamily(
@@ -261,7 +282,8 @@ SCHEDULE_INTERVAL = StateFamily(
     "Expected seconds between two runs of a suite (from its schedule): alert rules judge "
     "staleness by it.", ("suite",))
 
-STATE_FAMILIES = (LAST_RUN, LAST_SUCCESS, RESULTS, FAILURES, RUNS, RUN_DURATION,
+STATE_FAMILIES = (LAST_RUN, LAST_SUCCESS, RESULTS, FAILURES, QUALITY, OTHER_CPU, REL_CI,
+                  RUNS, RUN_DURATION,
                   REGRESSION_CHANGE, REGRESSION_AB, DETECTION_NOISE, DETECTION_MDE,
                   REGRESSIONS_READABLE, BUILD_INFO, OUTBOX_PENDING, OUTBOX_QUARANTINED,
                   NEXT_RUN, SCHEDULE_INTERVAL)

@@ -85,6 +85,20 @@ class SeriesActivity:
 
 
 @dataclass(frozen=True)
+class SeriesConditions:
+    """What a series' latest scheduled success was measured under: the noise probe's share
+    of other processes, and how well its median settled (collector.analysis.reading reads
+    them as a quality)."""
+
+    series_id: str
+    time: datetime
+    other_cpu_fraction: float | None
+    achieved_rel_ci: float | None
+    target_rel_ci: float | None
+    converged: bool | None
+
+
+@dataclass(frozen=True)
 class SuiteActivity:
     suite: str
     host: str
@@ -217,6 +231,10 @@ class Store(Protocol):
 
     def series_activity(self) -> list[SeriesActivity]:
         """Per series: last run, last success, result and failure counts."""
+        ...
+
+    def series_conditions(self) -> list[SeriesConditions]:
+        """Per series: the conditions of its latest scheduled success."""
         ...
 
     def suite_activity(self) -> list[SuiteActivity]:

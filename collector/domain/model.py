@@ -286,6 +286,9 @@ class Environment(Frozen):
     gpu_name: str | None = None
     gpu_driver: str | None = None
     gpu_count: int | None = None
+    # torchao int8-dynamic on CPU: the int8 matmul it runs here (what its speed against fp32
+    # depends on: collector/adapters/measure/quantize.py).
+    int8_matmul: str | None = None
     # Installed versions of the packages asked to be recorded (an environment's pins, torch,
     # transformers), as the worker's interpreter sees them; missing ones are omitted.
     packages: dict[str, str] = {}
@@ -299,12 +302,14 @@ class MeasurementInfo(Frozen):
     achieved_rel_ci: float | None
     converged: bool
     stop_reason: Literal["converged", "max_duration", "max_iterations"]
-    # With several repetitions: how many, the rank-based half-width of the median within
-    # the windows (pooled, as if one window), and the spread between the repetitions'
-    # medians (relative standard deviation). achieved_rel_ci then covers both.
+    # With several repetitions (collector/analysis/combine.py): how many, which one is the
+    # stored point (the best: index in `repetitions`), the rank-based half-width of its
+    # median within its window (achieved_rel_ci too), and the spread between the
+    # repetitions' medians (relative standard deviation: the run's conditions).
     repetitions: Annotated[int, Field(ge=1)] = 1
     within_rel_ci: float | None = None
     between_rel_sd: float | None = None
+    best_repetition: Annotated[int, Field(ge=0)] | None = None
 
 
 class NoiseProbe(Frozen):

@@ -28,8 +28,9 @@ _PALETTE = ("#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#
 
 
 def text(value: object) -> str:
-    """A data string as plotly should show it: its markup escaped."""
-    return html.escape(str(value), quote=True)
+    """A data string as plotly should show it: its markup escaped (`<`, `>` and `&`: no tag
+    can start; plotly would show an escaped quote as `&quot;`)."""
+    return html.escape(str(value), quote=False)
 
 
 def scale(metric: str) -> float:

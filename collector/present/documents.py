@@ -21,8 +21,10 @@ from typing import Any
 from collector.analysis.ab import AbResult, AbSummary
 from collector.analysis.bisect import MultiBisect
 from collector.analysis.compare import Comparison, Pivot
+from collector.analysis.reading import read
 from collector.analysis.summary import summary
 from collector.detect.offline import InputPoint
+from collector.domain.catalogue import headline
 from collector.domain.detection import DetectorSettings
 from collector.domain.errors import InputError
 from collector.domain.history import Regression, ResultsOfRun, StoredRun
@@ -49,13 +51,35 @@ def dumps(document: Any) -> str:
 # -- results -------------------------------------------------------------------------------
 
 def results_document(runs: Sequence[RunResult]) -> dict[str, Any]:
-    """The documented, versioned results document (docs/results-format.md)."""
+    """The documented, versioned results document (docs/results-format.md). Each successful
+    result carries its headline's `reading` (collector.analysis.reading: value,
+    uncertainty, quality) beside what was measured; it is derived, and read back ignored."""
     return {
         "format": RESULTS_FORMAT,
         "format_version": RESULTS_FORMAT_VERSION,
-        "runs": [{**run.model_dump(mode="json"), "status": run.status} for run in runs],
+        "runs": [_run_entry(run) for run in runs],
         "summary": summary(runs),
     }
+
+
+def _run_entry(run: RunResult) -> dict[str, Any]:
+    body = run.model_dump(mode="json")
+    for entry, result in zip(body["results"], run.results, strict=True):
+        if result.status == "ok":
+            reading = read(result, headline(result.metrics))
+            entry["reading"] = {**reading.as_dict(), "quality_text": reading.quality_text}
+    return {**body, "status": run.status}
+
+
+def _measured(raw: Any) -> Any:
+    """A run entry without what results_document derived (its status, each reading)."""
+    if not isinstance(raw, dict):
+        return raw
+    body = {k: v for k, v in raw.items() if k != "status"}
+    if isinstance(body.get("results"), list):
+        body["results"] = [{k: v for k, v in r.items() if k != "reading"}
+                           if isinstance(r, dict) else r for r in body["results"]]
+    return body
 
 
 def parse_results(text: str, source: str) -> list[ResultsOfRun]:
@@ -75,7 +99,7 @@ def parse_results(text: str, source: str) -> list[ResultsOfRun]:
     runs: list[ResultsOfRun] = []
     for index, raw in enumerate(document.get("runs") or []):
         try:
-            run = RunResult.model_validate({k: v for k, v in raw.items() if k != "status"})
+            run = RunResult.model_validate(_measured(raw))
         except (ValueError, TypeError, AttributeError) as exc:
             first = str(exc).splitlines()
             raise InputError(f"{source}: runs[{index}] is not a valid run: "
@@ -164,6 +188,8 @@ def detect_document(points: Sequence[InputPoint], changes: Sequence[dict[str, An
         "points": len(points),
         "settings": asdict(settings),
         "changes": list(changes),
+        "note": None if len(points) >= settings.min_history else (
+            f"too few points to judge: {len(points)} of {settings.min_history}"),
     }
 
 

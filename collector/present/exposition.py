@@ -26,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from collector.analysis.reading import QUALITIES, quality_of
 from collector.domain.catalogue import (
     BUILD_INFO,
     DETECTION_MDE,
@@ -35,11 +36,14 @@ from collector.domain.catalogue import (
     LAST_SUCCESS,
     METRICS,
     NEXT_RUN,
+    OTHER_CPU,
     OUTBOX_PENDING,
     OUTBOX_QUARANTINED,
+    QUALITY,
     REGRESSION_AB,
     REGRESSION_CHANGE,
     REGRESSIONS_READABLE,
+    REL_CI,
     RESULTS,
     RUN_DURATION,
     RUNS,
@@ -51,6 +55,7 @@ from collector.domain.history import (
     ACTIVE_STATUSES,
     LatestValue,
     SeriesActivity,
+    SeriesConditions,
     Store,
     SuiteActivity,
 )
@@ -88,9 +93,11 @@ def _labels(info: SeriesInfo) -> list[str]:
 
 def benchmark_families(series: dict[str, SeriesInfo], latest: Iterable[LatestValue],
                        activity: Iterable[SeriesActivity],
-                       suites: Iterable[SuiteActivity]) -> Iterator[Metric]:
+                       suites: Iterable[SuiteActivity],
+                       conditions: Iterable[SeriesConditions] = ()) -> Iterator[Metric]:
     """The benchmark families: every latest value in its catalogue family (metrics without
-    one stay in the store), then the series' and suites' activity."""
+    one stay in the store), then the series' quality, and the series' and suites'
+    activity."""
     families: dict[str, GaugeMetricFamily] = {}
     for value in latest:
         definition = METRICS.get(value.metric)
@@ -106,8 +113,29 @@ def benchmark_families(series: dict[str, SeriesInfo], latest: Iterable[LatestVal
         gauge.add_metric(_labels(info) + ([definition.label_value or ""] if extra else []),
                          value.value)
     yield from families.values()
+    yield from _series_quality(series, conditions)
     yield from _series_activity(series, activity)
     yield from _suite_activity(suites)
+
+
+def _series_quality(series: dict[str, SeriesInfo],
+                    conditions: Iterable[SeriesConditions]) -> Iterator[Metric]:
+    """Each series' latest scheduled success as collector.analysis.reading reads it: its
+    quality (a state set), the other processes' CPU share and its median's uncertainty."""
+    quality, other, rel_ci = _gauge(QUALITY), _gauge(OTHER_CPU), _gauge(REL_CI)
+    for record in conditions:
+        info = series.get(record.series_id)
+        if info is None:
+            continue
+        base = _labels(info)
+        state = quality_of(record.other_cpu_fraction, record.converged)
+        for name in QUALITIES:
+            quality.add_metric([*base, name], 1.0 if name == state else 0.0)
+        if record.other_cpu_fraction is not None:
+            other.add_metric(base, record.other_cpu_fraction)
+        if record.achieved_rel_ci is not None:
+            rel_ci.add_metric(base, record.achieved_rel_ci)
+    yield from (quality, other, rel_ci)
 
 
 def _series_activity(series: dict[str, SeriesInfo],
@@ -149,7 +177,7 @@ class StoreCollector(Collector):
         store = self._store
         yield from benchmark_families({s.series_id: s for s in store.list_series()},
                                       store.latest(), store.series_activity(),
-                                      store.suite_activity())
+                                      store.suite_activity(), store.series_conditions())
 
 
 class RunCollector(Collector):
@@ -171,7 +199,14 @@ class RunCollector(Collector):
                     for r in run.results]
         suite = SuiteActivity(run.suite, run.host, {run.status: 1}, run.started_at,
                               run.finished_at)
-        yield from benchmark_families(series, latest, activity, [suite])
+        conditions = [SeriesConditions(
+            r.series_id, r.finished_at,
+            r.noise.other_cpu_fraction if r.noise is not None else None,
+            r.measurement.achieved_rel_ci if r.measurement is not None else None,
+            r.measurement.target_rel_ci if r.measurement is not None else None,
+            r.measurement.converged if r.measurement is not None else None)
+            for r in run.results if r.status == "ok"]
+        yield from benchmark_families(series, latest, activity, [suite], conditions)
 
 
 class RegressionCollector(Collector):
@@ -353,14 +388,18 @@ class Exposition:
 
 
 def push_run(run: RunResult, gateway: str, *, job: str = "collector",
-             build_info: dict[str, str] | None = None, timeout_s: float = 10.0) -> None:
+             build_info: dict[str, str] | None = None, timeout_s: float = 10.0,
+             handler: Callable[..., Callable[[], None]] | None = None) -> None:
     """Push one run's metrics to a Pushgateway, grouped by job, instance (the run's host)
     and suite. PUT replaces only that group: nothing another host or suite pushed is
-    touched. The families are the same as /metrics, rendered from the run itself."""
+    touched. The families are the same as /metrics, rendered from the run itself.
+    `handler`: prometheus_client's push handler (e.g. basic auth; default: plain HTTP)."""
     from prometheus_client import push_to_gateway
+    from prometheus_client.exposition import default_handler
 
     registry = CollectorRegistry()
     registry.register(RunCollector(run))
     registry.register(ServiceCollector(build_info or {}))
     push_to_gateway(gateway, job=job, registry=registry, timeout=timeout_s,
-                    grouping_key={"instance": run.host, "suite": run.suite})
+                    grouping_key={"instance": run.host, "suite": run.suite},
+                    handler=handler or default_handler)

@@ -29,6 +29,7 @@ from collector.domain.catalogue import (
     CHART_MODEL_SIZE,
     CHART_THROUGHPUT,
     METRICS,
+    REPORT_COLUMNS,
     headline,
 )
 from collector.domain.errors import InputError
@@ -138,12 +139,12 @@ def _changed(data: ReportData) -> str:
         "same). A and B are each side's value (its run's, or its runs' geometric mean); B/A "
         "is their ratio. Largest changes first.</p>"]
     if timed:
-        parts.append(_table(headers, map(_row_cells, timed), numeric=(2, 3, 4, 6)))
+        parts.append(_table(headers, map(_row_cells, timed), numeric=(2, 3, 4, 5, 6)))
     if exact:
         parts += ["<h3>Deterministic metrics</h3>",
                   "<p class=\"muted\">Memory, instruction counts and output drift are "
                   "compared as they are (no timing noise applies): the threshold decides."
-                  "</p>", _table(headers, map(_row_cells, exact), numeric=(2, 3, 4, 6))]
+                  "</p>", _table(headers, map(_row_cells, exact), numeric=(2, 3, 4, 5, 6))]
     for side, missing in (("A", comparison.only_a), ("B", comparison.only_b)):
         if missing:
             parts.append(f"<p class=\"muted\">Only in {side}: {_e(', '.join(missing))}</p>")
@@ -369,15 +370,14 @@ def _results(data: ReportData) -> str:
                      _e(value_text(metric, result.metrics[metric])),
                      _e(reading.uncertainty_text), _e(reading.quality_text),
                      *[_e(value_text(m, result.metrics[m])) if m in result.metrics else "-"
-                       for m in ("throughput_samples_per_second", "peak_rss_bytes")],
+                       for m in REPORT_COLUMNS],
                      _e(run.run_id[:8] if run else "-")])
     return "\n".join([
         "<h2 id=\"results\">Results</h2>",
         f"<p class=\"muted\">The latest result of each workload: {_e(HEADLINE_MEANING)}</p>",
         _table(("workload", "headline", "value", "±", "quality",
-                *(METRICS[m].title for m in ("throughput_samples_per_second",
-                                             "peak_rss_bytes")), "run"),
-               rows, numeric=(2, 3, 5, 6))])
+                *(METRICS[m].title for m in REPORT_COLUMNS), "run"),
+               rows, numeric=(2, 3, 5, 6, 7))])
 
 
 def _regressions(data: ReportData) -> str:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from collector.analysis.reading import BUSY_CPU_FRACTION, Reading, read
-from collector.domain.catalogue import CHART_MEMORY, headline
+from collector.analysis.reading import Reading, read
+from collector.domain.catalogue import BUSY_CPU_FRACTION, CHART_MEMORY, headline
 from collector.domain.history import ResultsOfRun, flatten
 from collector.domain.series import workload_label
 

@@ -13,8 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from collector.analysis.compare import Comparison, Pivot, Row
-from collector.analysis.reading import BUSY_CPU_FRACTION, read
+from collector.analysis.reading import read
 from collector.domain import catalogue
+from collector.domain.catalogue import BUSY_CPU_FRACTION
 from collector.domain.model import BenchmarkResult, RunResult
 from collector.domain.series import workload_label
 
@@ -183,18 +184,46 @@ def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
     return table
 
 
-def previous_table(rows: list[Row]) -> Table:
-    """After run-once's table: each result against its series' previous runs."""
-    table = _rows_table("Against the previous runs of each series",
-                        ("benchmark", "before", "now", "now/before", "normal range", "runs"),
-                        rows, lambda row: str(row.n_a), lambda row: row.quality_b)
+def previous_table(rows: list[Row]) -> list[Table | str]:
+    """After run-once's table: each result against its series' previous runs. Series not
+    judged yet (too few runs) or not judged (a busy host) are said in one line each; the
+    judged ones get a table (its metric column only where they differ)."""
+    too_few = [row for row in rows if row.note and row.note.startswith("too few runs")]
+    busy = [row for row in rows if row.note and not row.note.startswith("too few runs")]
+    judged = [row for row in rows if row.note is None]
+    out: list[Table | str] = []
+    if too_few:
+        counts = sorted({row.n_a for row in too_few})
+        span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        out.append(f"Against the previous runs: {len(too_few)} series not judged yet, "
+                   f"{span} previous run(s) of the 20 the detector learns a series' noise "
+                   "from (about a day at an hourly schedule).")
+    if busy:
+        out.append(f"Against the previous runs: {len(busy)} result(s) not judged, measured on "
+                   "a busy host: " + escape(", ".join(
+                       f"{row.workload} ({row.quality_b})" for row in busy)) + ".")
+    if not judged:
+        return out
+    table = Table(title="Against the previous runs of each series", title_justify="left")
+    table.add_column("benchmark", overflow="fold")
+    metrics = len({row.metric for row in judged}) > 1
+    if metrics:
+        table.add_column("metric", overflow="fold")
+    for header in ("before", "now", "now/before", "normal range", "runs"):
+        table.add_column(header, justify="right")
+    table.add_column("verdict")
+    for row in judged:
+        table.add_row(escape(row.workload), *([row.metric] if metrics else []),
+                      row.text(row.a), row.text(row.b), f"{row.ratio:.3f}x",
+                      row.interval_text, str(row.n_a),
+                      f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
     table.caption = ("before: the median of the series' previous runs (up to 40). normal "
-                     "range: where this run falls when nothing changed, the detector's alarm "
-                     "threshold times the series' learnt noise; judged from the 20th run on "
-                     "(before that: too few runs), never for a run measured on a busy host. "
-                     "same: inside that range or below the metric's threshold. The detector, "
-                     "not this table, decides what pages.")
-    return table
+                     "range: where now/before falls when nothing changed (the detector's "
+                     "alarm threshold times the series' learnt noise). same: inside it, or "
+                     "below the metric's threshold. The detector, not this table, decides "
+                     "what pages.")
+    out.append(table)
+    return out
 
 
 def pivot_table(table: Pivot) -> Table:

@@ -12,7 +12,7 @@ from collector.analysis.compare import DEFAULT_RUN_NOISE, compare
 from collector.analysis.findings import Thresholds, analyse_runs, group
 from collector.analysis.variants import fastest_variants
 from collector.detect.detector import replay
-from collector.domain.catalogue import METRICS
+from collector.domain.catalogue import BUSY_CPU_FRACTION, METRICS
 from collector.domain.detection import settings_for
 from collector.domain.errors import InputError
 from collector.domain.history import ResultsOfRun, Store, flatten
@@ -24,10 +24,6 @@ from collector.present.report_data import (
     trend_series,
 )
 from collector.usecases.select import stored_regressions
-
-# Other processes' CPU share above which a run is left out of the detector's replay (as
-# detection's contaminated_cpu_fraction default).
-CONTAMINATED = 0.25
 
 
 def detected_changes(results: Sequence[BenchmarkResult]
@@ -42,7 +38,7 @@ def detected_changes(results: Sequence[BenchmarkResult]
             if len(having) < 2:
                 continue
             values = [r.metrics[metric] for r in having]
-            contaminated = [r.noise is not None and r.noise.other_cpu_fraction >= CONTAMINATED
+            contaminated = [r.noise is not None and r.noise.other_cpu_fraction >= BUSY_CPU_FRACTION
                             for r in having]
             for change in replay(values, direction, settings_for(metric),
                                  contaminated=contaminated):

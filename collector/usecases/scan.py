@@ -22,7 +22,7 @@ from collector.adapters.config import DetectionSettings
 from collector.detect import outputs
 from collector.detect.attribution import describe, environment_diff, hardware_key
 from collector.detect.detector import Change, detectable, noise_estimate, outlier, replay
-from collector.domain.catalogue import METRICS, Direction, Profile
+from collector.domain.catalogue import BUSY_CPU_FRACTION, METRICS, Direction, Profile
 from collector.domain.detection import DetectorSettings, settings_for
 from collector.domain.history import (
     ACTIVE_STATUSES,
@@ -41,8 +41,8 @@ _MATCH_RUNS = 2  # a detected change within this many runs of a stored one is th
 class ScanSettings:
     history_runs: int = 250
     # A run is contaminated when other processes used this share of the CPU time while it
-    # measured (the noise probe; 0.5 means another process took a whole core of two).
-    contaminated_cpu_fraction: float = 0.25
+    # measured (the noise probe).
+    contaminated_cpu_fraction: float = BUSY_CPU_FRACTION
     detector: DetectorSettings | None = None  # time and rate metrics; memory has its own
     min_effect: dict[str, float] = field(default_factory=dict)  # metric or "default"
     confirm_points: int = 6  # confirmation points run for a suspicion (for the MDE)

@@ -213,17 +213,17 @@ def test_missing_runtime_fails_that_benchmark_alone(tmp_path: Path,
         assert result["failure"]["kind"] == FailureKind.BACKEND_UNAVAILABLE.value
         assert result["failure"]["message"].startswith(
             f"{module} is not installed in the worker's environment"), result["failure"]
-        assert f"pip install 'collector[{extra}]'" in result["failure"]["message"]
+        assert f"pip install 'transformers-perf-collector[{extra}]'" in result["failure"]["message"]
     assert onnx["status"] == "failed"
     failure = onnx["failure"]
     assert failure["kind"] == FailureKind.BACKEND_UNAVAILABLE.value
     assert "onnxruntime is not installed in the worker's environment" in failure["message"]
     assert "import of onnxruntime halted" in failure["message"]
-    assert "pip install 'collector[onnx]'" in failure["message"]
+    assert "pip install 'transformers-perf-collector[onnx]'" in failure["message"]
     assert failure["traceback_tail"] is None  # a diagnosis, not a crash: no worker frames
     # Said on the terminal too, with the kind.
     assert "backend_unavailable: onnxruntime is not installed" in proc.stderr
-    assert "pip install 'collector[onnx]'" in proc.stderr
+    assert "pip install 'transformers-perf-collector[onnx]'" in proc.stderr
 
 
 def test_generation_on_a_forward_only_backend_is_a_clear_failure(

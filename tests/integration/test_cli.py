@@ -177,10 +177,11 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
         assert proc.returncode == 0, proc.stderr
         files.append(str(out))
     # The second run-once read its result against the first run of the same series.
-    assert "Against the previous runs of each series" in proc.stdout
+    assert "Against the previous runs: 1 series not judged yet, 1 previous run(s) of the 20" \
+        in proc.stdout
     gate = collector("compare", *files, "--format", "markdown", "--fail-on-regression", "0.5")
     assert gate.returncode == 5, gate.stdout + gate.stderr
-    assert "| latency_p50_seconds |" in gate.stdout and "**slower**" in gate.stdout
+    assert "| p50 latency (ms) |" in gate.stdout and "**slower**" in gate.stdout
     assert gate.stdout.startswith("**collector compare**: A = ")
     doc = json.loads(collector("compare", *files, "--format", "json").stdout)
     assert doc["format"] == "collector-comparison" and doc["format_version"] == 1
@@ -194,8 +195,8 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
     # One side laid out by two dimensions, the best of each column marked.
     laid = collector("compare", "--pivot", "benchmark:batch_size", files[0], "--format", "markdown")
     assert laid.returncode == 0, laid.stderr
-    assert laid.stdout.startswith("**latency_p50_seconds**: * = best of its column")
-    assert "| | 1 |" in laid.stdout and laid.stdout.count(" ms * |") == 1
+    assert laid.stdout.startswith("**latency_p50_seconds**: \\* = best of its column")
+    assert "| | 1 |" in laid.stdout and laid.stdout.count(" ms \\* |") == 1
     wrong = collector("compare", "--pivot", "benchmark:colour", files[0])
     assert wrong.returncode == 2 and "--pivot" in wrong.stderr
 

@@ -89,6 +89,25 @@ def test_values_come_from_the_latest_stored_results(store: SQLiteStore) -> None:
     assert set(labels) == {*SERIES_LABELS, "percentile"}
 
 
+def test_each_series_says_the_quality_of_its_latest_result(tmp_path: Path) -> None:
+    """The reading of a result on /metrics (collector.analysis.reading): a state set a
+    dashboard can colour, the other processes' CPU share and the median's uncertainty."""
+    store = SQLiteStore(tmp_path / "q.db")
+    store.record_run(make_run(when=T0, other_cpu_fraction=0.02))
+    store.record_run(make_run(when=T0 + timedelta(hours=1), other_cpu_fraction=0.6,
+                              models=("bert",)))
+    samples = scrape(store)
+    store.close()
+    states = {quality: find(samples, "collector_benchmark_quality", benchmark="bert",
+                            quality=quality) for quality in ("clean", "disturbed",
+                                                             "unconverged")}
+    assert states == {"clean": [0.0], "disturbed": [1.0], "unconverged": [0.0]}
+    assert find(samples, "collector_benchmark_quality", benchmark="vit",
+                quality="clean") == [1.0]
+    assert find(samples, "collector_benchmark_other_cpu_ratio", benchmark="bert") == [0.6]
+    assert find(samples, "collector_benchmark_rel_ci_ratio", benchmark="vit") == [0.005]
+
+
 def test_a_restart_shows_the_same_values_at_once(store: SQLiteStore, tmp_path: Path) -> None:
     before = scrape(store)
     store.close()
@@ -263,8 +282,8 @@ def test_a_pushed_run_renders_exactly_what_the_store_would_export(tmp_path: Path
     (export time, instructions) included."""
     from collector.present.exposition import RunCollector
 
-    run = make_run(when=T0, fail="vit", metrics={"export_time_seconds": 4.5,
-                                                 "instructions_per_iteration": 1.5e7})
+    run = make_run(when=T0, fail="vit", other_cpu_fraction=0.3,
+                   metrics={"export_time_seconds": 4.5, "instructions_per_iteration": 1.5e7})
     store = SQLiteStore(tmp_path / "only-this-run.db")
     store.record_run(run)
     from_store = CollectorRegistry()
@@ -277,3 +296,4 @@ def test_a_pushed_run_renders_exactly_what_the_store_would_export(tmp_path: Path
     assert got == expected
     assert find(got, "collector_benchmark_export_time_seconds") == [4.5]
     assert find(got, "collector_benchmark_failures_total", kind="timeout") == [1.0]
+    assert find(got, "collector_benchmark_quality", quality="disturbed") == [1.0]

@@ -43,6 +43,7 @@ from collector.domain.model import (
     Failure,
     FailureKind,
     MeasurementInfo,
+    NoiseProbe,
     RunResult,
     Task,
 )
@@ -308,6 +309,44 @@ def test_the_dashboards_label_a_series_as_the_collector_does(
     rows = runner.conn.execute(f"SELECT s.series_id, {label} FROM series s").fetchall()  # noqa: S608
     assert len(rows) == len(seeded.labels) >= 5
     assert dict(rows) == seeded.labels
+
+
+def test_the_dashboards_say_a_results_quality_as_the_collector_does(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    """One reading of a result: the overview's quality column (SQL generated from the
+    catalogue's BUSY_CPU_FRACTION and exact metrics) reads a stored result as
+    collector.analysis.reading does, on the same measurement and noise documents."""
+    from collector.analysis.reading import read
+
+    _, runner = seeded_pg
+    builder = load_builder()
+    assert builder.quality_sql("q", "k.metric") in json.dumps(by_uid("collector-overview"),
+                                                               ensure_ascii=False)
+    [base] = make_run(models=("bert",)).results
+    cases = []
+    for other, achieved, converged in ((0.03, 0.004, True), (0.55, 0.004, True),
+                                       (0.03, 0.123, False), (0.249, 0.043, False),
+                                       (0.25, 0.2, False), (None, None, False)):
+        measurement = MeasurementInfo(iterations=10, warmup_iterations=1, duration_s=1.0,
+                                      target_rel_ci=0.02, achieved_rel_ci=achieved,
+                                      converged=converged, stop_reason="max_duration")
+        noise = None if other is None else NoiseProbe(
+            wall_s=1.0, self_cpu_s=1.0, other_cpu_s=other, other_cpu_fraction=other)
+        result = base.model_copy(update={"measurement": measurement, "noise": noise})
+        for metric in ("latency_p50_seconds", "peak_rss_bytes"):
+            cases.append((result, metric))
+    said_all = set()
+    for result, metric in cases:
+        noise_json = None if result.noise is None else result.noise.model_dump_json()
+        quality = builder.quality_sql("q", "q.metric").replace("%", "%%")  # its '%' literals
+        [(said,)] = runner.conn.execute(
+            f"SELECT {quality} FROM (VALUES (%s::jsonb, %s::jsonb, %s)) "  # noqa: S608 - the generator's SQL
+            "AS q(noise, measurement, metric)",
+            (noise_json, result.measurement.model_dump_json(), metric)).fetchall()
+        assert said == read(result, metric).quality_text, (result.noise, metric)
+        said_all.add(said)
+    assert {"clean", "busy 55%", "±12% > ±2.0%", "±4.3% > ±2.0%", "busy 25%",
+            "unconverged"} <= said_all
 
 
 def test_trends_cover_every_quantity_and_chain_their_variables() -> None:

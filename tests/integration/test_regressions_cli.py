@@ -148,3 +148,29 @@ def test_regressions_errors_are_clear(tmp_path: Path) -> None:
         assert done.returncode == code, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_empty_answers_say_what_detection_needs(tmp_path: Path) -> None:
+    """Nothing found is not the same as nothing judged: with 5 runs a series, `regressions`
+    and `detect` say the detector needs 20 before it judges."""
+    db = tmp_path / "local.db"
+    store = SQLiteStore(db)
+    for i in range(5):
+        store.record_run(make_run(when=T0 + timedelta(hours=i)))
+    store.close()
+    listed = collector("regressions", "list", "--local-store", str(db))
+    assert listed.returncode == 0, listed.stderr
+    assert "judges a series from its 20th scheduled success" in listed.stdout
+    assert "0 of 2 series have that many; the others have 5 to 5" in listed.stdout
+    path = tmp_path / "short.csv"
+    path.write_text("time,value\n" + "".join(
+        f"{(T0 + timedelta(hours=i)).isoformat()},{1.0 + 0.01 * i}\n" for i in range(8)))
+    short = collector("detect", "--input", str(path))
+    assert short.returncode == 0, short.stderr
+    assert json.loads(short.stdout)["note"] == "too few points to judge: 8 of 20"
+    assert "judges a series from its 20th point" in short.stderr
+    full = tmp_path / "full.csv"
+    full.write_text("time,value\n" + "".join(
+        f"{(T0 + timedelta(hours=i)).isoformat()},{v}\n" for i, v in enumerate(_series())))
+    judged = collector("detect", "--input", str(full))
+    assert json.loads(judged.stdout)["note"] is None and judged.stderr == ""

@@ -283,3 +283,55 @@ def test_a_reader_of_a_two_sided_report_sees_what_changed_first(tmp_path: Path) 
         shot = Path(os.environ["COLLECTOR_KEEP_SCREENSHOT"]).with_suffix(".ab.png")
         subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}",
                         out.as_uri()], capture_output=True, timeout=120, check=True)
+
+
+HOSTILE_HOST = ('<a href="https://evil.example/login">sign in</a>'
+                '<span style="color:red">urgent</span>')
+# Counts, after plotly has drawn: elements made from the data's markup.
+MARKUP_PROBE = """<script>
+window.addEventListener('load', function () {
+  setTimeout(function () {
+    var charts = document.querySelectorAll('div.js-plotly-plot');
+    var text = Array.prototype.map.call(charts, function (c) {
+      return c.textContent; }).join(' ');
+    var probe = document.createElement('pre');
+    probe.id = 'markup';
+    probe.textContent = JSON.stringify({
+      charts: charts.length,
+      links: document.querySelectorAll('a[href*="evil.example"]').length,
+      styled: document.querySelectorAll('[style*="color:red"], [style*="color: red"]').length,
+      shown: text.indexOf('<a href="https://evil.example/login">') >= 0});
+    document.body.appendChild(probe);
+  }, 300);
+});
+</script>"""
+
+
+def test_markup_in_data_never_becomes_markup_in_the_charts(tmp_path: Path) -> None:
+    """A results file from a pull request names its host with a link and styled text:
+    plotly renders a subset of HTML in names, ticks and hover text, so every data string is
+    escaped before it gets there; the page holds no element made from it, and shows the
+    text as it is."""
+    runs = [make_run(host=HOSTILE_HOST, when=datetime(2026, 11, 1, tzinfo=timezone.utc)
+                     + timedelta(days=day), latency=0.001 * (1 + 0.01 * day),
+                     metrics={"model_size_bytes": 4e6}) for day in range(3)]
+    source = tmp_path / "hostile.json"
+    source.write_text(json.dumps(results_document(runs)))
+    out = tmp_path / "hostile.html"
+    proc = collector("report", str(source), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    probed = tmp_path / "probed.html"
+    probed.write_text(out.read_text(encoding="utf-8").replace(
+        "<head>", "<head>" + MARKUP_PROBE, 1), encoding="utf-8")
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=15000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="markup">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the page never finished loading: " + dom.stderr[-2000:]
+    seen = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                      .replace("&lt;", "<").replace("&gt;", ">"))
+    assert seen["charts"] >= 2
+    assert seen["links"] == 0 and seen["styled"] == 0, seen
+    assert seen["shown"], "the host's text is shown as it is, escaped"

@@ -46,6 +46,19 @@ def test_variant_speedups_cite_both_latencies_and_the_compile_payoff() -> None:
     assert "outputs differ from eager's by up to 1.7%" in int8.text
 
 
+def test_a_slow_int8_variant_says_which_kernel_ran_and_why() -> None:
+    eager = result(0.0026)
+    int8 = result(0.0065, quantization=Quantization.INT8_DYNAMIC)
+    int8 = int8.model_copy(update={"environment": int8.environment.model_copy(
+        update={"int8_matmul": "oneDNN u8s8 (AVX512-VNNI)"})})
+    [found] = kinds(analyse([eager, int8]), "variant_speedup")
+    assert "(its int8 matmuls: oneDNN u8s8 (AVX512-VNNI); int8-dynamic quantizes every " \
+           "call's activations first" in found.text
+    fast = int8.model_copy(update={"metrics": {**int8.metrics, "latency_p50_seconds": 0.002}})
+    [quick] = kinds(analyse([eager, fast]), "variant_speedup")
+    assert quick.text.endswith("(its int8 matmuls: oneDNN u8s8 (AVX512-VNNI))")
+
+
 def test_thresholds_are_warnings_and_configurable() -> None:
     slow = result(0.25, metrics={"peak_rss_bytes": 5 * 2**30})
     found = analyse([slow])

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from collector.adapters.config.bounds import DAY_S, INTERVAL, YEAR_S, Seconds
-from collector.domain.catalogue import METRICS
+from collector.domain.catalogue import BUSY_CPU_FRACTION, METRICS
 from collector.domain.model import (
     BenchmarkSpec,
 )
@@ -187,7 +187,7 @@ class DetectionSettings(Strict):
     confirmation: ConfirmationSettings = ConfirmationSettings()
     ab: AbSettings = AbSettings()
     history_runs: Annotated[int, Field(ge=20, le=5000)] = 250
-    contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
+    contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = BUSY_CPU_FRACTION
     min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)
 
     @field_validator("min_effect")
@@ -196,7 +196,7 @@ class DetectionSettings(Strict):
         unknown = sorted(set(value) - set(METRICS) - {"default"})
         if unknown:
             raise ValueError(f"unknown metric(s) {', '.join(unknown)}; expected metric names "
-                             "(the README's metric table) or `default`")
+                             "(docs/metrics.md) or `default`")
         return value
 
 

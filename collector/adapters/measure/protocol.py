@@ -167,6 +167,7 @@ class WorkerEnvironment(Frozen):
     gpu_name: str | None = None
     gpu_driver: str | None = None
     gpu_count: int | None = None
+    int8_matmul: _Short | None = None
     # Installed versions of the packages the parent asked to record (run_benchmark's
     # `packages`): a small map of short names to short versions.
     packages: Annotated[dict[_Short, _Short], Field(max_length=500)] = Field(

@@ -39,3 +39,33 @@ def quantize(model: Any, spec: BenchmarkSpec) -> Any:
               else torchao.Int8WeightOnlyConfig())
     torchao.quantize_(model, config)
     return model
+
+
+def int8_matmul(spec: BenchmarkSpec, device: torch.device) -> str | None:
+    """Which int8 matmul torchao's int8-dynamic runs on this CPU (None for other
+    quantizations and devices): what explains its speed against fp32. Eager, torchao 0.18
+    multiplies through torch._int_mm, oneDNN's u8s8 kernel where the CPU has AVX512-VNNI
+    but no AMX, else its s8s8 kernel; without oneDNN, torch's reference int8 GEMM (an
+    order of magnitude slower). Compiled, Inductor fuses it (int8 mm in float, then
+    rescaled)."""
+    if spec.quantization is not Quantization.INT8_DYNAMIC or device.type != "cpu":
+        return None
+    if spec.backend == "compile":
+        return "Inductor (fused, compiled)"
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return "reference int8 GEMM (oneDNN off: slow)"
+    return f"oneDNN {_onednn_kernel()}"
+
+
+def _onednn_kernel() -> str:
+    capability = torch.backends.cpu.get_cpu_capability()
+    try:
+        from torchao.utils import (  # private helpers: the ones torchao itself decides by
+            _cpu_is_amx_tile_supported,
+            _cpu_is_vnni_supported,
+        )
+    except ImportError:  # another torchao: say what the CPU offers
+        return f"({capability})"
+    if _cpu_is_amx_tile_supported():
+        return "s8s8 (AMX)"
+    return "u8s8 (AVX512-VNNI)" if _cpu_is_vnni_supported() else f"s8s8 ({capability}, no VNNI)"

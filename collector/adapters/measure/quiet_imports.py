@@ -13,5 +13,5 @@ import contextlib
 from collector.adapters.measure.backends.base import quiet
 
 with quiet(), contextlib.suppress(ImportError):
-    import torchao.quantization  # type: ignore[import-untyped]  # noqa: F401 - for the side effect above
+    import torchao.quantization  # noqa: F401 - for the side effect above
     import transformers.modeling_utils  # noqa: F401 - the torchao modules it imports

@@ -41,8 +41,8 @@ from collector.adapters.measure.extra_compute import Cost, ExtraCompute
 from collector.adapters.measure.isolation import WorkerFailure
 from collector.adapters.measure.measure import measure
 from collector.adapters.measure.numerics import outputs_fingerprint
+from collector.adapters.measure.quantize import int8_matmul, quantize
 from collector.adapters.measure.quantize import load_kwargs as quantization_load_kwargs
-from collector.adapters.measure.quantize import quantize
 from collector.adapters.measure.tasks import AUTO_CLASSES, generation, infer_task
 from collector.adapters.measure.tasks.inputs import build_inputs
 from collector.adapters.measure.valgrind import instructions_mode_problem
@@ -315,6 +315,9 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     body["environment"] = {"torch_version": str(torch.__version__),
                            "transformers_version": str(transformers.__version__),
                            "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
+    int8 = int8_matmul(spec, device)
+    if int8 is not None:
+        body["environment"]["int8_matmul"] = int8
     names = payload.get("packages") or []
     if names:
         body["environment"]["packages"] = installed_versions(names)

@@ -58,6 +58,7 @@ from collector.domain.history import (
     Regression,
     ResultsOfRun,
     SeriesActivity,
+    SeriesConditions,
     SeriesHistory,
     StoredRun,
     SuiteActivity,
@@ -473,6 +474,9 @@ class PostgresStore:
 
     def suite_activity(self) -> list[SuiteActivity]:
         return activity.suite_activity(self._query)
+
+    def series_conditions(self) -> list[SeriesConditions]:
+        return activity.series_conditions(self._query)
 
     def run_count(self) -> int:
         return int(self._query("SELECT count(*) FROM runs")[0][0])

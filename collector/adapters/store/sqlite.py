@@ -53,6 +53,7 @@ from collector.domain.history import (
     Regression,
     ResultsOfRun,
     SeriesActivity,
+    SeriesConditions,
     SeriesHistory,
     StoredRun,
     SuiteActivity,
@@ -429,6 +430,9 @@ class SQLiteStore:
 
     def suite_activity(self) -> list[SuiteActivity]:
         return activity.suite_activity(self._fetch)
+
+    def series_conditions(self) -> list[SeriesConditions]:
+        return activity.series_conditions(self._fetch)
 
     def run_count(self) -> int:
         (count,) = self._fetch("SELECT count(*) FROM runs")[0]

@@ -58,4 +58,10 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(dumps(detect_document(points, changes, direction=direction.value,
                                            settings=settings, source=args.input,
                                            metric=args.metric)))
+    if len(points) < settings.min_history:
+        from collector.cli.common import say
+
+        say(f"note: {len(points)} points: the detector judges a series from its "
+            f"{settings.min_history}th point on (it learns the noise from them), so it "
+            "found nothing yet")
     return Exit.OK

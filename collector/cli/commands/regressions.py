@@ -181,7 +181,27 @@ def _list(store: Store, args: argparse.Namespace) -> int:
     console.print(_table(rows))
     for line in _ab_lines(rows):
         console.print(line, markup=False)
+    if not rows:
+        console.print(_empty(store), markup=False)
     return 0
+
+
+def _empty(store: Store) -> str:
+    """What an empty list means: nothing changed, or too few runs to judge yet."""
+    from collector.domain.detection import DetectorSettings
+
+    needed = DetectorSettings().min_history
+    runs = {a.series_id: a.results.get("ok", 0) for a in store.series_activity()}
+    judged = sum(count >= needed for count in runs.values())
+    if not runs:
+        return "No change: nothing stored yet."
+    text = (f"No change found. The detector judges a series from its {needed}th scheduled "
+            f"success on (it learns the series' noise from those runs; about a day at an "
+            f"hourly schedule): {judged} of {len(runs)} series have that many")
+    short = [count for count in runs.values() if count < needed]
+    if short:
+        text += f"; the others have {min(short)} to {max(short)}"
+    return text + "."
 
 
 def _table(rows: list[tuple[Regression, SeriesInfo]]) -> Any:

@@ -91,7 +91,10 @@ def _report(args: argparse.Namespace, outcome: Outcome, stores: Stores,
     from collector.usecases.previous import against_previous, detectable_effects
 
     runs: list[RunResult] = outcome.runs
+    moved = against_previous(runs, stores)
     document = results_document(runs + outcome.confirmation_runs)
+    # Derived, as the table's: each result against its series' previous runs.
+    document["against_previous"] = [row.as_dict() for row in moved]
     if args.format == "json":
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
@@ -99,9 +102,8 @@ def _report(args: argparse.Namespace, outcome: Outcome, stores: Stores,
         wide = args.wide or out.width >= WIDE_FROM
         out.print(results_table(runs, detectable_effects(stores), wide=wide,
                                 busy_fraction=busy_fraction))
-        moved = against_previous(runs, stores)
-        if moved:
-            out.print(previous_table(moved))
+        for part in previous_table(moved):  # lines (data in them escaped) and a table
+            out.print(part)
     failures = failures_text(runs)
     for line in failures:
         err.print(f"[red]failed:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -68,11 +68,11 @@ def require(module: str, extra: str | None, package: str | None = None) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        how = (f"`pip install 'collector[{extra}]'`" if extra is not None
+        how = (f"`pip install 'transformers-perf-collector[{extra}]'`" if extra is not None
                else f"`pip install {package or module}`")
         raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, (
             f"{module} is not installed in the worker's environment ({exc}); install it "
-            f"with {how} (see README)")) from None
+            f"with {how} (docs/configuration.md)")) from None
 
 
 _LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.utils._pytree", "onnxscript",
