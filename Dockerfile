@@ -10,7 +10,7 @@
 #     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 \
 #     --build-arg COLLECTOR_EXTRAS=nvml .
 #
-# Pick the cuXYZ index that matches your driver (see README "GPU machines").
+# Pick the cuXYZ index that matches your driver (see docs/measuring.md, "GPU machines").
 
 ARG PYTHON_IMAGE=python:3.12.11-slim-bookworm
 FROM ${PYTHON_IMAGE}

@@ -1,11 +1,13 @@
 """Generate the reference pages that are derived from the code (the committed Markdown is
 what readers see; tests/test_quality.py proves it equals this script's output).
 
-    .venv/bin/python docs/build_docs.py          # rewrite docs/metrics.md
-    .venv/bin/python docs/build_docs.py --check  # exit 1 if it is stale
+    .venv/bin/python docs/build_docs.py          # rewrite docs/metrics.md, docs/exit-codes.md
+    .venv/bin/python docs/build_docs.py --check  # exit 1 if one is stale
 
 docs/metrics.md is the metric catalogue (collector/domain/catalogue.py) as a table: adding a
-metric is its catalogue row and its producer; this page follows.
+metric is its catalogue row and its producer; this page follows. docs/exit-codes.md is the
+exit codes' table (collector/cli/exits.py: Exit and MEANINGS), the one `collector --help`
+prints.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the collector
 
-from collector.domain.catalogue import (  # noqa: E402  (needs the path set above)
+from collector.cli.exits import MEANINGS, Exit  # noqa: E402  (needs the path set above)
+from collector.domain.catalogue import (  # noqa: E402
     METRICS,
     STATE_FAMILIES,
     Direction,
 )
 from collector.domain.series import SERIES_DIMENSIONS  # noqa: E402
 
-PAGES = {"metrics.md": "metrics"}
+PAGES = {"metrics.md": "metrics", "exit-codes.md": "exit_codes"}
 _BETTER = {Direction.LOWER_IS_BETTER: "lower", Direction.HIGHER_IS_BETTER: "higher",
            Direction.NEUTRAL: "neutral"}
 
@@ -75,6 +78,24 @@ def metrics() -> str:
         names = (["series labels"] if state.series else []) + [f"`{x}`" for x in state.labels]
         lines.append(f"| `{state.sample}` | {state.kind} | {', '.join(names) or '-'} | "
                      f"{_cell(state.help)} |")
+    return "\n".join(lines) + "\n"
+
+
+def exit_codes() -> str:
+    lines = [
+        "# Exit codes",
+        "",
+        "Generated from `collector/cli/exits.py` by `docs/build_docs.py`; do not edit by hand. "
+        "`collector --help` ends with the same table.",
+        "",
+        "What a script or CI job can test for. Which command gives which, in detail: "
+        "[commands.md](commands.md#exit-codes) and "
+        "[ab-and-bisect.md](ab-and-bisect.md#exit-codes).",
+        "",
+        "| code | name | meaning |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {code.value} | `{code.name}` | {_cell(MEANINGS[code])} |" for code in Exit]
     return "\n".join(lines) + "\n"
 
 

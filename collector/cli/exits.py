@@ -1,5 +1,6 @@
-"""The collector's exit codes, in one table: what a script or CI job can test for. The
-README and docs/commands.md list them; a test holds them to this table."""
+"""The collector's exit codes, in one table: what a script or CI job can test for.
+`collector --help` prints it (epilog); docs/exit-codes.md is generated from it
+(docs/build_docs.py), and tests/unit/test_docs.py holds that page to it."""
 
 from __future__ import annotations
 
