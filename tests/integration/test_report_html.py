@@ -57,6 +57,23 @@ window.addEventListener('load', function () {
 </script>"""
 
 
+def probe_in_chromium(page: Path, script: str, probe_id: str, tmp_path: Path) -> Any:
+    """`page` with `script` first in its head, loaded by headless Chromium (no network):
+    the JSON the script wrote into <pre id=probe_id> once the page had loaded."""
+    probed = tmp_path / f"probed-{probe_id}.html"
+    probed.write_text(page.read_text(encoding="utf-8").replace("<head>", "<head>" + script, 1),
+                      encoding="utf-8")
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=15000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(rf'<pre id="{probe_id}">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the page never finished loading: " + dom.stderr[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&lt;", "<")
+                      .replace("&gt;", ">").replace("&amp;", "&"))
+
+
 def _variant(result: BenchmarkResult, host: str, *, metrics: dict[str, float],
              **spec: Any) -> BenchmarkResult:
     changed = result.spec.model_copy(update=spec)
@@ -139,17 +156,9 @@ def test_the_report_is_one_self_contained_file_under_its_size_bound(report: Path
 
 
 def test_chromium_renders_every_chart_without_errors(report: Path, tmp_path: Path) -> None:
-    probed = tmp_path / "probed.html"
-    probed.write_text(report.read_text(encoding="utf-8").replace(
-        "<head>", "<head>" + PROBE, 1), encoding="utf-8")
+    probe = probe_in_chromium(report, PROBE, "probe", tmp_path)
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
              "--virtual-time-budget=15000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
-    assert found, "the page never finished loading: " + dom.stderr[-2000:]
-    probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert probe["errors"] == []
     charts = probe["charts"]
     declared = len(re.findall(r'<div class="chart">', report.read_text(encoding="utf-8")))
@@ -250,18 +259,7 @@ def test_a_reader_of_a_two_sided_report_sees_what_changed_first(tmp_path: Path) 
     out = tmp_path / "ab.html"
     proc = collector("report", "--a", str(a), "--b", str(b), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    probed = tmp_path / "probed.html"
-    probed.write_text(out.read_text(encoding="utf-8").replace("<head>", "<head>" + READER, 1),
-                      encoding="utf-8")
-    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=15000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    found = re.search(r'<pre id="reader">(.*?)</pre>', dom.stdout, re.S)
-    assert found, "the page never finished loading: " + dom.stderr[-2000:]
-    reader = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                        .replace("&lt;", "<").replace("&gt;", ">"))
+    reader = probe_in_chromium(out, READER, "reader", tmp_path)
     # The first table a reader meets is what changed, its largest change first: bert's
     # latency, 1.5x, slower; its ratio is that of the values beside it.
     assert reader["first"] == "What changed"
@@ -281,7 +279,8 @@ def test_a_reader_of_a_two_sided_report_sees_what_changed_first(tmp_path: Path) 
     assert any("p50 latency (ms)" in (c["xTitle"] or "") for c in bars)
     if os.environ.get("COLLECTOR_KEEP_SCREENSHOT"):
         shot = Path(os.environ["COLLECTOR_KEEP_SCREENSHOT"]).with_suffix(".ab.png")
-        subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}",
+        subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                        "--window-size=1280,2400", f"--screenshot={shot}",
                         out.as_uri()], capture_output=True, timeout=120, check=True)
 
 
@@ -320,18 +319,7 @@ def test_markup_in_data_never_becomes_markup_in_the_charts(tmp_path: Path) -> No
     out = tmp_path / "hostile.html"
     proc = collector("report", str(source), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    probed = tmp_path / "probed.html"
-    probed.write_text(out.read_text(encoding="utf-8").replace(
-        "<head>", "<head>" + MARKUP_PROBE, 1), encoding="utf-8")
-    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
-             "--virtual-time-budget=15000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", probed.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    found = re.search(r'<pre id="markup">(.*?)</pre>', dom.stdout, re.S)
-    assert found, "the page never finished loading: " + dom.stderr[-2000:]
-    seen = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                      .replace("&lt;", "<").replace("&gt;", ">"))
+    seen = probe_in_chromium(out, MARKUP_PROBE, "markup", tmp_path)
     assert seen["charts"] >= 2
     assert seen["links"] == 0 and seen["styled"] == 0, seen
     assert seen["shown"], "the host's text is shown as it is, escaped"
