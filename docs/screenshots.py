@@ -67,24 +67,42 @@ def table(run_file: Path) -> None:
         photograph(svg, IMAGES / "table.png", 1000, 90 + 25 * lines)
 
 
-def report(a: Path, b: Path) -> None:
+SECTIONS = ("summary", "changed", "wrong", "variants", "findings", "charts", "trends",
+            "regressions", "results", "environment")
+
+
+def report(a: Path, b: Path, sections: Path | None) -> None:
+    """The report's top as docs/images/report.png; with `sections`, each section alone
+    (the others hidden) as sections/<name>.png, for a reader to check them one by one."""
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "report.html"
         subprocess.run([sys.executable, "-m", "collector", "report", "--a", str(a),
                         "--b", str(b), "-o", str(page)], cwd=ROOT, check=True)
         photograph(page, IMAGES / "report.png", 1280, 1100)
+        if sections is None:
+            return
+        sections.mkdir(parents=True, exist_ok=True)
+        html = page.read_text(encoding="utf-8")
+        for name in SECTIONS:
+            alone = Path(tmp) / f"{name}.html"
+            alone.write_text(html.replace("</style>", "section.part{display:none}"
+                                          f"#part-{name}{{display:block}}nav{{display:none}}"
+                                          "</style>", 1), encoding="utf-8")
+            photograph(alone, sections / f"{name}.png", 1280, 1400)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=Path, metavar="RUN.json")
     parser.add_argument("--report", type=Path, nargs=2, metavar=("A.json", "B.json"))
+    parser.add_argument("--sections", type=Path, metavar="DIR",
+                        help="with --report: each section alone as DIR/<section>.png")
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     if args.table:
         table(args.table)
     if args.report:
-        report(*args.report)
+        report(*args.report, args.sections)
     return 0
 
 

@@ -6,7 +6,8 @@ never written as fixed prose:
 - thresholds (configurable): high latency, high memory, low throughput;
 - backend and variant speedups: every backend, quantization or attention variant of a
   workload against its eager result with the same model, shapes, dtype and device
-  ("onnxruntime is 1.8x eager for bert-tiny at batch 1 on this host: 0.9 ms vs 1.6 ms");
+  ("onnxruntime is 1.8x as fast as eager for bert-tiny at batch 1 on this host: 0.9 ms
+  vs 1.6 ms");
 - torch.compile's payoff: the time it saves per call against its compile time;
 - batch scaling efficiency: throughput at batch N over N times that at batch 1;
 - prefill share of a generate() call (time to first token over the call);
@@ -76,7 +77,8 @@ _KINDS: dict[str, tuple[str, str, str]] = {
     "prefill_share": ("prefill's share of a generate() call", "share", "%"),
     "compile_time": ("torch.compile time on the first call", "compile_time_seconds", "s"),
     "noisy_run": ("measured while other processes used the CPU", "other", "%"),
-    "variant_speedup": ("a variant against eager", "speedup", "x"),
+    "variant_speedup": ("a variant's speed against eager (above 1x: faster)", "speedup",
+                        "x"),
     "batch_scaling": ("batch scaling (share of linear)", "efficiency", "%"),
 }
 
@@ -267,7 +269,8 @@ def _variants(ok: list[BenchmarkResult]) -> Iterator[Finding]:
             if name == backends.REFERENCE or not p50:
                 continue
             speedup = base / p50
-            text = (f"{name} is {speedup:.2f}x eager for {_where(members[0], variant=False)}: "
+            text = (f"{name} is {speedup:.2f}x as fast as eager for "
+                    f"{_where(members[0], variant=False)}: "
                     f"{_ms(p50)} vs {_ms(base)}")
             values = {"speedup": speedup, "latency_p50_seconds": p50, "eager_p50": base}
             compile_s = _median(members, "compile_time_seconds")

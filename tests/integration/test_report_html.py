@@ -145,7 +145,7 @@ def test_the_report_is_one_self_contained_file_under_its_size_bound(report: Path
     # Measured findings (the newest run's first, the others folded), one table per model
     # across its variants, the failure's text escaped.
     findings = text.split('id="findings"')[1].split('id="charts"')[0]
-    assert "onnxruntime is 1.8" in findings and "x eager for bert at batch 1" in findings
+    assert "onnxruntime is 1.8" in findings and "x as fast as eager for bert at batch 1" in findings
     assert "<summary>Earlier runs: 29</summary>" in findings
     variants = text.split('id="variants"')[1].split('id="findings"')[0]
     assert "<td>onnxruntime float32</td>" in variants and "<td>eager float32</td>" in variants

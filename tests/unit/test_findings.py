@@ -35,14 +35,14 @@ def test_variant_speedups_cite_both_latencies_and_the_compile_payoff() -> None:
     texts = {f.text.split(" ")[0]: f for f in kinds(found, "variant_speedup")}
     onnx = texts["onnxruntime"]
     assert onnx.values["speedup"] == pytest.approx(1.6 / 0.9)
-    assert onnx.text.startswith("onnxruntime is 1.78x eager for bert at batch 1, sequence 8, "
-                                "float32 on cpu of host-a: 0.90 ms vs 1.60 ms")
+    assert onnx.text.startswith("onnxruntime is 1.78x as fast as eager for bert at batch 1, "
+                                "sequence 8, float32 on cpu of host-a: 0.90 ms vs 1.60 ms")
     assert onnx.text.endswith("; export took 2.10 s")
     compiled = texts["compile"]
     assert compiled.values["payoff_calls"] == pytest.approx(2.5 / 0.0005)
     assert "pays off after 5,000 calls" in compiled.text
-    int8 = texts["eager"]  # "eager int8-dynamic is 0.33x eager ..."
-    assert int8.text.startswith("eager int8-dynamic is 0.33x eager")
+    int8 = texts["eager"]  # "eager int8-dynamic is 0.33x as fast as eager ..."
+    assert int8.text.startswith("eager int8-dynamic is 0.33x as fast as eager")
     assert "outputs differ from eager's by up to 1.7%" in int8.text
 
 
@@ -112,7 +112,7 @@ def test_findings_are_per_run_never_averaged_across_runs() -> None:
     # Each run's eager against its own compile: 2.08x and 4.23x, not a median of both.
     assert speedups["quiet"].values["eager_p50"] == pytest.approx(0.0027)
     assert speedups["busy"].values["eager_p50"] == pytest.approx(0.0055)
-    assert "2.08x eager" in speedups["quiet"].text and "4.23x eager" in speedups["busy"].text
+    assert "2.08x as fast" in speedups["quiet"].text and "4.23x as fast" in speedups["busy"].text
 
 
 def test_a_pattern_many_workloads_share_is_one_line_with_its_range() -> None:
