@@ -102,7 +102,8 @@ def main() -> int:
     if args.table:
         table(args.table)
     if args.report:
-        report(*args.report, args.sections)
+        first, second = args.report
+        report(first, second, args.sections)
     return 0
 
 

@@ -35,8 +35,8 @@ def check_rows(document: dict[str, Any], sides: tuple[list[dict[str, Any]], ...]
         values.append(found)
     for row in document["rows"]:
         name = row["workload"].split(" ")[0]
-        for side, key in ((values[0], "a"), (values[1], "b")):
-            runs = side[(name, row["metric"])]
+        for found_side, key in ((values[0], "a"), (values[1], "b")):
+            runs = found_side[(name, row["metric"])]
             expected = math.exp(sum(map(math.log, runs)) / len(runs)) if len(set(runs)) > 1 \
                 else runs[0]
             assert row[key] == pytest.approx(expected, rel=1e-12), (row, key, runs)
