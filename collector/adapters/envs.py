@@ -42,7 +42,9 @@ from typing import Any
 
 from packaging.version import Version
 
+from collector.adapters.files import MAX_MANIFEST_BYTES, ReadFailure, read_bounded
 from collector.adapters.measure.scrub import is_secret
+from collector.adapters.redact import redact_urls, remember_urls, scrub
 from collector.domain.errors import CollectorError, InputError, one_line
 from collector.domain.packages import ALWAYS_RECORDED, Pin, record_names
 
@@ -62,7 +64,7 @@ class EnvironmentBuildError(CollectorError):
     resolution conflict, pip missing. The message names the pins and pip's reason."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(one_line(message))
+        super().__init__(scrub(one_line(message)))  # pip may quote an index URL
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,7 @@ class EnvironmentCache:
         self.root = root if root is not None else (
             Path(env_root) if env_root else Path.home() / ".cache" / "collector" / "envs")
         self.pip_args = tuple(pip_args)
+        remember_urls(" ".join(self.pip_args))  # an --index-url with a token: never shown
         self.base_python = base_python or sys.executable
         self.pip_timeout_s = pip_timeout_s
         self._base_info: _Base | None = None
@@ -343,7 +346,8 @@ class EnvironmentCache:
             _write_json(partial / MANIFEST, {
                 "key": key, "pins": [{"name": p.name, "version": p.version} for p in pins],
                 "versions": versions, "created": now, "last_used": now,
-                "base_python": base.python, "pip_args": list(self.pip_args),
+                "base_python": base.python,
+                "pip_args": [redact_urls(arg) for arg in self.pip_args],  # no index token
                 "size_bytes": _dir_size(partial)})
             if folder.exists():  # a directory without a manifest: never complete
                 shutil.rmtree(folder)
@@ -356,8 +360,8 @@ class EnvironmentCache:
     def _hit(self, folder: Path, key: str, started: float) -> BuiltEnvironment | None:
         manifest_path = folder / MANIFEST
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError):
+            manifest = json.loads(read_bounded(manifest_path, MAX_MANIFEST_BYTES))
+        except (ReadFailure, ValueError):
             return None
         if manifest.get("key") != key:
             return None  # a prefix collision or a foreign directory: rebuilt
@@ -447,8 +451,9 @@ class EnvironmentCache:
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
-                found.append(_entry(folder, json.loads((folder / MANIFEST).read_text())))
-            except (OSError, ValueError, KeyError, TypeError):
+                found.append(_entry(folder, json.loads(read_bounded(folder / MANIFEST,
+                                                                    MAX_MANIFEST_BYTES))))
+            except (ReadFailure, ValueError, KeyError, TypeError):
                 continue  # not an environment (or not a complete one)
         return sorted(found, key=lambda e: (e.last_used, e.key))
 

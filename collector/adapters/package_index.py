@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from collector.adapters.redact import remember_urls, scrub
 from collector.analysis.bisect import select_versions
 from collector.domain.errors import CollectorError, one_line
 
@@ -38,7 +39,7 @@ def _listed(package: str, pip_args: Sequence[str], python: str) -> list[str]:
     if listed is None:
         tail = (index.stderr or probe.stderr or "").strip().splitlines()[-1:] or ["no output"]
         raise VersionListError(f"cannot list the versions of {package} on the index: "
-                               f"{one_line(tail[0])}")
+                               f"{scrub(one_line(tail[0]))}")  # pip may quote the index URL
     names = listed.group(1).strip()
     return [] if names == "none" else [v.strip() for v in names.split(",") if v.strip()]
 
@@ -47,4 +48,5 @@ def available_versions(package: str, good: str, bad: str, *, pip_args: Sequence[
                        python: str = sys.executable) -> list[str]:
     """The released versions of `package` from `good` to `bad` inclusive on the index pip
     uses with `pip_args` (e.g. --find-links DIR --no-index, --index-url URL)."""
+    remember_urls(" ".join(pip_args))  # an --index-url with a token: never shown
     return select_versions(_listed(package, pip_args, python), good, bad, package)

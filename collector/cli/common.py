@@ -43,16 +43,23 @@ def say(text: str, style: str | None = None) -> None:
 
 
 def error(message: str) -> None:
+    """An error line on stderr, without any secret the process knows of (the last guard:
+    the message may quote what libpq or urllib said)."""
     from rich.markup import escape
 
-    stderr().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    from collector.adapters.redact import scrub
+
+    stderr().print(f"[bold red]error:[/] {escape(scrub(message))}", highlight=False,
+                   soft_wrap=True)
 
 
 def print_problems(problem: ConfigError) -> None:
+    from collector.adapters.redact import scrub
+
     console = stderr()
     console.print(f"[bold red]error:[/] {problem.summary}", highlight=False, soft_wrap=True)
     for item in problem.problems:
-        console.print(f"  {item}", highlight=False, markup=False, soft_wrap=True)
+        console.print(f"  {scrub(str(item))}", highlight=False, markup=False, soft_wrap=True)
 
 
 def open_stores(settings: StorageSettings, local_store: str | None, *,

@@ -9,10 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collector.adapters.files import MAX_SECRET_BYTES, ReadFailure, decode, read_bounded
 from collector.adapters.store.migrate import SchemaPolicy
 from collector.adapters.store.outbox import RetryPolicy, SyncReport, forward_pending
 from collector.adapters.store.sqlite import SQLiteStore, default_local_path
-from collector.domain.errors import PermanentStoreError
+from collector.domain.errors import ConfigError, ConfigProblem, PermanentStoreError
 from collector.domain.history import Store
 
 if TYPE_CHECKING:
@@ -45,15 +46,31 @@ class StoreOptions:
 
 def resolve_database_url(url_env: str, url_file: str | None) -> str | None:
     """The PostgreSQL URL from a file (Docker/Kubernetes secrets) or an environment
-    variable; None when neither is set (local store only)."""
+    variable; None when neither is set (local store only). What a person does not see or
+    means around the URL (a byte-order mark, spaces, quotes) is stripped; one that cannot
+    be PostgreSQL's (another scheme, an unencoded '@' in the password) is a ConfigError
+    whose text never quotes it (collector.adapters.redact)."""
+    from collector.adapters.redact import database_url_problem, normalise_url, remember_url
+
     if url_file:
         try:
-            value = Path(url_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
+            raw = decode(read_bounded(url_file, MAX_SECRET_BYTES))
+        except ReadFailure as failure:  # /dev/zero stops at the bound
             raise PermanentStoreError(
-                f"cannot read the database URL file {url_file}: {exc.strerror}") from None
-        return value or None
-    return os.environ.get(url_env) or None
+                f"cannot read the database URL file {url_file}: {failure.reason}") from None
+        source, field_name = url_file, "storage.database_url_file"
+    else:
+        raw = os.environ.get(url_env) or ""
+        source, field_name = "environment", url_env
+    value = normalise_url(raw)
+    if not value:
+        return None
+    remember_url(raw)  # scrubbed from every text this process shows, whatever quotes it
+    problem = database_url_problem(value)
+    if problem is not None:
+        raise ConfigError([ConfigProblem(source, None, field_name,
+                                         f"the database URL {problem}")])
+    return value
 
 
 @dataclass

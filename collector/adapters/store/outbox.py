@@ -9,6 +9,10 @@ runs go back in line with `collector db retry-quarantined`, and by themselves on
 sync of another collector version (the fix for what refused them usually ships in one).
 An error that is not about one run (server away, permission, schema) stops the sync with
 every run still pending: a temporary one is retried at the next sync.
+
+Every error text kept or handed on (a run's last_error, a quarantine reason, the report's
+error, a log line) is scrubbed of secrets by value first (collector.adapters.redact.scrub):
+it outlives the process, and `db status` shows it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from collector.adapters.redact import scrub
 from collector.adapters.store.retry import RetryPolicy, with_retry
 from collector.adapters.store.sqlite import SQLiteStore
 from collector.domain.errors import RejectedDataError, StoreError, TemporaryStoreError
@@ -91,8 +96,8 @@ def forward_pending(local: SQLiteStore, open_remote: Callable[[], Store], *,
                     fresh = with_retry(functools.partial(remote.record_run, run), policy,
                                        sleep)
                 except (ValueError, RejectedDataError) as exc:
-                    reason = (_validation_reason(exc) if isinstance(exc, ValueError)
-                              else str(exc))
+                    reason = scrub(_validation_reason(exc) if isinstance(exc, ValueError)
+                                   else str(exc))
                     log.warning("outbox: run %s quarantined: %s", run_id, reason)
                     local.quarantine(run_id, reason)
                     quarantined += 1
@@ -107,18 +112,18 @@ def forward_pending(local: SQLiteStore, open_remote: Callable[[], Store], *,
         with contextlib.suppress(StoreError):  # the local store may be what failed
             blocked = local.pending_documents(limit=1)
             if blocked:  # the error is kept with the run it holds up
-                local.mark_attempt(blocked[0][0], str(exc))
+                local.mark_attempt(blocked[0][0], scrub(str(exc)))
     pruned = 0
     if retain_delivered is not None:
         try:
             pruned = local.prune_delivered(datetime.now(timezone.utc) - retain_delivered)
         except StoreError as exc:  # retention can wait for the next sync
-            log.warning("outbox: delivered documents not pruned: %s", exc)
+            log.warning("outbox: delivered documents not pruned: %s", scrub(str(exc)))
     counts: dict[str, int] = {"pending": -1, "quarantined": -1}
     with contextlib.suppress(StoreError):
         counts = {"pending": local.pending_count(), "quarantined": local.quarantined_count()}
     return SyncReport(delivered, already, counts["pending"],
-                      None if error is None else str(error),
+                      None if error is None else scrub(str(error)),
                       error is None or isinstance(error, TemporaryStoreError),
                       quarantined=counts["quarantined"], newly_quarantined=quarantined,
                       released=released, pruned=pruned)

@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
+    from collector.adapters.measure.scrub import hide_environment
     from collector.analysis.ab import ab_summary, side_label
     from collector.domain.packages import parse_pins
     from collector.present.comparison import print_comparison
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.usecases.ab import rejudged, run_ab
     from collector.usecases.select import select_spec
 
+    hide_environment()  # its environment holds the secrets: not for its workers to read
     options.check_measuring(args)
     a, b = parse_pins(args.a), parse_pins(args.b)
     if not a and not b:

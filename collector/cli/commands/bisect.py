@@ -34,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from collector.adapters.measure.scrub import hide_environment
     from collector.analysis.bisect import Step, package_ranges
     from collector.present.documents import bisect_document, dumps
     from collector.present.progress import AbProgress
     from collector.usecases.bisect import bisect_benchmark, versions_between
     from collector.usecases.select import select_spec
 
+    hide_environment()  # its environment holds the secrets: not for its workers to read
     options.check_measuring(args)
     ranges = package_ranges(args.package, args.good, args.bad)
     spec = select_spec(args.config, args.benchmark, args.where)

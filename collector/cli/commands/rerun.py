@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from collector.adapters.measure.scrub import hide_environment
+
+    hide_environment()  # its environment holds the secrets: not for its workers to read
     return with_lazy_store(args, _run)
 
 
