@@ -5,8 +5,10 @@ when the process is killed."""
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -31,8 +33,6 @@ from collector.version import __version__
 
 log = logging.getLogger("collector.runs")
 
-
-
 _owners: dict[Path, OwnerLock] = {}
 _owners_lock = threading.Lock()
 CRASH_MESSAGE = ("the collector process died (killed, out of memory or power loss) while "
@@ -46,6 +46,18 @@ def owner_for(store: SQLiteStore) -> OwnerLock:
         if key not in _owners:
             _owners[key] = OwnerLock(key)
         return _owners[key]
+
+
+@atexit.register
+def _release_owners() -> None:
+    """At a normal exit, close and remove this process's owner lock files (a killed process
+    leaves its own, and the lock on it dies with it). Not in a forked child: the files are
+    its parent's."""
+    with _owners_lock:
+        for owner in _owners.values():
+            if owner.pid == os.getpid():
+                owner.close()
+        _owners.clear()
 
 
 class Journal:

@@ -83,7 +83,7 @@ def test_a_database_error_names_no_password(url: str, secret: str) -> None:
     URL is masked, in the location and in the error's own text."""
     import psycopg
 
-    from collector.adapters.store.postgres import classify
+    from collector.adapters.store.pg_errors import classify
 
     error = classify(psycopg.OperationalError(f"connection to {url} failed: {secret}"), url)
     assert secret not in str(error)

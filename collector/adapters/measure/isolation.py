@@ -112,15 +112,47 @@ def _failure_kind(exc: BaseException) -> FailureKind:
     return FailureKind.EXCEPTION
 
 
+def _exit_with_parent() -> None:
+    """In the worker: end at once, with its process group, when the collector that started
+    it is gone (SIGKILL, the OOM killer: nothing of it ran to stop the worker). Nobody would
+    read the result, the measurement would load the CPU under the next collector's, and
+    the forkserver lives as long as any worker does (each holds its alive pipe).
+    multiprocessing's parent sentinel, a pipe only the parent holds open, reads EOF then."""
+    parent = multiprocessing.parent_process()
+    try:
+        sentinel = parent.sentinel if parent is not None else None
+    except ValueError:
+        sentinel = None
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        try:
+            while True:
+                wait([sentinel])
+                if not os.read(sentinel, 1):  # EOF: the parent is gone
+                    break
+        except (OSError, ValueError):  # no sentinel to watch after all: never kill then
+            return
+        if os.getpgrp() == os.getpid():  # our own group (setpgid above): helpers too
+            with contextlib.suppress(OSError):
+                os.killpg(0, signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="collector-parent-watch", daemon=True).start()
+
+
 def _child_main(conn: Connection, target: Target, payload: Any) -> None:
     """Runs in the worker: own process group (so a timeout kills its helpers too), deaf to
-    SIGTERM/SIGINT (a service manager signalling the whole group must not cut a measurement
-    short: the parent decides, within its grace period, and kills with SIGKILL), then the
-    target; any exception is sent back with its traceback tail."""
+    SIGTERM/SIGINT/SIGHUP (a service manager or a closed terminal signalling the whole group
+    must not cut a measurement short: the parent decides, within its grace period, and kills
+    with SIGKILL), then the target; any exception is sent back with its traceback tail."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _exit_with_parent()
     scrub.scrub()  # what the wrapper could not unset (collector/adapters/measure/scrub.py)
     try:
         target(conn, payload)

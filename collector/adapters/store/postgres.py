@@ -25,11 +25,25 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 
+from collector.adapters.redact import (
+    database_url_problem,
+    normalise_url,
+    remember,
+    remember_url,
+    scrub,
+)
 from collector.adapters.redact import redact as redact  # noqa: PLC0414 - explicit re-export (mypy)
-from collector.adapters.redact import scrub
 from collector.adapters.store import activity, regressions
 from collector.adapters.store import results as stored
 from collector.adapters.store.migrate import Applied, Migration, SchemaPolicy, ensure_schema
+from collector.adapters.store.pg_errors import (
+    LOCK_HOLDERS,
+    REQUIRED_COLUMNS,
+    TABLE_LOCK_HOLDERS,
+    WRITTEN_COLUMNS,
+    classify,
+    describe_sessions,
+)
 from collector.adapters.store.rows import (
     FAILURE_COLUMNS,
     MEASUREMENT_COLUMNS,
@@ -46,7 +60,6 @@ from collector.domain.errors import (
     PermanentStoreError,
     RejectedDataError,
     SchemaError,
-    StoreError,
     TemporaryStoreError,
 )
 from collector.domain.history import (
@@ -69,10 +82,9 @@ from collector.domain.series import SERIES_COLUMNS as SERIES_LABEL_COLUMNS
 
 _JSONB = {"environment", "spec", "identity", "measurement", "noise", "repetitions"}
 _MIGRATION_LOCK_KEY = 0x636F6C6C  # "coll": one advisory lock for every collector
-# SQLSTATE classes that mean "the server is away or not ready": worth retrying.
-_TEMPORARY_STATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
-_PERMANENT_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf",
-                      "authentication failed", "permission denied")
+# Our sessions are named, so a lock holder or a blocked migration can be told apart from
+# someone else's session (a `application_name` in the database URL wins).
+APPLICATION_NAME = "collector"
 # TCP-level bounds for a server (or the network to it) that goes silent: keepalive probes
 # after 30 s idle, every 10 s, dead after 3 unanswered (about 1 minute); unacknowledged
 # data gives up after 30 s. A `key=value` of the same name in the database URL wins.
@@ -86,35 +98,6 @@ _CLIENT_MARGIN_S = 5.0
 MIGRATION_TIMEOUT_S = 1800.0
 
 log = logging.getLogger("collector.store.postgres")
-
-
-def classify(exc: Exception, url: str) -> StoreError:  # noqa: PLR0911 - one return per kind
-    """A psycopg error as a temporary or permanent store error, password-free."""
-    where = redact(url)
-    state = getattr(exc, "sqlstate", None)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = scrub(text, url)
-    if isinstance(exc, pg_errors.InsufficientPrivilege):
-        return PermanentStoreError(f"permission denied on {where}: {text}")
-    if isinstance(exc, pg_errors.UndefinedTable | pg_errors.UndefinedColumn):
-        return SchemaError(f"schema mismatch on {where}: {text}; run `collector db migrate`")
-    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
-        # SQLSTATE classes 22 and 23 (a value out of range, a NUL in text, a broken
-        # constraint): about this data, not the server; other data may go through.
-        return RejectedDataError(f"{where} refused the data: {text}")
-    if state in _TEMPORARY_STATES:
-        return TemporaryStoreError(f"{where} temporarily unavailable: {text}")
-    if isinstance(exc, pg_errors.QueryCanceled):
-        return TemporaryStoreError(f"{where} did not finish a statement in time: {text}")
-    if "must be preloaded" in text:
-        return PermanentStoreError(
-            f"{where}: {text}; add timescaledb to shared_preload_libraries and restart "
-            "the server, or remove the extension to run on plain PostgreSQL")
-    if isinstance(exc, psycopg.OperationalError):
-        if any(marker in text for marker in _PERMANENT_CONNECT):
-            return PermanentStoreError(f"cannot use {where}: {text}")
-        return TemporaryStoreError(f"{where} unreachable: {text}")
-    return PermanentStoreError(f"database error on {where}: {text}")
 
 
 def _insert(table: str, columns: Sequence[str], suffix: str = "") -> sql.Composed:
@@ -155,8 +138,14 @@ class PostgresStore:
         call (on the server, and on the client a few seconds later, for a server that
         stops answering). `timescale_policies` (compress_after, retain_for) are set after
         a start-up migration on TimescaleDB, as `collector db migrate` sets them."""
-        self._url = url
-        self.redacted_url = redact(url)
+        # Every secret of the URL, as given, is scrubbed from whatever this process shows
+        # from now on; the store connects with the URL as meant (no BOM, quotes, spaces).
+        remember_url(url)
+        self._url = normalise_url(url)
+        self.redacted_url = redact(self._url)
+        problem = database_url_problem(self._url)
+        if problem is not None:
+            raise PermanentStoreError(f"cannot use the database URL: it {problem}")
         self._connect_timeout = connect_timeout
         self._statement_timeout = statement_timeout
         self._bulk = bulk
@@ -166,6 +155,9 @@ class PostgresStore:
         self._abort_lock = threading.Lock()
         self._aborted = False
         self.notes: list[str] = []  # what a user should know about this database
+        # How long to wait for another session's migration lock (and a migration for a
+        # table lock) before giving up with the holder named; `db migrate` waits less.
+        self.migration_lock_timeout_s = MIGRATION_TIMEOUT_S
         with self._guard():
             conn = self._connection()
             if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
@@ -177,6 +169,12 @@ class PostgresStore:
                         "applied_at timestamptz NOT NULL DEFAULT now())")
         # Not under one guard: each call bounds itself (a migration for longer).
         applied = ensure_schema(self, schema, migrations)
+        if schema is not None:  # a store that writes
+            try:
+                self.check_columns()
+            except SchemaError:
+                self.close()
+                raise
         if applied and timescale_policies is not None:
             self.apply_timescale_policies(*timescale_policies)
 
@@ -186,6 +184,7 @@ class PostgresStore:
         if self._conn is None or self._conn.closed or self._conn.broken:
             given = conninfo_to_dict(self._url)
             bounds = {k: v for k, v in _TCP_BOUNDS.items() if k not in given}
+            bounds.setdefault("fallback_application_name", APPLICATION_NAME)
             self._conn = psycopg.connect(make_conninfo(self._url, **bounds), autocommit=True,
                                          connect_timeout=max(1, int(self._connect_timeout)))
             try:
@@ -257,17 +256,46 @@ class PostgresStore:
     def apply_migration(self, migration: Migration) -> bool:
         with self._guard(MIGRATION_TIMEOUT_S):
             conn = self._connection()
-            with conn.transaction():
-                conn.execute("SELECT set_config('statement_timeout', %s, true)",
-                             (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
-                if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
-                                (migration.version,)).fetchone():
-                    return False
-                conn.execute(migration.sql.encode())  # no parameters: multi-statement script
-                conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
-                             "VALUES (%s, %s, %s)",
-                             (migration.version, migration.name, migration.checksum))
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                                 (f"{int(MIGRATION_TIMEOUT_S * 1000)}ms",))
+                    # A session holding a table (a reader's open transaction) would hold
+                    # the migration up silently: bounded, and named below.
+                    conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                                 (f"{max(1, int(self.migration_lock_timeout_s * 1000))}ms",))
+                    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s",
+                                    (migration.version,)).fetchone():
+                        return False
+                    conn.execute(migration.sql.encode())  # no parameters: a script
+                    conn.execute("INSERT INTO schema_migrations (version, name, checksum) "
+                                 "VALUES (%s, %s, %s)",
+                                 (migration.version, migration.name, migration.checksum))
+            except pg_errors.LockNotAvailable:
+                holders = describe_sessions(conn.execute(TABLE_LOCK_HOLDERS).fetchall())
+                raise TemporaryStoreError(
+                    f"{self.redacted_url}: migration {migration.version:04d}_{migration.name} "
+                    f"waited {self.migration_lock_timeout_s:g} s for a table that another "
+                    f"session holds ({holders or 'it has let go since'}); nothing was "
+                    "applied; end that session (SELECT pg_terminate_backend(pid)) or wait "
+                    "for it, then migrate again") from None
         return True
+
+    def check_columns(self) -> None:
+        """Refuse a schema with a NOT NULL column, without a default, that the collector
+        does not write (added by hand): every run would be refused by it. The error names
+        the columns."""
+        with self._guard():
+            rows = self._connection().execute(REQUIRED_COLUMNS,
+                                              (list(WRITTEN_COLUMNS),)).fetchall()
+        foreign = [f"{table}.{column}" for table, column in rows
+                   if column not in WRITTEN_COLUMNS[table]]
+        if foreign:
+            raise SchemaError(
+                f"schema mismatch on {self.redacted_url}: column(s) {', '.join(foreign)} are "
+                "NOT NULL without a default, and the collector does not write them (added "
+                "outside its migrations?): every run would be refused; give them a default, "
+                "allow NULL or drop them")
 
     def _listed_extensions(self) -> set[str]:
         rows = self._connection().execute("SELECT name FROM pg_available_extensions")
@@ -295,21 +323,39 @@ class PostgresStore:
                     log.warning("%s: %s", self.redacted_url, note)
         return names
 
+    def lock_holders(self) -> str:
+        """The sessions holding the migration lock, described ('' when none)."""
+        with self._guard():
+            rows = self._connection().execute(
+                LOCK_HOLDERS, (_MIGRATION_LOCK_KEY >> 32, _MIGRATION_LOCK_KEY & 0xFFFFFFFF),
+            ).fetchall()
+        return describe_sessions(rows)
+
     @contextlib.contextmanager
     def migration_lock(self) -> Iterator[None]:
         # Polled with short statements, so a server that stops answering is told apart
-        # from another collector that migrates (which may take minutes).
-        deadline = time.monotonic() + MIGRATION_TIMEOUT_S
+        # from another collector that migrates (which may take minutes). Waiting is said
+        # at once, with the holder; giving up names it again.
+        timeout = self.migration_lock_timeout_s
+        deadline = time.monotonic() + timeout
+        waiting = False
         while True:
             with self._guard():
                 row = self._connection().execute("SELECT pg_try_advisory_lock(%s)",
                                                  (_MIGRATION_LOCK_KEY,)).fetchone()
             if row is not None and row[0]:
                 break
+            if not waiting:
+                waiting = True
+                log.warning("%s: waiting up to %g s for the migration lock, held by %s",
+                            self.redacted_url, timeout, self.lock_holders() or "another session")
             if time.monotonic() > deadline:
+                holders = self.lock_holders()
                 raise TemporaryStoreError(
-                    f"{self.redacted_url}: another collector held the migration lock for "
-                    f"{MIGRATION_TIMEOUT_S:g} s")
+                    f"{self.redacted_url}: the migration lock was held for {timeout:g} s by "
+                    f"{holders or 'another session (it has let go since)'}; a collector that "
+                    "migrates holds it for as long as that takes, any other session can be "
+                    "ended with SELECT pg_terminate_backend(pid)")
             time.sleep(0.2)
         try:
             yield
@@ -377,6 +423,7 @@ class PostgresStore:
         An existing role that is more than that is refused (collector.adapters.store.roles)."""
         from collector.adapters.store import roles
 
+        remember(password)  # never in an error text, whatever the server quotes
         with self._guard():
             roles.create_login(self._connection(), name, password, kind=kind)
 
@@ -386,8 +433,9 @@ class PostgresStore:
         try:
             rows = run_rows(run)
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise RejectedDataError(f"run {run.run_id} cannot be written to "
-                                    f"{self.redacted_url}: {type(exc).__name__}: {exc}") from None
+            raise RejectedDataError(
+                f"run {run.run_id} cannot be written to {self.redacted_url}: "
+                f"{type(exc).__name__}: {scrub(str(exc))}") from None
         with self._guard():
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:

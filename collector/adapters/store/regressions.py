@@ -47,6 +47,7 @@ def upsert_regression(columns: Sequence[str] = REGRESSION_COLUMNS) -> str:
 
 UPSERT_REGRESSION = upsert_regression()
 
+BASELINE_COLUMNS = ("series_id", "metric", "since", "run_id", "reason")
 INSERT_BASELINE = ("INSERT INTO baselines (series_id, metric, since, run_id, reason) "
                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (series_id, metric, since) "
                    "DO UPDATE SET run_id = excluded.run_id, reason = excluded.reason")

@@ -111,6 +111,18 @@ def _insert(table: str, columns: Sequence[str], conflict: str = "") -> str:
     return f"INSERT {conflict} INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - table and column names are ours
 
 
+def _full_hint(path: Path) -> str:
+    """SQLite reports a full file system as a "disk I/O error" where it cannot map its
+    shared-memory file: say what it is, when the store's file system has no space left."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if stats.f_bavail > 0:
+        return ""
+    return " (no space left on the file system that holds it: free some disk space)"
+
+
 class SQLiteStore:
     dialect = "sqlite"
 
@@ -130,7 +142,8 @@ class SQLiteStore:
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)")
         except (OSError, sqlite3.Error) as exc:
-            raise PermanentStoreError(f"cannot open the local store {self.path}: {exc}") from None
+            raise PermanentStoreError(f"cannot open the local store {self.path}: {exc}"
+                                      f"{_full_hint(self.path)}") from None
         ensure_schema(self, schema, migrations)
 
     # -- migrations ------------------------------------------------------------------------
@@ -182,7 +195,7 @@ class SQLiteStore:
             return PermanentStoreError(
                 f"local store {self.path} is full ({text}): nothing of this write was kept; "
                 "free some disk space")
-        return PermanentStoreError(f"local store {self.path}: {text}")
+        return PermanentStoreError(f"local store {self.path}: {text}{_full_hint(self.path)}")
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:

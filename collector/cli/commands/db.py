@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from collector.cli import options
 from collector.cli.common import error, open_stores, refuse_placeholders, stdout, storage_settings
 from collector.cli.exits import Exit
-from collector.domain.errors import PermanentStoreError
+from collector.domain.errors import PermanentStoreError, command_line_problem
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 NAME = "db"
 HELP = "the history database: migrate, status, sync"
+# `db migrate` waits this long for another session's migration lock (or a migration for a
+# table lock), then names the holder: a collector migrating a large history can take
+# longer (raise it), anything else holding it is a mistake worth seeing at once.
+LOCK_TIMEOUT_S = 60.0
 ACTIONS = (("migrate", "apply pending schema migrations (local and PostgreSQL)"),
            ("status", "show the storage mode, migrations and outbox backlog"),
            ("sync", "forward runs waiting in the outbox to PostgreSQL"),
@@ -38,12 +42,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         options.config(action, "configuration file for its storage section (optional)")
         options.local_store(action)
         if name in ("create-reader", "create-writer"):
-            action.add_argument("name", help="role name, e.g. grafana or collector_app")
+            action.add_argument("name", help="role name, e.g. grafana or collector_app (at "
+                                             "most 63 bytes)")
+        if name == "migrate":
+            action.add_argument("--lock-timeout", type=options.positive, default=LOCK_TIMEOUT_S,
+                                metavar="SECONDS",
+                                help="how long to wait for a migration lock another session "
+                                     f"holds before giving up with its name (default: "
+                                     f"{LOCK_TIMEOUT_S:g})")
 
 
 def run(args: argparse.Namespace) -> int:
     from collector.adapters.store import resolve_database_url
 
+    if args.db_command in ("create-reader", "create-writer"):
+        from collector.adapters.store.roles import role_name_problem
+
+        problem = role_name_problem(args.name)
+        if problem is not None:
+            raise command_line_problem("NAME", problem)
+    lock_timeout = getattr(args, "lock_timeout", LOCK_TIMEOUT_S)
+    if lock_timeout > 86_400:
+        raise command_line_problem("--lock-timeout", f"at most a day, 86400 s (got "
+                                                     f"{lock_timeout:g})")
     settings = storage_settings(args.config)
     if args.db_command != "status":  # every action but status writes: never with a placeholder
         refuse_placeholders(resolve_database_url(settings.database_url_env,
@@ -63,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             return _sync(stores, settings)
         if args.db_command in ("create-reader", "create-writer"):
             return _create_role(stores, args.name, kind=args.db_command[7:])
-        return _migrate_or_status(stores, settings, migrating=args.db_command == "migrate")
+        return _migrate_or_status(stores, settings, migrating=args.db_command == "migrate",
+                                  lock_timeout_s=lock_timeout)
     finally:
         stores.close()
 
@@ -101,7 +123,8 @@ def _create_role(stores: Stores, name: str, *, kind: str = "reader") -> int:
     return Exit.OK
 
 
-def _migrate_or_status(stores: Stores, settings: StorageSettings, *, migrating: bool) -> int:
+def _migrate_or_status(stores: Stores, settings: StorageSettings, *, migrating: bool,
+                       lock_timeout_s: float = LOCK_TIMEOUT_S) -> int:
     from collector.adapters.store.migrate import MigrationTarget, migrate, plan
 
     out = stdout()
@@ -109,6 +132,7 @@ def _migrate_or_status(stores: Stores, settings: StorageSettings, *, migrating: 
                                                    stores.local)]
     if stores.database_url is not None:
         remote = stores.remote()
+        remote.migration_lock_timeout_s = lock_timeout_s
         targets.append((f"PostgreSQL {remote.redacted_url}", remote))
     for where, target in targets:
         if migrating:
@@ -140,6 +164,8 @@ def _migrate_or_status(stores: Stores, settings: StorageSettings, *, migrating: 
 
 def _outbox_status(stores: Stores, out: Console) -> None:
     """The outbox part of `db status`: backlog, and each quarantined run with its reason."""
+    from collector.adapters.redact import scrub  # a reason an older version kept as it was
+
     if not stores.local.has_outbox():
         out.print("outbox: empty (the local store has no schema yet: `collector db "
                   "migrate`, or any run, creates it)", markup=False)
@@ -155,6 +181,6 @@ def _outbox_status(stores: Stores, out: Console) -> None:
         for item in quarantined:
             out.print(f"  quarantined  run {item.run_id}  since "
                       f"{item.quarantined_at:%Y-%m-%d %H:%M:%S} (collector "
-                      f"{item.quarantined_by}): {item.reason}", markup=False)
+                      f"{item.quarantined_by}): {scrub(item.reason)}", markup=False)
     if stores.database_url is None:
         out.print("no database configured: local store only", markup=False)
