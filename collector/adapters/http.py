@@ -2,14 +2,17 @@
 /alerts, an Alertmanager webhook receiver that writes each notification to the log (so the
 stack shows alerts somewhere out of the box; real routes go to e-mail, Slack, pagers).
 
-Binds to 127.0.0.1 unless configured otherwise. Served by prometheus_client's threading WSGI
-server, bounded: at most `max_connections` requests are handled at once (a connection past
-that gets a 503 and is closed at once), every socket read or write times out after
-`timeout_s`, and a request body must arrive whole within `timeout_s`. /metrics is OpenMetrics
-or the classic text format as the scraper's Accept header asks, and gzipped when it accepts
-that (prometheus_client's own negotiation for both). /alerts takes a bearer
-token when one is configured (compared in constant time), answers a body it cannot read
-with 400 (413 when too large) and logs every value it was sent escaped, one line per alert.
+Binds to 127.0.0.1 unless configured otherwise. Served by collector/adapters/http_server.py,
+bounded against slow and stalled clients (no thread until a request head has arrived, one
+deadline for head and body, slots kept for GET and HEAD: /healthz and scrapes are answered
+while slow clients wait).
+
+/metrics is OpenMetrics or the classic text format as the scraper's Accept header asks
+(prometheus_client's negotiation), gzipped when its Accept-Encoding allows gzip (with a
+q-value above 0); /metrics and /healthz take GET and HEAD (a HEAD gets no body), anything
+else is a 405 with an Allow header. /alerts takes a bearer token when one is configured
+(compared in constant time), answers a body it cannot read with 400 (413 when too large)
+and logs every value it was sent escaped, one line per alert.
 """
 
 from __future__ import annotations
@@ -18,18 +21,29 @@ import gzip
 import hmac
 import json
 import logging
+import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler
 
-from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, gzip_accepted
+from prometheus_client.exposition import choose_encoder
 
+from collector.adapters.files import MAX_SECRET_BYTES, ReadFailure, read_bounded
+from collector.adapters.http_server import (
+    DEADLINE_KEY,
+    MAX_CONNECTIONS,
+    MAX_PENDING,
+    READ_METHODS,
+    TIMEOUT_S,
+    BoundedWSGIServer,
+    Handler,
+    Throttle,
+    clean,
+)
 from collector.domain.errors import ConfigError, ConfigProblem
 
 log = logging.getLogger("collector.alerts")
@@ -38,8 +52,6 @@ _server_log = logging.getLogger("collector.http")
 HealthCheck = Callable[[], tuple[bool, str]]
 StartResponse = Callable[..., Any]
 MAX_ALERT_BODY = 1 << 20  # Alertmanager's max_alerts: 50 stays far below
-MAX_CONNECTIONS = 32
-TIMEOUT_S = 10.0
 ALERTS_TOKEN_FILE_ENV = "COLLECTOR_ALERTS_TOKEN_FILE"  # noqa: S105 - a variable name, not a token
 _LOGGED_CHARS = 300
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
@@ -56,23 +68,15 @@ class HttpError(Exception):
         self.headers = headers or []
 
 
-def clean(value: object, limit: int = _LOGGED_CHARS) -> str:
-    """`value` as one safe log field: control characters, line and paragraph separators
-    escaped (no forged log lines, no terminal escapes), at most `limit` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit + 1])
-    return out[:limit] + "…" if len(out) > limit else out
-
-
 def read_token(path: str | os.PathLike[str]) -> bytes:
     """The bearer token /alerts requires: the file's content, stripped of surrounding
     whitespace. A missing, unreadable or empty file is a configuration error."""
     where = Path(path)
     try:
-        token = where.read_bytes().strip()
-    except OSError as exc:
+        token = read_bounded(where, MAX_SECRET_BYTES).strip()  # /dev/zero stops at the bound
+    except ReadFailure as failure:
         raise ConfigError([ConfigProblem(str(where), None, ALERTS_TOKEN_FILE_ENV,
-                                         f"cannot read the alerts token: {exc.strerror}")]
+                                         f"cannot read the alerts token: {failure.reason}")]
                           ) from None
     if not token:
         raise ConfigError([ConfigProblem(str(where), None, ALERTS_TOKEN_FILE_ENV,
@@ -86,66 +90,10 @@ def token_from_environment(environ: dict[str, str] | None = None) -> bytes | Non
     return read_token(path) if path else None
 
 
-class _Handler(WSGIRequestHandler):
-    """Quiet (scrapes every few seconds would flood the log), with a socket timeout on
-    every read and write (StreamRequestHandler applies `timeout` in setup())."""
-
-    timeout = TIMEOUT_S
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Nothing per request."""
-
-
-class BoundedWSGIServer(ThreadingWSGIServer):
-    """prometheus_client's thread-per-request WSGI server, at most `max_connections`
-    requests at once: a connection past that is answered 503 and closed, so stalled
-    clients can never pile up threads."""
-
-    max_connections = MAX_CONNECTIONS
-    allow_reuse_address = True
-    request_queue_size = 128  # the listen backlog: past the bound, refused fast, not dropped
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-        self.refused = 0
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.refused += 1
-            self._refuse(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-    def _refuse(self, request: socket.socket) -> None:
-        try:
-            request.settimeout(1.0)
-            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-                            b"Connection: close\r\nContent-Length: 21\r\nRetry-After: 1\r\n"
-                            b"\r\ntoo many connections\n")
-        except OSError:
-            pass
-        finally:
-            self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002 - socketserver's signature
-        """No traceback on stderr: a client that went away is not our error."""
-        _server_log.debug("request from %s failed", clean(client_address), exc_info=True)
-
-
 def _read_body(environ: dict[str, Any], limit: int, timeout_s: float) -> bytes:
-    """The request body: Content-Length bytes, no more than `limit`, all within
-    `timeout_s` (a client sending a byte at a time cannot hold a thread for longer)."""
+    """The request body: Content-Length bytes, no more than `limit`, all before the
+    request's deadline (DEADLINE_KEY; else within `timeout_s`): a client sending a byte at
+    a time cannot hold a thread for longer."""
     raw = environ.get("CONTENT_LENGTH") or ""
     try:
         length = int(raw)
@@ -157,7 +105,7 @@ def _read_body(environ: dict[str, Any], limit: int, timeout_s: float) -> bytes:
         raise HttpError("413 Content Too Large", f"body over {limit} bytes")
     stream = environ["wsgi.input"]
     read = getattr(stream, "read1", stream.read)  # read1: what has arrived, not all `left`
-    deadline = time.monotonic() + timeout_s
+    deadline = environ.get(DEADLINE_KEY) or time.monotonic() + timeout_s
     chunks: list[bytes] = []
     left = length
     while left > 0:
@@ -165,7 +113,7 @@ def _read_body(environ: dict[str, Any], limit: int, timeout_s: float) -> bytes:
             raise HttpError("408 Request Timeout", "body not received in time")
         try:
             chunk = read(min(left, 65536))
-        except OSError:  # socket timeout, reset
+        except OSError:  # socket timeout, the deadline, reset
             raise HttpError("408 Request Timeout", "body not received in time") from None
         if not chunk:
             raise HttpError("400 Bad Request", "body shorter than its Content-Length")
@@ -212,24 +160,6 @@ def _authorised(environ: dict[str, Any], token: bytes | None) -> bool:
         offered.strip().encode("latin-1", "replace"), token)
 
 
-class _Throttle:
-    """True at most once per `interval_s`: a log line for refused requests that a client
-    retrying in a loop cannot turn into a flood."""
-
-    def __init__(self, interval_s: float = 60.0) -> None:
-        self.interval_s = interval_s
-        self._last = -float("inf")
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self.interval_s:
-                return False
-            self._last = now
-            return True
-
-
 def _negotiate(accept: str) -> tuple[str, str]:
     """(the Accept header to render for, its Content-Type) by prometheus_client's
     choose_encoder. An OpenMetrics version that is not a number makes it raise: such a
@@ -243,19 +173,44 @@ def _negotiate(accept: str) -> tuple[str, str]:
 Render = Callable[[str], bytes]
 
 
+def gzip_wanted(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip: `gzip` (or `x-gzip`) listed with a
+    q-value above 0 (RFC 9110 12.5.3: q=0 means "not acceptable"). prometheus_client's
+    gzip_accepted ignores q-values, so it would gzip for `gzip;q=0`; a q-value that is not
+    a number counts as 0, and `*` is not taken as gzip (identity is always acceptable)."""
+    for item in accept_encoding.split(","):
+        coding, *parameters = item.split(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if math.isfinite(quality) and quality > 0:
+            return True
+    return False
+
+
 def make_app(render: Render, health: HealthCheck, *,
              alerts_token: bytes | None = None, max_body: int = MAX_ALERT_BODY,
              timeout_s: float = TIMEOUT_S) -> Callable[..., Iterable[bytes]]:
-    refusal_logged = _Throttle()
+    refusal_logged = Throttle()
 
     def route(environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
+        if path in ("/metrics", "/healthz") and method not in READ_METHODS:
+            raise HttpError("405 Method Not Allowed", "GET or HEAD only",
+                            [("Allow", ", ".join(READ_METHODS))])
         if path == "/metrics":
             accept, content_type = _negotiate(str(environ.get("HTTP_ACCEPT", "")))
             body = render(accept)
             headers = [("Content-Type", content_type)]
-            if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            if gzip_wanted(str(environ.get("HTTP_ACCEPT_ENCODING", ""))):
                 body = gzip.compress(body, compresslevel=6)
                 headers.append(("Content-Encoding", "gzip"))
             return "200 OK", headers, body
@@ -296,7 +251,8 @@ def make_app(render: Render, health: HealthCheck, *,
                               clean(str(exc)))
             status, headers, body = "500 Internal Server Error", _TEXT, b"internal error\n"
         start_response(status, [*headers, ("Content-Length", str(len(body)))])
-        return [body]
+        # A HEAD gets the headers a GET would, Content-Length included, and no body.
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     return app
 
@@ -322,14 +278,17 @@ class MetricsServer:
 def serve_metrics(render: Render, health: HealthCheck, *,
                   host: str = "127.0.0.1", port: int = 9464,
                   alerts_token: bytes | None = None,
-                  max_connections: int = MAX_CONNECTIONS, timeout_s: float = TIMEOUT_S,
-                  max_body: int = MAX_ALERT_BODY) -> MetricsServer:
+                  max_connections: int = MAX_CONNECTIONS, max_pending: int = MAX_PENDING,
+                  timeout_s: float = TIMEOUT_S, max_body: int = MAX_ALERT_BODY) -> MetricsServer:
     """Serve `render(accept)` (the exposition in the format choose_encoder picks for that
     Accept header, e.g. Exposition.render) at /metrics, `health()` at /healthz and the
-    alert receiver at /alerts (requiring `alerts_token` as a bearer token when given)."""
+    alert receiver at /alerts (requiring `alerts_token` as a bearer token when given).
+    Every request, head and body, must arrive within `timeout_s` of its connection."""
     server_class: type[BoundedWSGIServer] = type(
-        "Server", (BoundedWSGIServer,), {"max_connections": max_connections})
-    handler_class: type[_Handler] = type("Handler", (_Handler,), {"timeout": timeout_s})
+        "Server", (BoundedWSGIServer,), {"max_connections": max_connections,
+                                         "max_pending": max_pending,
+                                         "request_timeout_s": timeout_s})
+    handler_class: type[Handler] = type("Handler", (Handler,), {"timeout": timeout_s})
     server = server_class((host, port), handler_class)  # what wsgiref's make_server does
     server.set_app(make_app(render, health, alerts_token=alerts_token, max_body=max_body,
                             timeout_s=timeout_s))

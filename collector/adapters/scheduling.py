@@ -33,7 +33,10 @@ def next_fire_times(config: Config, count: int = 3,
         previous = None
         current = start
         while len(times) < count:
-            fire = trigger.get_next_fire_time(previous, current)
+            try:
+                fire = trigger.get_next_fire_time(previous, current)
+            except (OverflowError, ValueError):  # past the year 9999: no more run times
+                break
             if fire is None:
                 break
             times.append(fire)

@@ -5,8 +5,9 @@ worker thread, so benchmarks never overlap (on any device), a suite whose time c
 another runs waits its turn, and a suite already waiting is not queued twice (coalesced).
 Misfires after downtime are coalesced into one run within `misfire_grace_s`.
 
-On SIGTERM/SIGINT: no new runs start; the running benchmark gets `grace_s` to finish, then
-its worker is killed and recorded as aborted; the run is stored whole, in one transaction,
+On SIGTERM, SIGINT or SIGHUP (a hangup is a stop, not a reload: a config change takes a
+restart): no new runs start; the running benchmark gets `grace_s` to finish, then its
+worker is killed and recorded as aborted; the run is stored whole, in one transaction,
 with status `aborted`. The stop never waits on the database: a thread stuck in a call to a
 PostgreSQL that stopped answering is left behind (every run is in the local store first).
 
@@ -187,19 +188,21 @@ class Service:
             log.warning("POST /alerts takes notifications from anyone who can reach %s: set "
                         "%s to a file holding a bearer token", self.config.serve.host,
                         ALERTS_TOKEN_FILE_ENV)
-        log.info("serving /metrics on http://%s:%d", *self._http.address)
+        host, port = self._http.address
+        log.info("serving /metrics on http://%s:%d", f"[{host}]" if ":" in host else host, port)
 
     @property
     def address(self) -> tuple[str, int]:
         assert self._http is not None
         return self._http.address
 
-    def request_stop(self) -> None:
-        """Stop scheduling; give the running benchmark grace_s, then kill it."""
+    def request_stop(self, reason: str | None = None) -> None:
+        """Stop scheduling; give the running benchmark grace_s, then kill it. `reason` (the
+        signal's name) goes in the log line."""
         if self.stop_event.is_set():
             return
-        log.info("stopping: no new runs; %.0f s grace for the running benchmark",
-                 self.config.serve.grace_s)
+        log.info("stopping%s: no new runs; %.0f s grace for the running benchmark",
+                 f" on {reason}" if reason else "", self.config.serve.grace_s)
         self.stop_event.set()
         self._scheduler.pause()
         threading.Thread(target=self._finish, name="collector-stop", daemon=True).start()

@@ -81,10 +81,11 @@ def test_stalled_connections_are_bounded_and_time_out(server: MetricsServer) -> 
         stalled.append(sock)
     time.sleep(0.3)
     assert threading.active_count() - before <= 8 + 1  # max_connections, plus slack
-    # Past the bound, a connection is refused at once with a 503, never queued.
+    # Half-sent heads hold no request thread: past 8 of them a probe is still answered
+    # (issue 23, point 5; tests/integration/test_http_abuse.py holds the attack itself).
     extra = socket.create_connection((host, port), timeout=5)
     extra.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
-    assert extra.recv(200).startswith(b"HTTP/1.0 503")
+    assert extra.recv(200).startswith(b"HTTP/1.0 200")
     extra.close()
     # The server's socket timeout (1 s) closes the stalled ones; then it serves again.
     started = time.monotonic()
