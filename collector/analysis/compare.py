@@ -249,6 +249,17 @@ def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return percentile(ratios, 2.5), percentile(ratios, 97.5)
 
 
+def interval_ends(ratio: float, half: float) -> tuple[float, float]:
+    """ratio * e^-half and ratio * e^half (half: a half-width on the log scale), finite
+    however wide: far apart values give a width past what a float holds (e^860 for two
+    runs 1e-17 and 1e17 against one), and then the ends are clamped to the largest and
+    smallest floats, on the same side of 1 as the true ends (so the verdict is exact)."""
+    center = math.log(ratio)
+    if abs(center) + half < 700:
+        return ratio * math.exp(-half), ratio * math.exp(half)
+    return math.exp(max(center - half, -745.0)), math.exp(min(center + half, 709.0))
+
+
 def geometric_mean(values: Sequence[float]) -> float:
     """The geometric mean; one value (or equal ones) exactly itself, not exp(log(v))."""
     if len(set(values)) == 1:
@@ -296,8 +307,7 @@ def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkRe
         half, method = _one_run_interval(a, b, samples, run_noise)
         n_a, n_b = len(a), len(b)
     ratio = value_b / value_a
-    lo = None if math.isnan(half) else ratio * math.exp(-half)
-    hi = None if math.isnan(half) else ratio * math.exp(half)
+    lo, hi = (None, None) if math.isnan(half) else interval_ends(ratio, half)
     bound = threshold_for(metric, threshold)
     return Row(workload_label(result), workload_key(result), metric, value_a, value_b,
                ratio, lo, hi, n_a, n_b, method, bound, judge(metric, ratio, lo, hi, bound),
@@ -344,7 +354,7 @@ def against_history(result: BenchmarkResult, metric: str, previous: Sequence[flo
     scale = 1.4826 * percentile(sorted(abs(v - center) for v in logs), 50)
     sigma = max(noise if noise is not None else scale, settings.noise_floor)
     half = settings.z_threshold * sigma * math.sqrt(1 + 1 / len(previous))
-    lo, hi = ratio * math.exp(-half), ratio * math.exp(half)
+    lo, hi = interval_ends(ratio, half)
     return row(lo, hi, "history", judge(metric, ratio, lo, hi, bound))
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,8 +39,20 @@ def output_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = FO
 
 
 def host(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="host name recorded in results (default: this "
-                                       "machine's)")
+    parser.add_argument("--host", type=_host_name,
+                        help="host name recorded in results (default: this machine's; at "
+                             "most 200 characters)")
+
+
+def _host_name(value: str) -> str:
+    """--host, bounded like the config's names: it is part of every series' identity and
+    an indexed column of the history database."""
+    from collector.adapters.config.bounds import MAX_NAME_CHARS, identifier_problem
+
+    problem = identifier_problem(value, MAX_NAME_CHARS)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def isolation(parser: argparse.ArgumentParser) -> None:
@@ -48,16 +62,61 @@ def isolation(parser: argparse.ArgumentParser) -> None:
 
 
 def fail_on_regression(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--fail-on-regression", nargs="?", type=float, const=0.0,
+    parser.add_argument("--fail-on-regression", nargs="?", type=non_negative, const=0.0,
                         default=None, metavar="F",
                         help=f"exit {Exit.REGRESSION.value} when {what} (by at least F, e.g. "
                              "0.05, when given)")
 
 
 def threshold(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=float, metavar="F",
+    parser.add_argument("--threshold", type=non_negative, metavar="F",
                         help="smallest relative change that counts (default: the detector's "
                              "minimum effect of each metric)")
+
+
+# Numbers on the command line are finite: `nan` compares false with everything, so a gate
+# or a threshold given as nan would never fire (and inf would never be passed), silently.
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """An option's number, finite and at least 0 (argparse reports anything else)."""
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, got {text!r}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An option's number, finite and above 0."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def integer_between(low: int, high: int) -> Callable[[str], int]:
+    """An option's integer in [low, high]: `schedule --count 100000000` would ask for run
+    times past the year 9999, a port above 65535 does not exist."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low:,} to "
+                                             f"{high:,}, got {text!r}")
+        return value
+
+    return parse
 
 
 def checked_threshold(value: float | None) -> float | None:
@@ -110,7 +169,7 @@ def measuring(parser: argparse.ArgumentParser) -> None:
                         help="rounds of A and B, each the benchmark's own repetitions in "
                              f"fresh processes (default {DEFAULT_ROUNDS}; at least 2 for an "
                              "interval over runs)")
-    parser.add_argument("--budget", type=float, metavar="SECONDS",
+    parser.add_argument("--budget", type=positive, metavar="SECONDS",
                         help="stop after the round that a further round would take past "
                              "this (builds included; never before 2 rounds)")
     parser.add_argument("--metric", help="the metric the verdict and summary use (default: "

@@ -13,6 +13,13 @@ from collector.domain.catalogue import Direction
 from collector.domain.detection import DetectorSettings
 from collector.domain.stats import mann_whitney_p
 
+# What a measurement can be, in a series file or a results file: no catalogued metric is
+# nonzero below 1e-18 or above 1e18 (an attosecond, an exabyte, 10^18 instructions). Within
+# it every ratio of two values and every effect the detector computes on their logs stays
+# finite (values of 1e-308 and 1e308 overflowed it).
+MEASURED_MIN = 1e-18
+MEASURED_MAX = 1e18
+
 
 @dataclass(frozen=True)
 class InputPoint:

@@ -14,6 +14,8 @@ back: one place for the formats (docs/results-format.md), each named by its `for
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
@@ -23,8 +25,8 @@ from collector.analysis.bisect import MultiBisect
 from collector.analysis.compare import Comparison, Pivot
 from collector.analysis.reading import read
 from collector.analysis.summary import summary
-from collector.detect.offline import InputPoint
-from collector.domain.catalogue import headline
+from collector.detect.offline import MEASURED_MAX, MEASURED_MIN, InputPoint
+from collector.domain.catalogue import SAMPLE_MEDIANS, headline
 from collector.domain.detection import DetectorSettings
 from collector.domain.errors import InputError
 from collector.domain.history import Regression, ResultsOfRun, StoredRun
@@ -85,10 +87,7 @@ def _measured(raw: Any) -> Any:
 def parse_results(text: str, source: str) -> list[ResultsOfRun]:
     """Every scheduled run of a results document's text, with its results; InputError
     naming `source` (and the line or run) otherwise."""
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source}:{exc.lineno}: not JSON: {exc.msg}") from None
+    document = _strict_json(text, source)
     if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT:
         raise InputError(f"{source}: not a collector results document (format "
                          f"{RESULTS_FORMAT!r}; write one with `run-once --output`)")
@@ -97,6 +96,8 @@ def parse_results(text: str, source: str) -> list[ResultsOfRun]:
                          f"{document.get('format_version')!r}, this collector reads "
                          f"{RESULTS_FORMAT_VERSION}")
     runs: list[ResultsOfRun] = []
+    if not isinstance(document.get("runs") or [], list):
+        raise InputError(f"{source}: runs: expected a list of runs")
     for index, raw in enumerate(document.get("runs") or []):
         try:
             run = RunResult.model_validate(_measured(raw))
@@ -104,10 +105,73 @@ def parse_results(text: str, source: str) -> list[ResultsOfRun]:
             first = str(exc).splitlines()
             raise InputError(f"{source}: runs[{index}] is not a valid run: "
                              f"{' '.join(first[:3])}") from None
+        _check_values(run, f"{source}: runs[{index}]")
         if run.purpose == "scheduled":
             runs.append(ResultsOfRun(run.run_id, run.suite, run.host, run.started_at,
                                      run.results))
     return runs
+
+
+class _NotAJsonNumber(ValueError):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _constant(literal: str) -> float:
+    raise _NotAJsonNumber(literal)  # NaN, Infinity, -Infinity: Python's, not JSON's
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999
+        raise _NotAJsonNumber(literal)
+    return value
+
+
+def _strict_json(text: str, source: str) -> Any:
+    """Standard JSON: NaN, Infinity and numbers beyond a double are refused (json.loads
+    takes them, and a comparison would then write them back as bare NaN, which no JSON
+    reader takes); InputError naming the line."""
+    try:
+        return json.loads(text, parse_constant=_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source}:{exc.lineno}: not JSON: {exc.msg}") from None
+    except _NotAJsonNumber as exc:
+        at = re.search(rf"(?<![\w.]){re.escape(exc.literal)}(?![\w.])", text)
+        line = text.count("\n", 0, at.start()) + 1 if at else 1
+        raise InputError(f"{source}:{line}: {exc.literal[:40]} is not a number JSON has (a "
+                         "measurement is a finite number)") from None
+    except (ValueError, RecursionError) as exc:  # an integer of 5,000 digits; deep nesting
+        raise InputError(f"{source}: not JSON: {str(exc)[:100]}") from None
+
+
+def _value_problem(value: float) -> str | None:
+    """No catalogued metric is negative, none is beyond MEASURED_MIN..MAX unless 0."""
+    if not math.isfinite(value) or value < 0:
+        return "a measurement is a finite number of 0 or more"
+    if value != 0 and not MEASURED_MIN <= value <= MEASURED_MAX:
+        return (f"outside what any metric measures (0, or {MEASURED_MIN:g} to "
+                f"{MEASURED_MAX:g})")
+    return None
+
+
+def _check_values(run: RunResult, where: str) -> None:
+    """Every metric of every result and repetition, and the timing samples compare reads,
+    is a measurement; InputError naming the run, the result, the field and the value
+    otherwise."""
+    for number, result in enumerate(run.results):
+        at = f"{where}.results[{number}]"
+        fields: list[tuple[str, float]] = [
+            (f"metrics.{name}", value) for name, value in result.metrics.items()]
+        fields += [(f"repetitions[{rep.index}].metrics.{name}", value)
+                   for rep in result.repetitions for name, value in rep.metrics.items()]
+        fields += [(f"samples.{name}[{i}]", value) for name in SAMPLE_MEDIANS.values()
+                   for i, value in enumerate(result.samples.get(name, ()))]
+        for field, value in fields:
+            problem = _value_problem(value)
+            if problem is not None:
+                raise InputError(f"{at}.{field}: {problem} (got {value!r})")
 
 
 # -- compare -------------------------------------------------------------------------------

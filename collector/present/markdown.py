@@ -12,16 +12,18 @@ from collector.domain.model import BenchmarkResult
 from collector.domain.series import workload_label
 from collector.present.documents import verdict_counts
 from collector.present.report_data import HEADLINE_MEANING, ReportData, latest, run_name
+from collector.present.text import visible
 
 
 def cell(value: object) -> str:
-    """A data string as a Markdown table cell shows it literally: markup and the cell's
-    separators escaped, on one line."""
-    text = " ".join(str(value).split())
+    """A data string as a Markdown table cell shows it literally: on one line, invisible
+    characters (an ANSI escape sequence's ESC) written as escapes, and markup (HTML tags,
+    entities, emphasis, links, code) and the cell's separators backslash-escaped."""
+    text = visible(" ".join(str(value).split()))
     return _MARKUP.sub(lambda m: "\\" + m.group(0), text)
 
 
-_MARKUP = re.compile(r"[\\`*_\[\]|<>~]")
+_MARKUP = re.compile(r"[\\`*_\[\]|<>~&]")
 
 
 def _versions(results: Sequence[BenchmarkResult]) -> list[str]:

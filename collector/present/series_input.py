@@ -5,6 +5,8 @@ Input, one point per run, oldest first:
   * CSV with a header: `value` (required), `time`, `samples` (numbers separated by `;` or
     spaces), `contaminated` (true/false);
   * JSON: a list of objects with the same keys, or `{"points": [...]}`.
+Times, when given, are given for every point, all ISO 8601 times (all with a UTC offset, or
+all without) or all numbers, oldest first. Values are measurements: from 1e-18 to 1e18.
 Output: a JSON document listing every change (collector.present.documents.detect_document).
 """
 
@@ -15,9 +17,10 @@ import io
 import json
 import math
 import re
+from datetime import datetime
 from typing import Any
 
-from collector.detect.offline import InputPoint
+from collector.detect.offline import MEASURED_MAX, MEASURED_MIN, InputPoint
 from collector.domain.errors import InputError
 
 _TRUE = {"1", "true", "yes", "y"}
@@ -49,10 +52,11 @@ def parse_series(text: str, path: str) -> list[InputPoint]:
     """The points of a series file's text (read by collector.adapters.files.read_text);
     InputError naming `path`, the line and the field otherwise."""
     stripped = text.lstrip()
-    points = _read_json(path, text) if stripped[:1] in ("[", "{") else _read_csv(path, text)
-    if not points:
+    read = _read_json(path, text) if stripped[:1] in ("[", "{") else _read_csv(path, text)
+    if not read:
         raise InputError(f"{path}:1: no points")
-    return points
+    _check_times(read)
+    return [point for point, _ in read]
 
 
 def _value(raw: Any, where: str, field: str) -> float:
@@ -65,6 +69,9 @@ def _value(raw: Any, where: str, field: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise InputError(f"{where}: {field}: expected a positive finite number, "
                          f"got {_short(raw)}")
+    if not MEASURED_MIN <= value <= MEASURED_MAX:
+        raise InputError(f"{where}: {field}: {_short(raw)} is outside what any measurement "
+                         f"is ({MEASURED_MIN:g} to {MEASURED_MAX:g})")
     return value
 
 
@@ -103,7 +110,59 @@ def _time(raw: Any, where: str) -> str | None:
     return str(raw)
 
 
-def _read_csv(path: str, text: str) -> list[InputPoint]:
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _instant(text: str, where: str) -> tuple[str, float | datetime]:
+    """A point's time as something to order by, and what kind of time it is."""
+    stripped = text.strip()
+    if _NUMBER.fullmatch(stripped):
+        value = float(stripped)
+        if math.isfinite(value):
+            return "a number", value
+    else:
+        try:
+            when = datetime.fromisoformat(stripped)
+        except ValueError:
+            pass
+        else:
+            return ("a time with a UTC offset" if when.utcoffset() is not None
+                    else "a time without a UTC offset"), when
+    raise InputError(f"{where}: time: expected an ISO 8601 time (2026-01-01T12:00:00Z) or a "
+                     f"number, got {_short(text)}")
+
+
+def _check_times(read: list[tuple[InputPoint, str]]) -> None:
+    """The points' times, when given, say the points go oldest first, and can say it: every
+    point has one, all of one kind (numbers; or ISO times, all with a UTC offset or all
+    without: a time without one has no order against a time with one), none before the
+    point above it. Otherwise a change would be reported from times that do not follow
+    each other (a detection before its change's start). InputError naming the line."""
+    timed = [(point.time, where) for point, where in read]
+    given = [where for time, where in timed if time is not None]
+    if not given:
+        return
+    if len(given) < len(timed):
+        missing = next(where for time, where in timed if time is None)
+        raise InputError(f"{missing}: time: missing, while other points have one (the first "
+                         f"at {given[0]}); give every point a time, or none")
+    previous: tuple[str, float | datetime, str] | None = None
+    for time, where in timed:
+        assert time is not None
+        kind, when = _instant(time, where)
+        if previous is not None:
+            before_kind, before, before_text = previous
+            if kind != before_kind:
+                raise InputError(f"{where}: time: {_short(time)} is {kind} and the point above "
+                                 f"it, {_short(before_text)}, is {before_kind}; give every "
+                                 "point's time the same way")
+            if when < before:  # type: ignore[operator]  # one kind: both numbers or times
+                raise InputError(f"{where}: time: {_short(time)} is before the point above "
+                                 f"it ({_short(before_text)}); points go oldest first")
+        previous = kind, when, time
+
+
+def _read_csv(path: str, text: str) -> list[tuple[InputPoint, str]]:
     reader = csv.DictReader(io.StringIO(text))
     points = []
     try:
@@ -112,10 +171,10 @@ def _read_csv(path: str, text: str) -> list[InputPoint]:
                              "(and optionally time, samples, contaminated)")
         for row in reader:
             where = f"{path}:{reader.line_num}"
-            points.append(InputPoint(_time(row.get("time"), where),
-                                     _value(row["value"], where, "value"),
-                                     _samples(row.get("samples"), where),
-                                     _flag(row.get("contaminated"), where)))
+            points.append((InputPoint(_time(row.get("time"), where),
+                                      _value(row["value"], where, "value"),
+                                      _samples(row.get("samples"), where),
+                                      _flag(row.get("contaminated"), where)), where))
     except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (131,072)
         # The error comes while reading a record: it starts on the line after line_num.
         raise InputError(f"{path}:{reader.line_num + 1}: invalid CSV: {exc}") from None
@@ -173,7 +232,7 @@ def _item_lines(text: str, data: Any) -> list[int]:
     return lines
 
 
-def _read_json(path: str, text: str) -> list[InputPoint]:
+def _read_json(path: str, text: str) -> list[tuple[InputPoint, str]]:
     _check_depth(path, text)
     try:
         data = _DECODER.decode(text)
@@ -192,8 +251,8 @@ def _read_json(path: str, text: str) -> list[InputPoint]:
             raise InputError(f"{where}: expected an object with a `value`")
         if "value" not in item:
             raise InputError(f"{where}: value: missing")
-        points.append(InputPoint(_time(item.get("time"), where),
-                                 _value(item["value"], where, "value"),
-                                 _samples(item.get("samples"), where),
-                                 _flag(item.get("contaminated"), where)))
+        points.append((InputPoint(_time(item.get("time"), where),
+                                  _value(item["value"], where, "value"),
+                                  _samples(item.get("samples"), where),
+                                  _flag(item.get("contaminated"), where)), where))
     return points

@@ -18,6 +18,7 @@ from collector.domain import catalogue
 from collector.domain.catalogue import BUSY_CPU_FRACTION
 from collector.domain.model import BenchmarkResult, RunResult
 from collector.domain.series import workload_label
+from collector.present.text import visible
 
 
 def headline_text(result: BenchmarkResult) -> str:
@@ -96,7 +97,7 @@ def results_table(runs: list[RunResult],
     table.add_column("quality")
     for run, result in results:
         first = [run.suite] if len(suites) > 1 else []
-        label = escape(workload_label(result))
+        label = _shown(workload_label(result))
         quality = _quality_cell(result, busy_fraction)
         if result.status != "ok":
             blanks = (len(catalogue.columns()) + 4) if wide else 2 + len(catalogue.TABLE_COMPACT)
@@ -153,9 +154,10 @@ def _rows_table(title: str, headers: tuple[str, ...], rows: list[Row],
     table.add_column("quality")
     table.add_column("verdict")
     for row in rows:
-        table.add_row(escape(row.workload), row.metric, row.text(row.a), row.text(row.b),
+        table.add_row(_shown(row.workload), catalogue.METRICS[row.metric].title,
+                      row.text(row.a), row.text(row.b),
                       f"{row.ratio:.3f}x", row.interval_text, counts(row),
-                      escape(quality(row)), f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
+                      _shown(quality(row)), f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
     return table
 
 
@@ -167,7 +169,7 @@ def _sides_quality(row: Row) -> str:
 
 def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
     """`collector compare` on the terminal: one row per workload and metric."""
-    table = _rows_table(f"A = {escape(names[0])}   B = {escape(names[1])}",
+    table = _rows_table(f"A = {_shown(names[0])}   B = {_shown(names[1])}",
                         ("workload", "A", "B", "B/A", "95% CI", "n A/B"), result.rows,
                         lambda row: f"{row.n_a}/{row.n_b}", _sides_quality)
     notes = ["A, B: each side's value (its run's, or its runs' geometric mean); B/A is their "
@@ -179,7 +181,7 @@ def comparison_table(result: Comparison, names: tuple[str, str]) -> Table:
              "inside the interval or below the metric's threshold is same."]
     for side, missing in (("A", result.only_a), ("B", result.only_b)):
         if missing:
-            notes.append(f"only in {side}: " + ", ".join(missing))
+            notes.append(f"only in {side}: " + _shown(", ".join(missing)))
     table.caption = " ".join(notes)
     return table
 
@@ -200,7 +202,7 @@ def previous_table(rows: list[Row]) -> list[Table | str]:
                    "from (about a day at an hourly schedule).")
     if busy:
         out.append(f"Against the previous runs: {len(busy)} result(s) not judged, measured on "
-                   "a busy host: " + escape(", ".join(
+                   "a busy host: " + _shown(", ".join(
                        f"{row.workload} ({row.quality_b})" for row in busy)) + ".")
     if not judged:
         return out
@@ -213,7 +215,7 @@ def previous_table(rows: list[Row]) -> list[Table | str]:
         table.add_column(header, justify="right")
     table.add_column("verdict")
     for row in judged:
-        table.add_row(escape(row.workload), *([row.metric] if metrics else []),
+        table.add_row(_shown(row.workload), *([row.metric] if metrics else []),
                       row.text(row.a), row.text(row.b), f"{row.ratio:.3f}x",
                       row.interval_text, str(row.n_a),
                       f"[{_VERDICT_COLOUR[row.verdict]}]{row.word}[/]")
@@ -228,17 +230,24 @@ def previous_table(rows: list[Row]) -> list[Table | str]:
 
 def pivot_table(table: Pivot) -> Table:
     """`collector compare --pivot`: one side's metric by two dimensions."""
-    title = table.metric + (f"  ({table.group})" if table.group else "")
+    # Rows, columns and the group are data (benchmark names, model ids, hosts from a results
+    # file): shown as they are, never as rich markup or terminal escape sequences.
+    title = _shown(table.metric + (f"  ({table.group})" if table.group else ""))
     out = Table(title=title, title_justify="left")
     out.add_column("")
     for column in table.columns:
-        out.add_column(column, justify="right")
+        out.add_column(_shown(column), justify="right")
     for row in table.rows:
-        out.add_row(row, *(f"[bold green]{text}[/]" if (row, column) in table.best else text
-                           for column in table.columns
-                           for text in [escape(table.cell_text(row, column))]))
+        out.add_row(_shown(row), *(f"[bold green]{text}[/]" if (row, column) in table.best
+                                   else text for column in table.columns
+                                   for text in [_shown(table.cell_text(row, column))]))
     out.caption = "* = the best of its column (median over the results in the cell)"
     return out
+
+
+def _shown(text: str) -> str:
+    """Data in a rich table: as it is (no markup, no terminal escape sequences)."""
+    return escape(visible(text))
 
 
 def console() -> Console:

@@ -3,6 +3,7 @@ line, its confirmation verdict and its A/B."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from collector.domain.history import Regression
@@ -35,3 +36,18 @@ def detection_line(record: Regression) -> str:
     why = f" ({record.attribution})" if record.attribution else ""
     return (f"{record.kind} {record.status}: {record.metric} {record.relative_change:+.1%} on "
             f"series {record.series_id}{why}{confirmation_text(record)}")
+
+
+# Characters that are not shown as themselves: C0 and C1 controls (an ANSI escape sequence
+# starts with ESC, \x1b, and can recolour, move the cursor or retitle a terminal), line and
+# paragraph separators, zero-width and bidirectional controls (they hide or reorder what is
+# shown around them), and lone surrogates (no terminal or page can encode them).
+_INVISIBLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+
+
+def visible(text: str) -> str:
+    """Data (a host name, a model id, a failure message read from a results file) as text a
+    terminal or a page shows as it is: each invisible character written as its escape
+    (`\\x1b`, `\\u202e`)."""
+    return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -164,7 +164,7 @@ def test_outputs_are_compared_with_the_series_previous_run(tmp_path: Path) -> No
 def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> None:
     """Two run-once outputs (B with 5 ms of injected delay per forward) compared without a
     database: slower by a confident margin, exit 5 under --fail-on-regression, Markdown for
-    a PR comment and JSON for tools; a file compared with itself is the same."""
+    a PR comment and JSON for tools; a file compared with itself is refused."""
     entry = benchmark_yaml("bert", measurement={**FAST_MEASUREMENT, "repetitions": 3})
     slow = {**entry, "model": {**entry["model"], "delay_ms": 5}}
     files = []
@@ -188,10 +188,11 @@ def test_compare_two_results_files_gates_ci_on_a_slowdown(tmp_path: Path) -> Non
     [latency] = [r for r in doc["rows"] if r["metric"] == "latency_p50_seconds"]
     assert latency["verdict"] == "worse" and latency["method"] == "repetitions"
     assert latency["ci95"][0] > 1.5 and (latency["n_a"], latency["n_b"]) == (3, 3)
-    # Above the gate's threshold it passes; the same file against itself is the same.
+    # Above the gate's threshold it passes; a run against itself is refused (it says
+    # nothing, and would pass any gate).
     assert collector("compare", *files, "--fail-on-regression", "100").returncode == 0
     itself = collector("compare", files[0], files[0], "--fail-on-regression")
-    assert itself.returncode == 0 and "slower" not in itself.stdout
+    assert itself.returncode == 2 and "is on both sides" in itself.stderr, itself.stderr
     # One side laid out by two dimensions, the best of each column marked.
     laid = collector("compare", "--pivot", "benchmark:batch_size", files[0], "--format", "markdown")
     assert laid.returncode == 0, laid.stderr

@@ -93,8 +93,8 @@ def store_rows(query: str) -> list[tuple[Any, ...]]:
 def test_schedule_lists_next_run_times(tmp_path: Path) -> None:
     config = write(tmp_path / "c.yml", {
         "hourly": {"schedule": {"cron": "0 * * * *"}, "benchmarks": [bench("a")]},
-        "often": {"schedule": {"interval_s": 90}, "benchmarks": [bench("b")]},
-        "manual": {"benchmarks": [bench("c")]}})
+        "often": {"schedule": {"interval_s": 90}, "benchmarks": [bench("b", sequence_length=16)]},
+        "manual": {"benchmarks": [bench("c", sequence_length=32)]}})
     proc = subprocess.run([sys.executable, "-m", "collector", "schedule", "--config",
                            str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           check=False)
@@ -202,7 +202,9 @@ def test_sigterm_mid_run_records_an_aborted_run_and_restart_restores_gauges(
 def test_two_suites_due_at_once_never_overlap(tmp_path: Path, serving: list[Serve]) -> None:
     config = write(tmp_path / "c.yml", {
         "a": {"schedule": {"interval_s": 2}, "benchmarks": [bench("a1"), bench("a2", "vit")]},
-        "b": {"schedule": {"interval_s": 2}, "benchmarks": [bench("b1"), bench("b2", "vit")]}})
+        # Another workload each (a workload is one series, whatever the suite).
+        "b": {"schedule": {"interval_s": 2}, "benchmarks": [bench("b1", sequence_length=16),
+                                                             bench("b2", "vit", batch_size=2)]}})
     serve = Serve(config, "--run-at-start")
     serving.append(serve)
     deadline = time.monotonic() + 120

@@ -150,7 +150,7 @@ def test_every_accepted_config_starts_and_stops_serve(
 ])
 def test_the_extreme_accepted_settings_start_and_stop_serve(
         tmp_path: Path, schedule: dict[str, Any]) -> None:
-    body = document([schedule], {"grace_s": DAY_S, "misfire_grace_s": YEAR_S,
+    body = document([schedule], {"grace_s": DAY_S, "misfire_grace_s": int(YEAR_S),
                                  "outbox_retry_s": DAY_S}, DAY_S)
     config = accepted(tmp_path, body)
     assert config is not None

@@ -134,7 +134,7 @@ MALFORMED = [
      [(9, "detection.min_effect", "unknown metric(s) latency_p55_seconds")]),
     ("wrong type", BENCH + "        batch_size: four\n",
      [(8, "suites.s.benchmarks[0].batch_size",
-       "unable to parse string as an integer (got 'four')")]),
+       "valid integer (got 'four')")]),
     ("bad enum", BENCH + "        dtype: float64\n",
      [(8, "suites.s.benchmarks[0].dtype",
        "Input should be 'float32', 'float16' or 'bfloat16' (got 'float64')")]),

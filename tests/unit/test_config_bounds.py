@@ -53,7 +53,7 @@ REFUSED = [
     ("jitter on a cron schedule", scheduled("{cron: '0 * * * *', jitter_s: 5}"), 4,
      "suites.s.schedule", "jitter_s applies to interval_s only"),
     ("fractional misfire grace", scheduled("{interval_s: 60}", "{misfire_grace_s: 0.5}"), 1,
-     "serve.misfire_grace_s", "fractional part (got 0.5)"),
+     "serve.misfire_grace_s", "valid integer (got 0.5)"),
     ("infinite grace", scheduled("{interval_s: 60}", "{grace_s: .inf}"), 1, "serve.grace_s",
      "less than or equal to 86400 (got inf)"),
     ("infinite outbox retry", scheduled("{interval_s: 60}", "{outbox_retry_s: .inf}"), 1,

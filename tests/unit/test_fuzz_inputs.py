@@ -1,8 +1,12 @@
-"""Fuzz `collector check-config` (and the schedule serve would build) and `collector detect
---input`: 2,200 inputs (mutated valid documents, documents built from the schema's
-own vocabulary with edge values, random text), each either accepted or refused with exit 2
-and one line per problem, never a traceback, each within a time bound, each within a
-memory bound.
+"""Fuzz `collector check-config` (and the schedule serve would build), `collector detect
+--input` and the results files `compare`, `report` and `compare --pivot` read: 2,800 inputs
+(mutated valid documents, documents built from the schema's own vocabulary with edge
+values, random text; since issue 23 also identifier lengths, NaN, infinite and subnormal
+values, strict types, model classes, workloads in two suites, repeated runs, HTML, ANSI and
+markup in every string field, times of a series), each either accepted (and then holding
+what it says: no bare NaN in JSON, no markup or escape sequence from data in what is shown)
+or refused with exit 2 and one line per problem, never a traceback, each within a time
+bound, each within a memory bound.
 
 Most inputs go to what the CLI runs for the command (load_config; read_text, parse_series,
 detect_series and detect_document):
@@ -16,8 +20,11 @@ keeps no example database: CI runs the same inputs every time."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import itertools
 import json
+import math
 import re
 import resource
 import signal
@@ -28,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -449,3 +457,282 @@ def test_spot_checks_through_a_real_process_with_bounded_memory(tmp_path: Path) 
         assert "Traceback" not in done.stderr, done.stderr
         problems = done.stderr.splitlines()
         assert problems and all(str(path) in line for line in problems[-1:]), done.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Round 2 (issue 23): identifier lengths, NaN/inf/subnormal values, strict types, model
+# classes, duplicate workloads and runs, HTML/ANSI in every string field, times of a series
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", "\x1b[2J\x1b[31mred",
+           "\x1b]0;title\x07", "[bold red]markup[/]", "&lt;b&gt;", "|a|b|", "`code`",
+           "**x** _y_", "\u202egnp.exe", "a\u200bb", "\x85", "\u2028", "line\nbreak", "é", ""]
+HOSTILE_TEXT = st.one_of(st.sampled_from(HOSTILE), st.builds(
+    lambda a, b: a + b, st.text(max_size=4), st.sampled_from(HOSTILE)))
+IDENTIFIER = st.builds(lambda n, c: c * n, st.sampled_from([1, 63, 64, 199, 200, 201, 500,
+                                                            501, 5000]),
+                       st.sampled_from(["a", "B", "9", "-", "_", ".", "é", "\x1b"]))
+EXTREME = st.sampled_from([math.nan, math.inf, -math.inf, 5e-324, 2.2e-308, 1e308, -0.0, 0,
+                           -1, 1e-18, 1e18, True, False, "8", "1", "nan", 8.0, 2**31, 2**63])
+MODEL_CLASSES = ["GPT2LMHeadModel", "BertModel", "BertForSequenceClassification",
+                 "WhisperForConditionalGeneration", "SpeechT5HifiGan"]
+NOT_MODEL_CLASSES = ["AutoConfig", "BertTokenizer", "Trainer", "PreTrainedModel", "BertConfig",
+                     "AutoModel", "BertPreTrainedModel", "BertLayer", "MODEL_MAPPING"]
+CONFIG_KEYS = st.sampled_from(["n_layer", "n_head", "__class__", "_private", "__init__", "a b",
+                               "1x", "hidden_size"])
+
+
+def r2_maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`value` two times in three, else an extreme: most documents still get far."""
+    return st.sampled_from(range(3)).flatmap(lambda d: value if d else EXTREME)
+
+
+R2_MODEL = st.one_of(
+    st.fixed_dictionaries(
+        {"source": st.just("synthetic"), "architecture": st.one_of(
+            st.sampled_from(MODEL_CLASSES + NOT_MODEL_CLASSES), IDENTIFIER)},
+        optional={"config": st.dictionaries(CONFIG_KEYS, st.one_of(
+            st.integers(1, 4), EXTREME, st.dictionaries(CONFIG_KEYS, st.integers(1, 4),
+                                                        max_size=2)), max_size=3),
+                  "seed": r2_maybe(st.integers(0, 9)),
+                  "trust_remote_code": r2_maybe(st.booleans())}),
+    st.fixed_dictionaries({"source": st.just("hub"), "id": st.one_of(
+        st.just("org/m"), IDENTIFIER, HOSTILE_TEXT)}, optional={
+        "revision": st.one_of(st.just("main"), IDENTIFIER, HOSTILE_TEXT)}))
+R2_BENCH = st.fixed_dictionaries(
+    {"name": st.one_of(st.sampled_from(["a", "b"]), IDENTIFIER), "model": R2_MODEL},
+    optional={"threads": st.one_of(st.integers(1, 4), st.sampled_from([1024, 1025, 3000]),
+                                   EXTREME),
+              "batch_size": r2_maybe(st.integers(1, 4)),
+              "timeout_s": r2_maybe(st.floats(1, 100)),
+              "measurement": st.fixed_dictionaries({}, optional={
+                  "repetitions": r2_maybe(st.integers(1, 3)),
+                  "max_duration_s": r2_maybe(st.floats(0.1, 5))})})
+
+
+def _r2_document(benches: list[dict[str, Any]], shared: bool, names: tuple[str, str],
+                 description: str) -> dict[str, Any]:
+    """Two suites; with `shared` both hold the same benchmarks (a workload in two suites)."""
+    first, second = names
+    return {"version": 1, "suites": {
+        first: {"benchmarks": benches, "description": description},
+        second: {"benchmarks": benches if shared else [{**b, "batch_size": 7}
+                                                       for b in benches]}}}
+
+
+R2_DOCUMENT = st.builds(_r2_document, st.lists(R2_BENCH, min_size=1, max_size=3),
+                        st.booleans(), st.tuples(st.one_of(st.just("s"), IDENTIFIER),
+                                                 st.sampled_from(["t", "u"])),
+                        HOSTILE_TEXT)
+
+
+def assert_config_accepted_right(config: Any) -> None:
+    """What an accepted config holds is what it says: integers are integers, threads are
+    bounded, a synthetic architecture is a model class, config keys are attribute names,
+    and no workload is in two places."""
+    from collector.adapters.config.bounds import MAX_THREADS
+    from collector.adapters.config.expand import transformers_architecture_known
+    from collector.domain.model import SyntheticSource
+
+    seen: set[str] = set()
+    for suite in config.suites:
+        for spec in suite.benchmarks:
+            assert type(spec.batch_size) is int and type(spec.sequence_length) is int
+            assert spec.threads is None or (type(spec.threads) is int
+                                            and 1 <= spec.threads <= MAX_THREADS)
+            if isinstance(spec.model, SyntheticSource):
+                assert transformers_architecture_known(spec.model.architecture) in (True, None)
+                assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key)
+                           for key in spec.model.config)
+                assert type(spec.model.seed) is int
+            identity = json.dumps(spec.identity(), sort_keys=True)
+            assert identity not in seen, spec.label
+            seen.add(identity)
+
+
+@fuzz(200)
+@given(R2_DOCUMENT)
+def test_round2_configs_are_refused_in_one_line_each_or_hold_what_they_say(
+        tmp_path_factory: Any, document: Any) -> None:
+    path = write(scratch(tmp_path_factory), "fuzz.yml", dump(document))
+    with memory_bound():
+        try:
+            with time_bound(PER_INPUT_S):
+                config = load_config(path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                text = str(problem)
+                assert "\n" not in text and text.isprintable(), text
+                assert text.startswith(str(path)), text
+            return
+        assert_config_accepted_right(config)
+
+
+@fuzz(60)
+@given(R2_DOCUMENT)
+def test_round2_check_config_exits_0_or_2_with_one_line_per_problem(
+        tmp_path_factory: Any, document: Any) -> None:
+    with memory_bound():
+        check_config_cli(write(scratch(tmp_path_factory), "fuzz.yml", dump(document)))
+
+
+# -- results files: compare, report and the pivot --
+
+def _results_base(latency: float) -> dict[str, Any]:
+    from collector.present.documents import results_document
+    from tests.helpers import make_run
+
+    return results_document([make_run(models=("bert", "vit"), latency=latency,
+                                      fail="vit" if latency > 0.01 else None)])
+
+
+RESULTS_BASES = (_results_base(0.01), _results_base(0.0105))
+JSON_LITERALS = ["NaN", "Infinity", "-Infinity", "1e999", "-1", "0", "5e-324", "2.2e-308",
+                 "1e-18", "1e18", "1e308", "true", '"1"', "1" + "0" * 30, "null", "[]"]
+
+
+def _leaves(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path, node
+
+
+def _set(document: Any, path: tuple[Any, ...], value: Any) -> None:
+    for part in path[:-1]:
+        document = document[part]
+    document[path[-1]] = value
+
+
+EDIT = st.tuples(st.sampled_from(["metric", "string", "append", "duplicate", "length"]),
+                 st.floats(0, 1, exclude_max=True), st.sampled_from(JSON_LITERALS),
+                 st.one_of(HOSTILE_TEXT, st.just("lone \ud800 surrogate")))
+
+
+def results_text(base: dict[str, Any], edits: list[tuple[str, float, str, str]]) -> str:
+    """`base` edited: metrics set to edge literals (NaN, infinities, subnormals, negative,
+    huge, not numbers), string fields replaced by or suffixed with HTML/ANSI/markup, long
+    identifiers, the run repeated (as the file holds it: same id)."""
+    document = copy.deepcopy(base)
+    literals: dict[str, str] = {}
+    for kind, where, literal, text in edits:
+        leaves = list(_leaves(document))
+        metrics = [p for p, _ in leaves if "metrics" in p and "reading" not in p]
+        strings = [p for p, v in leaves if isinstance(v, str)
+                   and p[-1] not in ("format", "run_id", "series_id")]
+        if kind == "metric" and metrics:
+            mark = f"@@{len(literals)}@@"
+            literals[mark] = literal
+            _set(document, metrics[int(where * len(metrics))], mark)
+        elif kind in ("string", "append") and strings:
+            path = strings[int(where * len(strings))]
+            old = dict(leaves)[path]
+            _set(document, path, text if kind == "string" else old + text)
+        elif kind == "length":
+            document["runs"][0]["host"] = "h" * int(10 ** (1 + 4 * where))
+        elif kind == "duplicate":
+            document["runs"].append(copy.deepcopy(document["runs"][0]))
+    out = json.dumps(document)
+    for mark, literal in literals.items():
+        out = out.replace(f'"{mark}"', literal)
+    return out
+
+
+def assert_results_outcome(code: int, out: str, err: str, form: str,
+                           paths: list[Path]) -> None:
+    assert "Traceback" not in err, err
+    assert code in (0, 2, 5), (code, err)
+    if code == 2:
+        lines = [line for line in err.splitlines() if not line.startswith("note: ")]
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        # A file's problem names the file; what is wrong with the comparison says so.
+        assert any(str(p) in lines[0] for p in paths) or lines[0].startswith(
+            ("error: nothing to", "error: no result has")), lines[0]
+        return
+    out.encode("utf-8")  # printable on any terminal: no lone surrogates
+    for invisible in ("\x1b", "\x07", "\u202e", "\u200b", "\u2028", "\x85"):
+        assert invisible not in out, (invisible, out)
+    if form == "json":
+        json.loads(out, parse_constant=lambda c: pytest.fail(f"bare {c} in the JSON"))
+    elif form == "markdown":
+        assert re.search(r"(?<!\\)(<script|<img|&lt;|\[bold)", out) is None, out
+
+
+COMMANDS = st.sampled_from([
+    ("compare", "json"), ("compare", "markdown"), ("compare", "table"), ("twice", "json"),
+    ("report", "markdown"), ("pivot", "table"), ("pivot", "markdown")])
+
+
+@fuzz(200)
+@given(st.lists(EDIT, min_size=0, max_size=4), st.lists(EDIT, min_size=0, max_size=2),
+       COMMANDS)
+def test_results_files_are_compared_reported_and_laid_out_or_refused_in_one_line(
+        tmp_path_factory: Any, edits_a: list[Any], edits_b: list[Any],
+        command: tuple[str, str]) -> None:
+    directory = scratch(tmp_path_factory)
+    a = write(directory, "a.json", results_text(RESULTS_BASES[0], edits_a))
+    b = write(directory, "b.json", results_text(RESULTS_BASES[1], edits_b))
+    name, form = command
+    argv = {"compare": ["compare", str(a), str(b)],
+            "twice": ["compare", "--a", str(a), str(a), "--b", str(b), str(b)],
+            "report": ["report", "--a", str(a), "--b", str(b)],
+            "pivot": ["compare", "--pivot", "model:batch_size", str(a)]}[name]
+    with memory_bound():
+        code, out, err = cli(*argv, "--format", form)
+    assert_results_outcome(code, out, err, form, [a, b])
+
+
+# -- detect: times and extreme values --
+
+TIME_KINDS = st.sampled_from(["naive", "utc", "paris", "number", "garbage", "empty"])
+
+
+def _time_text(kind: str, i: int) -> str:
+    return {"naive": f"2026-03-01T{i % 24:02d}:{i // 24:02d}:00",
+            "utc": f"2026-03-01T{i % 24:02d}:{i // 24:02d}:00Z",
+            "paris": f"2026-03-01T{i % 24:02d}:{i // 24:02d}:00+0{1 + i % 2}:00",
+            "number": str(i * 1.5), "garbage": "soon", "empty": ""}[kind]
+
+
+SERIES_VALUES = st.sampled_from([1.0, 1.3, 1e-308, 1e308, 5e-324, 1e-18, 1e18, 1e-19, 2e18])
+TIMED_SERIES = st.builds(
+    lambda kinds, order, values: "time,value\n" + "".join(
+        f"{_time_text(kind, i)},{value}\n"
+        for kind, i, value in zip(kinds, order, values, strict=False)),
+    st.lists(TIME_KINDS, min_size=30, max_size=30).map(
+        lambda kinds: kinds if kinds[0] == "garbage" else [kinds[0]] * 28 + kinds[28:]),
+    st.permutations(range(30)).map(lambda p: p if p[0] % 2 else sorted(p)),
+    st.lists(st.one_of(st.just(1.0), st.just(1.3), SERIES_VALUES), min_size=30,
+             max_size=30).map(lambda v: sorted(v, key=lambda x: x != 1.0)))
+
+
+def _instant(text: str) -> Any:
+    from datetime import datetime
+
+    return float(text) if re.fullmatch(r"[0-9.]+", text) else datetime.fromisoformat(text)
+
+
+@fuzz(150)
+@given(TIMED_SERIES)
+def test_detect_times_are_ordered_or_refused_and_changes_follow_them(
+        tmp_path_factory: Any, text: str) -> None:
+    path = write(scratch(tmp_path_factory), "timed.csv", text)
+    with memory_bound():
+        try:
+            with time_bound(PER_INPUT_S):
+                points = parse_series(read_text(path, what="series file"), str(path))
+                changes = detect_series(points, Direction.LOWER_IS_BETTER, DetectorSettings())
+        except InputError as exc:
+            assert re.match(re.escape(str(path)) + r":[0-9]+: ", str(exc)), str(exc)
+            return
+    times = [p.time for p in points]
+    if times[0] is not None:
+        instants = [_instant(t) for t in times if t is not None]
+        assert len(instants) == len(times)
+        assert all(x <= y for x, y in itertools.pairwise(instants))
+        for change in changes:
+            if change["detected_time"] is not None:
+                assert _instant(change["start_time"]) <= _instant(change["detected_time"])

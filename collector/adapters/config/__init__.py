@@ -42,6 +42,7 @@ from collector.adapters.config.settings import (
     TimescaleSettings,
 )
 from collector.adapters.config.yaml_source import plain, yaml_load
+from collector.adapters.files import ReadFailure, decode, read_bounded
 from collector.domain.errors import ConfigError, ConfigProblem
 
 __all__ = ["AbSettings", "Config", "ConfirmationSettings", "DetectionSettings",
@@ -52,22 +53,12 @@ __all__ = ["AbSettings", "Config", "ConfirmationSettings", "DetectionSettings",
 def _read(path: str | Path, file: str) -> str:
     """The file's text: at most MAX_FILE_BYTES, UTF-8 (a byte order mark is allowed)."""
     try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(file, None, "", "file not found")]) from None
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(file, None, "", f"cannot read file: "
-                                                         f"{exc.strerror or exc}")]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([ConfigProblem(file, None, "", f"larger than {MAX_FILE_BYTES >> 20} "
-                                                         "MiB; a configuration is a few KiB")])
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError([ConfigProblem(file, line, "", f"not UTF-8 text (byte "
-                                                         f"0x{data[exc.start]:02x})")]) from None
+        return decode(read_bounded(path, MAX_FILE_BYTES))
+    except ReadFailure as failure:
+        reason = failure.reason
+        if reason.startswith("larger than"):
+            reason += "; a configuration is a few KiB"
+        raise ConfigError([ConfigProblem(file, failure.line, "", reason)]) from None
 
 
 def load_config(path: str | Path, *,
@@ -86,6 +77,7 @@ def load_config(path: str | Path, *,
 
     check = Checker(file, root, architecture_known)
     check.matrix_conflicts(parsed.defaults, ("defaults",))
+    check.strict_values(root.get("defaults"), ("defaults",))
     suites = tuple(expand_suite(check, parsed, name, suite)
                    for name, suite in parsed.suites.items())
     if check.problems:

@@ -9,15 +9,24 @@ import functools
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import (
+    TypeAdapter,
     ValidationError,
 )
 
-from collector.adapters.config.bounds import INT8_MAX, MATRIX_AXES, MAX_BENCHMARKS, Loc
+from collector.adapters.config.bounds import (
+    INT8_MAX,
+    MATRIX_AXES,
+    MAX_BENCHMARKS,
+    MAX_MODEL_REF_CHARS,
+    MAX_NAME_CHARS,
+    Loc,
+)
 from collector.adapters.config.problems import problems_from, short
 from collector.adapters.config.schema import (
     BenchmarkEntry,
@@ -26,7 +35,7 @@ from collector.adapters.config.schema import (
     SuiteEntry,
 )
 from collector.adapters.config.settings import Suite
-from collector.adapters.config.yaml_source import field_path, line_of
+from collector.adapters.config.yaml_source import field_path, line_of, plain
 from collector.domain import backends, capabilities
 from collector.domain.errors import ConfigProblem
 from collector.domain.model import (
@@ -34,8 +43,25 @@ from collector.domain.model import (
     HubSource,
     MeasurementMode,
     MeasurementSettings,
+    ModelSource,
     SyntheticSource,
 )
+
+_MODEL_SOURCE: TypeAdapter[Any] = TypeAdapter(ModelSource)
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def usable_cores() -> int | None:
+    """The CPUs this process may run on (its affinity mask: a container's or taskset's
+    share, not the machine's), None where the platform cannot say."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
 
 
 def _axis_values(levels: Sequence[LevelSettings | None], axis: str) -> list[Any] | None:
@@ -66,23 +92,72 @@ def _merged_measurement(levels: Sequence[LevelSettings | None]) -> dict[str, Any
     return merged
 
 
-ArchitectureCheck = Callable[[str], "bool | None"]
+_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# An architecture check: True for a model class, None when it cannot tell (transformers not
+# installed), False for a name transformers does not have, or a text saying what the name is
+# instead of a model class (a config, a tokenizer, an Auto class, a base class...).
+ArchitectureCheck = Callable[[str], "bool | str | None"]
 
 
-def transformers_architecture_known(name: str) -> bool | None:
-    """True/False when transformers is installed (lazy import, no torch), None otherwise."""
-    names = _transformers_names()
-    return None if names is None else name[:1].isupper() and name in names
+def transformers_architecture_known(name: str) -> bool | str | None:
+    """Whether `name` is a model class of the installed transformers, from its lazy module's
+    table of names and the modules defining them: nothing is imported but transformers'
+    __init__ (no torch, no model code). None when transformers is not installed."""
+    classes = _transformers_classes()
+    if classes is None:
+        return None
+    if name not in classes or not name[:1].isupper():
+        return False
+    return model_class_problem(name, classes[name]) or True
+
+
+# Exported from a modeling module but not a model: base classes, building blocks, outputs.
+_NOT_A_MODEL = re.compile(
+    r".*(PreTrainedModel|PretrainedModel|Layer|Attention|RMSNorm|LayerNorm|MLP|Router|Module"
+    r"|Output|Cache|Session|DecodeHead|Embeddings)")
+_KINDS = (("configuration_", "a configuration class"), ("tokenization_", "a tokenizer"),
+          ("processing_", "a processor"), ("image_processing_", "an image processor"),
+          ("feature_extraction_", "a feature extractor"), ("video_processing_",
+                                                           "a video processor"))
+
+
+def model_class_problem(name: str, module: str) -> str | None:
+    """None when `name`, defined in transformers' `module` (a dotted path below
+    transformers, "" when unknown), is a model class the worker can build from its config
+    (`cls(cls.config_class(**config))`); else what it is instead."""
+    parts = module.split(".")
+    leaf = parts[-1]
+    kinds = [kind for prefix, kind in _KINDS if leaf.startswith(prefix)]
+    checks: tuple[tuple[object, str], ...] = (
+        (name.upper() == name, "not a model class"),  # MODEL_MAPPING and its kind
+        (name.startswith("Auto") or parts[:2] == ["models", "auto"],
+         "an Auto class, which picks a class for a checkpoint: name the class itself"),
+        (kinds, kinds[0] if kinds else ""),
+        (leaf == "modeling_utils" or re.fullmatch(r".*(PreTrainedModel|PretrainedModel)", name),
+         "a base class of models"),
+        (module and (parts[0] != "models" or not leaf.startswith("modeling_")
+                     or leaf.startswith(("modeling_tf_", "modeling_flax_"))),
+         f"not a model class (it comes from transformers.{module})"),
+        (not module and re.fullmatch(
+            r".*(Config|Tokenizer|TokenizerFast|Processor|FeatureExtractor|Trainer|Arguments)",
+            name), "not a model class"),
+        (_NOT_A_MODEL.fullmatch(name), "a building block of a model, not a model class"),
+    )
+    return next((text for hit, text in checks if hit), None)
 
 
 @functools.cache
-def _transformers_names() -> frozenset[str] | None:
-    """dir() of transformers' lazy module costs 0.6 s: once per process, not per name."""
+def _transformers_classes() -> dict[str, str] | None:
+    """Every public name of transformers and the module defining it ("" where the lazy
+    module does not say): once per process (0.6 s), not per name."""
     try:
         import transformers
     except ImportError:
         return None
-    return frozenset(dir(transformers))
+    where = getattr(transformers, "_class_to_module", None)
+    if isinstance(where, dict):
+        return {str(name): str(module) for name, module in where.items()}
+    return dict.fromkeys(dir(transformers), "")  # an older layout: names only
 
 
 class Checker:
@@ -94,8 +169,29 @@ class Checker:
         self.problems: list[ConfigProblem] = []
         self.notes: list[str] = []
         self._architecture_known = architecture_known
-        self._checked: dict[str, bool | None] = {}
+        self._checked: dict[str, bool | str | None] = {}
         self.benchmarks = 0  # expanded so far, for MAX_BENCHMARKS
+        # Every workload of the file (its identity as JSON) -> (suite, benchmark name).
+        self.workloads: dict[str, tuple[str, str]] = {}
+
+    def threads(self, threads: int | None, levels: Sequence[LevelSettings | None], loc: Loc,
+                suite_name: str) -> None:
+        """A note when a benchmark asks for more threads than this host has cores: the
+        config may be meant for a bigger host (so it is not refused), but here it would
+        measure threads waiting for a core, and report it as the model's speed."""
+        cores = usable_cores()
+        if threads is None or cores is None or threads <= cores:
+            return
+        where: Loc = next(
+            (at for level, at in zip(reversed(levels), (
+                loc, ("suites", suite_name, "defaults"), ("defaults",)), strict=True)
+             if level is not None and level.threads is not None), loc)
+        note = (f"{self.file}:{line_of(self.root, (*where, 'threads'))}: "
+                f"{field_path(self.root, (*where, 'threads'))}: threads {threads} is more "
+                f"than the {cores} core(s) this host lets the collector use: here the "
+                "benchmark would measure threads waiting for a core")
+        if note not in self.notes:
+            self.notes.append(note)
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
         problem = ConfigProblem(self.file, line_of(self.root, loc, key=key),
@@ -153,7 +249,30 @@ class Checker:
             return True
         before = len(self.problems)
         self._json_data(model["config"], (*loc, "model", "config"))
+        self._config_keys(model["config"], (*loc, "model", "config"), top=True)
         return len(self.problems) == before
+
+    def _config_keys(self, value: Any, loc: Loc, *, top: bool) -> None:
+        """The config's keys become attributes of a transformers config object
+        (`config_class(**config)`): at the top, attribute names (letters, digits and
+        underscores, not starting with an underscore: `__class__` would replace the object's
+        class, `_name_or_path` is transformers' own); below it (sub-configs, label maps),
+        anything but a dunder name."""
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                self._config_keys(item, (*loc, index), top=False)
+        if not isinstance(value, dict):
+            return
+        for key, item in value.items():
+            if not isinstance(key, str):
+                continue  # reported by _json_data
+            if (top and not _ATTRIBUTE.fullmatch(key)) or (
+                    key.startswith("__") and key.endswith("__")):
+                self.add((*loc, key), f"not a configuration attribute (got {short(key)}); "
+                         "expected a name such as n_layer or hidden_size: letters, digits "
+                         "and underscores, not starting with an underscore", key=True)
+            else:
+                self._config_keys(item, (*loc, key), top=False)
 
     def _json_data(self, value: Any, loc: Loc) -> None:
         if value is None or isinstance(value, bool | str):
@@ -185,8 +304,35 @@ class Checker:
         self.source(bench, loc)
         return self.model_config(raw, loc)
 
+    def strict_values(self, raw: Any, loc: Loc) -> bool:
+        """The model source and the backends' own settings are the domain's models, which
+        convert `'8'` to 8 and `yes` to True: here their numbers and flags must be what
+        they say (as the config's own fields are). False (with problems) otherwise."""
+        if not isinstance(raw, dict):
+            return True
+        before = len(self.problems)
+        parts: list[tuple[str, Any]] = [("model", _MODEL_SOURCE)] if "model" in raw else []
+        parts += [(name, _adapter(kind)) for name, kind in backends.with_settings().items()
+                  if name in raw]
+        for field, adapter in parts:
+            try:
+                adapter.validate_python(plain(raw[field]), strict=True)
+            except ValidationError as exc:
+                for problem in problems_from(exc, self.file, self.root, BenchmarkEntry,
+                                             (*loc, field)):
+                    if problem not in self.problems:
+                        self.problems.append(problem)
+        return len(self.problems) == before
+
     def source(self, bench: BenchmarkEntry, loc: Loc) -> None:
         model = bench.model
+        # What locates the model ends up in an indexed column of the history database.
+        for field, limit in (("id", MAX_MODEL_REF_CHARS), ("revision", MAX_MODEL_REF_CHARS),
+                             ("path", MAX_MODEL_REF_CHARS), ("architecture", MAX_NAME_CHARS)):
+            value = getattr(model, field, None)
+            if isinstance(value, str) and len(value) > limit:
+                self.add((*loc, "model", field), f"at most {limit} characters (got "
+                         f"{len(value):,}: {short(value)})")
         if isinstance(model, HubSource) and model.trust_remote_code and not re.fullmatch(
                 r"[0-9a-f]{40}", model.revision):
             self.add((*loc, "model", "revision"),
@@ -226,11 +372,17 @@ class Checker:
         arch = source.architecture
         if arch not in self._checked:
             self._checked[arch] = self._architecture_known(arch)
-        if self._checked[arch] is False:
+        verdict = self._checked[arch]
+        if verdict is False:
             self.add((*loc, "model", "architecture"),
                      f"unknown architecture (got {arch!r}); expected a transformers model "
                      "class name such as GPT2LMHeadModel or BertForSequenceClassification")
-        elif self._checked[arch] is None:
+        elif isinstance(verdict, str):
+            self.add((*loc, "model", "architecture"),
+                     f"{arch!r} is {verdict}; expected a model class (the worker builds "
+                     "it from its config), such as GPT2LMHeadModel, BertModel or "
+                     "BertForSequenceClassification")
+        elif verdict is None:
             note = (f"architecture {arch!r} not checked: transformers is not installed here; "
                     "the worker checks it")
             if note not in self.notes:
@@ -238,8 +390,9 @@ class Checker:
 
 
 def _specs(check: Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
-           workloads: dict[str, str], name: str, loc: Loc) -> list[BenchmarkSpec]:
-    """One benchmark's matrix, expanded; `workloads` maps identities to benchmark names."""
+           suite: str, name: str, loc: Loc) -> list[BenchmarkSpec]:
+    """One benchmark's matrix, expanded; `check.workloads` maps the identities of the whole
+    file to the suites and names of their benchmarks."""
     specs = []
     for combo in itertools.product(*axes.values()):
         spec = BenchmarkSpec(**fixed, **dict(zip(axes, combo, strict=True)))
@@ -248,14 +401,23 @@ def _specs(check: Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
             field, message = impossible
             check.add((*loc, field), f"{message} ({spec.label})")
             break
-        # Two benchmarks with one series identity would write one series twice per run.
+        # Two benchmarks with one series identity would write one series twice per run; in
+        # two suites, they would share one series (the suite is a label, not identity) that
+        # each suite's runs move and that is labelled with one of them.
         workload = json.dumps(spec.identity(), sort_keys=True)
-        if workload in workloads:
-            if workloads[workload] != name:  # else already reported as a duplicate name
+        if workload in check.workloads:
+            first_suite, first_name = check.workloads[workload]
+            if first_suite != suite:
                 check.add((*loc, "name"), f"repeats the workload of benchmark "
-                          f"{workloads[workload]!r} ({spec.label})")
+                          f"{first_name!r} of suite {first_suite!r} ({spec.label}): both "
+                          "suites would write one series (a series is its workload, "
+                          "whatever the suite); keep the benchmark in one suite, or make "
+                          "the two differ")
+            elif first_name != name:  # else already reported as a duplicate name
+                check.add((*loc, "name"), f"repeats the workload of benchmark "
+                          f"{first_name!r} ({spec.label})")
             break
-        workloads[workload] = name
+        check.workloads[workload] = (suite, name)
         specs.append(spec)
     return specs
 
@@ -263,8 +425,9 @@ def _specs(check: Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
 def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: SuiteEntry) -> Suite:
     specs: list[BenchmarkSpec] = []
     first_index: dict[str, int] = {}
-    workloads: dict[str, str] = {}
     check.matrix_conflicts(suite.defaults, ("suites", suite_name, "defaults"))
+    check.strict_values(check.root["suites"][suite_name].get("defaults"),
+                        ("suites", suite_name, "defaults"))
     for index, raw in enumerate(suite.benchmarks):
         loc: Loc = ("suites", suite_name, "benchmarks", index)
         try:
@@ -277,7 +440,7 @@ def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: Sui
                 with contextlib.suppress(ValidationError):
                     check.architecture(SyntheticSource.model_validate(raw_model), loc)
             continue
-        if not check.model(raw, bench, loc):
+        if not check.strict_values(raw, loc) or not check.model(raw, bench, loc):
             continue
         if bench.name in first_index:
             check.add((*loc, "name"), f"duplicate benchmark name (got {bench.name!r}); first "
@@ -299,10 +462,11 @@ def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: Sui
             value = _scalar(levels, field)
             if value is not None:
                 fixed[field] = value
+        check.threads(fixed.get("threads"), levels, loc, suite_name)
         axes = {a: v for a in MATRIX_AXES if (v := _axis_values(levels, a)) is not None}
         if not check.expansion(levels, axes, loc, suite_name):
             continue
-        specs += _specs(check, fixed, axes, workloads=workloads, name=bench.name, loc=loc)
+        specs += _specs(check, fixed, axes, suite=suite_name, name=bench.name, loc=loc)
     return Suite(suite_name, suite.description, tuple(specs), suite.schedule)
 
 

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, create_model
+from pydantic import Field, StrictFloat, StrictInt, create_model
 
-from collector.adapters.config.bounds import DAY_S, Count, Device, Name, PositiveInt, Seconds
+from collector.adapters.config.bounds import (
+    DAY_S,
+    MAX_THREADS,
+    Count,
+    Device,
+    Name,
+    PositiveInt,
+    Seconds,
+)
 from collector.adapters.config.settings import (
     DetectionSettings,
     EnvironmentSettings,
@@ -36,11 +44,11 @@ class MeasurementOverrides(Strict):
     min_iterations: PositiveInt | None = None
     max_iterations: PositiveInt | None = None
     min_duration_s: Seconds | None = None
-    max_duration_s: Annotated[float, Field(gt=0, le=DAY_S)] | None = None
-    target_rel_ci: Annotated[float, Field(gt=0, lt=1)] | None = None
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] | None = None
+    max_duration_s: Annotated[StrictFloat, Field(gt=0, le=DAY_S)] | None = None
+    target_rel_ci: Annotated[StrictFloat, Field(gt=0, lt=1)] | None = None
+    confidence: Annotated[StrictFloat, Field(gt=0.5, lt=1)] | None = None
     mode: MeasurementMode | None = None
-    repetitions: Annotated[int, Field(ge=1, le=100)] | None = None
+    repetitions: Annotated[StrictInt, Field(ge=1, le=100)] | None = None
 
 
 class Matrix(Strict):
@@ -65,8 +73,10 @@ class _CommonSettings(Strict):
     batch_size: PositiveInt | None = None
     sequence_length: PositiveInt | None = None
     new_tokens: PositiveInt | None = None
-    threads: PositiveInt | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=DAY_S)] | None = None
+    # torch intra-op threads: more than the host has cores measures the OS scheduler, not
+    # the model (a note says so: expand.py); beyond MAX_THREADS no host has them.
+    threads: Annotated[StrictInt, Field(ge=1, le=MAX_THREADS)] | None = None
+    timeout_s: Annotated[StrictFloat, Field(gt=0, le=DAY_S)] | None = None
     memory_limit_mb: PositiveInt | None = None
     measurement: MeasurementOverrides | None = None
     quantization: Quantization | None = None

@@ -13,6 +13,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     field_validator,
     model_validator,
 )
@@ -35,9 +38,9 @@ class Schedule(Strict):
     (collector.usecases.service.trigger_for), so what this accepts serve can run."""
 
     cron: str | None = None
-    interval_s: Annotated[float, Field(ge=1, le=YEAR_S)] | None = None
+    interval_s: Annotated[StrictFloat, Field(ge=1, le=YEAR_S)] | None = None
     timezone: str = "UTC"
-    jitter_s: Annotated[float, Field(ge=0, le=YEAR_S)] = 0.0
+    jitter_s: Annotated[StrictFloat, Field(ge=0, le=YEAR_S)] = 0.0
 
     @field_validator("cron")
     @classmethod
@@ -88,12 +91,12 @@ class ServeSettings(Strict):
     """`collector serve`: where /metrics listens and how the service behaves."""
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=0, le=65535)] = 9464
-    run_at_start: bool = False
+    port: Annotated[StrictInt, Field(ge=0, le=65535)] = 9464
+    run_at_start: StrictBool = False
     grace_s: Seconds = 60.0
     # APScheduler takes whole seconds (0.5 would be truncated to 0, which it refuses).
-    misfire_grace_s: Annotated[int, Field(ge=1, le=YEAR_S)] = 3600
-    outbox_retry_s: Annotated[float, Field(ge=1, le=DAY_S)] = 300.0
+    misfire_grace_s: Annotated[StrictInt, Field(ge=1, le=YEAR_S)] = 3600
+    outbox_retry_s: Annotated[StrictFloat, Field(ge=1, le=DAY_S)] = 300.0
 
 
 class TimescaleSettings(Strict):
@@ -114,11 +117,11 @@ class StorageSettings(Strict):
     schema_policy: Literal["migrate", "refuse"] = Field("migrate", alias="schema")
     timescaledb: TimescaleSettings = TimescaleSettings()
     # Bounds on every PostgreSQL call, so a server that stops answering cannot freeze us.
-    connect_timeout_s: Annotated[int, Field(ge=1, le=300)] = 10
-    statement_timeout_s: Annotated[int, Field(ge=1, le=86_400)] = 60
+    connect_timeout_s: Annotated[StrictInt, Field(ge=1, le=300)] = 10
+    statement_timeout_s: Annotated[StrictInt, Field(ge=1, le=86_400)] = 60
     # Delivered outbox documents (each with its raw samples) are pruned this many days
     # after delivery; null keeps them forever.
-    outbox_retention_days: Annotated[int, Field(ge=0, le=36_500)] | None = 14
+    outbox_retention_days: Annotated[StrictInt, Field(ge=0, le=36_500)] | None = 14
     database_url: Any = None
     password: Any = None
 
@@ -140,9 +143,9 @@ class ConfirmationSettings(Strict):
     the detector pages on four runs after the one that flags a change, which its third
     run at the new level does."""
 
-    enabled: bool = True
-    points: Annotated[int, Field(ge=1, le=20)] = 6
-    max_series: Annotated[int, Field(ge=0, le=100)] = 2
+    enabled: StrictBool = True
+    points: Annotated[StrictInt, Field(ge=1, le=20)] = 6
+    max_series: Annotated[StrictInt, Field(ge=0, le=100)] = 2
 
 
 _CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s]*@", re.I)
@@ -159,11 +162,11 @@ class AbSettings(Strict):
     --find-links /wheels`); an index that needs credentials is given to pip through the
     environment (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL), never here."""
 
-    enabled: bool = False
-    rounds: Annotated[int, Field(ge=2, le=50)] = 3
-    budget_s: Annotated[float, Field(gt=0, le=DAY_S)] = 600.0
-    max_per_cycle: Annotated[int, Field(ge=0, le=20)] = 1
-    max_model_size_mib: Annotated[float, Field(gt=0, le=1 << 30)] | None = 2048.0
+    enabled: StrictBool = False
+    rounds: Annotated[StrictInt, Field(ge=2, le=50)] = 3
+    budget_s: Annotated[StrictFloat, Field(gt=0, le=DAY_S)] = 600.0
+    max_per_cycle: Annotated[StrictInt, Field(ge=0, le=20)] = 1
+    max_model_size_mib: Annotated[StrictFloat, Field(gt=0, le=1 << 30)] | None = 2048.0
     env_cache: Annotated[str, Field(min_length=1)] | None = None
     pip_args: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
         default_factory=list, max_length=64)
@@ -183,12 +186,12 @@ class DetectionSettings(Strict):
     """Regression detection after every run (collector.regress). `min_effect` maps metric
     names (or `default`) to the smallest relative change worth reporting."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     confirmation: ConfirmationSettings = ConfirmationSettings()
     ab: AbSettings = AbSettings()
-    history_runs: Annotated[int, Field(ge=20, le=5000)] = 250
-    contaminated_cpu_fraction: Annotated[float, Field(gt=0, le=1)] = BUSY_CPU_FRACTION
-    min_effect: dict[str, Annotated[float, Field(ge=0, lt=10)]] = Field(default_factory=dict)
+    history_runs: Annotated[StrictInt, Field(ge=20, le=5000)] = 250
+    contaminated_cpu_fraction: Annotated[StrictFloat, Field(gt=0, le=1)] = BUSY_CPU_FRACTION
+    min_effect: dict[str, Annotated[StrictFloat, Field(ge=0, lt=10)]] = Field(default_factory=dict)
 
     @field_validator("min_effect")
     @classmethod
@@ -226,9 +229,9 @@ class EnvironmentSettings(Strict):
 class ReportSettings(Strict):
     """`collector report`'s thresholds: a value past one is a finding on its own."""
 
-    high_latency_ms: Annotated[float, Field(gt=0, le=DAY_S * 1e3)] = 100.0
-    high_memory_mib: Annotated[float, Field(gt=0, le=1 << 30)] = 4096.0
-    low_throughput: Annotated[float, Field(gt=0, le=1e12)] = 10.0
+    high_latency_ms: Annotated[StrictFloat, Field(gt=0, le=DAY_S * 1e3)] = 100.0
+    high_memory_mib: Annotated[StrictFloat, Field(gt=0, le=1 << 30)] = 4096.0
+    low_throughput: Annotated[StrictFloat, Field(gt=0, le=1e12)] = 10.0
 
 
 @dataclass(frozen=True)

@@ -178,11 +178,18 @@ class _Prescan:
 
 
 def plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts and lists."""
+    """ruamel's commented containers as plain dicts and lists, and its scalars (ScalarFloat,
+    ScalarInt for 0x1F or 1_000, ScalarBoolean for an anchored true: an int, not a bool) as
+    the plain float, int, bool and str they are, so that strict types see what was written."""
     if isinstance(node, dict):
         return {k: plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [plain(v) for v in node]
+    if type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    for kind in (bool, int, float, str):
+        if isinstance(node, kind):
+            return kind(node)
     return node
 
 

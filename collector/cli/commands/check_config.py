@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     out = stderr()
     for note in config.notes:
-        out.print(f"note: {note}", highlight=False, markup=False)
+        out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     console = Console()
     console.print(f"{config.path}: OK, {len(config.suites)} suite(s), "
                   f"{config.benchmark_count} benchmark(s)", highlight=False, markup=False)

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-metrics", action="store_true",
                         help="every judged metric both sides have")
     options.threshold(parser)
-    parser.add_argument("--run-noise", type=float, metavar="SD",
+    parser.add_argument("--run-noise", type=options.non_negative, metavar="SD",
                         help="run-to-run noise assumed when each side is one run (a "
                         "relative sd; default 0.05; about 0.2 on busy shared VMs): the "
                         "repetitions of one run cannot show it")
@@ -86,20 +86,29 @@ def _sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 def _run(args: argparse.Namespace, store: Callable[[], Store]) -> int:
     """`store`: the history of record, opened on first use (only selectors need it)."""
     from collector.analysis.compare import DEFAULT_RUN_NOISE, compare
+    from collector.cli.common import say
     from collector.domain.catalogue import METRICS
     from collector.domain.history import flatten
     from collector.present.comparison import print_comparison
-    from collector.usecases.select import load_sides
+    from collector.usecases.select import load_sides, refuse_shared_runs
 
     files_a, files_b = _sides(args)
     for metric in args.metric:
         if metric not in METRICS:
             raise command_line_problem("--metric", f"unknown metric {metric!r}")
     threshold = options.checked_threshold(args.threshold)
-    side_a = flatten(load_sides(files_a, store))
+    notes_a: list[str] = []
+    runs_a = load_sides(files_a, store, notes_a)
+    for note in notes_a:
+        say(f"note: side A: {note}")
     if args.pivot is not None:
-        return _pivot(args, side_a)
-    side_b = flatten(load_sides(files_b, store))
+        return _pivot(args, flatten(runs_a))
+    notes_b: list[str] = []
+    runs_b = load_sides(files_b, store, notes_b)
+    for note in notes_b:
+        say(f"note: side B: {note}")
+    refuse_shared_runs(runs_a, runs_b, (", ".join(files_a), ", ".join(files_b)))
+    side_a, side_b = flatten(runs_a), flatten(runs_b)
     if args.run_noise is not None and not 0 <= args.run_noise < 5:
         raise command_line_problem("--run-noise", "expected a relative sd such as 0.05")
     noise = DEFAULT_RUN_NOISE if args.run_noise is None else args.run_noise

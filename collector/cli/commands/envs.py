@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  "~/.cache/collector/envs)")
         options.output_format(action, ("table", "json"))
         if name == "prune":
-            action.add_argument("--max-age-days", type=float, metavar="DAYS",
+            action.add_argument("--max-age-days", type=options.non_negative, metavar="DAYS",
                                 help="remove those unused for longer")
-            action.add_argument("--max-size-gib", type=float, metavar="GIB",
+            action.add_argument("--max-size-gib", type=options.non_negative, metavar="GIB",
                                 help="then remove the least recently used until the rest "
                                      "fit")
 

@@ -52,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             ("--high-latency-ms", "p50 latency above this is a finding"),
             ("--high-memory-mib", "peak RSS above this is a finding"),
             ("--low-throughput", "samples/s below this is a finding")):
-        parser.add_argument(name, type=float, help=f"{text} (default: the config's report "
-                                                   "section, else its default)")
+        parser.add_argument(name, type=options.positive,
+                            help=f"{text} (default: the config's report section, else its "
+                                 "default)")
     options.config(parser, "configuration file: its storage section (selectors) and report "
                            "section (thresholds)")
     options.local_store(parser)

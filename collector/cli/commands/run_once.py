@@ -46,25 +46,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(they then wait for later scheduled runs)")
     parser.add_argument("--push", metavar="URL", default=os.environ.get("COLLECTOR_PUSHGATEWAY"),
                         help="push each run's metrics to this Pushgateway (default: "
-                             "$COLLECTOR_PUSHGATEWAY); a gateway that is down is a warning")
+                             "$COLLECTOR_PUSHGATEWAY; user:password@ in it is sent as basic "
+                             "auth, never shown); a gateway that is down is a warning")
     options.local_store(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from collector.adapters.config import load_config
+    from collector.adapters.measure.scrub import hide_environment
     from collector.present.progress import RichReporter
     from collector.usecases.cycle import run_once
     from collector.usecases.select import Selection
 
+    hide_environment()  # its environment holds the secrets: not for its workers to read
     output = Path(args.output) if args.output else None
     if output is not None and not output.parent.is_dir():
         raise OutputError(f"cannot write results to {output}: directory "
                           f"{output.parent} does not exist")
     config = load_config(args.config)
     err = stderr()
+    for note in config.notes:  # e.g. more threads than this host has cores
+        err.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     reporter = None if args.no_progress else RichReporter(err)
     stores = open_stores(config.storage, args.local_store)
     try:
+        _warn_if_serving(stores, err)
         outcome = run_once(
             config, selection=Selection(args.suite, args.benchmark), reporter=reporter,
             start_method=args.isolation, host=args.host, stores=stores,
@@ -73,6 +79,19 @@ def run(args: argparse.Namespace) -> int:
                        busy_fraction=config.detection.contaminated_cpu_fraction)
     finally:
         stores.close()
+
+
+def _warn_if_serving(stores: Stores, err: Console) -> None:
+    """A `collector serve` on this store measures on this machine too: both runs would
+    measure the other's load (serve itself refuses a second serve; this is a warning)."""
+    from collector.adapters.locks import serving_pid
+
+    pid = serving_pid(stores.local.path)
+    if pid is not None:
+        err.print(f"warning: a `collector serve` (pid {pid}) is measuring with the local store "
+                  f"{stores.local.path}: its benchmarks and these may run at the same time, "
+                  "and each would measure the other's load; stop it first for clean numbers",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _report(args: argparse.Namespace, outcome: Outcome, stores: Stores,
@@ -158,19 +177,34 @@ def _detection(outcome: Outcome, err: Console) -> None:
 
 
 def _push(gateway: str, runs: list[RunResult], err: Console) -> None:
+    """Push each run; the gateway's URL is only ever shown without its user-info, which
+    goes to the gateway as HTTP basic auth (`http://user:password@host`; a token alone,
+    `http://TOKEN@host`, is the user with an empty password)."""
+    import functools
+    import http.client
+
+    from prometheus_client.exposition import basic_auth_handler
+
     from collector.adapters.host import capture_host
+    from collector.adapters.redact import redact_url, remember_urls, scrub, split_credentials
     from collector.present.exposition import push_run
     from collector.version import __version__
 
+    remember_urls(gateway)  # whatever urllib or the gateway quotes back: no secret
+    shown = redact_url(gateway)
+    target, user, password = split_credentials(gateway)
+    handler = None if user is None else functools.partial(
+        basic_auth_handler, username=user, password=password)
     env = capture_host()
     info = {"version": __version__, "torch": env.torch_version or "",
             "transformers": env.transformers_version or ""}
     for run_ in runs:
         try:
-            push_run(run_, gateway, build_info=info)
-        except OSError as exc:  # URLError and connection errors: the run is still stored
-            err.print(f"warning: could not push suite {run_.suite} to {gateway}: {exc}; the "
-                      "run is stored all the same", highlight=False, markup=False,
-                      soft_wrap=True)
+            push_run(run_, target, build_info=info, handler=handler)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # URLError, connection errors, a malformed URL: the run is still stored
+            err.print(f"warning: could not push suite {run_.suite} to {shown}: "
+                      f"{scrub(str(exc))}; the run is stored all the same", highlight=False,
+                      markup=False, soft_wrap=True)
         else:
-            err.print(f"pushed suite {run_.suite} to {gateway}", highlight=False, markup=False)
+            err.print(f"pushed suite {run_.suite} to {shown}", highlight=False, markup=False)

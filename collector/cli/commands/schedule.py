@@ -10,11 +10,13 @@ from collector.cli.exits import Exit
 
 NAME = "schedule"
 HELP = "list the suites' next run times"
+MAX_COUNT = 1000  # a yearly schedule's 1,000th run is in the year 3026; Python stops at 9999
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.config(parser)
-    parser.add_argument("--count", type=int, default=3, help="run times per suite")
+    parser.add_argument("--count", type=options.integer_between(1, MAX_COUNT), default=3,
+                        help=f"run times per suite (at most {MAX_COUNT:,})")
 
 
 def run(args: argparse.Namespace) -> int:
