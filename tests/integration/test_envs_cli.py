@@ -41,7 +41,8 @@ def test_list_and_prune_a_built_environment(tmp_path: Path) -> None:
 def test_prune_needs_a_bound_and_refuses_a_negative_one(tmp_path: Path) -> None:
     where = ("--env-cache", str(tmp_path / "envs"))
     for args, said in ((("envs", "prune", *where), "--max-age-days and/or --max-size-gib"),
-                       (("envs", "prune", *where, "--max-age-days", "-1"), "negative")):
+                       (("envs", "prune", *where, "--max-age-days", "-1"),
+                        "expected a number of 0 or more, got '-1'")):
         proc = collector(*args)
         assert proc.returncode == 2 and said in proc.stderr
         assert "Traceback" not in proc.stderr

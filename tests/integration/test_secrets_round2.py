@@ -205,6 +205,13 @@ _READER = ("import sys\n"
            "    print('read' if data else 'empty')\n")
 
 
+def skip_outside_ci(reason: str) -> None:
+    """As the suite's service fixtures do: CI must run it, so there a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run this check: {reason}")
+    pytest.skip(reason)
+
+
 def user_code_prefix() -> list[str] | None:
     """How to start a process as model code in a worker runs under a collector that is not
     root: the same user, without the capabilities that read any process's /proc files
@@ -258,7 +265,7 @@ class Serving(Serve):
 def test_serve_logs_scrapes_and_environment_show_no_secret(
         pg_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not sys.platform.startswith("linux"):
-        pytest.skip("/proc and prctl are Linux's")
+        skip_outside_ci("/proc and prctl are Linux's")
     # The database refuses the connection (no such database) on every retry; the URL is
     # pasted with a byte-order mark and quotes, the secrets also sit in the environment.
     missing = f"no_such_{uuid.uuid4().hex[:8]}"
@@ -302,8 +309,9 @@ def test_serve_logs_scrapes_and_environment_show_no_secret(
     assert "does not exist" in dump  # the outbox error is kept with the run it holds up
     assert_clean("the local store", dump)
     if prefix is None:
-        pytest.skip("running as root without a setpriv that drops CAP_SYS_PTRACE, "
-                    "CAP_SYS_ADMIN and CAP_PERFMON: the /proc/<pid>/environ check cannot run")
+        skip_outside_ci("running as root without a setpriv that drops CAP_SYS_PTRACE, "
+                        "CAP_SYS_ADMIN and CAP_PERFMON: the /proc/<pid>/environ check "
+                        "cannot run")
     assert control == "read"  # the same user reads a dumpable process's environment
     assert collector_environ == "denied"  # serve is not dumpable: model code cannot read it
 
