@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import math
 import os
 import re
@@ -171,7 +170,7 @@ class Checker:
         self._architecture_known = architecture_known
         self._checked: dict[str, bool | str | None] = {}
         self.benchmarks = 0  # expanded so far, for MAX_BENCHMARKS
-        # Every workload of the file (its identity as JSON) -> (suite, benchmark name).
+        # Every workload of the file (its series id, host aside) -> (suite, benchmark name).
         self.workloads: dict[str, tuple[str, str]] = {}
 
     def threads(self, threads: int | None, levels: Sequence[LevelSettings | None], loc: Loc,
@@ -404,7 +403,7 @@ def _specs(check: Checker, fixed: dict[str, Any], axes: dict[str, list[Any]], *,
         # Two benchmarks with one series identity would write one series twice per run; in
         # two suites, they would share one series (the suite is a label, not identity) that
         # each suite's runs move and that is labelled with one of them.
-        workload = json.dumps(spec.identity(), sort_keys=True)
+        workload = spec.series_id("")  # the series it writes, whichever the host
         if workload in check.workloads:
             first_suite, first_name = check.workloads[workload]
             if first_suite != suite:
