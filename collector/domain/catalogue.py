@@ -181,6 +181,24 @@ NUMERICS = Family("output_drift", "How far the outputs are from the reference (t
                   "workload's eager float32 result in the same run, else the series' previous "
                   "run), by measure (max_abs, max_rel, top1_agreement, token_agreement).",
                   "measure")
+TPOT = Family("time_per_output_token_seconds", "Under load: a request's time per output token "
+              "after the first ((end - first token) / (output tokens - 1)), by percentile.",
+              "percentile")
+REQUEST_LATENCY = Family("request_latency_seconds", "Under load: a request's end-to-end "
+                         "latency, from sending it to its last token, by percentile.",
+                         "percentile")
+REQUEST_RATE = Family("request_throughput_requests_per_second", "Under load: completed "
+                      "requests per second.")
+OUTPUT_RATE = Family("output_throughput_tokens_per_second", "Under load: output tokens of "
+                     "completed requests per second.")
+GOODPUT = Family("goodput_requests_per_second", "Under load: requests per second that "
+                 "succeeded and met every service-level objective.")
+SLO_RATE = Family("slo_max_rate_requests_per_second", "A load sweep: the highest request "
+                  "rate whose requests still met the service-level objectives.")
+MAX_RATE = Family("max_throughput_requests_per_second", "A load sweep: the highest request "
+                  "throughput the server sustained.")
+REQUEST_ERRORS = Family("request_error_ratio", "Under load: the share of requests that "
+                        "failed, by outcome (error, timeout).", "outcome")
 INSTRUCTIONS = Family("instructions", "CPU instructions counted under valgrind in the timed "
                       "region (measurement mode instructions), per iteration or per "
                       "generated token.", "per")
@@ -325,10 +343,27 @@ P_INSTRUCTIONS = Panel("Instructions", "CPU instructions per iteration (and per 
                        "mode instructions): near-deterministic, so a step here is more work "
                        "per call (extra ops, dispatch overhead, another kernel path), never "
                        "cache, bandwidth or threading effects.", "short")
+P_TPOT = Panel("Time per output token", "Under load (continuous batching, serving): a "
+               "request's time per output token after the first, by percentile over requests.",
+               "s")
+P_E2E = Panel("Request latency", "Under load (continuous batching, serving): from a "
+              "request's submission to its last token, by percentile over requests.", "s")
+P_LOAD_RATE = Panel("Requests per second under load", "Completed requests per second, and "
+                    "the part of them that met every SLO (goodput); a sweep's highest rate "
+                    "within the SLOs and its maximum throughput.", "reqps")
+P_OUTPUT_RATE = Panel("Output tokens per second under load", "Output tokens of completed "
+                      "requests per second of the run (continuous batching, serving).",
+                      "suffix: tokens/s")
+P_ERRORS = Panel("Request errors", "Under load: the share of requests that failed (error) "
+                 "or ran out of time (timeout); never folded into the latency figures.",
+                 "percentunit")
 
 # The order of the trend panels on the dashboard.
-PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_COLD, P_RSS, P_CUDA,
+PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_TPOT, P_E2E,
+          P_LOAD_RATE, P_OUTPUT_RATE, P_ERRORS, P_COLD, P_RSS, P_CUDA,
           P_INSTRUCTIONS, P_ENERGY, P_NUMERICS)
+# The Serving dashboard's trend panels (grafana/build_dashboards.py).
+SERVING_PANELS = (P_LOAD_RATE, P_TTFT, P_TPOT, P_ITL, P_E2E, P_OUTPUT_RATE, P_ERRORS)
 
 _S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
                       Profile.NONE)
@@ -358,14 +393,82 @@ _DEFS = [
     MetricDef("time_to_first_token_p50_seconds", "seconds", _L,
               "median time from generate() call to the first new token", _S, TTFT, "50",
               Column("TTFT ms", Format.MS), P_TTFT, "p50"),
+    MetricDef("time_to_first_token_p90_seconds", "seconds", _L,
+              "90th percentile time to the first new token (under load: over requests)", _S,
+              TTFT, "90", panel=P_TTFT, legend="p90"),
+    MetricDef("time_to_first_token_p99_seconds", "seconds", _L,
+              "99th percentile time to the first new token (under load: over requests)", _S,
+              TTFT, "99", panel=P_TTFT, legend="p99"),
     MetricDef("time_to_first_token_mean_seconds", "seconds", _L,
               "mean time to the first new token", _S, panel=P_TTFT, legend="mean"),
     MetricDef("inter_token_latency_mean_seconds", "seconds", _L,
               "mean time between consecutive new tokens", _S, ITL_MEAN, panel=P_ITL,
               legend="mean"),
+    MetricDef("inter_token_latency_p50_seconds", "seconds", _L,
+              "median time between consecutive new tokens", _S, ITL, "50",
+              panel=P_ITL, legend="p50"),
     MetricDef("inter_token_latency_p90_seconds", "seconds", _L,
               "90th percentile time between consecutive new tokens", _S, ITL, "90",
               panel=P_ITL, legend="p90"),
+    MetricDef("inter_token_latency_p99_seconds", "seconds", _L,
+              "99th percentile time between consecutive new tokens", _S, ITL, "99",
+              panel=P_ITL, legend="p99"),
+    # Under load (continuous batching in the worker, serving): over the requests of a run,
+    # failed ones left out (they are counted in request_error_ratio).
+    MetricDef("time_per_output_token_p50_seconds", "seconds", _L,
+              "median over requests of (last token - first token) / (output tokens - 1)", _S,
+              TPOT, "50", panel=P_TPOT, legend="p50"),
+    MetricDef("time_per_output_token_p90_seconds", "seconds", _L,
+              "90th percentile over requests of the time per output token", _S, TPOT, "90",
+              panel=P_TPOT, legend="p90"),
+    MetricDef("time_per_output_token_p99_seconds", "seconds", _L,
+              "99th percentile over requests of the time per output token", _S, TPOT, "99",
+              panel=P_TPOT, legend="p99"),
+    MetricDef("request_latency_p50_seconds", "seconds", _L,
+              "median end-to-end request latency, submission to last token", _S,
+              REQUEST_LATENCY, "50", Column("p50 ms", Format.MS), P_E2E, "p50"),
+    MetricDef("request_latency_p90_seconds", "seconds", _L,
+              "90th percentile end-to-end request latency", _S, REQUEST_LATENCY, "90",
+              panel=P_E2E, legend="p90"),
+    MetricDef("request_latency_p99_seconds", "seconds", _L,
+              "99th percentile end-to-end request latency", _S, REQUEST_LATENCY, "99",
+              panel=P_E2E, legend="p99"),
+    MetricDef("request_throughput_per_second", "requests/s", _H,
+              "completed requests / the run's duration", _S, REQUEST_RATE,
+              panel=P_LOAD_RATE, legend="completed"),
+    MetricDef("output_throughput_tokens_per_second", "tokens/s", _H,
+              "output tokens of completed requests / the run's duration", _S, OUTPUT_RATE,
+              panel=P_OUTPUT_RATE),
+    MetricDef("goodput_requests_per_second", "requests/s", _H,
+              "requests that succeeded and met every SLO / the run's duration", _S, GOODPUT,
+              panel=P_LOAD_RATE, legend="goodput"),
+    MetricDef("goodput_ratio", "ratio", _H,
+              "share of the run's requests that succeeded and met every SLO", _X),
+    MetricDef("slo_max_rate_per_second", "requests/s", _H,
+              "a sweep: the highest offered rate at which at least `attainment` of the "
+              "requests met every SLO (0 when none did)", _S, SLO_RATE, panel=P_LOAD_RATE,
+              legend="highest rate within SLOs"),
+    MetricDef("max_request_throughput_per_second", "requests/s", _H,
+              "a sweep: completed requests per second with the server saturated", _S,
+              MAX_RATE, panel=P_LOAD_RATE, legend="max throughput"),
+    MetricDef("request_error_ratio", "ratio", _L,
+              "share of the run's requests that failed (HTTP error, broken or garbled "
+              "stream, server gone)", _X, REQUEST_ERRORS, "error", panel=P_ERRORS,
+              legend="errors"),
+    MetricDef("request_timeout_ratio", "ratio", _L,
+              "share of the run's requests that ran out of request_timeout_s", _X,
+              REQUEST_ERRORS, "timeout", panel=P_ERRORS, legend="timeouts"),
+    MetricDef("achieved_rate_ratio", "ratio", _N,
+              "open-loop profiles: requests sent per second / the target rate (the load "
+              "generator kept up when near 1)", _X),
+    MetricDef("client_overhead_seconds", "seconds", _N,
+              "the load generator's own time per request (building, sending, parsing), "
+              "mean", _X),
+    MetricDef("kv_cache_blocks", "blocks", _N,
+              "continuous batching: KV cache blocks (pages) the cache manager allocated", _X),
+    MetricDef("kv_cache_peak_usage_ratio", "ratio", _N,
+              "continuous batching: the largest share of the KV cache blocks in use at once",
+              _X),
     MetricDef("decode_tokens_per_second", "tokens/s", _H,
               "new tokens after the first, over the batch, per second of decoding (median)",
               _S, DECODE, column=Column("decode tok/s", Format.RATE), panel=P_DECODE),
@@ -451,19 +554,26 @@ _TITLES = {
     "peak_rss_bytes": "peak memory, RSS (MiB)",
     "model_size_bytes": "model weights (MiB)",
     "load_time_seconds": "load time (ms)",
+    "request_latency_p50_seconds": "p50 request latency (ms)",
+    "goodput_requests_per_second": "goodput (requests/s)",
+    "request_throughput_per_second": "request throughput (requests/s)",
+    "output_throughput_tokens_per_second": "output rate (tokens/s)",
     "instructions_per_iteration": "instructions per iteration (millions)",
 }
 
 # The unit a value is shown in (collector.analysis.compare.value_text, the charts' scale).
 _SHOWN_UNITS = {"seconds": "ms", "bytes": "MiB", "instructions": "millions", "ratio": "",
-                "absolute": ""}
+                "absolute": "", "blocks": ""}
 
 # The metric a result is read by, first present wins: instruction counts in that mode, else
 # the median latency. The table's first value column and its MDE column show it.
-HEADLINES = ("instructions_per_iteration", "latency_p50_seconds")
+HEADLINES = ("instructions_per_iteration", "request_latency_p50_seconds", "latency_p50_seconds")
 # What `collector compare` and run-once's comparison show unless told otherwise (those a
 # result has): what a person choosing a model or a runtime reads first.
 COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
+                     "request_latency_p50_seconds", "time_to_first_token_p99_seconds",
+                     "time_per_output_token_p50_seconds", "goodput_requests_per_second",
+                     "output_throughput_tokens_per_second", "slo_max_rate_per_second",
                      "throughput_samples_per_second", "time_to_first_token_p50_seconds",
                      "decode_tokens_per_second", "peak_rss_bytes", "cuda_max_allocated_bytes",
                      "output_max_rel_diff_ratio", "output_top1_agreement_ratio",

@@ -25,6 +25,7 @@ from pydantic import (
 from collector.domain import backends
 from collector.domain.backends import BackendSettings
 from collector.domain.catalogue import METRICS
+from collector.domain.serving import Batching, Serving
 from collector.domain.workload import (
     DEVICE_PATTERN,
     GENERATION_TASKS,
@@ -152,6 +153,46 @@ class _BenchmarkSpecFields(Frozen):
     measurement: MeasurementSettings = MeasurementSettings()
     quantization: Quantization = Quantization.NONE
     attn_implementation: Attention | None = None  # None: the model's own default
+    # LLM inference under load (collector/domain/serving.py): N requests through continuous
+    # batching in the worker, or a load generator against a server. At most one of them.
+    batching: Batching | None = None
+    serving: Serving | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lengths_from_load(cls, data: Any) -> Any:
+        """Under load the prompt and output lengths are the load's (`input_tokens`,
+        `output_tokens` means): sequence_length and new_tokens say the same, so every
+        label and column reads them, and the task is text generation."""
+        if not isinstance(data, dict):
+            return data
+        kind: type[Batching] | type[Serving] = Batching
+        load = data.get("batching")
+        if load is None:
+            kind, load = Serving, data.get("serving")
+        if load is None:
+            return data
+        if isinstance(load, dict):
+            load = kind.model_validate(load)
+        data = dict(data)
+        for field, lengths in (("sequence_length", load.input_tokens),
+                               ("new_tokens", load.output_tokens)):
+            given = data.get(field)
+            if given is not None and given != lengths.mean:
+                which = "input_tokens" if field == "sequence_length" else "output_tokens"
+                raise ValueError(f"{field} ({given}) is the load's {which}.mean "
+                                 f"({lengths.mean}) under load; set {which} only")
+            data[field] = lengths.mean
+        if data.get("task") in (None, Task.AUTO, Task.AUTO.value):
+            data["task"] = Task.TEXT_GENERATION
+        return data
+
+    @model_validator(mode="after")
+    def _one_load(self) -> _BenchmarkSpecFields:
+        if self.batching is not None and self.serving is not None:
+            raise ValueError("a benchmark is either batching (in the worker) or serving (a "
+                             "server under load), not both")
+        return self
 
     def settings(self, kind: type[S]) -> S:
         """This benchmark's settings of the backend whose settings type is `kind`."""
@@ -200,6 +241,10 @@ class _BenchmarkSpecFields(Frozen):
         # meaningless): their own series. Wall-time identities stay as they were.
         if self.measurement.mode is not MeasurementMode.WALL:
             ident["measurement_mode"] = self.measurement.mode.value
+        if self.batching is not None:
+            ident["batching"] = self.batching.model_dump(mode="json")
+        if self.serving is not None:
+            ident["serving"] = self.serving.identity()
         return ident
 
     def series_id(self, host: str) -> str:
@@ -216,7 +261,17 @@ class _BenchmarkSpecFields(Frozen):
                                         if self.attn_implementation else None),
                 "device": self.device, "batch_size": self.batch_size,
                 "sequence_length": self.sequence_length, "new_tokens": self.new_tokens,
-                "task": self.task.value}
+                "task": self.task.value, "load": self.load}
+
+    @property
+    def load(self) -> str | None:
+        """The load a benchmark runs under, in words (None: one call at a time):
+        `cb 16 req` for continuous batching, the profile for serving (`poisson 4/s`)."""
+        if self.batching is not None:
+            return f"cb {self.batching.requests} req"
+        if self.serving is not None:
+            return self.serving.profile.text
+        return None
 
     @property
     def label(self) -> str:
