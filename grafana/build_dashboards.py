@@ -45,6 +45,7 @@ from collector.domain.catalogue import (  # noqa: E402  (needs the path set abov
     REGRESSION_CHANGE,
     RUNS,
     SCHEDULE_INTERVAL,
+    SERVING_PANELS,
     Direction,
     panels,
 )
@@ -53,6 +54,7 @@ from collector.domain.series import (  # noqa: E402
     SERIES_DIMENSIONS,
     SERIES_LABELS,
 )
+from collector.domain.serving import SWEEP_SAMPLES  # noqa: E402
 from collector.domain.workload import LABEL_PARTS  # noqa: E402
 
 DASHBOARDS_DIR = HERE / "dashboards"
@@ -173,6 +175,27 @@ def barchart(title: str, description: str, target: Json, *, x_field: str, unit: 
                         "legend": {"displayMode": "list", "placement": "bottom",
                                    "showLegend": False, "calcs": []},
                         "tooltip": {"mode": "single", "sort": "none"}}}
+
+
+def xychart(title: str, description: str, target: Json, *, split_by: str,
+            unit: str = "none") -> Json:
+    """Points (x, y) of a table query, one curve per value of its text column `split_by`:
+    the query's first numeric column is x, its second y (Grafana's automatic mapping, each
+    frame a series once the rows are partitioned by `split_by`). The XY chart of Grafana
+    11.3 and later (its options are what Grafana's xychart schema says)."""
+    custom: Json = {"show": "points+lines", "pointSize": {"fixed": 6}, "pointShape": "circle",
+                    "lineWidth": 1, "fillOpacity": 50, "axisPlacement": "auto",
+                    "axisSoftMin": 0,
+                    "hideFrom": {"tooltip": False, "legend": False, "viz": False}}
+    return {"type": "xychart", "title": title, "description": description,
+            "datasource": target["datasource"], "targets": [target],
+            "fieldConfig": _field_config(unit, custom),
+            "options": {"mapping": "auto", "series": [],
+                        "legend": {"displayMode": "list", "placement": "bottom",
+                                   "showLegend": True, "calcs": []},
+                        "tooltip": {"mode": "single", "sort": "none"}},
+            "transformations": [{"id": "partitionByValues",
+                                 "options": {"fields": [split_by], "keepFields": False}}]}
 
 
 def row(title: str) -> Json:
@@ -374,9 +397,10 @@ def direction_values() -> str:
     return f"(VALUES {rows}) AS d(metric, sign)"
 
 
-def trend_sql(metrics: Mapping[str, str | None]) -> str:
-    """Time series (time, metric, value) of the given metrics for every selected series, from
-    the raw table, the hourly or the daily aggregate depending on $__interval_ms."""
+def trend_sql(metrics: Mapping[str, str | None], *, where: str = "TRUE") -> str:
+    """Time series (time, metric, value) of the given metrics for every selected series (and
+    `where`, a condition on the series `s`), from the raw table, the hourly or the daily
+    aggregate depending on $__interval_ms."""
     for name in metrics:
         if name not in METRICS:
             raise KeyError(f"unknown metric {name!r}: see collector/domain/catalogue.py")
@@ -403,7 +427,7 @@ CROSS JOIN LATERAL (
     WHERE $__interval_ms >= {DAY_MS}
       AND d.series_id = s.series_id AND d.metric = k.metric AND $__timeFilter(d.bucket)
 ) AS p
-WHERE {series_filter()}
+WHERE {where} AND {series_filter()}
 ORDER BY 1, 2
 """
 
@@ -623,13 +647,13 @@ ORDER BY v.time
 """
 
 
-def trend_variables() -> list[Json]:
+def trend_variables(where: str = "") -> list[Json]:
     """The chained series filters of TREND_FILTERS: each variable's choices are filtered by
-    the ones before it."""
+    the ones before it (and by `where`, a condition on the series `s` ending in AND)."""
     variables = []
     for index, (name, label, column, numeric) in enumerate(TREND_FILTERS):
-        sql = (f"SELECT DISTINCT s.{column} FROM series s WHERE {series_filter(upto=index)} "
-               "ORDER BY 1")
+        sql = (f"SELECT DISTINCT s.{column} FROM series s "
+               f"WHERE {where}{series_filter(upto=index)} ORDER BY 1")
         variables.append(sql_variable(name, label, sql, numeric=numeric))
     return variables
 
@@ -955,11 +979,108 @@ def health() -> Json:
         time_from="now-24h", refresh="1m")
 
 
+# -- Serving -----------------------------------------------------------------------------------
+
+# A series under load: continuous batching in the worker or a serving benchmark
+# (collector.domain.series.SeriesInfo.load is '' for the others).
+UNDER_LOAD = "s.load <> ''"
+
+# The trend panels of the Serving dashboard (catalogue SERVING_PANELS), in that order.
+SERVING_TRENDS = [(title, description, unit, members) for title, description, unit, members
+                  in TREND_PANELS if title in {p.title for p in SERVING_PANELS}]
+SERVING_TRENDS.sort(key=lambda t: [p.title for p in SERVING_PANELS].index(t[0]))
+
+_SWEEP_COLUMNS = ",\n           ".join(
+    f"max(x.value) FILTER (WHERE x.metric = '{name}') AS \"{what}\""
+    for what, name in SWEEP_SAMPLES.items())
+_SWEEP_NAMES = ", ".join(f"'{name}'" for name in SWEEP_SAMPLES.values())
+
+LATEST_SWEEP = f"""
+-- The latest sweep of each selected series under load in the time range (a result holding
+-- the curve as raw samples, aligned: index i is point i) and its points, in the order run.
+WITH latest AS (
+    SELECT DISTINCT ON (s.series_id) s.series_id, {SERIES_LABEL} AS series, r.run_id,
+           r.started_at
+    FROM series s
+    JOIN results r ON r.series_id = s.series_id
+    WHERE {UNDER_LOAD} AND {series_filter()} AND r.status = 'ok'
+      AND $__timeFilter(r.started_at)
+      AND EXISTS (SELECT 1 FROM samples x
+                  WHERE x.run_id = r.run_id AND x.series_id = r.series_id
+                    AND x.metric = '{SWEEP_SAMPLES["offered rate"]}')
+    ORDER BY s.series_id, r.started_at DESC
+), points AS (
+    SELECT l.series, l.started_at, x.idx,
+           {_SWEEP_COLUMNS}
+    FROM latest l
+    JOIN samples x ON x.run_id = l.run_id AND x.series_id = l.series_id
+    WHERE x.metric IN ({_SWEEP_NAMES})
+    GROUP BY l.series, l.started_at, x.idx
+)
+SELECT {{select}}
+FROM points p
+ORDER BY p.series, p.idx
+"""
+
+SWEEP_TTFT_CURVE = LATEST_SWEEP.replace(
+    "{select}", 'p.series, p."throughput", p."p99 TTFT"')
+SWEEP_GOODPUT_CURVE = LATEST_SWEEP.replace(
+    "{select}", 'p.series, p."offered rate", p."goodput"')
+SWEEP_POINTS = LATEST_SWEEP.replace(
+    "{select}", 'p.series, p.idx + 1 AS "point", '
+    'round(p."offered rate"::numeric, 3) AS "offered rate (req/s)", '
+    'round(p."throughput"::numeric, 3) AS "throughput (req/s)", '
+    'round(p."goodput"::numeric, 3) AS "goodput (req/s)", '
+    + ", ".join(f'round((1000 * p."{what}")::numeric, 1) AS "{what} (ms)"'
+                for what in ("p99 TTFT", "p50 TPOT", "p99 request latency"))
+    + ', p.started_at AS "swept at"')
+
+
+def serving() -> Json:
+    lines: list[list[tuple[Json, int, int]]] = []
+    pair: list[tuple[Json, int, int]] = []
+    for title, description, unit, metrics in SERVING_TRENDS:
+        pair.append((timeseries(title, description, [sql_target(
+            trend_sql(metrics, where=UNDER_LOAD), "time_series")], unit=unit), 12, 9))
+        if len(pair) == 2:
+            lines.append(pair)
+            pair = []
+    if pair:
+        lines.append(pair)
+    curve = [
+        [(row("Latency-throughput curve of the latest sweep"), 24, 1)],
+        [(xychart("p99 TTFT against throughput", "The latest sweep of each selected series "
+                  "in the time range, one point per offered rate: the requests per second "
+                  "the server completed (x) and the 99th percentile time to the first token "
+                  "(y). Where the curve turns up, queueing starts: the server is saturated.",
+                  sql_target(SWEEP_TTFT_CURVE), split_by="series", unit="s"), 12, 10),
+         (xychart("Goodput against offered rate", "The same sweep: the requests per second "
+                  "that met every SLO (y) at each offered rate (x). Goodput follows the "
+                  "offered rate until the SLOs break; the highest rate that still met them is "
+                  "slo_max_rate_per_second.", sql_target(SWEEP_GOODPUT_CURVE),
+                  split_by="series", unit="reqps"), 12, 10)],
+        [(table("Points of the latest sweep", "Every point of the latest sweep of each "
+                "selected series: the offered rate, what the server completed and what met "
+                "the SLOs, and the latencies at that rate.", sql_target(SWEEP_POINTS)),
+          24, 8)],
+    ]
+    trends_row = [[(row("Under load, over time"), 24, 1)]]
+    return dashboard(
+        "collector-serving", "Collector / Serving",
+        "LLM inference under load (continuous batching in the worker, serving benchmarks "
+        "against an OpenAI-compatible server): latency percentiles, goodput, throughput and "
+        "errors over time per series and load, and the latency-throughput curve of the "
+        "latest sweep.",
+        layout([*trends_row, *lines, *curve]),
+        variables=trend_variables(f"{UNDER_LOAD} AND "),
+        annotations=[sql_annotation("Regressions", "red", REGRESSION_ANNOTATIONS)])
+
+
 # -- output ------------------------------------------------------------------------------------
 
 BUILDERS = {"collector-overview.json": overview, "collector-trends.json": trends,
             "collector-runs.json": runs, "collector-health.json": health,
-            "collector-compare.json": compare}
+            "collector-compare.json": compare, "collector-serving.json": serving}
 
 
 def render() -> dict[str, str]:

@@ -16,6 +16,9 @@ What the words mean:
   two benchmarks of one model (eager and int8, say) share it;
 - `architecture`: the model class (known for synthetic models; empty for hub and local
   models, whose class is only known once loaded);
+- `load`: the load a benchmark runs under (BenchmarkSpec.load: `cb 16 req` for continuous
+  batching in the worker, the profile for serving, `poisson 4/s`); empty for a benchmark of
+  one call at a time;
 - the rest are the spec's own fields (task as resolved by the worker).
 """
 
@@ -67,6 +70,7 @@ SERIES_DIMENSIONS = (
     Dimension("new_tokens", "New tokens", numeric=True),
     Dimension("quantization", "Quantization"),
     Dimension("attn_implementation", "Attention"),
+    Dimension("load", "Load"),
 )
 DIMENSIONS_BY_NAME = {d.name: d for d in SERIES_DIMENSIONS}
 
@@ -92,6 +96,7 @@ class SeriesInfo:
     quantization: str = "none"
     attn_implementation: str = "auto"  # auto: transformers' own choice
     architecture: str = ""
+    load: str = ""  # '' for a benchmark of one call at a time (BenchmarkSpec.load None)
 
 
 SERIES_FIELDS = tuple(f.name for f in fields(SeriesInfo))
@@ -146,7 +151,7 @@ def series_info(result: BenchmarkResult) -> SeriesInfo:
                       quantization=spec.quantization.value,
                       attn_implementation=(spec.attn_implementation.value
                                            if spec.attn_implementation else "auto"),
-                      architecture=architecture_of(model))
+                      architecture=architecture_of(model), load=spec.load or "")
 
 
 def dimension_value(result: BenchmarkResult, dimension: str) -> str:

@@ -101,8 +101,9 @@ LABEL_PARTS = (
     LabelPart("batch_size", "bs={}"),
     LabelPart("sequence_length", "seq={}", unused_by=NO_SEQUENCE_TASKS),
     LabelPart("new_tokens", "new={}", used_by=NEW_TOKEN_TASKS),
-    # Under load (continuous batching, serving): the load, `cb 16 req` or `poisson 4/s`.
-    LabelPart("load", "[{}]"),
+    # Under load (continuous batching, serving): the load, `cb 16 req` or `poisson 4/s`;
+    # the stores keep '' for none (collector.domain.series.SeriesInfo.load).
+    LabelPart("load", "[{}]", skip=""),
 )
 
 

@@ -48,6 +48,7 @@ from collector.domain.model import (
     Task,
 )
 from collector.domain.series import SERIES_DIMENSIONS, workload_label
+from collector.domain.serving import SWEEP_SAMPLES
 from collector.present.exposition import Exposition, ServiceCollector, push_run
 from tests.fixtures_prom import PrometheusFactory
 from tests.grafana_queries import (
@@ -70,7 +71,7 @@ GRAFANA = ROOT / "grafana"
 DASHBOARDS = GRAFANA / "dashboards"
 SCHEMAS = ROOT / "tests" / "schemas" / "grafana"
 DASHBOARD_MOUNT = "/var/lib/grafana/dashboards/collector"  # see grafana/README.md
-PANEL_SCHEMAS = {"timeseries", "stat", "table", "text", "barchart"}
+PANEL_SCHEMAS = {"timeseries", "stat", "table", "text", "barchart", "xychart"}
 READER = "grafana_dashboards_reader"
 
 Json = dict[str, Any]
@@ -167,7 +168,7 @@ def test_dashboard_provider_loads_the_dashboards_folder_into_collector() -> None
     assert "./grafana/provisioning:/etc/grafana/provisioning" in readme
     assert sorted(dashboards()) == ["collector-compare.json", "collector-health.json",
                                     "collector-overview.json", "collector-runs.json",
-                                    "collector-trends.json"]
+                                    "collector-serving.json", "collector-trends.json"]
 
 
 def test_committed_dashboards_are_the_generators_output(tmp_path: Path) -> None:
@@ -284,7 +285,7 @@ def test_every_datasource_reference_is_a_provisioned_uid() -> None:
 def test_dashboard_uids_are_unique_and_panels_do_not_overlap() -> None:
     boards = dashboards()
     uids = [board["uid"] for board in boards.values()]
-    assert len(set(uids)) == len(uids) == 5
+    assert len(set(uids)) == len(uids) == 6
     assert all(re.fullmatch(r"[a-z0-9-]{8,40}", uid) for uid in uids), uids
     for name, board in boards.items():
         assert board["id"] is None, name  # Grafana assigns ids; a fixed one would collide
@@ -406,6 +407,7 @@ RUNS = 40
 RANGE = TimeRange(NOW - timedelta(days=14), NOW + timedelta(hours=1))
 RAW, HOURLY, DAILY = timedelta(minutes=30), timedelta(hours=2), timedelta(days=2)
 
+SERVING_RUN = 2000  # host-a's serving runs are (host-a, SERVING_RUN + i) in Seeded.run_ids
 TASKS = {"bert": Task.TEXT_CLASSIFICATION, "vit": Task.IMAGE_CLASSIFICATION,
          "gpt2": Task.TEXT_GENERATION}
 BASE_LATENCY = {"bert": 0.010, "vit": 0.020, "gpt2": 0.080}
@@ -509,13 +511,82 @@ LAB_BENCHES: dict[str, dict[str, Any]] = {"vit": {}, "bert": {"batch_size": 8}}
 GPU_BENCHES: dict[str, dict[str, Any]] = {"gpt2": {"device": "cuda:0", "dtype": "float16",
                                                    "backend": "compile", "batch_size": 4}}
 
+# Serving benchmarks of host-a (a load generator against an OpenAI-compatible endpoint):
+# Poisson arrivals at 4 requests/s, and a sweep of 4 rates up to the saturated throughput.
+_SERVING = {"endpoint": {"url": "http://127.0.0.1:8000/v1"},
+            "input_tokens": {"mean": 64}, "output_tokens": {"mean": 16},
+            "slos": {"ttft_ms": 500, "tpot_ms": 50}}
+SERVING_BENCHES: dict[str, dict[str, Any]] = {
+    "llama-serve": {"serving": {**_SERVING, "profile": {"kind": "poisson", "rate": 4}}},
+    "llama-sweep": {"serving": {**_SERVING, "profile": {"kind": "sweep", "concurrency": 8}}},
+}
+# A sweep's curve, as the load generator stores it (collector.domain.serving.SWEEP_SAMPLES):
+# offered rates 1..4/s; the server completes up to 3.2/s; p99 TTFT climbs once it queues.
+SWEEP_RATES = [1.0, 2.0, 3.0, 4.0]
+SWEEP_THROUGHPUT = [1.0, 2.0, 2.9, 3.2]
+SWEEP_GOODPUT = [1.0, 1.96, 2.5, 1.1]
+SWEEP_TTFT_P99 = [0.12, 0.15, 0.31, 0.92]
+SWEEP_TPOT_P50 = [0.020, 0.022, 0.027, 0.035]
+SWEEP_E2E_P99 = [0.45, 0.52, 0.80, 1.70]
+GOODPUT_DIP = range(30, 36)  # runs whose goodput fell (a regression, resolved since)
+
+
+def build_serving_run(host: str, when: datetime, env: Environment, index: int, *,
+                      last: bool) -> RunResult:
+    """A run of the serving benchmarks as the load generator reports them: latency
+    percentiles over requests, throughput, goodput and the share of failed requests; the
+    sweep adds its highest rate within the SLOs, its maximum throughput and its curve."""
+    slow = 1.25 if index in GOODPUT_DIP else 1.0
+    results = []
+    for offset, (name, overrides) in enumerate(SERVING_BENCHES.items()):
+        spec = BenchmarkSpec.model_validate(spec_dict(
+            "llama", name=name, suite="nightly", sequence_length=64, new_tokens=16,
+            **overrides))
+        began = when + timedelta(seconds=60 * offset)
+        ttft = 0.1 * slow
+        metrics = {
+            "time_to_first_token_p50_seconds": ttft, "time_to_first_token_p90_seconds":
+            1.5 * ttft, "time_to_first_token_p99_seconds": 2.5 * ttft,
+            "time_per_output_token_p50_seconds": 0.02 * slow,
+            "time_per_output_token_p90_seconds": 0.025 * slow,
+            "time_per_output_token_p99_seconds": 0.03 * slow,
+            "inter_token_latency_p50_seconds": 0.02 * slow,
+            "inter_token_latency_p99_seconds": 0.04 * slow,
+            "request_latency_p50_seconds": 0.4 * slow, "request_latency_p90_seconds":
+            0.5 * slow, "request_latency_p99_seconds": 0.6 * slow,
+            "request_throughput_per_second": 3.9, "output_throughput_tokens_per_second": 62.4,
+            "goodput_requests_per_second": 3.0 if slow > 1 else 3.8,
+            "goodput_ratio": 0.77 if slow > 1 else 0.97,
+            # the last run lost 8% of its requests (6% errors, 2% timeouts)
+            "request_error_ratio": 0.06 if last else 0.01,
+            "request_timeout_ratio": 0.02 if last else 0.0}
+        samples: dict[str, list[float]] = {"time_to_first_token_seconds": [ttft] * 4}
+        if name == "llama-sweep":
+            metrics |= {"slo_max_rate_per_second": 2.0 if slow == 1 else 1.0,
+                        "max_request_throughput_per_second": SWEEP_THROUGHPUT[-1]}
+            # the newest sweep is the one the dashboard draws: its rates tell it apart
+            scale = 1.0 if last else 0.5
+            samples |= dict(zip(SWEEP_SAMPLES.values(), (
+                [r * scale for r in SWEEP_RATES], [t * scale for t in SWEEP_THROUGHPUT],
+                [g * scale for g in SWEEP_GOODPUT], SWEEP_TTFT_P99, SWEEP_TPOT_P50,
+                SWEEP_E2E_P99), strict=True))
+        results.append(BenchmarkResult(
+            spec=spec, series_id=spec.series_id(host), started_at=began,
+            finished_at=began + timedelta(seconds=50), environment=env, status="ok",
+            resolved_task=Task.TEXT_GENERATION, metrics=metrics, samples=samples))
+    return RunResult(run_id=uuid.uuid4().hex, suite="nightly", host=host,
+                     started_at=when, finished_at=when + timedelta(minutes=2),
+                     collector_version="0.1.0", results=tuple(results))
+
 
 def seed(store: PostgresStore, pg_url: str) -> Seeded:
     """Three hosts over ten days: host-a (bert, gpt2; transformers upgraded halfway, 20%
     slower from then and 10% more in the latest run; one run where everything failed; two
     runs in one hour), lab's-box (vit,
     bert at batch 8; torch upgraded; vit times out now and then; a quote in the host name),
-    gpu-1 (gpt2 on CUDA, compiled; every 12 h; the last run aborted by a shutdown)."""
+    gpu-1 (gpt2 on CUDA, compiled; every 12 h; the last run aborted by a shutdown).
+    host-a also runs two serving benchmarks after each of its runs (Poisson at 4/s and a
+    sweep; goodput dipped for a while; the latest run lost 8% of its requests)."""
     seeded = Seeded()
 
     def record(run: RunResult, index: int) -> None:
@@ -537,6 +608,8 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
                          latency_factor=(1.0 if i < 20 else 1.2) * (1.1 if i == RUNS - 1
                                                                     else 1.0),
                          failures=failures), i)
+        record(build_serving_run("host-a", when + timedelta(minutes=15), env_a, i,
+                                 last=i == RUNS - 1), SERVING_RUN + i)
         env_lab = environment("lab's-box", transformers="5.24.0",
                               torch="2.12.0" if i < 28 else "2.13.0")
         record(build_run("lab's-box", "nightly", when + timedelta(minutes=5), env_lab,
@@ -624,6 +697,9 @@ def _seed_regressions(store: PostgresStore, seeded: Seeded) -> None:
             status="dismissed", start=30, before=0.010, after=0.011),
         row("imp-open", "gpu-1", "gpt2", "load_time_seconds", kind="improvement",
             status="open", start=16, before=0.9, after=0.8),
+        row("reg-goodput", "host-a", "llama-serve", "goodput_requests_per_second",
+            kind="regression", status="resolved", start=SERVING_RUN + GOODPUT_DIP.start,
+            before=3.8, after=3.0, resolved=SERVING_RUN + GOODPUT_DIP.stop),
     ]
     for record in rows:
         store.save_regression(record)
@@ -860,7 +936,7 @@ def test_trends_sql_runs_with_all_single_and_multi_values_at_every_resolution(
 
     # Annotations: every detected change but the dismissed one; one version change per host.
     results = run_every_sql_query(board, runner, defs, selections)
-    assert len(results["annotation Regressions"]) == 5
+    assert len(results["annotation Regressions"]) == 6
     texts = {r[2] for r in results["annotation Regressions"]}
     assert any(t.endswith("transformers 5.23.0 → 5.24.0; " + SEEDED_AB["text"]) for t in texts)
     assert any(t.endswith("; A/B failed: no wheel for torch==2.99.0") for t in texts)
@@ -1111,6 +1187,116 @@ def test_compare_ratio_to_best_is_one_for_the_best_and_above_one_for_the_rest(
                        "GPT2LMHeadModel": "gpu-1", "ViTForImageClassification": "lab's-box"}
     losers = [r for r in rows if r["ratio to best"] != 1]
     assert {r["host"] for r in losers} == {"host-a"} and len(losers) == 2
+
+
+# -- SQL: Serving -------------------------------------------------------------------------------
+
+def test_serving_reads_only_series_under_load_from_the_catalogue() -> None:
+    from collector.domain.catalogue import SERVING_PANELS
+
+    board, trends = by_uid("collector-serving"), by_uid("collector-trends")
+    kinds = [(p["type"], p["title"]) for p in panels(board)]
+    assert [t for k, t in kinds if k == "timeseries"] == [p.title for p in SERVING_PANELS]
+    assert [k for k, _ in kinds if k != "timeseries"] == ["xychart", "xychart", "table"]
+    # The Trends filters, each limited to series under load; every panel reads them.
+    variables = board["templating"]["list"]
+    assert [v["name"] for v in variables] == [v["name"] for v in trends["templating"]["list"]]
+    names = {v["name"] for v in variables}
+    for variable in variables:
+        assert variable["query"].startswith("SELECT DISTINCT s.")
+        assert "WHERE s.load <> '' AND " in variable["query"], variable["name"]
+    for panel in panels(board):
+        (target,) = panel["targets"]
+        assert "s.load <> ''" in target["rawSql"], panel["title"]
+        assert names <= set(re.findall(r"\$(\w+)", target["rawSql"])), panel["title"]
+    for chart in (p for p in panels(board) if p["type"] == "xychart"):
+        assert chart["transformations"] == [{"id": "partitionByValues", "options": {
+            "fields": ["series"], "keepFields": False}}]
+    # The vendored xychart schema is live: an XY chart without its mapping is rejected.
+    broken = copy.deepcopy(next(p for p in panels(board) if p["type"] == "xychart"))
+    del broken["options"]["mapping"]
+    assert schema_errors(definition_validator("xychart", "Options"), broken["options"])
+
+
+def test_serving_sql_shows_latency_goodput_errors_and_the_latest_sweep(
+        seeded_pg: tuple[Seeded, SqlRunner]) -> None:
+    seeded, runner = seeded_pg
+    board = by_uid("collector-serving")
+    defs, selections, options = resolve_sql_variables(board, runner)
+    # Only the series under load are choices, each load once.
+    assert options["host"] == ["host-a"]
+    assert options["benchmark"] == ["llama-serve", "llama-sweep"]
+    assert options["load"] == ["poisson 4/s", "sweep x4"]
+    assert options["task"] == ["text-generation"]
+    results = run_every_sql_query(board, runner, defs, selections)
+    serve = seeded.labels[seeded.series[("host-a", "llama-serve")]]
+    sweep = seeded.labels[seeded.series[("host-a", "llama-sweep")]]
+    assert serve == ("llama-serve float32 eager cpu bs=1 seq=64 new=16 [poisson 4/s] "
+                     "@ host-a")
+    assert sweep.endswith(" [sweep x4] @ host-a")
+
+    # Over time, per series and load: a line per series and percentile, a point per run.
+    ttft = results["Time to first token"]
+    assert {r[1] for r in ttft} == {f"{label} {p}" for label in (serve, sweep)
+                                    for p in ("p50", "p90", "p99")}
+    assert len(ttft) == 2 * 3 * RUNS
+    assert {r[1] for r in results["Request latency"]} == {
+        f"{label} {p}" for label in (serve, sweep) for p in ("p50", "p90", "p99")}
+    assert {r[1] for r in results["Time per output token"]} >= {f"{serve} p99"}
+    rates = results["Requests per second under load"]
+    goodput = sorted((r[0], r[2]) for r in rates if r[1] == f"{serve} goodput")
+    # (a measurement's time is its result's end: 50 s after its run started)
+    dip = {seeded.run_times[("host-a", SERVING_RUN + i)] + timedelta(seconds=50)
+           for i in GOODPUT_DIP}
+    assert len(goodput) == RUNS
+    assert {v for t, v in goodput if t in dip} == {3.0}
+    assert {v for t, v in goodput if t not in dip} == {3.8}
+    assert {r[1] for r in rates if r[1].startswith(sweep)} == {
+        f"{sweep} {legend}" for legend in ("completed", "goodput",
+                                           "highest rate within SLOs", "max throughput")}
+    # Errors and timeouts as shares; the latest run lost 6% + 2%.
+    errors = [r for r in results["Request errors"] if r[1].startswith(serve)]
+    latest = max(r[0] for r in errors)
+    assert sorted((r[1], r[2]) for r in errors if r[0] == latest) == [
+        (f"{serve} errors", 0.06), (f"{serve} timeouts", 0.02)]
+    assert {r[2] for r in errors if r[0] < latest} == {0.01, 0.0}
+
+    # The latest sweep's curve: its 4 points in order, as stored, x then y.
+    assert results["p99 TTFT against throughput"] == [
+        (sweep, x, y) for x, y in zip(SWEEP_THROUGHPUT, SWEEP_TTFT_P99, strict=True)]
+    assert results["Goodput against offered rate"] == [
+        (sweep, x, y) for x, y in zip(SWEEP_RATES, SWEEP_GOODPUT, strict=True)]
+    names, rows = runner.table(target_sql(board, "Points of the latest sweep"), defs,
+                               selections)
+    points = [dict(zip(names, r, strict=True)) for r in rows]
+    assert [p["point"] for p in points] == [1, 2, 3, 4]
+    assert [float(p["p99 TTFT (ms)"]) for p in points] == [120.0, 150.0, 310.0, 920.0]
+    assert [float(p["throughput (req/s)"]) for p in points] == SWEEP_THROUGHPUT
+    assert {p["swept at"] for p in points} == {
+        seeded.run_times[("host-a", SERVING_RUN + RUNS - 1)] + timedelta(seconds=60)}
+    # An earlier time range draws the sweep that was latest then (half the rates).
+    early = SqlRunner(runner.conn, TimeRange(RANGE.start, START + 5 * STEP))
+    assert [r[1] for r in early.rows(target_sql(board, "Goodput against offered rate"),
+                                     defs, selections)] == [r / 2 for r in SWEEP_RATES]
+
+    # The goodput dip as an annotation (resolved: from its first run to its resolution).
+    [(start, end, text, tags)] = results["annotation Regressions"]
+    assert start == seeded.run_times[("host-a", SERVING_RUN + GOODPUT_DIP.start)]
+    assert end == seeded.run_times[("host-a", SERVING_RUN + GOODPUT_DIP.stop)]
+    assert text.startswith("llama-serve goodput_requests_per_second -21.1% (3.8 → 3")
+    assert tags.startswith("regression,resolved,goodput_requests_per_second")
+
+    # One load picked: only that series' lines; the sweep panels have nothing to draw.
+    defs_1, one, _ = resolve_sql_variables(board, runner,
+                                           {"load": Selection(("poisson 4/s",))})
+    rows = runner.rows(target_sql(board, "Request latency"), defs_1, one)
+    assert rows and {r[1].rsplit(" ", 1)[0] for r in rows} == {serve}
+    assert runner.rows(target_sql(board, "p99 TTFT against throughput"), defs_1, one) == []
+    assert every_sql(board) <= set(runner.executed)
+
+    # The Trends dashboard lists the loads too ('' is every benchmark not under load).
+    _, _, trend_options = resolve_sql_variables(by_uid("collector-trends"), runner)
+    assert trend_options["load"] == ["", "poisson 4/s", "sweep x4"]
 
 
 # -- SQL: Runs ----------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
                                                             (8, "series_variants"),
                                                             (9, "regression_ab"),
                                                             (10, "series_architecture"),
-                                                            (11, "annotation_dimensions")]
+                                                            (11, "annotation_dimensions"),
+                                                            (12, "series_load"),
+                                                            (13, "annotation_load")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
                                                                    (6, "timescaledb")]
@@ -65,11 +67,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 9
+    assert len(plan(again).applied) == 11
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     local.close()
 
 
@@ -83,7 +85,8 @@ def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
                                           r"0002_readonly_role, 0004_regressions, 0005_signal, "
                                           r"0007_outputs_changed, 0008_series_variants, "
                                           r"0009_regression_ab, 0010_series_architecture, "
-                                          r"0011_annotation_dimensions\)"):
+                                          r"0011_annotation_dimensions, 0012_series_load, "
+                                          r"0013_annotation_load\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -113,7 +116,7 @@ def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4, 5, 7, 8, 9, 10, 11]
+    assert versions == [1, 2, 4, 5, 7, 8, 9, 10, 11, 12, 13]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -135,7 +138,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
     assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (9, 1), (10, 1),
-                    (11, 1)]
+                    (11, 1), (12, 1), (13, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
@@ -168,9 +171,10 @@ def test_the_outputs_changed_kind_keeps_the_regressions_of_an_older_schema(
     """Rebuilding SQLite's regressions table (and PostgreSQL's new constraint) keeps every
     stored record, its confirmation evidence included, and then admits the new kind."""
     # regression_ab adds a column after the rebuild (it is later), as on a real upgrade, and
-    # the annotations view that reads it comes after it.
+    # the annotations views that read it come after it.
     older = [m for m in load_migrations(dialect)
-             if m.name not in ("outputs_changed", "regression_ab", "annotation_dimensions")
+             if m.name not in ("outputs_changed", "regression_ab", "annotation_dimensions",
+                               "annotation_load")
              and m.requires is None]
 
     def open_store(migrations: list[Migration] | None = None) -> SQLiteStore | PostgresStore:

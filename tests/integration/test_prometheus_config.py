@@ -121,15 +121,18 @@ def test_every_alert_has_a_severity_summary_description_and_runbook() -> None:
         "BenchmarkRegression", "BenchmarkRegressionSuspected", "BenchmarkHostDrift",
         "BenchmarkOutputsChanged",
         "BenchmarkRegressionAcknowledged", "BenchmarkFailingRepeatedly", "BenchmarkStale",
+        "BenchmarkGoodputRegression", "BenchmarkTTFTRegression", "BenchmarkRequestErrors",
         "CollectorDown", "CollectorOutboxBacklogGrowing", "CollectorOutboxQuarantine",
         "CollectorSchedulerStuck"}
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in SEVERITIES, name
         for annotation in ("summary", "description", "runbook"):
             assert rule["annotations"].get(annotation, "").strip(), f"{name}: {annotation}"
-    # Only confirmed regressions and a collector that is down page.
+    # Only confirmed regressions (goodput and p99 TTFT under load as their own) and a
+    # collector that is down page.
     assert {name for name, rule in alerts.items() if rule["labels"]["severity"] == "page"} == {
-        "BenchmarkRegression", "CollectorDown"}
+        "BenchmarkRegression", "BenchmarkGoodputRegression", "BenchmarkTTFTRegression",
+        "CollectorDown"}
 
 
 def test_the_regression_alert_carries_the_series_labels_change_and_attribution() -> None:
@@ -148,6 +151,9 @@ def _exported_metric_names(tmp_path: Path) -> set[str]:
     store = SQLiteStore(tmp_path / "names.db")
     try:
         store.record_run(make_run(fail="vit"))
+        # A result under load: its request error and timeout shares.
+        store.record_run(make_run(suite="serving", models=("llama",), metrics={
+            "request_error_ratio": 0.02, "request_timeout_ratio": 0.01}))
         [bert] = [info for info in store.list_series() if info.benchmark == "bert"]
         _seed_regressions(store, bert.series_id)
         exposition = Exposition(store, ServiceCollector(
@@ -250,6 +256,29 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "              < on (job, instance, suite)",
         "collector_benchmark_last_run_timestamp_seconds\n"
         "              > on (job, instance, suite)"),
+    "goodput regressions page twice": (
+        "serving",
+        'unless collector_regression_relative_change{metric=~"goodput_requests_per_second|'
+        'slo_max_rate_per_second|time_to_first_token_p99_seconds"}',
+        'unless collector_regression_relative_change{metric=~"time_to_first_token_p99_seconds"}'),
+    "suspected goodput regressions page": (
+        "serving",
+        'status="open", metric=~"goodput_requests_per_second|slo_max_rate_per_second"}',
+        'status=~"open|suspected", metric=~"goodput_requests_per_second|'
+        'slo_max_rate_per_second"}'),
+    "acknowledged TTFT regressions page": (
+        "serving",
+        'status="open", metric="time_to_first_token_p99_seconds"}',
+        'status=~"open|acknowledged", metric="time_to_first_token_p99_seconds"}'),
+    "5% lost requests warn": (
+        "serving",
+        "sum without (outcome) (collector_benchmark_request_error_ratio) > 0.05",
+        "sum without (outcome) (collector_benchmark_request_error_ratio) >= 0.05"),
+    "timeouts are not lost requests": (
+        "serving",
+        "sum without (outcome) (collector_benchmark_request_error_ratio) > 0.05",
+        'max without (outcome) (collector_benchmark_request_error_ratio{outcome="error"}) '
+        "> 0.05"),
     "collector down at once": ("collector", "        for: 10m\n", "        for: 1m\n"),
     "any job down is a collector down": (
         "collector", 'expr: up{job="collector"} == 0', "expr: up == 0"),
@@ -436,7 +465,8 @@ def exporter(tmp_path: Path) -> Iterator[tuple[MetricsServer, dict[str, str]]]:
     store.record_run(make_run(when=now - timedelta(hours=5), fail="vit", latency=0.02))
     store.record_run(make_run(when=now - timedelta(hours=4), fail="vit", latency=0.02))
     [bert] = [info for info in store.list_series() if info.benchmark == "bert"]
-    series = {label: str(getattr(bert, label)) for label in SERIES_LABELS}
+    # Prometheus keeps no empty label (`load` is '' for a benchmark not under load).
+    series = {label: value for label in SERIES_LABELS if (value := str(getattr(bert, label)))}
     _seed_regressions(store, bert.series_id)
     exposition = Exposition(store, ServiceCollector(
         {"version": "0"}, outbox_pending=lambda: 0,
@@ -540,8 +570,9 @@ def test_rules_fire_on_the_real_exporter_and_reach_alertmanager(
     assert annotations["summary"] == (f"{series['model']} latency_p50_seconds +25% on "
                                       f"{series['host']} ({series['device']}, "
                                       f"{series['dtype']}, {series['backend']})")
-    for label in SERIES_LABELS:
+    for label in series:  # the labels it has (no load: it is not under load)
         assert f"{label}={series[label]}" in annotations["description"], label
+    assert "load=" not in annotations["description"]
     assert "transformers_version 5.23.0 -> 5.24.0" in annotations["description"]
 
     [suspected] = _named(alerts, "BenchmarkRegressionSuspected")

@@ -38,6 +38,24 @@ def test_record_and_read_back_a_run(store: Store) -> None:
     assert (info.task, info.backend, info.device, info.dtype) == (
         "text-classification", "eager", "cpu", "float32")
     assert (info.batch_size, info.sequence_length, info.new_tokens) == (1, 8, 4)
+    assert info.load == ""  # not under load
+
+
+def test_a_series_under_load_keeps_its_load(store: Store) -> None:
+    """The load (BenchmarkSpec.load) is a series dimension: stored, read back, filtered."""
+    run = make_run(when=T0, models=("llama",))
+    [plain] = run.results
+    serving = {"endpoint": {"url": "http://127.0.0.1:8000/v1"},
+               "profile": {"kind": "poisson", "rate": 4}}
+    spec = plain.spec.model_validate({**plain.spec.model_dump(mode="json"),
+                                      "sequence_length": 64, "new_tokens": 16,
+                                      "serving": serving})
+    loaded = plain.model_copy(update={"spec": spec, "series_id": spec.series_id("host-a")})
+    store.record_run(run.model_copy(update={"results": (plain, loaded)}))
+    by_id = {s.series_id: s for s in store.list_series()}
+    assert (by_id[loaded.series_id].load, by_id[plain.series_id].load) == ("poisson 4/s", "")
+    assert by_id[loaded.series_id] == series_info(loaded)
+    assert [s.series_id for s in store.list_series(load="poisson 4/s")] == [loaded.series_id]
 
 
 def test_recording_is_idempotent_by_run_id(store: Store) -> None:
