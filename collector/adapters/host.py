@@ -10,6 +10,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -89,21 +90,27 @@ def _loadavg() -> float | None:
 class NoiseMeter:
     """Start before measuring, call stop() after; the numbers cover exactly that window."""
 
+    # CPU seconds of other processes that are part of the measurement (a serving
+    # benchmark's server): counted as our own, not as another process's.
+    ours: Callable[[], float] | None = None
     _wall: float = 0.0
     _busy: float | None = None
     _self: float = 0.0
     _load: float | None = None
 
+    def _own(self) -> float:
+        return _self_cpu_seconds() + (self.ours() if self.ours is not None else 0.0)
+
     def start(self) -> NoiseMeter:
         self._wall = time.monotonic()
         self._busy = _busy_cpu_seconds()
-        self._self = _self_cpu_seconds()
+        self._self = self._own()
         self._load = _loadavg()
         return self
 
     def stop(self, gpu: dict[str, object] | None = None) -> NoiseProbe:
         wall = max(time.monotonic() - self._wall, 0.0)
-        own = max(_self_cpu_seconds() - self._self, 0.0)
+        own = max(self._own() - self._self, 0.0)
         busy_end = _busy_cpu_seconds()
         other = 0.0
         if self._busy is not None and busy_end is not None:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 _FIELDS = ("transformers_version", "torch_version", "cuda_version", "cudnn_version",
            "gpu_driver", "python_version", "collector_version", "torch_threads", "kernel",
            "os", "cpu_model", "cpu_logical_cores", "memory_total_bytes", "gpu_name",
-           "gpu_count", "int8_matmul")
+           "gpu_count", "int8_matmul", "server")
 # Hardware: results from different hardware are never compared (a new segment starts).
 HARDWARE_FIELDS = ("cpu_model", "cpu_logical_cores", "memory_total_bytes", "gpu_name",
                    "gpu_count")

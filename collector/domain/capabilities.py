@@ -69,6 +69,33 @@ def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[st
     settings = spec.backend_settings()
     if declaration.check is not None and settings is not None:
         yield from declaration.check(settings, device)
+    if spec.batching is not None:
+        yield from _batching_problems(spec, task)
+
+
+# Continuous batching runs the torch module through transformers' paged-attention scheduler:
+# eager as it is, compile with the scheduler's own compile configs.
+BATCHING_BACKENDS = frozenset({"eager", "compile"})
+
+
+def _batching_problems(spec: BenchmarkSpec, task: Task) -> Iterator[tuple[str, str]]:
+    """What continuous batching (collector/adapters/measure/tasks/batching.py) cannot do.
+    Its attention implementations are eager (run as paged|eager), sdpa and flash on CUDA;
+    the device part of that is the check above and, in the worker, backend_unavailable."""
+    if task not in (Task.AUTO, Task.TEXT_GENERATION):
+        yield "task", ("batching needs a causal language model (task text-generation), not "
+                       f"{task.value}")
+    if spec.backend not in BATCHING_BACKENDS:
+        yield "backend", (f"batching runs on backend {_names(BATCHING_BACKENDS)}, not "
+                          f"{spec.backend}")
+    if spec.measurement.mode is not MeasurementMode.WALL:
+        yield "measurement", ("batching measures wall time only (its scheduler runs in a "
+                              f"thread), not {spec.measurement.mode.value}")
+    if isinstance(spec.model, SyntheticSource) and spec.model.extra_compute > 0:
+        yield "model", "batching does not take extra_compute; use delay_ms"
+    if getattr(spec.backend_settings(), "fullgraph", False):
+        yield "compile", ("batching cannot compile with fullgraph: true (transformers keeps "
+                          "paged attention out of the graph)")
 
 
 def problem(spec: BenchmarkSpec, task: Task | None = None) -> tuple[str, str] | None:

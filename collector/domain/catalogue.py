@@ -417,7 +417,7 @@ _DEFS = [
     # failed ones left out (they are counted in request_error_ratio).
     MetricDef("time_per_output_token_p50_seconds", "seconds", _L,
               "median over requests of (last token - first token) / (output tokens - 1)", _S,
-              TPOT, "50", panel=P_TPOT, legend="p50"),
+              TPOT, "50", Column("TPOT ms", Format.MS), P_TPOT, "p50"),
     MetricDef("time_per_output_token_p90_seconds", "seconds", _L,
               "90th percentile over requests of the time per output token", _S, TPOT, "90",
               panel=P_TPOT, legend="p90"),
@@ -429,10 +429,10 @@ _DEFS = [
               REQUEST_LATENCY, "50", Column("p50 ms", Format.MS), P_E2E, "p50"),
     MetricDef("request_latency_p90_seconds", "seconds", _L,
               "90th percentile end-to-end request latency", _S, REQUEST_LATENCY, "90",
-              panel=P_E2E, legend="p90"),
+              Column("p90 ms", Format.MS), P_E2E, "p90"),
     MetricDef("request_latency_p99_seconds", "seconds", _L,
               "99th percentile end-to-end request latency", _S, REQUEST_LATENCY, "99",
-              panel=P_E2E, legend="p99"),
+              Column("p99 ms", Format.MS), P_E2E, "p99"),
     MetricDef("request_throughput_per_second", "requests/s", _H,
               "completed requests / the run's duration", _S, REQUEST_RATE,
               panel=P_LOAD_RATE, legend="completed"),
@@ -441,7 +441,7 @@ _DEFS = [
               panel=P_OUTPUT_RATE),
     MetricDef("goodput_requests_per_second", "requests/s", _H,
               "requests that succeeded and met every SLO / the run's duration", _S, GOODPUT,
-              panel=P_LOAD_RATE, legend="goodput"),
+              None, Column("goodput req/s", Format.RATE), P_LOAD_RATE, "goodput"),
     MetricDef("goodput_ratio", "ratio", _H,
               "share of the run's requests that succeeded and met every SLO", _X),
     MetricDef("slo_max_rate_per_second", "requests/s", _H,
@@ -459,8 +459,8 @@ _DEFS = [
               "share of the run's requests that ran out of request_timeout_s", _X,
               REQUEST_ERRORS, "timeout", panel=P_ERRORS, legend="timeouts"),
     MetricDef("achieved_rate_ratio", "ratio", _N,
-              "open-loop profiles: requests sent per second / the target rate (the load "
-              "generator kept up when near 1)", _X),
+              "open-loop profiles: the rate requests were sent at / the rate of their "
+              "schedule (1: the load generator kept its schedule)", _X),
     MetricDef("client_overhead_seconds", "seconds", _N,
               "the load generator's own time per request (building, sending, parsing), "
               "mean", _X),
@@ -567,7 +567,11 @@ _SHOWN_UNITS = {"seconds": "ms", "bytes": "MiB", "instructions": "millions", "ra
 
 # The metric a result is read by, first present wins: instruction counts in that mode, else
 # the median latency. The table's first value column and its MDE column show it.
-HEADLINES = ("instructions_per_iteration", "request_latency_p50_seconds", "latency_p50_seconds")
+# A continuous-batching result has both latencies: its timed iteration (a whole batch) is
+# what its interval and convergence are about, so it is read by that; a serving result has
+# only the requests' (its interval is their median's).
+HEADLINES = ("instructions_per_iteration", "latency_p50_seconds", "request_latency_p50_seconds")
+_FALLBACK_HEADLINE = "latency_p50_seconds"
 # What `collector compare` and run-once's comparison show unless told otherwise (those a
 # result has): what a person choosing a model or a runtime reads first.
 COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
@@ -589,9 +593,18 @@ CHART_LATENCY = "latency_p50_seconds"
 CHART_THROUGHPUT = "throughput_input_tokens_per_second"
 CHART_MEMORY = "peak_rss_bytes"
 CHART_MODEL_SIZE = "model_size_bytes"
+# Under load: latency against completed requests per second, for a sweep's points (its
+# samples, by collector.domain.serving.SWEEP_SAMPLES' point names) and for workloads
+# that differ only by their load (one result each).
+CHART_LOAD_THROUGHPUT = "request_throughput_per_second"
+CHART_LOAD_LATENCIES = (("p99 TTFT", "time_to_first_token_p99_seconds"),
+                        ("p99 request latency", "request_latency_p99_seconds"))
 # Metrics that are the median of a result's raw samples (by sample name).
 SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
-                  "time_to_first_token_p50_seconds": "time_to_first_token_seconds"}
+                  "time_to_first_token_p50_seconds": "time_to_first_token_seconds",
+                  "inter_token_latency_p50_seconds": "inter_token_latency_seconds",
+                  "time_per_output_token_p50_seconds": "time_per_output_token_seconds",
+                  "request_latency_p50_seconds": "request_latency_seconds"}
 # What the Grafana metric pickers start with.
 DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
                      "decode_tokens_per_second", "peak_rss_bytes")
@@ -604,7 +617,7 @@ def metric(name: str) -> MetricDef:
 
 def headline(metrics: Mapping[str, float]) -> str:
     """The metric a result with these values is read by."""
-    return next((name for name in HEADLINES if name in metrics), HEADLINES[-1])
+    return next((name for name in HEADLINES if name in metrics), _FALLBACK_HEADLINE)
 
 
 def families() -> dict[str, Family]:

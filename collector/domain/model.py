@@ -309,6 +309,15 @@ class FailureKind(str, Enum):
     ABORTED = "aborted"
     # The package environment it was to run in could not be built (collector/adapters/envs.py).
     ENVIRONMENT_UNAVAILABLE = "environment_unavailable"
+    # A serving benchmark's server: it could not start, exited, or was not ready in time
+    # (its log's end is kept with the failure).
+    SERVER_UNAVAILABLE = "server_unavailable"
+    # A serving benchmark's load generator could not send at the asked rate: the client,
+    # not the server, was the bottleneck, so the figures would describe the client.
+    CLIENT_BOUND = "client_bound"
+    # A serving benchmark's run in which not one request succeeded (each failed request of
+    # a run that otherwise works is counted in request_error_ratio instead).
+    REQUESTS_FAILED = "requests_failed"
 
 
 class Failure(Frozen):
@@ -344,6 +353,9 @@ class Environment(Frozen):
     # torchao int8-dynamic on CPU: the int8 matmul it runs here (what its speed against fp32
     # depends on: collector/adapters/measure/quantize.py).
     int8_matmul: str | None = None
+    # A serving benchmark's server as it reports itself (`vllm 0.6.3`, `transformers serve
+    # 5.24.0`; its `Server` header where it reports nothing else).
+    server: str | None = None
     # Installed versions of the packages asked to be recorded (an environment's pins, torch,
     # transformers), as the worker's interpreter sees them; missing ones are omitted.
     packages: dict[str, str] = {}

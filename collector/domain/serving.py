@@ -111,7 +111,7 @@ class LoadProfile(_Frozen):
             return f"concurrent {self.concurrency}"
         if self.kind is ProfileKind.SWEEP:
             return f"sweep x{self.points}"
-        return self.kind.value
+        return str(self.kind.value)
 
 
 class SLOs(_Frozen):
@@ -146,7 +146,7 @@ class Server(_Frozen):
     @model_validator(mode="after")
     def _placeholders(self) -> Server:
         for arg in self.command:
-            for name in re.findall(r"\{([^{}]*)\}", arg):
+            for name in re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", arg):
                 if name not in COMMAND_PLACEHOLDERS:
                     shown = ", ".join("{" + p + "}" for p in COMMAND_PLACEHOLDERS)
                     raise ValueError(f"unknown placeholder {{{name}}} in command {arg!r}; "
@@ -220,3 +220,16 @@ class Serving(_Frozen):
                                  "model_name": self.endpoint.model_name}
         ident.pop("request_timeout_s")
         return ident
+
+
+# A sweep's latency-throughput curve, kept in its result as raw samples (aligned lists:
+# index i is point i, in the order the rates were run), by what each list holds. The
+# Serving dashboard draws the latest sweep's points from them.
+SWEEP_SAMPLES = {
+    "offered rate": "sweep_rate_per_second",
+    "throughput": "sweep_request_throughput_per_second",
+    "goodput": "sweep_goodput_requests_per_second",
+    "p99 TTFT": "sweep_ttft_p99_seconds",
+    "p50 TPOT": "sweep_tpot_p50_seconds",
+    "p99 request latency": "sweep_request_latency_p99_seconds",
+}

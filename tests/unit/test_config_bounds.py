@@ -170,10 +170,11 @@ def test_matrices_count_across_the_file(tmp_path: Path) -> None:
 def test_keys_with_newlines_do_not_split_the_message(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, BENCH + '        "bad\\nkey": 1\n')
     assert str(problem).endswith("suites.s.benchmarks[0].bad\\nkey: unknown key; expected "
-                                 "one of: attn_implementation, backend, batch_size, compile, "
-                                 "device, dtype, matrix, measurement, memory_limit_mb, model, "
-                                 "name, new_tokens, onnxruntime, quantization, "
-                                 "sequence_length, task, threads, timeout_s")
+                                 "one of: attn_implementation, backend, batch_size, "
+                                 "batching, compile, device, dtype, matrix, measurement, "
+                                 "memory_limit_mb, model, name, new_tokens, onnxruntime, "
+                                 "quantization, sequence_length, serving, task, threads, "
+                                 "timeout_s")
 
 
 def test_the_bounds_themselves_are_accepted(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import json
 import math
 import os
 import re
@@ -45,6 +46,7 @@ from collector.domain.model import (
     ModelSource,
     SyntheticSource,
 )
+from collector.domain.serving import Batching, Serving
 
 _MODEL_SOURCE: TypeAdapter[Any] = TypeAdapter(ModelSource)
 
@@ -61,6 +63,10 @@ def usable_cores() -> int | None:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count()
+
+
+# Axes a benchmark under load takes from its load (lengths) or leaves to it (batching).
+LOAD_AXES = ("sequence_length", "new_tokens", "batch_size")
 
 
 def _axis_values(levels: Sequence[LevelSettings | None], axis: str) -> list[Any] | None:
@@ -240,6 +246,29 @@ class Checker:
             return False
         return True
 
+    def load(self, bench: BenchmarkEntry, loc: Loc) -> dict[str, Batching | Serving] | None:
+        """The benchmark's load ({} for none). Under load, prompt and output lengths are the
+        load's (input_tokens and output_tokens) and there is one load per benchmark: None
+        (with a problem) when the benchmark says otherwise."""
+        load = bench.batching or bench.serving
+        if bench.batching is not None and bench.serving is not None:
+            self.add((*loc, "serving"), "a benchmark is either batching (in the worker) or "
+                     "serving (a server under load), not both; make them two benchmarks")
+            return None
+        if load is None:
+            return {}
+        field_name = "batching" if bench.batching is not None else "serving"
+        before = len(self.problems)
+        for field, which in (("sequence_length", "input_tokens"),
+                             ("new_tokens", "output_tokens")):
+            if _axis_values([bench], field):
+                self.add((*loc, field), f"under load the lengths are {field_name}."
+                         f"{which}; set {which}.mean there instead of {field}")
+        if _axis_values([bench], "batch_size") not in (None, [1]):
+            self.add((*loc, "batch_size"), f"under load the batch is the server's or the "
+                     f"scheduler's to form; set {field_name}.requests or a profile instead")
+        return {field_name: load} if len(self.problems) == before else None
+
     def model_config(self, raw: Any, loc: Loc) -> bool:
         """A synthetic model's `config` goes to transformers and, as JSON, into both stores:
         plain JSON data only. False (with problems) otherwise."""
@@ -313,9 +342,15 @@ class Checker:
         parts: list[tuple[str, Any]] = [("model", _MODEL_SOURCE)] if "model" in raw else []
         parts += [(name, _adapter(kind)) for name, kind in backends.with_settings().items()
                   if name in raw]
+        parts += [(name, _adapter(kind)) for name, kind in (("batching", Batching),
+                                                            ("serving", Serving))
+                  if raw.get(name) is not None]
         for field, adapter in parts:
             try:
-                adapter.validate_python(plain(raw[field]), strict=True)
+                if field in ("batching", "serving"):  # their enums are named by their values
+                    adapter.validate_json(json.dumps(plain(raw[field])), strict=True)
+                else:
+                    adapter.validate_python(plain(raw[field]), strict=True)
             except ValidationError as exc:
                 for problem in problems_from(exc, self.file, self.root, BenchmarkEntry,
                                              (*loc, field)):
@@ -456,6 +491,10 @@ def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: Sui
 
         fixed: dict[str, Any] = {"suite": suite_name, "name": bench.name, "model": bench.model,
                                  "measurement": measurement}
+        load = check.load(bench, loc)
+        if load is None:
+            continue
+        fixed.update(load)
         for field in ("task", "threads", "timeout_s", "memory_limit_mb",
                       *backends.with_settings()):
             value = _scalar(levels, field)
@@ -463,6 +502,8 @@ def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: Sui
                 fixed[field] = value
         check.threads(fixed.get("threads"), levels, loc, suite_name)
         axes = {a: v for a in MATRIX_AXES if (v := _axis_values(levels, a)) is not None}
+        for axis in LOAD_AXES if load else ():  # the load's lengths, not the defaults'
+            axes.pop(axis, None)
         if not check.expansion(levels, axes, loc, suite_name):
             continue
         specs += _specs(check, fixed, axes, suite=suite_name, name=bench.name, loc=loc)

@@ -37,6 +37,7 @@ from collector.domain.model import (
     Quantization,
     Task,
 )
+from collector.domain.serving import Batching, Serving
 
 
 class MeasurementOverrides(Strict):
@@ -94,6 +95,10 @@ else:  # `<backend>: <its settings>` for each backend that has settings of its o
 class BenchmarkEntry(LevelSettings):
     name: Name
     model: ModelSource
+    # Under load (collector/domain/serving.py): continuous batching in the worker, or a
+    # serving benchmark against a server; per benchmark only.
+    batching: Batching | None = None
+    serving: Serving | None = None
 
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector.adapters.load.keys import KeyUnavailable, endpoint_key
 from collector.adapters.measure.isolation import (
     ProgressCallback,
     Target,
@@ -53,10 +54,18 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
     started = now()
     instructions = spec.measurement.mode is MeasurementMode.INSTRUCTIONS
     problem = instructions_mode_problem(spec) if instructions else None
-    if problem is not None:  # refused before valgrind starts
+    payload: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
+    if problem is None and spec.serving is not None and spec.serving.endpoint is not None:
+        try:  # read here: workers never see the collector's secrets
+            key = endpoint_key(spec.serving.endpoint)
+        except KeyUnavailable as exc:
+            problem = str(exc)
+        else:
+            if key is not None:
+                payload["api_key"] = key
+    if problem is not None:  # refused before a worker (or valgrind) starts
         outcome = WorkerOutcome(None, Failure(kind=FailureKind.EXCEPTION, message=problem), 0.0)
     else:
-        payload: dict[str, Any] = {"spec": spec.model_dump(mode="json")}
         if packages:
             payload["packages"] = list(packages)
         outcome = pool.run(target or _default_target(), payload, timeout_s=spec.timeout_s,
@@ -75,6 +84,10 @@ def run_benchmark(pool: WorkerPool, spec: BenchmarkSpec, environment: Environmen
     try:
         body = WorkerResult.model_validate(outcome.payload)
         env = environment.model_copy(update=body.environment.model_dump(exclude_unset=True))
+        if spec.serving is not None and spec.serving.endpoint is not None:
+            # An external server's versions are its own (environment.server), not those
+            # this collector has installed.
+            env = env.model_copy(update={"torch_version": None, "transformers_version": None})
         return BenchmarkResult(
             spec=spec, series_id=series_id, status="ok", resolved_task=body.resolved_task,
             started_at=started, finished_at=finished,

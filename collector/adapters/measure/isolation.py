@@ -99,9 +99,11 @@ class WorkerOutcome:
 class WorkerFailure(Exception):
     """Raised by worker code to report a failure of a specific kind with a clean message."""
 
-    def __init__(self, kind: FailureKind, message: str) -> None:
+    def __init__(self, kind: FailureKind, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        # What the result keeps beside the message (a server's log tail), in traceback_tail.
+        self.detail = detail
 
 
 def _failure_kind(exc: BaseException) -> FailureKind:
@@ -159,7 +161,7 @@ def _child_main(conn: Connection, target: Target, payload: Any) -> None:
     except BaseException as exc:
         # A WorkerFailure is a diagnosis already (a missing runtime, an impossible task):
         # its message says it all, and our own frames would only be noise in the results.
-        tail = None if isinstance(exc, WorkerFailure) else "\n".join(
+        tail = exc.detail if isinstance(exc, WorkerFailure) else "\n".join(
             "".join(traceback.format_exception(exc)).splitlines()[-TRACEBACK_TAIL_LINES:])
         with contextlib.suppress(Exception):
             protocol.send(conn, "error", {

@@ -50,7 +50,9 @@ _KINDS = ("progress", "result", "error")
 # the parent alone (an "aborted" failure would, for instance, mark the whole run aborted).
 WORKER_FAILURE_KINDS = frozenset({FailureKind.EXCEPTION, FailureKind.OUT_OF_MEMORY,
                                   FailureKind.MODEL_UNAVAILABLE,
-                                  FailureKind.BACKEND_UNAVAILABLE})
+                                  FailureKind.BACKEND_UNAVAILABLE,
+                                  FailureKind.SERVER_UNAVAILABLE, FailureKind.CLIENT_BOUND,
+                                  FailureKind.REQUESTS_FAILED})
 
 
 class ProtocolError(Exception):
@@ -168,6 +170,7 @@ class WorkerEnvironment(Frozen):
     gpu_driver: str | None = None
     gpu_count: int | None = None
     int8_matmul: _Short | None = None
+    server: _Short | None = None
     # Installed versions of the packages the parent asked to record (run_benchmark's
     # `packages`): a small map of short names to short versions.
     packages: Annotated[dict[_Short, _Short], Field(max_length=500)] = Field(

@@ -33,7 +33,7 @@ import collector.adapters.measure.quiet_imports  # noqa: F401 - before transform
 import transformers
 
 from collector.adapters.host import NoiseMeter
-from collector.adapters.measure import backends, protocol
+from collector.adapters.measure import backends, protocol, serving
 from collector.adapters.measure.backends.base import Context, Prepared
 from collector.adapters.measure.callgrind import CallgrindError, InstructionCounter
 from collector.adapters.measure.energy import EnergyMeter
@@ -43,11 +43,12 @@ from collector.adapters.measure.measure import measure
 from collector.adapters.measure.numerics import outputs_fingerprint
 from collector.adapters.measure.quantize import int8_matmul, quantize
 from collector.adapters.measure.quantize import load_kwargs as quantization_load_kwargs
-from collector.adapters.measure.tasks import AUTO_CLASSES, generation, infer_task
+from collector.adapters.measure.tasks import AUTO_CLASSES, batching, generation, infer_task
 from collector.adapters.measure.tasks.inputs import build_inputs
 from collector.adapters.measure.valgrind import instructions_mode_problem
 from collector.domain import backends as declarations
 from collector.domain import capabilities
+from collector.domain.load_stats import summarise
 from collector.domain.model import (
     GENERATION_TASKS,
     BenchmarkSpec,
@@ -59,6 +60,7 @@ from collector.domain.model import (
     SyntheticSource,
     Task,
 )
+from collector.domain.serving import SLOs
 from collector.domain.stats import summarize
 
 HUB_FILES = ["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]
@@ -301,20 +303,41 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     if counter is None and spec.threads is not None:
         torch.set_num_threads(spec.threads)
     device, sync = _device(spec)
+    if spec.batching is not None:  # known before loading: no need to load the model
+        unavailable = batching.attention_problem(spec)
+        if unavailable is not None:
+            raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, unavailable)
     with tempfile.TemporaryDirectory(prefix="collector-worker-") as tmp:
         workdir = Path(tmp)
         # A cold compile every time: a fresh Inductor cache per benchmark.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(workdir / "inductor"))
+        if spec.serving is not None:  # a server (or an endpoint) under load
+            body = serving.run(spec, workdir, lambda: _checkpoint(spec, workdir), progress,
+                               api_key=payload.get("api_key"))
+            _send_result(conn, spec, device, body, payload)
+            return
         progress({"phase": "loading"})
         path = _checkpoint(spec, workdir)
         model, task, load_s = _load(spec, path, device, sync)
-        body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
-                              counter=counter, workdir=workdir)
+        if spec.batching is not None:
+            body = _measure_batching(spec, model, task, device, sync=sync, progress=progress)
+        else:
+            body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
+                                  counter=counter, workdir=workdir)
     if counter is None:  # under valgrind, load time is emulation time
         body["metrics"]["load_time_seconds"] = load_s
-    body["environment"] = {"torch_version": str(torch.__version__),
-                           "transformers_version": str(transformers.__version__),
-                           "torch_threads": torch.get_num_threads(), **_gpu_environment(device)}
+    _send_result(conn, spec, device, body, payload)
+
+
+def _send_result(conn: Connection, spec: BenchmarkSpec, device: torch.device,
+                 body: dict[str, Any], payload: dict[str, Any]) -> None:
+    """The result body with what the worker knows of its environment, sent."""
+    body["environment"] = body.get("environment", {})
+    if spec.serving is None or spec.serving.endpoint is None:  # an endpoint's are its own
+        body["environment"].update({
+            "torch_version": str(torch.__version__),
+            "transformers_version": str(transformers.__version__),
+            "torch_threads": torch.get_num_threads(), **_gpu_environment(device)})
     int8 = int8_matmul(spec, device)
     if int8 is not None:
         body["environment"]["int8_matmul"] = int8
@@ -528,6 +551,93 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
         "resolved_task": task.value,
         "metrics": metrics,
         "samples": samples,
+        "measurement": measured.info.model_dump(mode="json"),
+        "noise": noise.model_dump(mode="json"),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous batching (collector/adapters/measure/tasks/batching.py)
+
+
+def _measure_batching(spec: BenchmarkSpec, model: Any, task: Task, device: torch.device, *,
+                      sync: Callable[[], None] | None,
+                      progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """One batch of the N requests per iteration, through measure() like every benchmark
+    (warm-up, convergence, noise probe). The latency_* metrics are therefore the wall time of
+    a whole batch (submission of the first request to the last one's last token); the
+    per-request figures (TTFT, ITL, TPOT, request latency) are pooled over the measured
+    batches, and the rates are over their summed wall time."""
+    impossible = capabilities.problem(spec, task)
+    if impossible is None and _task_of(type(model).__name__) is not Task.TEXT_GENERATION:
+        impossible = ("task", f"batching needs a causal language model; "
+                      f"{type(model).__name__} is not one")
+    if impossible is not None:
+        raise WorkerFailure(FailureKind.EXCEPTION, impossible[1])
+    metrics = {"load_peak_rss_bytes": float(peak_rss_bytes())}
+    model = quantize(model, spec)
+    metrics["model_size_bytes"] = float(sum(
+        tensor_bytes(t) for t in itertools.chain(model.parameters(), model.buffers())))
+    reset_peak_rss()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    progress({"phase": "first call"})
+    # The first call includes creating the manager (its cache, its static tensors) and its
+    # warm-up, where compile and CUDA graphs do most of their work.
+    start = time.perf_counter_ns()
+    runner = batching.BatchRunner(model, spec)
+    try:
+        runner.step()
+        if sync is not None:
+            sync()
+        first_call_s = (time.perf_counter_ns() - start) / 1e9
+        progress({"phase": "warmup"})
+        meter = NoiseMeter().start()
+        energy = EnergyMeter(device.type, device.index)
+        measured = measure(runner.step, spec.measurement, sync=sync, on_progress=progress,
+                           region=energy.region() if energy.available else None)
+        noise = meter.stop(gpu=_nvml_state(device) or None)
+        blocks = runner.kv_cache_blocks
+    finally:
+        runner.close()
+    outcomes: list[batching.BatchOutcome] = measured.payloads
+    latencies = [ns / 1e9 for ns in measured.samples_ns]
+    summary = summarize(latencies)
+    run = summarise([r for o in outcomes for r in o.records], duration_s=sum(latencies),
+                    slos=SLOs())
+    tokens_per_batch = sum(r.output_tokens for r in runner.requests)
+    metrics.update({
+        "first_call_seconds": first_call_s,
+        "latency_p50_seconds": summary.p50,
+        "latency_p90_seconds": summary.p90,
+        "latency_p99_seconds": summary.p99,
+        "latency_mean_seconds": summary.mean,
+        "latency_min_seconds": summary.min,
+        "latency_stdev_seconds": summary.stdev,
+        "latency_cv_ratio": summary.cv,
+        "peak_rss_bytes": float(peak_rss_bytes()),
+    })
+    # Without SLOs every successful request is "good": goodput would repeat the request
+    # rate, and a batch has no client overhead or request timeouts.
+    metrics.update({k: v for k, v in run.metrics.items()
+                    if not k.startswith("goodput") and k not in (
+                        "client_overhead_seconds", "request_timeout_ratio")})
+    if declarations.get(spec.backend).compiles_on_first_call:
+        metrics["compile_time_seconds"] = max(first_call_s - summary.p50, 0.0)
+    if blocks is not None:
+        metrics["kv_cache_blocks"] = float(blocks)
+    peaks = [o.kv_peak_usage for o in outcomes]
+    if peaks and all(p is not None for p in peaks):
+        metrics["kv_cache_peak_usage_ratio"] = max(p for p in peaks if p is not None)
+    metrics.update(_energy_metrics(energy.joules, len(latencies), tokens_per_batch))
+    if device.type == "cuda":
+        metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
+        metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
+    assert measured.info is not None
+    return {
+        "resolved_task": task.value,
+        "metrics": metrics,
+        "samples": {"latency_seconds": latencies, **run.samples},
         "measurement": measured.info.model_dump(mode="json"),
         "noise": noise.model_dump(mode="json"),
     }
