@@ -25,6 +25,8 @@ from collector.analysis.compare import value_text
 from collector.analysis.reading import read
 from collector.domain.catalogue import (
     CHART_LATENCY,
+    CHART_LOAD_LATENCIES,
+    CHART_LOAD_THROUGHPUT,
     CHART_MEMORY,
     CHART_MODEL_SIZE,
     CHART_THROUGHPUT,
@@ -34,6 +36,7 @@ from collector.domain.catalogue import (
 )
 from collector.domain.errors import InputError
 from collector.domain.series import PIVOT_DIMENSIONS, series_info, workload_label
+from collector.domain.serving import SWEEP_SAMPLES
 from collector.present.charts import Charts
 from collector.present.report_data import (
     HEADLINE_MEANING,
@@ -339,9 +342,42 @@ def _trends(charts: Charts, data: ReportData) -> str:
     return "\n".join(parts)
 
 
+def _load_curves(charts: Charts, newest: Sequence[BenchmarkResult]) -> list[str]:
+    """Latency against throughput under load: each sweep's points (its samples), and the
+    serving workloads that differ only by their load, one point per load."""
+    out = []
+    for point, metric in CHART_LOAD_LATENCIES:
+        lines: dict[str, tuple[Sequence[float | datetime], Sequence[float]]] = {}
+        for result in newest:
+            xs = result.samples.get(SWEEP_SAMPLES["throughput"], [])
+            ys = result.samples.get(SWEEP_SAMPLES[point], [])
+            if len(xs) >= 2 and len(xs) == len(ys):
+                lines[workload_label(result, host=True)] = (list(xs), list(ys))
+        by_workload: dict[str, list[BenchmarkResult]] = {}
+        for result in newest:
+            if result.spec.serving is not None and metric in result.metrics and (
+                    CHART_LOAD_THROUGHPUT in result.metrics):
+                ident = result.spec.identity()
+                ident["serving"] = {k: v for k, v in ident["serving"].items()
+                                    if k != "profile"}
+                key = json.dumps([ident, result.environment.host], sort_keys=True)
+                by_workload.setdefault(key, []).append(result)
+        for members in by_workload.values():
+            if len(members) >= 2:
+                members.sort(key=lambda r: r.metrics[CHART_LOAD_THROUGHPUT])
+                label = workload_label(members[0], host=True, without=("load",))
+                lines[f"{label} (one point per load)"] = (
+                    [r.metrics[CHART_LOAD_THROUGHPUT] for r in members],
+                    [r.metrics[metric] for r in members])
+        if lines:
+            out.append(charts.lines(f"{METRICS[metric].title} against request throughput",
+                                    "completed requests per second", metric, lines))
+    return out
+
+
 def _charts(charts: Charts, data: ReportData) -> str:
     newest = list(latest(data.results).values())
-    drawn = [*_headline_bars(charts, newest),
+    drawn = [*_headline_bars(charts, newest), *_load_curves(charts, newest),
              _sweep(charts, newest, "batch_size", CHART_LATENCY,
                     "Latency against batch size"),
              _sweep(charts, newest, "sequence_length", CHART_THROUGHPUT,
