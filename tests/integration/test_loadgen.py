@@ -255,10 +255,14 @@ def test_saturation_stops_an_open_loop_run(fault: FaultServer) -> None:
     assert result.saturated
     assert result.sent == 10
     assert result.cancelled == 10
-    assert result.records == ()
+    # Offered and never served: timeouts, never good, in no latency figure.
+    assert [r.outcome for r in result.records] == ["timeout"] * 10
+    assert all("saturated" in (r.error or "") for r in result.records)
+    m = result.summary.metrics
+    assert m["request_timeout_ratio"] == 1.0 and m["goodput_ratio"] == 0.0
+    assert "request_latency_p50_seconds" not in m
     assert "max_backlog 10" in result.stop_detail
     assert "after 10 sent" in result.stop_detail
-    assert result.duration_s == 0.0
 
 
 def test_a_client_that_cannot_keep_up_is_client_bound(fault: FaultServer) -> None:

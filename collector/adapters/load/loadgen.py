@@ -14,8 +14,9 @@ Open loop: each request has an absolute due time (run start + its offset; no sle
 relative to the previous send, so nothing drifts), is sent when it is due, whatever is in
 flight, and records `scheduled_s` (due) and `sent_s`. Saturation: when `max_backlog`
 requests are in flight at a due time, the server no longer keeps up; the run stops sending,
-cancels what is in flight (their figures would only measure the queue), and says so
-(`saturated`, `stop_detail`, `sent`, `cancelled`).
+cancels what is in flight (their latencies would only measure the queue; each is recorded
+as a timeout: offered, never served, never good), and says so (`saturated`, `stop_detail`,
+`sent`, `cancelled`).
 
 Client-bound: an open-loop run whose sends fell behind (the sends' rate below
 RATE_SHORTFALL of the schedule's, or their p99 lag over SEND_LAG_LIMIT_S) while the client
@@ -127,7 +128,7 @@ class LoadRun:
     duration_s: float  # first send to last end
     stop_reason: str  # "requests", "duration" or "saturated"
     stop_detail: str
-    cancelled: int  # in flight when a saturated run stopped: no record
+    cancelled: int  # in flight when a saturated run stopped: recorded as timeouts
     check: ClientCheck
 
     @property
@@ -258,6 +259,7 @@ async def _open_loop(session: aiohttp.ClientSession, *, target: Target, serving:
     assert profile.rate is not None
     records: list[RequestRecord] = []
     in_flight: set[asyncio.Task[RequestRecord]] = set()
+    started: dict[asyncio.Task[RequestRecord], tuple[float, float, Prompt]] = {}
 
     def finished(task: asyncio.Task[RequestRecord]) -> None:
         in_flight.discard(task)
@@ -289,13 +291,22 @@ async def _open_loop(session: aiohttp.ClientSession, *, target: Target, serving:
                                         timeout_s=serving.request_timeout_s,
                                         scheduled_s=due))
         in_flight.add(task)
+        started[task] = (due, time.perf_counter() - run_start, prompt)
         task.add_done_callback(finished)
         sent += 1
     cancelled = 0
     if reason == "saturated":
+        # What was in flight was offered and never served: each is a timed-out request
+        # (counted in request_timeout_ratio, never good, never in a latency figure).
         cancelled = len(in_flight)
+        end = time.perf_counter() - run_start
         for task in list(in_flight):
             task.cancel()
+            due_s, sent_s, prompt = started[task]
+            records.append(RequestRecord(
+                sent_s=sent_s, end_s=max(end, sent_s), outcome="timeout",
+                input_tokens=prompt.input_tokens, scheduled_s=due_s,
+                error="cancelled unanswered when the run saturated"))
     pending = list(in_flight)
     results = await asyncio.gather(*pending, return_exceptions=True)
     for result in results:  # a bug of ours in send(), not a server's doing: raise it
