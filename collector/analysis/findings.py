@@ -37,8 +37,9 @@ from collector.domain.stats import percentile
 
 Severity = Literal["info", "warning"]
 # What tells variants of one workload apart: the backend (and its own settings), quantization
-# and attention.
-_VARIANT_KEYS = ("backend", "quantization", "attn_implementation", *backends.with_settings())
+# and attention (its SDPA kernel and the Hub kernels included).
+_VARIANT_KEYS = ("backend", "quantization", "attn_implementation", "sdpa_backend", "kernels",
+                 *backends.with_settings())
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,8 @@ def _variant(result: BenchmarkResult) -> str:
     parts = [spec.backend]
     if spec.quantization is not Quantization.NONE:
         parts.append(spec.quantization.value)
-    if spec.attn_implementation is not None:
-        parts.append(f"attn={spec.attn_implementation.value}")
+    if spec.attention is not None:
+        parts.append(f"attn={spec.attention}")
     settings = spec.backend_settings()
     if settings is not None:  # the backend's own settings that are not its defaults
         parts += [str(value) for value in settings.model_dump(

@@ -52,7 +52,7 @@ def _workload(result: BenchmarkResult) -> tuple[object, ...]:
 def _is_reference(result: BenchmarkResult) -> bool:
     spec = result.spec
     return (spec.backend == backends.REFERENCE and spec.dtype is Dtype.FLOAT32
-            and spec.quantization is Quantization.NONE and spec.attn_implementation is None)
+            and spec.quantization is Quantization.NONE and spec.attention is None)
 
 
 def _sizes(spec: BenchmarkSpec) -> dict[str, int]:

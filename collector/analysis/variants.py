@@ -52,8 +52,8 @@ def variant_of(result: BenchmarkResult) -> str:
     parts.append(spec.dtype.value)
     if spec.quantization is not Quantization.NONE:
         parts.append(spec.quantization.value)
-    if spec.attn_implementation is not None:
-        parts.append(f"attn={spec.attn_implementation.value}")
+    if spec.attention is not None:
+        parts.append(f"attn={spec.attention}")
     return " ".join(parts)
 
 

@@ -16,6 +16,7 @@ from collector.domain import backends
 from collector.domain.model import BenchmarkSpec, SyntheticSource
 from collector.domain.workload import (
     BNB_QUANTIZATIONS,
+    CUDA_SDPA_BACKENDS,
     TORCHAO_QUANTIZATIONS,
     Attention,
     Dtype,
@@ -62,6 +63,7 @@ def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[st
                                       "(the exported graph has its own)")
     if spec.attn_implementation is Attention.FLASH and device != "cuda":
         yield "attn_implementation", "flash_attention_2 runs on cuda only"
+    yield from _kernel_problems(spec, device)
     if (isinstance(spec.model, SyntheticSource) and spec.model.extra_compute > 0
             and not can.extra_compute):
         yield "model", (f"extra_compute hooks the torch module, which backend {name} does "
@@ -73,6 +75,25 @@ def problems(spec: BenchmarkSpec, task: Task | None = None) -> Iterator[tuple[st
         yield from _batching_problems(spec, task)
 
 
+def _kernel_problems(spec: BenchmarkSpec, device: str) -> Iterator[tuple[str, str]]:
+    """The SDPA kernel and the Hub kernels: what the spec's attention and device allow.
+    Whether `kernels` is installed (and can reach the Hub) is the worker's to find out."""
+    chosen = spec.sdpa_backend
+    if chosen is not None and spec.attn_implementation is not Attention.SDPA:
+        got = (spec.attn_implementation.value if spec.attn_implementation is not None
+               else "unset, the model's own choice")
+        yield "sdpa_backend", (f"sdpa_backend {chosen.value} picks the kernel of "
+                               "attn_implementation sdpa; set attn_implementation: sdpa "
+                               f"(got {got})")
+    elif chosen in CUDA_SDPA_BACKENDS and device != "cuda":
+        yield "sdpa_backend", (f"sdpa_backend {chosen.value} runs on cuda only (torch has no "
+                               f"CPU kernel for it), not {spec.device}; on cpu use math or "
+                               "flash")
+    if spec.kernels and not backends.get(spec.backend).capability.attention:
+        yield "kernels", (f"kernels replaces layers of the torch module, which backend "
+                          f"{spec.backend} does not run")
+
+
 # Continuous batching runs the torch module through transformers' paged-attention scheduler:
 # eager as it is, compile with the scheduler's own compile configs.
 BATCHING_BACKENDS = frozenset({"eager", "compile"})
@@ -80,11 +101,16 @@ BATCHING_BACKENDS = frozenset({"eager", "compile"})
 
 def _batching_problems(spec: BenchmarkSpec, task: Task) -> Iterator[tuple[str, str]]:
     """What continuous batching (collector/adapters/measure/tasks/batching.py) cannot do.
-    Its attention implementations are eager (run as paged|eager), sdpa and flash on CUDA;
-    the device part of that is the check above and, in the worker, backend_unavailable."""
+    Its attention implementations are eager (run as paged|eager), sdpa and flash on CUDA
+    (transformers refuses flex_attention); the device part of that is the check above and,
+    in the worker, backend_unavailable."""
     if task not in (Task.AUTO, Task.TEXT_GENERATION):
         yield "task", ("batching needs a causal language model (task text-generation), not "
                        f"{task.value}")
+    if spec.attn_implementation is Attention.FLEX:
+        yield "attn_implementation", ("batching runs attention eager (as paged|eager), sdpa "
+                                      "or flash_attention_2; transformers refuses "
+                                      "flex_attention under continuous batching")
     if spec.backend not in BATCHING_BACKENDS:
         yield "backend", (f"batching runs on backend {_names(BATCHING_BACKENDS)}, not "
                           f"{spec.backend}")

@@ -34,7 +34,9 @@ from collector.domain.workload import (
     Dtype,
     MeasurementMode,
     Quantization,
+    SdpaBackend,
     Task,
+    attention_text,
     format_label,
 )
 
@@ -42,7 +44,7 @@ __all__ = ["DEVICE_PATTERN", "GENERATION_TASKS", "NAME_PATTERN", "Attention",
            "BenchmarkResult", "BenchmarkSpec", "Dtype", "Environment", "Failure", "FailureKind",
            "HubSource", "LocalSource", "MeasurementInfo", "MeasurementMode",
            "MeasurementSettings", "ModelSource", "NoiseProbe", "Quantization", "Repetition",
-           "RunResult", "SyntheticSource", "Task"]
+           "RunResult", "SdpaBackend", "SyntheticSource", "Task"]
 
 S = TypeVar("S", bound=BackendSettings)
 
@@ -153,6 +155,11 @@ class _BenchmarkSpecFields(Frozen):
     measurement: MeasurementSettings = MeasurementSettings()
     quantization: Quantization = Quantization.NONE
     attn_implementation: Attention | None = None  # None: the model's own default
+    # The kernel SDPA runs (attn_implementation sdpa only: collector.domain.capabilities);
+    # None: torch's choice per call.
+    sdpa_backend: SdpaBackend | None = None
+    # Layers replaced by the Hugging Face `kernels` package's Hub kernels (kernelize).
+    kernels: bool = False
     # LLM inference under load (collector/domain/serving.py): N requests through continuous
     # batching in the worker, or a load generator against a server. At most one of them.
     batching: Batching | None = None
@@ -237,6 +244,10 @@ class _BenchmarkSpecFields(Frozen):
             ident["quantization"] = self.quantization.value
         if self.attn_implementation is not None:
             ident["attn_implementation"] = self.attn_implementation.value
+        if self.sdpa_backend is not None:
+            ident["sdpa_backend"] = self.sdpa_backend.value
+        if self.kernels:
+            ident["kernels"] = True
         # Instructions are another quantity than wall time (and wall time under valgrind is
         # meaningless): their own series. Wall-time identities stay as they were.
         if self.measurement.mode is not MeasurementMode.WALL:
@@ -257,11 +268,16 @@ class _BenchmarkSpecFields(Frozen):
         """The workload's values by label part (collector.domain.workload.LABEL_PARTS)."""
         return {"benchmark": self.name, "dtype": self.dtype.value, "backend": self.backend,
                 "quantization": self.quantization.value,
-                "attn_implementation": (self.attn_implementation.value
-                                        if self.attn_implementation else None),
+                "attn_implementation": self.attention,
                 "device": self.device, "batch_size": self.batch_size,
                 "sequence_length": self.sequence_length, "new_tokens": self.new_tokens,
                 "task": self.task.value, "load": self.load}
+
+    @property
+    def attention(self) -> str | None:
+        """The attention dimension in words (collector.domain.workload.attention_text):
+        `sdpa`, `sdpa/math`, `eager+kernels`; None for the model's own default."""
+        return attention_text(self.attn_implementation, self.sdpa_backend, self.kernels)
 
     @property
     def load(self) -> str | None:

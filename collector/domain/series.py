@@ -19,6 +19,10 @@ What the words mean:
 - `load`: the load a benchmark runs under (BenchmarkSpec.load: `cb 16 req` for continuous
   batching in the worker, the profile for serving, `poisson 4/s`); empty for a benchmark of
   one call at a time;
+- `attn_implementation`: the attention as BenchmarkSpec.attention writes it: the spec's
+  attn_implementation, its SDPA kernel after a slash and `+kernels` for Hub kernels
+  (`sdpa/math`, `auto+kernels`), `auto` for the model's own default; one dimension, so the
+  SDPA kernel and the kernels switch need no column of their own;
 - the rest are the spec's own fields (task as resolved by the worker).
 """
 
@@ -94,7 +98,9 @@ class SeriesInfo:
     sequence_length: int
     new_tokens: int
     quantization: str = "none"
-    attn_implementation: str = "auto"  # auto: transformers' own choice
+    # auto: transformers' own choice; with the SDPA kernel and Hub kernels where set
+    # (BenchmarkSpec.attention: `sdpa/math`, `eager+kernels`).
+    attn_implementation: str = "auto"
     architecture: str = ""
     load: str = ""  # '' for a benchmark of one call at a time (BenchmarkSpec.load None)
 
@@ -149,8 +155,7 @@ def series_info(result: BenchmarkResult) -> SeriesInfo:
                       dtype=spec.dtype.value, batch_size=spec.batch_size,
                       sequence_length=spec.sequence_length, new_tokens=spec.new_tokens,
                       quantization=spec.quantization.value,
-                      attn_implementation=(spec.attn_implementation.value
-                                           if spec.attn_implementation else "auto"),
+                      attn_implementation=spec.attention or "auto",
                       architecture=architecture_of(model), load=spec.load or "")
 
 

@@ -46,11 +46,43 @@ BNB_QUANTIZATIONS = frozenset({Quantization.BNB_INT8, Quantization.BNB_NF4})
 
 
 class Attention(str, Enum):
-    """transformers' attn_implementation."""
+    """transformers' attn_implementation.
+
+    No `paged` value: paged attention needs the paged KV cache of continuous batching,
+    where a benchmark's `batching` runs eager as transformers' `paged|eager` and sdpa over
+    the paged cache (transformers 5.24 deprecates the other `paged|` names); see
+    docs/serving.md."""
 
     EAGER = "eager"
     SDPA = "sdpa"
     FLASH = "flash_attention_2"
+    FLEX = "flex_attention"  # torch's flex_attention, compiled on the first call
+
+
+class SdpaBackend(str, Enum):
+    """The kernel torch's scaled_dot_product_attention runs (torch.nn.attention.SDPBackend),
+    for attn_implementation sdpa; unset: torch picks one per call."""
+
+    MATH = "math"  # the reference implementation in plain tensor operations
+    FLASH = "flash"  # FlashAttention: CUDA, and torch's own CPU flash kernel
+    EFFICIENT = "efficient"  # memory-efficient attention (xFormers'), CUDA only
+    CUDNN = "cudnn"  # cuDNN's attention, CUDA only
+
+
+CUDA_SDPA_BACKENDS = frozenset({SdpaBackend.EFFICIENT, SdpaBackend.CUDNN})
+
+
+def attention_text(attn_implementation: Attention | None, sdpa_backend: SdpaBackend | None,
+                   kernels: bool) -> str | None:
+    """The attention dimension's value (label and series): the implementation, the SDPA
+    kernel after a slash (`sdpa/math`), `+kernels` when the Hub's kernels replace layers
+    (`auto+kernels` for the model's own attention); None for the model's own default."""
+    text = attn_implementation.value if attn_implementation is not None else None
+    if sdpa_backend is not None:
+        text = f"{text or 'auto'}/{sdpa_backend.value}"
+    if kernels:
+        text = f"{text or 'auto'}+kernels"
+    return text
 
 
 class MeasurementMode(str, Enum):

@@ -49,6 +49,18 @@ IMPOSSIBLE = [
     ("instructions on onnxruntime", "BertModel",
      "measurement: {mode: instructions}\nbackend: onnxruntime", "measurement",
      "supports measurement mode wall, not instructions"),
+    ("sdpa_backend without sdpa", "BertModel", "sdpa_backend: math\nattn_implementation: eager",
+     "sdpa_backend", "sdpa_backend math picks the kernel of attn_implementation sdpa; set "
+     "attn_implementation: sdpa (got eager)"),
+    ("sdpa_backend with the default attention", "BertModel", "sdpa_backend: flash",
+     "sdpa_backend", "(got unset, the model's own choice)"),
+    ("efficient sdpa on cpu", "BertModel", "sdpa_backend: efficient\nattn_implementation: sdpa",
+     "sdpa_backend", "sdpa_backend efficient runs on cuda only (torch has no CPU kernel for "
+     "it), not cpu; on cpu use math or flash"),
+    ("cudnn sdpa on cpu", "BertModel", "sdpa_backend: cudnn\nattn_implementation: sdpa",
+     "sdpa_backend", "sdpa_backend cudnn runs on cuda only"),
+    ("kernels on openvino", "BertModel", "kernels: true\nbackend: openvino", "kernels",
+     "kernels replaces layers of the torch module, which backend openvino does not run"),
 ]
 
 
@@ -136,3 +148,52 @@ def test_the_execution_provider_is_identity_only_for_onnxruntime_when_set() -> N
         backend="onnxruntime", device="cuda", onnxruntime={"execution_provider": "tensorrt"})
     # Other backends ignore it (a matrix over backends may set it for onnxruntime's sake).
     assert series(onnxruntime={"execution_provider": "cuda"}) == series()
+
+
+def test_sdpa_backend_is_a_matrix_axis_of_sdpa_only(tmp_path: Path) -> None:
+    """math and flash over one sdpa benchmark are two series; with eager in the attention
+    matrix, its point is refused at the sdpa_backend field (the config cannot mean it)."""
+    path = write(tmp_path, bench("BertModel", "attn_implementation: sdpa\n"
+                                 "matrix:\n  sdpa_backend: [math, flash]"))
+    (suite,) = load_config(path).suites
+    assert [s.label.split()[3] for s in suite.benchmarks] == ["attn=sdpa/math", "attn=sdpa/flash"]
+    assert len({s.series_id("h") for s in suite.benchmarks}) == 2
+
+    path = write(tmp_path, bench("BertModel", "sdpa_backend: math\n"
+                                 "matrix:\n  attn_implementation: [sdpa, eager]"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "suites.s.benchmarks[0].sdpa_backend", str(problem)
+    assert "(got eager)" in problem.message and "attn=eager/math" in problem.message
+
+
+def test_flex_attention_under_batching_is_refused_at_the_attention(tmp_path: Path) -> None:
+    path = write(tmp_path, bench("LlamaForCausalLM", "attn_implementation: flex_attention\n"
+                                 "batching: {requests: 2}").replace(
+        "        sequence_length: 16\n", ""))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert problem.field == "suites.s.benchmarks[0].attn_implementation", str(problem)
+    assert "transformers refuses flex_attention under continuous batching" in problem.message
+
+
+def test_attention_kernel_and_hub_kernels_enter_identity_and_label_only_when_set() -> None:
+    """Old series keep their ids; the SDPA kernel and the Hub kernels are folded into the
+    attention dimension's value (label, stores, exporter), which needs no new column."""
+    def spec(**fields: object) -> BenchmarkSpec:
+        return BenchmarkSpec.model_validate(spec_dict("bert", **fields))
+
+    plain, sdpa = spec(), spec(attn_implementation="sdpa")
+    assert "sdpa_backend" not in plain.identity() and "kernels" not in plain.identity()
+    assert plain.attention is None and sdpa.attention == "sdpa"
+    assert spec(kernels=False).series_id("h") == plain.series_id("h")
+    math = spec(attn_implementation="sdpa", sdpa_backend="math")
+    assert math.identity()["sdpa_backend"] == "math"
+    assert math.series_id("h") != sdpa.series_id("h")
+    assert math.label == "bert float32 eager attn=sdpa/math cpu bs=1 seq=8"
+    assert spec(kernels=True).label == "bert float32 eager attn=auto+kernels cpu bs=1 seq=8"
+    both = spec(attn_implementation="sdpa", sdpa_backend="flash", kernels=True)
+    assert both.attention == "sdpa/flash+kernels" and both.identity()["kernels"] is True
+    assert "attn=flex_attention" in spec(attn_implementation="flex_attention").label

@@ -171,10 +171,10 @@ def test_keys_with_newlines_do_not_split_the_message(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, BENCH + '        "bad\\nkey": 1\n')
     assert str(problem).endswith("suites.s.benchmarks[0].bad\\nkey: unknown key; expected "
                                  "one of: attn_implementation, backend, batch_size, "
-                                 "batching, compile, device, dtype, matrix, measurement, "
-                                 "memory_limit_mb, model, name, new_tokens, onnxruntime, "
-                                 "quantization, sequence_length, serving, task, threads, "
-                                 "timeout_s")
+                                 "batching, compile, device, dtype, kernels, matrix, "
+                                 "measurement, memory_limit_mb, model, name, new_tokens, "
+                                 "onnxruntime, quantization, sdpa_backend, sequence_length, "
+                                 "serving, task, threads, timeout_s")
 
 
 def test_the_bounds_themselves_are_accepted(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from collector.domain.model import (
 )
 
 MATRIX_AXES = ("batch_size", "sequence_length", "new_tokens", "dtype", "backend", "device",
-               "quantization", "attn_implementation")
+               "quantization", "attn_implementation", "sdpa_backend")
 
 # Bounds. A value the config accepts must work everywhere it goes: in APScheduler, in the
 # worker's waits, in both stores. Below them nothing a sane config needs is refused.

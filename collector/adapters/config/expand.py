@@ -495,7 +495,7 @@ def expand_suite(check: Checker, parsed: ConfigFile, suite_name: str, suite: Sui
         if load is None:
             continue
         fixed.update(load)
-        for field in ("task", "threads", "timeout_s", "memory_limit_mb",
+        for field in ("task", "threads", "timeout_s", "memory_limit_mb", "kernels",
                       *backends.with_settings()):
             value = _scalar(levels, field)
             if value is not None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, StrictFloat, StrictInt, create_model
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, create_model
 
 from collector.adapters.config.bounds import (
     DAY_S,
@@ -35,6 +35,7 @@ from collector.domain.model import (
     MeasurementMode,
     ModelSource,
     Quantization,
+    SdpaBackend,
     Task,
 )
 from collector.domain.serving import Batching, Serving
@@ -61,6 +62,7 @@ class Matrix(Strict):
     device: Annotated[list[Device], Field(min_length=1)] | None = None
     quantization: Annotated[list[Quantization], Field(min_length=1)] | None = None
     attn_implementation: Annotated[list[Attention], Field(min_length=1)] | None = None
+    sdpa_backend: Annotated[list[SdpaBackend], Field(min_length=1)] | None = None
 
 
 class _CommonSettings(Strict):
@@ -82,6 +84,8 @@ class _CommonSettings(Strict):
     measurement: MeasurementOverrides | None = None
     quantization: Quantization | None = None
     attn_implementation: Attention | None = None
+    sdpa_backend: SdpaBackend | None = None
+    kernels: StrictBool | None = None
     matrix: Matrix | None = None
 
 

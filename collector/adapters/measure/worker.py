@@ -33,7 +33,7 @@ import collector.adapters.measure.quiet_imports  # noqa: F401 - before transform
 import transformers
 
 from collector.adapters.host import NoiseMeter
-from collector.adapters.measure import backends, protocol, serving
+from collector.adapters.measure import attention, backends, protocol, serving
 from collector.adapters.measure.backends.base import Context, Prepared
 from collector.adapters.measure.callgrind import CallgrindError, InstructionCounter
 from collector.adapters.measure.energy import EnergyMeter
@@ -183,12 +183,16 @@ def _load(spec: BenchmarkSpec, path: str, device: torch.device, sync: Callable[[
         raise WorkerFailure(FailureKind.EXCEPTION, (
             "the model's config names no transformers architecture; set 'task' explicitly"))
     cls = getattr(transformers, arch if arch is not None else AUTO_CLASSES[task])
+    attention.check_model_class(cls, spec)
     start = time.perf_counter_ns()
-    model = cls.from_pretrained(path, dtype=_DTYPES[spec.dtype.value], trust_remote_code=trust,
-                                **backends.get(spec.backend).load_kwargs(spec),
-                                **quantization_load_kwargs(spec))
+    with attention.loading(spec):
+        model = cls.from_pretrained(path, dtype=_DTYPES[spec.dtype.value],
+                                    trust_remote_code=trust,
+                                    **backends.get(spec.backend).load_kwargs(spec),
+                                    **quantization_load_kwargs(spec))
     model.to(device)
     model.eval()
+    attention.kernelize(model, spec)  # on its device: the Hub kernels are per device
     if sync is not None:
         sync()
     load_s = (time.perf_counter_ns() - start) / 1e9
@@ -303,10 +307,11 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
     if counter is None and spec.threads is not None:
         torch.set_num_threads(spec.threads)
     device, sync = _device(spec)
-    if spec.batching is not None:  # known before loading: no need to load the model
-        unavailable = batching.attention_problem(spec)
-        if unavailable is not None:
-            raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, unavailable)
+    # Known before loading (a CUDA kernel on a CPU, no kernels package, flash or flex under
+    # batching): no need to load the model.
+    unavailable = attention.problem_before_loading(spec)
+    if unavailable is not None:
+        raise WorkerFailure(FailureKind.BACKEND_UNAVAILABLE, unavailable)
     with tempfile.TemporaryDirectory(prefix="collector-worker-") as tmp:
         workdir = Path(tmp)
         # A cold compile every time: a fresh Inductor cache per benchmark.
@@ -319,11 +324,16 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
         progress({"phase": "loading"})
         path = _checkpoint(spec, workdir)
         model, task, load_s = _load(spec, path, device, sync)
-        if spec.batching is not None:
-            body = _measure_batching(spec, model, task, device, sync=sync, progress=progress)
-        else:
-            body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
-                                  counter=counter, workdir=workdir)
+        # The SDPA kernel for everything that runs the model: the first call (where compile
+        # traces it), warm-up, every timed call, the numerics fingerprint, and the batching
+        # scheduler's thread (torch's switches are process-wide).
+        with attention.measuring(spec):
+            if spec.batching is not None:
+                body = _measure_batching(spec, model, task, device, sync=sync,
+                                         progress=progress)
+            else:
+                body = _measure_model(spec, model, task, device, sync=sync, progress=progress,
+                                      counter=counter, workdir=workdir)
     if counter is None:  # under valgrind, load time is emulation time
         body["metrics"]["load_time_seconds"] = load_s
     _send_result(conn, spec, device, body, payload)

@@ -271,7 +271,12 @@ def _record(output: Any, request: Request, start: float) -> RequestRecord:
 
 def attention_problem(spec: BenchmarkSpec) -> str | None:
     """What keeps this spec's attention from running under continuous batching on its device,
-    known before loading (flash needs CUDA); None when it may run."""
+    known before loading (flash needs CUDA; transformers refuses flex_attention); None when
+    it may run."""
+    if spec.attn_implementation is Attention.FLEX:
+        return ("flex_attention does not run under continuous batching: transformers' "
+                "scheduler takes paged|eager, sdpa or a flash implementation only; use eager "
+                "(paged|eager) or sdpa, or benchmark flex_attention without batching")
     if spec.attn_implementation is Attention.FLASH and not spec.device.startswith("cuda"):
         return ("flash_attention_2 under continuous batching needs a CUDA device and the "
                 f"flash-attn package (or the kernels hub package); this benchmark runs on "
