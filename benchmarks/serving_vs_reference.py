@@ -141,6 +141,7 @@ from collector.adapters.measure.server import (  # noqa: E402
     ServerProcess,
     ServerUnavailable,
     free_port,
+    process_tree_cpu_seconds,
 )
 from collector.domain.serving import (  # noqa: E402
     Endpoint,
@@ -324,17 +325,7 @@ def children_cpu_s() -> float:
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds so far of a process and its descendants (the server's)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+    return process_tree_cpu_seconds(pid)
 
 
 def pin_server(pid: int, cpu: int) -> None:

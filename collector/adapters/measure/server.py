@@ -140,19 +140,24 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server's process tree so far (its own and its children's)."""
-        import psutil
+        return process_tree_cpu_seconds(self.proc.pid)
 
-        try:
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        total = 0.0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                total += times.user + times.system
-        return total
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds so far of a process and its descendants (0 once it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def _exit_text(code: int) -> str:

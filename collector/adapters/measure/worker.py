@@ -61,7 +61,7 @@ from collector.domain.model import (
     Task,
 )
 from collector.domain.serving import SLOs
-from collector.domain.stats import summarize
+from collector.domain.stats import Summary, summarize
 
 HUB_FILES = ["*.json", "*.safetensors", "*.py", "*.txt", "*.model"]
 # CPython specialises bytecode after ~8 runs of a code path: instruction counts of the first
@@ -446,6 +446,22 @@ def _count_instructions(spec: BenchmarkSpec, model: Any, step: Callable[[], Any]
     return metrics, {"instructions": [float(c) for c in counts]}, info
 
 
+def _timed_metrics(summary: Summary, first_call_s: float) -> dict[str, float]:
+    """The timed iterations' figures (a forward, a generate() call, a batch) and the memory
+    they took."""
+    return {
+        "first_call_seconds": first_call_s,
+        "latency_p50_seconds": summary.p50,
+        "latency_p90_seconds": summary.p90,
+        "latency_p99_seconds": summary.p99,
+        "latency_mean_seconds": summary.mean,
+        "latency_min_seconds": summary.min,
+        "latency_stdev_seconds": summary.stdev,
+        "latency_cv_ratio": summary.cv,
+        "peak_rss_bytes": float(peak_rss_bytes()),
+    }
+
+
 def _energy_metrics(joules: float | None, iterations: int, tokens: int) -> dict[str, float]:
     """Energy per iteration (and per generated token, tokens per joule) where measured."""
     if joules is None or iterations == 0:
@@ -526,18 +542,8 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
 
     latencies = [ns / 1e9 for ns in measured.samples_ns]
     summary = summarize(latencies)
-    metrics.update({
-        "first_call_seconds": first_call_s,
-        "latency_p50_seconds": summary.p50,
-        "latency_p90_seconds": summary.p90,
-        "latency_p99_seconds": summary.p99,
-        "latency_mean_seconds": summary.mean,
-        "latency_min_seconds": summary.min,
-        "latency_stdev_seconds": summary.stdev,
-        "latency_cv_ratio": summary.cv,
-        "throughput_samples_per_second": spec.batch_size / summary.p50,
-        "peak_rss_bytes": float(peak_rss_bytes()),
-    })
+    metrics.update(_timed_metrics(summary, first_call_s),
+                   throughput_samples_per_second=spec.batch_size / summary.p50)
     if declarations.get(spec.backend).compiles_on_first_call:  # e.g. inductor
         metrics["compile_time_seconds"] = max(first_call_s - summary.p50, 0.0)
     if prompt_tokens and not generating:
@@ -616,17 +622,7 @@ def _measure_batching(spec: BenchmarkSpec, model: Any, task: Task, device: torch
     run = summarise([r for o in outcomes for r in o.records], duration_s=sum(latencies),
                     slos=SLOs())
     tokens_per_batch = sum(r.output_tokens for r in runner.requests)
-    metrics.update({
-        "first_call_seconds": first_call_s,
-        "latency_p50_seconds": summary.p50,
-        "latency_p90_seconds": summary.p90,
-        "latency_p99_seconds": summary.p99,
-        "latency_mean_seconds": summary.mean,
-        "latency_min_seconds": summary.min,
-        "latency_stdev_seconds": summary.stdev,
-        "latency_cv_ratio": summary.cv,
-        "peak_rss_bytes": float(peak_rss_bytes()),
-    })
+    metrics.update(_timed_metrics(summary, first_call_s))
     # Without SLOs every successful request is "good": goodput would repeat the request
     # rate, and a batch has no client overhead or request timeouts.
     metrics.update({k: v for k, v in run.metrics.items()
