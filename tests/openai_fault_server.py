@@ -7,7 +7,7 @@ knobs at runtime (POST /_knobs) and reads its counters (GET /_stats).
 
 Endpoints: POST /v1/completions and /v1/chat/completions (streaming SSE as vLLM sends it:
 one chunk per token, a finish_reason, a usage chunk, `data: [DONE]`; non-streaming
-requests get one JSON answer), GET /health.
+requests get one JSON answer), GET /health, GET /version (the `version` knob).
 
 Knobs (`Knobs`): ttft_s (delay before the first token), token_delay_s (between tokens: the
 delay knob for injected slowdowns), tokens (per request, capped by max_tokens), error_status
@@ -18,7 +18,11 @@ process), garbage "json" (a malformed event), "sse" (bytes that are no SSE line)
 instant (the whole answer in one write, no delays: for load-generator accuracy), slots (how
 many requests are generated at once, the others queue: a server with a capacity), usage and
 finish (leave out the usage chunk, or the finish_reason and [DONE]), api_key (require
-`Authorization: Bearer <key>`, else 401).
+`Authorization: Bearer <key>`, else 401), version (GET /version answers `{"version": ...}`,
+as vLLM's does, so the collector records it as the server's version; None: 404, as before),
+work_module (a module whose `work()` runs, in a thread, before every token but the first, after
+token_delay_s: with the toy package `slowpoke` (tests/toy_packages.py) the server is as fast as
+the slowpoke of the interpreter it runs in, a package environment's under `collector ab`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -63,6 +68,8 @@ class Knobs:
     finish: bool = True
     api_key: str | None = None
     slots: int | None = None  # requests generated at once; the others wait (a queue)
+    version: str | None = None  # what GET /version reports (None: no such route, 404)
+    work_module: str | None = None  # its work() runs between tokens (imported at start)
 
 
 def knobs_from(values: dict[str, Any], base: Knobs | None = None) -> Knobs:
@@ -126,6 +133,13 @@ async def _health(request: web.Request) -> web.Response:
     if state.knobs.never_ready:
         return web.Response(status=503, text="not ready")
     return web.Response(text="ok")
+
+
+async def _version(request: web.Request) -> web.Response:
+    version = request.app[STATE].knobs.version
+    if version is None:
+        raise web.HTTPNotFound
+    return web.json_response({"version": version})
 
 
 async def _set_knobs(request: web.Request) -> web.Response:
@@ -222,6 +236,8 @@ async def _answer(request: web.Request, knobs: Knobs,  # noqa: PLR0911, PLR0912 
     for i, word in enumerate(words):
         if i and knobs.token_delay_s:
             await asyncio.sleep(knobs.token_delay_s)
+        if i and knobs.work_module is not None:
+            await asyncio.to_thread(importlib.import_module(knobs.work_module).work)
         if knobs.stall_after is not None and i == knobs.stall_after:
             await asyncio.sleep(3600)  # held open; a reset stops counting it
         if knobs.die_after is not None and i == knobs.die_after:
@@ -248,6 +264,7 @@ def make_app(knobs: Knobs) -> web.Application:
     app = web.Application()
     app[STATE] = _State(knobs)
     app.router.add_get("/health", _health)
+    app.router.add_get("/version", _version)
     app.router.add_post("/_knobs", _set_knobs)
     app.router.add_get("/_stats", _stats)
     app.router.add_post("/v1/completions", _generate)
@@ -276,8 +293,11 @@ def main(argv: list[str] | None = None) -> None:
                         "server command passes {port})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # aborted connections are the point here
+    knobs = knobs_from(json.loads(args.knobs))
+    if knobs.work_module is not None:  # a module that is not there: exit before listening
+        importlib.import_module(knobs.work_module)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(knobs_from(json.loads(args.knobs)), args.port))
+        asyncio.run(_serve(knobs, args.port))
 
 
 # -- the controller (in the test process) -------------------------------------------------

@@ -369,8 +369,9 @@ class Environment(Frozen):
     # torchao int8-dynamic on CPU: the int8 matmul it runs here (what its speed against fp32
     # depends on: collector/adapters/measure/quantize.py).
     int8_matmul: str | None = None
-    # A serving benchmark's server as it reports itself (`vllm 0.6.3`, `transformers serve
-    # 5.24.0`; its `Server` header where it reports nothing else).
+    # A serving benchmark's server as it reports itself: `version 0.6.3` (an endpoint's GET
+    # /version), `transformers serve 5.24.0` (one the collector started), else its `Server`
+    # header.
     server: str | None = None
     # Installed versions of the packages asked to be recorded (an environment's pins, torch,
     # transformers), as the worker's interpreter sees them; missing ones are omitted.
