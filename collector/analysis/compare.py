@@ -36,7 +36,7 @@ from collector.analysis.reading import read
 from collector.domain.catalogue import (
     COMPARE_SELECTION,
     METRICS,
-    SAMPLE_MEDIANS,
+    SAMPLE_PERCENTILES,
     Direction,
     Format,
 )
@@ -54,7 +54,7 @@ DEFAULT_RUN_NOISE = 0.05
 
 _BOOTSTRAP = 2000
 _SUFFIX = {Format.MS: " ms", Format.SECONDS: " s", Format.RATE: "", Format.MIB: " MiB",
-           Format.PERCENT: " %", Format.MEGA: ""}
+           Format.PERCENT: " %", Format.MEGA: "", Format.MAX_RATE: ""}
 _BY_UNIT = {"seconds": Format.MS, "bytes": Format.MIB}
 
 
@@ -215,11 +215,11 @@ def _runs_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float
 
 def _one_run_interval(a: Sequence[float], b: Sequence[float],
                       samples: tuple[Sequence[float], Sequence[float]] | None,
-                      run_noise: float) -> tuple[float, Method]:
+                      run_noise: float, q: float = 50.0) -> tuple[float, Method]:
     """(half-width on the log scale, method) for one run a side, around the ratio of the
     runs' stored values: the within-run spread (the repetitions, else a bootstrap of the
-    raw samples) cannot show run-to-run noise, so an assumed run-to-run log-sd `run_noise`
-    per side is added in quadrature."""
+    raw samples' q-th percentile) cannot show run-to-run noise, so an assumed run-to-run
+    log-sd `run_noise` per side is added in quadrature."""
     assumed = 1.96 * math.sqrt(2) * run_noise
     within: float = 0.0
     method: Method = "none"
@@ -228,23 +228,39 @@ def _one_run_interval(a: Sequence[float], b: Sequence[float],
         within, method = t975(max(1, math.floor(df))) * se, "repetitions"
     elif samples is not None:
         sa, sb = samples
+        if q != 50 and min(len(sa), len(sb)) < samples_for_percentile(q):
+            # Too few samples to bound this percentile at all (a p99 of 24 requests is
+            # their maximum, or beyond): no interval, so no verdict.
+            return math.inf, "none"
         if len(sa) >= 5 and len(sb) >= 5 and min(sa) > 0 and min(sb) > 0:
-            low, high = _bootstrap(sa, sb)
+            low, high = _bootstrap(sa, sb, q)
             within, method = 0.5 * math.log(high / low), "samples"
     if method == "none" and run_noise == 0:
         return math.nan, "none"
     return math.hypot(within, assumed), method
 
 
-def _bootstrap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """95% percentile interval of median(b) / median(a), resampling each side's samples
-    (seeded: the same inputs give the same interval)."""
+def samples_for_percentile(q: float, confidence: float = 0.95) -> int:
+    """The fewest samples with a distribution-free interval for their q-th percentile:
+    n with P(every sample below it) = (q/100)^n <= (1 - confidence) / 2, the chance that
+    the largest sample still falls short of it (and the same below for q < 50). 6 for the
+    median, 36 for p90, 368 for p99."""
+    tail = max(q, 100 - q) / 100
+    if tail <= 0.5:
+        return 6
+    return math.ceil(math.log((1 - confidence) / 2) / math.log(tail))
+
+
+def _bootstrap(a: Sequence[float], b: Sequence[float],
+               q: float = 50.0) -> tuple[float, float]:
+    """95% percentile interval of pq(b) / pq(a), the q-th percentiles, resampling each
+    side's samples (seeded: the same inputs give the same interval)."""
     rng = random.Random(1234)  # noqa: S311 - resampling, not cryptography
     ratios = []
     for _ in range(_BOOTSTRAP):
         ra = sorted(rng.choices(a, k=len(a)))
         rb = sorted(rng.choices(b, k=len(b)))
-        ratios.append(percentile(rb, 50) / percentile(ra, 50))
+        ratios.append(percentile(rb, q) / percentile(ra, q))
     ratios.sort()
     return percentile(ratios, 2.5), percentile(ratios, 97.5)
 
@@ -299,12 +315,12 @@ def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkRe
     else:
         a = repetition_values(side_a[0], metric)
         b = repetition_values(side_b[0], metric)
-        name = SAMPLE_MEDIANS.get(metric)
+        name, q = SAMPLE_PERCENTILES.get(metric, (None, 50.0))
         samples = (None if name is None
                    else (side_a[0].samples.get(name, ()), side_b[0].samples.get(name, ())))
         if min(a) <= 0 or min(b) <= 0:
             return None
-        half, method = _one_run_interval(a, b, samples, run_noise)
+        half, method = _one_run_interval(a, b, samples, run_noise, q)
         n_a, n_b = len(a), len(b)
     ratio = value_b / value_a
     lo, hi = (None, None) if math.isnan(half) else interval_ends(ratio, half)

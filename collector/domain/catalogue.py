@@ -67,6 +67,7 @@ class Format(str, Enum):
     MIB = "MiB"  # bytes shown as MiB, no decimals
     PERCENT = "%"  # a ratio shown as a percentage, 1 decimal
     MEGA = "M"  # an instruction count shown in millions, 3 decimals
+    MAX_RATE = "req/s"  # a sweep's highest request rate, with its unit: it heads no column
 
     def render(self, value: float | None) -> str:
         return "-" if value is None else _RENDER[self](value)
@@ -79,6 +80,7 @@ _RENDER = {
     Format.MIB: lambda v: f"{v / 2**20:,.0f}",
     Format.PERCENT: lambda v: f"{v * 100:.1f}",
     Format.MEGA: lambda v: f"{v / 1e6:,.3f} M instr",
+    Format.MAX_RATE: lambda v: f"{v:,.1f} req/s max",
 }
 
 
@@ -450,7 +452,8 @@ _DEFS = [
               legend="highest rate within SLOs"),
     MetricDef("max_request_throughput_per_second", "requests/s", _H,
               "a sweep: completed requests per second with the server saturated", _S,
-              MAX_RATE, panel=P_LOAD_RATE, legend="max throughput"),
+              MAX_RATE, None, Column("p50 ms", Format.MAX_RATE), P_LOAD_RATE,
+              "max throughput"),
     MetricDef("request_error_ratio", "ratio", _L,
               "share of the run's requests that failed (HTTP error, broken or garbled "
               "stream, server gone)", _X, REQUEST_ERRORS, "error", panel=P_ERRORS,
@@ -570,7 +573,10 @@ _SHOWN_UNITS = {"seconds": "ms", "bytes": "MiB", "instructions": "millions", "ra
 # A continuous-batching result has both latencies: its timed iteration (a whole batch) is
 # what its interval and convergence are about, so it is read by that; a serving result has
 # only the requests' (its interval is their median's).
-HEADLINES = ("instructions_per_iteration", "latency_p50_seconds", "request_latency_p50_seconds")
+# A sweep has no latency of its own (its points' are its curve): it is read by the highest
+# request rate the server sustained.
+HEADLINES = ("instructions_per_iteration", "latency_p50_seconds", "request_latency_p50_seconds",
+             "max_request_throughput_per_second")
 _FALLBACK_HEADLINE = "latency_p50_seconds"
 # What `collector compare` and run-once's comparison show unless told otherwise (those a
 # result has): what a person choosing a model or a runtime reads first.
@@ -599,12 +605,19 @@ CHART_MODEL_SIZE = "model_size_bytes"
 CHART_LOAD_THROUGHPUT = "request_throughput_per_second"
 CHART_LOAD_LATENCIES = (("p99 TTFT", "time_to_first_token_p99_seconds"),
                         ("p99 request latency", "request_latency_p99_seconds"))
-# Metrics that are the median of a result's raw samples (by sample name).
-SAMPLE_MEDIANS = {"latency_p50_seconds": "latency_seconds",
-                  "time_to_first_token_p50_seconds": "time_to_first_token_seconds",
-                  "inter_token_latency_p50_seconds": "inter_token_latency_seconds",
-                  "time_per_output_token_p50_seconds": "time_per_output_token_seconds",
-                  "request_latency_p50_seconds": "request_latency_seconds"}
+# Metrics that are a percentile of a result's raw samples: (sample name, percentile). With
+# one run a side, `compare` bootstraps these from the samples (a p99 of 24 requests is
+# nearly their maximum: its interval is wide, and a verdict must say so).
+SAMPLE_PERCENTILES: dict[str, tuple[str, float]] = {
+    f"{metric}_p{q}_seconds": (sample, float(q))
+    for metric, sample in (("latency", "latency_seconds"),
+                           ("time_to_first_token", "time_to_first_token_seconds"),
+                           ("inter_token_latency", "inter_token_latency_seconds"),
+                           ("time_per_output_token", "time_per_output_token_seconds"),
+                           ("request_latency", "request_latency_seconds"))
+    for q in (50, 90, 99) if f"{metric}_p{q}_seconds" in METRICS}
+# Those that are the median (by sample name).
+SAMPLE_MEDIANS = {name: sample for name, (sample, q) in SAMPLE_PERCENTILES.items() if q == 50}
 # What the Grafana metric pickers start with.
 DEFAULT_SELECTION = ("latency_p50_seconds", "throughput_samples_per_second",
                      "decode_tokens_per_second", "peak_rss_bytes")

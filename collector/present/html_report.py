@@ -365,7 +365,11 @@ def _load_curves(charts: Charts, newest: Sequence[BenchmarkResult]) -> list[str]
         for members in by_workload.values():
             if len(members) >= 2:
                 members.sort(key=lambda r: r.metrics[CHART_LOAD_THROUGHPUT])
-                label = workload_label(members[0], host=True, without=("load",))
+                names = list(dict.fromkeys(r.spec.name for r in members))
+                label = workload_label(members[0], host=True, without=(
+                    "load",) if len(names) == 1 else ("load", "benchmark"))
+                if len(names) > 1:
+                    label = f"{', '.join(names)}: {label}"
                 lines[f"{label} (one point per load)"] = (
                     [r.metrics[CHART_LOAD_THROUGHPUT] for r in members],
                     [r.metrics[metric] for r in members])

@@ -28,7 +28,9 @@ def headline_text(result: BenchmarkResult) -> str:
     column = catalogue.metric(name).column
     assert column is not None  # every headline metric has a table column
     value = column.format.render(result.metrics.get(name))
-    return f"p50 {value} ms" if column.format is catalogue.Format.MS else f"{value} per iteration"
+    if column.format is catalogue.Format.MS:
+        return f"p50 {value} ms"
+    return f"{value} per iteration" if column.format is catalogue.Format.MEGA else value
 
 
 def _cell(metrics: dict[str, float], shown: list[catalogue.MetricDef]) -> str:

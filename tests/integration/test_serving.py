@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from collector.adapters.measure import WorkerPool, run_benchmark
+from collector.analysis.reading import read
+from collector.domain.catalogue import headline
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, Environment, FailureKind
+from collector.present.table import headline_text
 from tests.helpers import TINY_MODELS
 from tests.openai_fault_server import FaultServer
 
@@ -88,6 +91,11 @@ def test_a_chat_sweep_finds_the_maximum_and_keeps_its_curve(
     assert len(curve["sweep_rate_per_second"]) == 2
     assert curve["sweep_rate_per_second"][0] < curve["sweep_rate_per_second"][1]
     assert curve["sweep_ttft_p99_seconds"][0] < curve["sweep_ttft_p99_seconds"][1]
+    # A sweep has no latency of its own: it is read by its maximum, with no interval claimed.
+    assert headline(m) == "max_request_throughput_per_second"
+    reading = read(result, headline(m))
+    assert reading.rel_ci is None and reading.quality in ("clean", "disturbed")
+    assert headline_text(result).endswith(" req/s max")
 
 
 @pytest.mark.parametrize(("knobs", "kind", "says"), [

@@ -108,6 +108,22 @@ def test_one_run_each_bootstraps_the_raw_samples_plus_the_assumed_run_noise() ->
     assert rss.interval_text == "exact" and rss.exact
 
 
+def test_a_tail_percentile_needs_the_samples_to_bound_it() -> None:
+    """A p90 of 20 samples is at their edge: no distribution-free interval exists (36
+    samples are the fewest), so one run a side cannot judge it, however large the step;
+    with 60 samples a side the bootstrap bounds it and a 30 % step is worse."""
+    p90 = ["latency_p90_seconds"]
+    few = row_of(compare(runs([0.010], samples=20), runs([0.020], samples=20), metrics=p90),
+                 "latency_p90_seconds")
+    assert few.method == "none" and few.verdict == "same"
+    assert few.low is not None and few.high is not None
+    assert few.low < 1e-9 and few.high > 1e9  # no interval: everything is possible
+    many = row_of(compare(runs([0.010], samples=60), runs([0.013], samples=60), metrics=p90),
+                  "latency_p90_seconds")
+    assert many.method == "samples" and many.verdict == "worse"
+    assert many.low is not None and 1.1 < many.low < 1.3
+
+
 def test_repetitions_of_one_run_are_not_runs() -> None:
     """With several runs a side, the runs are the units: the repetitions of one run share
     its conditions. With one run a side, the repetitions give the within-run spread."""

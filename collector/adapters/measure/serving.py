@@ -136,7 +136,8 @@ def _measure(spec: BenchmarkSpec, serving: Serving, target: Target, meter: Noise
                    for point, value in _SWEEP_VALUES.items()}
         stop = "requests"
     info = _measurement(spec, serving, records, stop,
-                        sum(run.duration_s for run in runs))
+                        sum(run.duration_s for run in runs),
+                        interval=isinstance(result, LoadRun))
     return {"resolved_task": spec.task.value, "metrics": metrics, "samples": samples,
             "measurement": info.model_dump(mode="json"),
             "noise": noise.model_dump(mode="json")}
@@ -163,10 +164,17 @@ def _sweep_metrics(result: SweepResult) -> dict[str, float]:
 
 
 def _measurement(spec: BenchmarkSpec, serving: Serving, records: list[RequestRecord],
-                 stop: str, duration_s: float) -> MeasurementInfo:
+                 stop: str, duration_s: float, *, interval: bool) -> MeasurementInfo:
     """The run as a measurement: its requests are the iterations; converged when the
-    median end-to-end latency's 95% interval is within the benchmark's target."""
+    median end-to-end latency's 95% interval is within the benchmark's target. A sweep
+    (`interval` False) is read by its maximum throughput, one closed-loop run with no
+    interval of its own: none is claimed."""
     latencies = sorted(r.e2e_s for r in records if r.outcome == "ok")
+    if not interval:
+        return MeasurementInfo(
+            iterations=len(latencies), warmup_iterations=serving.warmup_requests,
+            duration_s=duration_s, target_rel_ci=spec.measurement.target_rel_ci,
+            achieved_rel_ci=None, converged=True, stop_reason="max_iterations")
     ci = median_ci(latencies, spec.measurement.confidence)
     achieved = ci.rel_half_width if ci is not None else None
     converged = achieved is not None and achieved <= spec.measurement.target_rel_ci
