@@ -66,11 +66,42 @@ Modes:
   proxy also reports connections opened, the request body fields but the prompt, and the
   server's CPU over the measured requests (psutil at each response end); each round also
   runs our client straight to the server, so "proxy adds" = our TTFT via the proxy - direct.
+- `--like-reference` (needs `--proxy`; synchronous only): right after each guidellm run,
+  our client once more ("ours-like"), asking the server for the work guidellm asked for:
+  the same body fields (our Target's body plus `stream_options.continuous_usage_stats:
+  true`, checked against guidellm's body on the wire), the same prompts in the same order,
+  warm-up included, one request at a time on one keep-alive session (our client's `send`),
+  and before each request the idle time the server had before guidellm's request with that
+  prompt (on the wire: its first byte - the previous response's end; 0 before the first,
+  a warm-up request). Our own back-to-back turnaround on the wire (p50 of our last plain
+  run through the proxy) is taken off each gap; the waits end on a polled clock. Reported:
+  ours-like's figures and ratios to guidellm's (tool-reported and wire), and the pacing
+  kept (ours-like's idle gaps - guidellm's, per request, on the wire).
 - CPU: ours = this process's CPU during its run; guidellm = RUSAGE_CHILDREN over its run (its
   whole process tree, start-up included: every descendant is reaped when it exits); server =
   psutil CPU of the server's process tree over the run.
 
-Latest figures (2-core shared VM, load average 2.6 -> 3.1; `--rounds 5 --requests 25 --pin
+Latest figures, like for like (2-core shared VM, quiet: load average 0.7 -> 1.2; `--rounds 5
+--requests 25 --pin --proxy --like-reference --json`; medians of the 5 rounds [min, max]):
+- guidellm TTFT p50 10.55 ms (wire 9.58), ITL p50 2.52 ms (wire pooled 2.43); ours plain
+  7.77 ms (wire 7.26) / 2.56 ms; ours like guidellm 9.29 ms (wire 8.50) / 3.10 ms.
+- ours-like / guidellm: TTFT 0.87 [0.60, 1.20] as the tools report it, 0.89 [0.58, 1.17]
+  on the wire; ITL p50 1.07 [0.78, 1.46] (tool), 1.07 [0.80, 1.49] (wire pooled), ITL mean
+  1.02 [0.81, 1.40]. Ours plain / guidellm: TTFT 0.77 [0.46, 0.86], ITL 1.01 [0.56, 1.37].
+- The replay held: identical body fields on the wire (only the JSON spacing differs, 12
+  bytes), guidellm's idle gaps before a request p50 3.94 [3.78, 4.63] ms (2.5-8.3 ms
+  per request; far shorter than the 20-100 ms of the finding below), ours-like's per
+  request within +0.11 [-0.11, +0.35] ms of them (p50); one connection against guidellm's 2.
+- Not within 5 %: the medians sit 11-13 % under guidellm on TTFT and 7 % over on ITL, but
+  the rounds spread from 0.6 to 1.2 (TTFT) and 0.78 to 1.46 (ITL) for the same requests
+  the same gaps: the server's own run-to-run variation (its ITL p50 per run of 25 requests
+  ranges over 1.9-3.6 ms and its CPU over the measured requests over 1.7-3.0 s, whoever
+  sends; the two move together) is larger than the difference left, so 5 rounds of 25
+  requests cannot resolve 5 %. Asking for the same work closed about half of the plain TTFT
+  gap (0.77 -> 0.87 tool, 0.76 -> 0.89 wire); our tool - wire TTFT offset is 0.74 ms when
+  replaying gaps against 0.54 ms back to back.
+
+Earlier figures (2-core shared VM, load average 2.6 -> 3.1; `--rounds 5 --requests 25 --pin
 --proxy --control --json`; medians of the 5 rounds [min, max]):
 - transformers serve. TTFT p50: ours 6.98 ms / guidellm 17.17 ms, ratio 0.48 [0.32, 0.58].
   On the wire: ours' requests 6.47 [5.29, 8.87] ms, guidellm's 15.38 [9.35, 18.88] ms
@@ -100,7 +131,7 @@ Latest figures (2-core shared VM, load average 2.6 -> 3.1; `--rounds 5 --request
     .venv/bin/python benchmarks/serving_vs_reference.py \
         --reference /tmp/ref-venv/bin/python [--rounds 5] [--requests 25] [--warmup 2] \
         [--input-tokens 64] [--output-tokens 32] [--concurrency K] [--pin] [--proxy] \
-        [--control] [--json]
+        [--control] [--like-reference] [--json]
 
 `--reference` is the Python of a virtualenv that has guidellm (`python -m guidellm`), or
 the `guidellm` executable itself. Install it apart from the project, e.g.
@@ -134,7 +165,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from collector.adapters.load.client import Target  # noqa: E402 - after the sys.path line
+from collector.adapters.load.client import (  # noqa: E402 - after the sys.path line
+    Target,
+    open_session,
+    send,
+)
 from collector.adapters.load.loadgen import run_load  # noqa: E402
 from collector.adapters.load.prompts import Prompt, synthetic  # noqa: E402
 from collector.adapters.measure.server import (  # noqa: E402
@@ -143,12 +178,14 @@ from collector.adapters.measure.server import (  # noqa: E402
     free_port,
     process_tree_cpu_seconds,
 )
+from collector.domain.load_stats import RequestRecord, summarise  # noqa: E402
 from collector.domain.serving import (  # noqa: E402
     Endpoint,
     Lengths,
     LoadProfile,
     ProfileKind,
     Serving,
+    SLOs,
 )
 from collector.domain.stats import percentile  # noqa: E402
 
@@ -156,6 +193,10 @@ HOST = "127.0.0.1"
 GOAL = 0.05
 PRIME_REQUESTS = 4
 REFERENCE_TIMEOUT_S = 600
+REQUEST_TIMEOUT_S = 120
+# `--like-reference`: the last SPIN_S of each wait before a request is spent polling the
+# clock (the event loop's sleeps wake up to ~1 ms late: epoll waits in whole milliseconds).
+SPIN_S = 0.002
 
 
 def loadavg() -> list[float]:
@@ -217,17 +258,22 @@ def run_ours(base: str, model: str, prompts: list[Prompt], *, warmup: int, reque
                       warmup_requests=warmup, profile=profile_for(concurrency),
                       input_tokens=Lengths(mean=prompts[0].input_tokens),
                       output_tokens=Lengths(mean=prompts[0].output_tokens),
-                      request_timeout_s=120)
+                      request_timeout_s=REQUEST_TIMEOUT_S)
     run = run_load(Target(base, model, api="completions"), serving, prompts=iter(prompts))
-    metrics = run.summary.metrics
-    failed = [r for r in run.records if r.outcome != "ok"]
-    if failed or len(run.records) != requests:
-        raise SystemExit(f"our load generator: {len(failed)} of {len(run.records)} requests "
-                         f"failed ({failed[0].error if failed else 'count'}); expected "
-                         f"{requests} ok")
-    tokens = {r.output_tokens for r in run.records} | {len(r.token_s) for r in run.records}
-    ordered = sorted(run.records, key=lambda r: r.sent_s)
-    measured = prompts[warmup:warmup + requests]
+    return ours_figures(list(run.records), run.summary.metrics,
+                        prompts[warmup:warmup + requests], "our load generator")
+
+
+def ours_figures(records: list[RequestRecord], metrics: dict[str, float],
+                 measured: list[Prompt], who: str) -> dict[str, Any]:
+    """Our client's figures from its measured records (sent in the order of `measured`)."""
+    failed = [r for r in records if r.outcome != "ok"]
+    if failed or len(records) != len(measured):
+        raise SystemExit(f"{who}: {len(failed)} of {len(records)} requests failed "
+                         f"({failed[0].error if failed else 'count'}); expected "
+                         f"{len(measured)} ok")
+    tokens = {r.output_tokens for r in records} | {len(r.token_s) for r in records}
+    ordered = sorted(records, key=lambda r: r.sent_s)
     per_request = {p.text: (r.token_s[0] - r.sent_s,
                             (r.token_s[-1] - r.token_s[0]) / max(len(r.token_s) - 1, 1))
                    for p, r in zip(measured, ordered, strict=True)}
@@ -236,7 +282,59 @@ def run_ours(base: str, model: str, prompts: list[Prompt], *, warmup: int, reque
             "itl_p50_s": metrics["inter_token_latency_p50_seconds"],
             "itl_mean_s": metrics["inter_token_latency_mean_seconds"],
             "tpot_p50_s": metrics["time_per_output_token_p50_seconds"],
-            "requests": len(run.records), "output_tokens": sorted(tokens)}
+            "requests": len(records), "output_tokens": sorted(tokens)}
+
+
+class LikeReferenceTarget(Target):
+    """Our client's target asking for what guidellm 0.8.1 asks on /v1/completions: its
+    body also has `stream_options.continuous_usage_stats: true` (usage in every chunk)."""
+
+    def body(self, prompt: Prompt) -> bytes:
+        document = json.loads(super().body(prompt))
+        document.setdefault("stream_options", {})["continuous_usage_stats"] = True
+        return json.dumps(document).encode()
+
+
+async def wait_until(deadline: float) -> None:
+    """Until time.perf_counter() reaches `deadline`: an event-loop sleep, then SPIN_S of
+    polling (nothing else is in flight: one request at a time)."""
+    coarse = deadline - time.perf_counter() - SPIN_S
+    if coarse > 0:
+        await asyncio.sleep(coarse)
+    while time.perf_counter() < deadline:
+        pass
+
+
+async def _paced(target: Target, prompts: list[Prompt],
+                 idle_before: dict[str, float]) -> list[RequestRecord]:
+    """One request at a time on one keep-alive session (our client's `send`), each sent
+    `idle_before[prompt]` seconds after the previous response ended (0 when not given)."""
+    records: list[RequestRecord] = []
+    async with open_session() as session:
+        start = time.perf_counter()
+        previous_end: float | None = None
+        for prompt in prompts:
+            if previous_end is not None:
+                await wait_until(previous_end + idle_before.get(prompt.text, 0.0))
+            record = await send(session, target, prompt, run_start=start,
+                                timeout_s=REQUEST_TIMEOUT_S)
+            previous_end = start + record.end_s
+            records.append(record)
+    return records
+
+
+def run_ours_like(base: str, model: str, prompts: list[Prompt], *, warmup: int,
+                  requests: int, idle_before: dict[str, float]) -> dict[str, Any]:
+    """Our client sending guidellm's requests: its body fields (LikeReferenceTarget), the
+    same prompts in the same order, warm-up included, and before each one the idle time the
+    server had before guidellm's request with that prompt (`idle_before`, from the wire)."""
+    target = LikeReferenceTarget(base, model, api="completions")
+    records = asyncio.run(_paced(target, prompts[:warmup + requests], idle_before))
+    measured = records[warmup:]
+    duration = max(r.end_s for r in measured) - min(r.sent_s for r in measured)
+    metrics = summarise(measured, duration_s=max(duration, 1e-9), slos=SLOs()).metrics
+    return ours_figures(measured, metrics, prompts[warmup:warmup + requests],
+                        "our client like guidellm")
 
 
 def run_reference(command: list[str], base: str, model: str, prompts_file: Path,
@@ -701,6 +799,18 @@ def wire_figures(proxy: dict[str, Any], own: dict[str, tuple[float, float]]
     }
 
 
+def idle_gaps(proxy: dict[str, Any]) -> dict[str, float]:
+    """prompt -> how long the server sat idle before that request on the wire: its first
+    byte - the end of the POST before it (the one whose first byte came last before it, on
+    any connection), clamped at 0. The first POST of a dump has none: left out (0 when our
+    client replays it: it is a warm-up request)."""
+    posts = sorted((r for r in proxy["records"] if r.get("method") == "POST"),
+                   key=lambda r: r["first_byte_s"])
+    return {r["prompt"]: max(0.0, r["first_byte_s"] - before["end_s"])
+            for before, r in itertools.pairwise(posts)
+            if "end_s" in before and isinstance(r.get("prompt"), str)}
+
+
 class Bench:
     """The settings of a comparison and the rounds against one server."""
 
@@ -718,6 +828,17 @@ class Bench:
         self.prompts_file = work / "prompts.jsonl"
         self.prompts_file.write_text("".join(json.dumps({"prompt": p.text}) + "\n"
                                              for p in self.prompts))
+        # prompt -> idle before it on the wire, in the last run through the proxy
+        self.last_idle: dict[str, float] = {}
+        # Our client's own turnaround on the wire (the idle before a request when it sends
+        # back to back: p50 of the last such run through the proxy), taken off each gap it
+        # replays so that the server's idle time is guidellm's, not guidellm's + ours.
+        self.turnaround_s = 0.0
+
+    def calibrate(self, proxy: dict[str, Any]) -> None:
+        gaps = sorted(idle_gaps(proxy).values())
+        if gaps:
+            self.turnaround_s = percentile(gaps, 50)
 
     def one(self, tool: str, base: str, model: str, label: str, server_pid: int, *,
             proxy: WireProxy | None = None) -> dict[str, Any]:
@@ -728,6 +849,12 @@ class Bench:
         if tool == "ours":
             figures = run_ours(base, model, self.prompts, warmup=args.warmup,
                                requests=args.requests, concurrency=args.concurrency)
+        elif tool == "ours_like":  # paced by the idle gaps of the guidellm run just before
+            figures = run_ours_like(base, model, self.prompts, warmup=args.warmup,
+                                    requests=args.requests,
+                                    idle_before={text: max(0.0, gap - self.turnaround_s)
+                                                 for text, gap in self.last_idle.items()})
+            figures["turnaround_taken_off_s"] = self.turnaround_s
         else:
             figures = run_reference(self.command, base, model, self.prompts_file,
                                     self.work / f"guidellm-{label}.json",
@@ -739,29 +866,42 @@ class Bench:
         # imports of torch and transformers, and its worker processes included: every
         # descendant is reaped by the time it exits) from RUSAGE_CHILDREN. The proxy, a
         # child too, is reaped only at the end, so it is not in this figure.
-        figures["client_cpu_s"] = (time.process_time() - own_cpu if tool == "ours"
-                                   else children_cpu_s() - child_cpu)
+        figures["client_cpu_s"] = (children_cpu_s() - child_cpu if tool == "reference"
+                                   else time.process_time() - own_cpu)
         figures["server_cpu_s"] = tree_cpu_s(server_pid) - server_cpu
         own = figures.pop("per_request")
         if proxy is not None:
-            figures["wire"] = wire_figures(proxy.take(), own)
+            document = proxy.take()
+            figures["wire"] = wire_figures(document, own)
+            self.last_idle = idle_gaps(document)
+            if tool == "ours":
+                self.calibrate(document)
         return figures
 
     def rounds(self, base: str, model: str, server_pid: int, name: str,
                proxy: WireProxy | None = None) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         target = proxy.base if proxy is not None else base
+        like = bool(self.args.like_reference) and proxy is not None
         for index in range(self.args.rounds):
-            order = ("ours", "reference") if index % 2 == 0 else ("reference", "ours")
-            row: dict[str, Any] = {"round": index + 1, "order": list(order)}
+            order = ["ours", "reference"] if index % 2 == 0 else ["reference", "ours"]
+            if like:  # right after guidellm's run: it replays that run's idle gaps
+                order.insert(order.index("reference") + 1, "ours_like")
+            row: dict[str, Any] = {"round": index + 1, "order": order}
+            idle: dict[str, dict[str, float]] = {}  # tool -> its requests' idle gaps
             for tool in order:
                 row[tool] = self.one(tool, target, model, f"{name}-{index + 1}", server_pid,
                                      proxy=proxy)
+                idle[tool] = self.last_idle
             same = row["reference"].pop("measured_prompts") == self.measured
             if self.args.concurrency is None:  # in order only when one at a time
                 row["same_prompts_measured"] = same
             row["ratios"] = {key: row["ours"][a] / row["reference"][b]
                              for key, (a, b) in RATIOS.items()}
+            if like:
+                row["like_ratios"] = {key: row["ours_like"][a] / row["reference"][b]
+                                      for key, (a, b) in RATIOS.items()}
+                row["pacing"] = pacing(idle["reference"], idle["ours_like"], self.measured)
             if proxy is not None:
                 # Our client once more, straight to the server: what the proxy adds.
                 direct = self.one("ours", base, model, f"{name}-{index + 1}", server_pid)
@@ -773,27 +913,60 @@ class Bench:
                     / row["reference"]["wire"]["itl_p50_pooled_s"],
                     "proxy_added_ttft_s": row["ours"]["ttft_p50_s"] - direct["ttft_p50_s"],
                 }
+                if like:
+                    row["wire"].update({f"{key}_like_over_reference":
+                                        row["ours_like"]["wire"][key]
+                                        / row["reference"]["wire"][key]
+                                        for key in WIRE_LIKE_KEYS})
             rows.append(row)
             show_round(row, self.say)
         return rows
+
+
+WIRE_LIKE_KEYS = ("ttft_p50_s", "itl_p50_pooled_s", "itl_p50_per_request_s")
+
+
+def pacing(reference: dict[str, float], like: dict[str, float],
+           measured: list[str]) -> dict[str, Any]:
+    """How well our replay kept guidellm's idle gaps, on the wire, over the measured
+    requests: the gaps' p50 in each run and the per-request difference (ours - its)."""
+    texts = [t for t in measured if t in reference and t in like]
+    if not texts:
+        return {"matched": 0}
+    diff = sorted(like[t] - reference[t] for t in texts)
+    return {"matched": len(texts),
+            "reference_idle_p50_s": percentile(sorted(reference[t] for t in texts), 50),
+            "reference_idle_min_max_s": [min(reference[t] for t in texts),
+                                         max(reference[t] for t in texts)],
+            "like_idle_p50_s": percentile(sorted(like[t] for t in texts), 50),
+            "difference_p50_s": percentile(diff, 50),
+            "difference_min_max_s": [diff[0], diff[-1]]}
 
 
 def summarise_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def med(tool: str, key: str) -> float:
         return statistics.median(float(r[tool][key]) for r in rows)
 
+    like = "ours_like" in rows[0]
+    tools = ("ours", "reference", "ours_like") if like else ("ours", "reference")
     summary: dict[str, Any] = {
         "ratio_spread": {key: spread([r["ratios"][key] for r in rows]) for key in RATIOS},
         "medians_of_rounds": {f"{tool}_{key}": med(tool, key)
-                              for tool in ("ours", "reference")
+                              for tool in tools
                               for key in ("ttft_p50_s", "itl_p50_s", "itl_mean_s")},
         "cpu_s": {f"{tool}_{key}": spread([r[tool][key] for r in rows])
-                  for tool in ("ours", "reference")
+                  for tool in tools
                   for key in ("client_cpu_s", "server_cpu_s", "wall_s")},
     }
+    if like:  # our client asking for guidellm's work, paced by its gaps / guidellm
+        summary["like_ratio_spread"] = {key: spread([r["like_ratios"][key] for r in rows])
+                                        for key in RATIOS}
+        summary["pacing"] = {key: spread([r["pacing"][key] for r in rows])
+                             for key in ("reference_idle_p50_s", "like_idle_p50_s",
+                                         "difference_p50_s")}
     if "wire" in rows[0]:
         wire: dict[str, Any] = {}
-        for tool in ("ours", "reference"):
+        for tool in tools:
             for key in ("ttft_p50_s", "itl_p50_pooled_s", "itl_p50_per_request_s",
                         "ttft_offset_p50_s", "itl_offset_p50_s",
                         "server_cpu_measured_requests_s", "proxy_cpu_s"):
@@ -802,7 +975,8 @@ def summarise_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 [r[tool]["wire"]["ttft_offset_p50_s"] / r[tool]["wire"]["ttft_p50_s"]
                  for r in rows])
         for key in ("ttft_ours_over_reference", "itl_ours_over_reference",
-                    "proxy_added_ttft_s"):
+                    "proxy_added_ttft_s",
+                    *(f"{k}_like_over_reference" for k in WIRE_LIKE_KEYS if like)):
             wire[key] = spread([r["wire"][key] for r in rows])
         wire["ours_direct_ttft_p50_s"] = spread([r["ours_direct"]["ttft_p50_s"] for r in rows])
         summary["wire"] = wire
@@ -850,7 +1024,7 @@ def serve_transformers(bench: Bench, args: argparse.Namespace) -> dict[str, Any]
             run_ours(proxy.base if proxy else base, model, bench.prompts, warmup=0,
                      requests=PRIME_REQUESTS, concurrency=None)
             if proxy is not None:
-                proxy.take()
+                bench.calibrate(proxy.take())
             rows = bench.rounds(base, model, server.pid, "serve", proxy)
         alive = server.alive()
     if args.pin:
@@ -876,7 +1050,7 @@ def fault_control(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             if proxy is not None:
                 run_ours(proxy.base, model, bench.prompts, warmup=0,
                          requests=PRIME_REQUESTS, concurrency=None)
-                proxy.take()
+                bench.calibrate(proxy.take())
             rows = bench.rounds(server.base_url, model, server._process.pid, "control",
                                 proxy)
     return {"server": "fault server (known sleeps)", "knobs": knobs, "rounds": rows,
@@ -905,11 +1079,21 @@ def main() -> int:
     parser.add_argument("--proxy", action="store_true",
                         help="both tools through a TCP proxy of ours that times every "
                              "request on the wire")
+    parser.add_argument("--like-reference", action="store_true",
+                        help="after each guidellm run, our client again sending guidellm's "
+                             "requests: its body fields and its idle gaps before each "
+                             "request (measured on the wire; needs --proxy)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1 or args.warmup < 1:
         parser.error("--requests, --rounds and --warmup must be >= 1")
+    if args.like_reference and not args.proxy:
+        parser.error("--like-reference needs --proxy: guidellm's idle gaps before each "
+                     "request are measured on the wire by the proxy")
+    if args.like_reference and args.concurrency is not None:
+        parser.error("--like-reference replays a synchronous run's gaps: leave out "
+                     "--concurrency")
     if args.pin and (os.cpu_count() or 1) < 2:
         parser.error("--pin needs two CPUs")
     command = reference_command(args.reference)
@@ -929,70 +1113,109 @@ def main() -> int:
                      "profile": profile_for(args.concurrency).text,
                      "endpoint": "/v1/completions (stream)", "seed": args.seed,
                      "server_threads": args.server_threads, "pinned": args.pin,
-                     "proxy": args.proxy},
+                     "proxy": args.proxy, "like_reference": args.like_reference},
         **parts, "loadavg_start": load_start, "loadavg_end": loadavg()}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     for name, part in parts.items():
-        print()
-        print(f"{name} ({part['server']}): ratio ours/guidellm over {args.rounds} rounds "
-              f"(median [min, max]); goal within {GOAL:.0%}:")
-        for key, s in part["ratio_spread"].items():
-            verdict = "within" if abs(s["median"] - 1) <= GOAL else "NOT within"
-            print(f"  {key:<22} {s['median']:.3f} [{s['min']:.3f}, {s['max']:.3f}]  "
-                  f"{verdict} {GOAL:.0%}")
-        m = part["medians_of_rounds"]
-        print(f"  medians of the rounds' figures (ms): TTFT p50 ours "
-              f"{m['ours_ttft_p50_s'] * 1e3:.3f} / guidellm "
-              f"{m['reference_ttft_p50_s'] * 1e3:.3f}; ITL p50 ours "
-              f"{m['ours_itl_p50_s'] * 1e3:.3f} / guidellm {m['reference_itl_p50_s'] * 1e3:.3f}"
-              f"; ITL mean ours {m['ours_itl_mean_s'] * 1e3:.3f} / guidellm "
-              f"{m['reference_itl_mean_s'] * 1e3:.3f}")
-        for key, c in part["cpu_s"].items():
-            print(f"  {key:<28} {c['median']:.2f} [{c['min']:.2f}, {c['max']:.2f}] s")
-        for key, w in part.get("wire", {}).items():
-            scale = 1.0 if "over" in key else 1e3
-            unit = "" if "over" in key else " ms"
-            print(f"  wire {key:<40} {w['median'] * scale:.3f} [{w['min'] * scale:.3f}, "
-                  f"{w['max'] * scale:.3f}]{unit}")
+        print_part(name, part, args.rounds)
     print(f"load average (1/5/15 min): start {load_start}, end {result['loadavg_end']}")
     return 0
 
 
+def print_part(name: str, part: dict[str, Any], rounds: int) -> None:
+    """One server's summary as text."""
+    print()
+    print(f"{name} ({part['server']}): ratio ours/guidellm over {rounds} rounds "
+          f"(median [min, max]); goal within {GOAL:.0%}:")
+    for key, s in part["ratio_spread"].items():
+        verdict = "within" if abs(s["median"] - 1) <= GOAL else "NOT within"
+        print(f"  {key:<22} {s['median']:.3f} [{s['min']:.3f}, {s['max']:.3f}]  "
+              f"{verdict} {GOAL:.0%}")
+    m = part["medians_of_rounds"]
+    print(f"  medians of the rounds' figures (ms): TTFT p50 ours "
+          f"{m['ours_ttft_p50_s'] * 1e3:.3f} / guidellm "
+          f"{m['reference_ttft_p50_s'] * 1e3:.3f}; ITL p50 ours "
+          f"{m['ours_itl_p50_s'] * 1e3:.3f} / guidellm {m['reference_itl_p50_s'] * 1e3:.3f}"
+          f"; ITL mean ours {m['ours_itl_mean_s'] * 1e3:.3f} / guidellm "
+          f"{m['reference_itl_mean_s'] * 1e3:.3f}")
+    for key, s in part.get("like_ratio_spread", {}).items():
+        verdict = "within" if abs(s["median"] - 1) <= GOAL else "NOT within"
+        print(f"  like-reference {key:<22} {s['median']:.3f} [{s['min']:.3f}, "
+              f"{s['max']:.3f}]  {verdict} {GOAL:.0%}")
+    for key, s in part.get("pacing", {}).items():
+        print(f"  like-reference pacing {key:<24} {s['median'] * 1e3:.3f} "
+              f"[{s['min'] * 1e3:.3f}, {s['max'] * 1e3:.3f}] ms")
+    for key, c in part["cpu_s"].items():
+        print(f"  {key:<28} {c['median']:.2f} [{c['min']:.2f}, {c['max']:.2f}] s")
+    for key, w in part.get("wire", {}).items():
+        scale = 1.0 if "over" in key else 1e3
+        unit = "" if "over" in key else " ms"
+        print(f"  wire {key:<40} {w['median'] * scale:.3f} [{w['min'] * scale:.3f}, "
+              f"{w['max'] * scale:.3f}]{unit}")
+
+
 def show_round(row: dict[str, Any], say: Callable[[str], None]) -> None:
     ours, ref, ratio = row["ours"], row["reference"], row["ratios"]
+    like = row.get("ours_like")
+    extra = f"{'like':>10}{'like/gl':>8}" if like else ""
     say(f"round {row['round']} ({' then '.join(row['order'])})")
-    say(f"  {'figure':<34}{'ours':>10}{'guidellm':>10}{'ratio':>8}")
-    lines = (("TTFT p50 (ms)", ours["ttft_p50_s"], ref["ttft_p50_s"], ratio["ttft_p50"]),
-             ("ITL p50 (ms) [pooled gaps | req]", ours["itl_p50_s"], ref["itl_p50_s"],
-              ratio["itl_p50"]),
-             ("TPOT p50 ours | ITL p50 guidellm", ours["tpot_p50_s"], ref["itl_p50_s"],
-              ratio["tpot_p50_vs_itl_p50"]),
-             ("ITL mean (ms)", ours["itl_mean_s"], ref["itl_mean_s"], ratio["itl_mean"]))
+    say(f"  {'figure':<34}{'ours':>10}{'guidellm':>10}{'ratio':>8}{extra}")
+    lines = (("TTFT p50 (ms)", "ttft_p50_s", "ttft_p50_s", "ttft_p50"),
+             ("ITL p50 (ms) [pooled gaps | req]", "itl_p50_s", "itl_p50_s", "itl_p50"),
+             ("TPOT p50 ours | ITL p50 guidellm", "tpot_p50_s", "itl_p50_s",
+              "tpot_p50_vs_itl_p50"),
+             ("ITL mean (ms)", "itl_mean_s", "itl_mean_s", "itl_mean"))
     for label, a, b, r in lines:
-        say(f"  {label:<34}{a * 1e3:>10.3f}{b * 1e3:>10.3f}{r:>8.3f}")
+        say(f"  {label:<34}{ours[a] * 1e3:>10.3f}{ref[b] * 1e3:>10.3f}{ratio[r]:>8.3f}"
+            + (f"{like[a] * 1e3:>10.3f}{row['like_ratios'][r]:>8.3f}" if like else ""))
     say(f"  {'wall / client CPU / server CPU (s)':<34}"
         f"{ours['wall_s']:>4.1f}/{ours['client_cpu_s']:.1f}/{ours['server_cpu_s']:.1f}  "
-        f"{ref['wall_s']:>4.1f}/{ref['client_cpu_s']:.1f}/{ref['server_cpu_s']:.1f}")
+        f"{ref['wall_s']:>4.1f}/{ref['client_cpu_s']:.1f}/{ref['server_cpu_s']:.1f}"
+        + (f"  {like['wall_s']:>4.1f}/{like['client_cpu_s']:.1f}/"
+           f"{like['server_cpu_s']:.1f}" if like else ""))
     if "wire" in row:
         ow, rw = ours["wire"], ref["wire"]
-        say(f"  {'on the wire (proxy), ms':<34}{'ours':>10}{'guidellm':>10}{'ratio':>8}")
+        lw = like["wire"] if like else None
+        say(f"  {'on the wire (proxy), ms':<34}{'ours':>10}{'guidellm':>10}{'ratio':>8}"
+            f"{extra}")
         for label, key in (("wire TTFT p50", "ttft_p50_s"),
                            ("wire ITL p50 pooled gaps", "itl_p50_pooled_s"),
                            ("wire ITL p50 per-request means", "itl_p50_per_request_s"),
                            ("tool - wire TTFT, p50 over req", "ttft_offset_p50_s"),
-                           ("tool - wire ITL (req mean), p50", "itl_offset_p50_s")):
+                           ("tool - wire ITL (req mean), p50", "itl_offset_p50_s"),
+                           ("idle before a request, p50", "idle_before_p50_s")):
             a, b = ow[key], rw[key]
-            say(f"  {label:<34}{a * 1e3:>10.3f}{b * 1e3:>10.3f}"
-                + (f"{a / b:>8.3f}" if b else ""))
+            text = f"  {label:<34}{a * 1e3:>10.3f}{b * 1e3:>10.3f}" + (
+                f"{a / b:>8.3f}" if b else f"{'':>8}")
+            if lw is not None:
+                c = lw[key]
+                text += f"{c * 1e3:>10.3f}" + (f"{c / b:>8.3f}" if b else "")
+            say(text)
         say(f"  {'server CPU measured reqs / proxy CPU':<34}"
             f"{ow['server_cpu_measured_requests_s']:>5.2f}/{ow['proxy_cpu_s']:.2f}  "
-            f"{rw['server_cpu_measured_requests_s']:>5.2f}/{rw['proxy_cpu_s']:.2f}")
-        say(f"  connections ours {ow['connections']}, guidellm {rw['connections']}; ours "
-            f"direct TTFT p50 {row['ours_direct']['ttft_p50_s'] * 1e3:.3f} ms (proxy adds "
-            f"{row['wire']['proxy_added_ttft_s'] * 1e3:.3f} ms)")
-        for errors in (ow["errors"], rw["errors"]):
+            f"{rw['server_cpu_measured_requests_s']:>5.2f}/{rw['proxy_cpu_s']:.2f}"
+            + (f"  {lw['server_cpu_measured_requests_s']:>5.2f}/{lw['proxy_cpu_s']:.2f}"
+               if lw is not None else ""))
+        say(f"  connections ours {ow['connections']}, guidellm {rw['connections']}"
+            + (f", like {lw['connections']}" if lw is not None else "")
+            + f"; ours direct TTFT p50 {row['ours_direct']['ttft_p50_s'] * 1e3:.3f} ms "
+            f"(proxy adds {row['wire']['proxy_added_ttft_s'] * 1e3:.3f} ms)")
+        if lw is not None:
+            pace = row["pacing"]
+            if pace["matched"]:
+                say(f"  like pacing: guidellm's idle gaps p50 "
+                    f"{pace['reference_idle_p50_s'] * 1e3:.2f} ms [min "
+                    f"{pace['reference_idle_min_max_s'][0] * 1e3:.2f}, max "
+                    f"{pace['reference_idle_min_max_s'][1] * 1e3:.2f}], ours-like's - "
+                    f"guidellm's per request p50 {pace['difference_p50_s'] * 1e3:+.3f} ms "
+                    f"[{pace['difference_min_max_s'][0] * 1e3:+.3f}, "
+                    f"{pace['difference_min_max_s'][1] * 1e3:+.3f}]")
+            if lw["request_body_fields"] != rw["request_body_fields"]:
+                say(f"  note: body fields differ: like {lw['request_body_fields']}, "
+                    f"guidellm {rw['request_body_fields']}")
+        for errors in (ow["errors"], rw["errors"], lw["errors"] if lw is not None else []):
             if errors:
                 say(f"  proxy parse errors: {errors[:3]}")
     if ours["output_tokens"] != ref["output_tokens"]:

@@ -82,8 +82,11 @@ def results_table(runs: list[RunResult],
     table.add_column("benchmark", overflow="fold")
     ok = [r for _, r in results if r.status == "ok"]
     headers = sorted({_headline_header(r) for r in ok}) or ["p50 ms"]
+    # The wide table's metric columns: those at least one result fills (a column of dashes
+    # only narrows the workload's column).
+    columns = {header: shown for header, shown in catalogue.columns().items()
+               if any(d.name in r.metrics for r in ok for d in shown)}
     if wide:
-        columns = catalogue.columns()
         table.add_column("task")
         for header in columns:
             table.add_column(header, justify="right")
@@ -102,7 +105,7 @@ def results_table(runs: list[RunResult],
         label = _shown(workload_label(result))
         quality = _quality_cell(result, busy_fraction)
         if result.status != "ok":
-            blanks = (len(catalogue.columns()) + 4) if wide else 2 + len(catalogue.TABLE_COMPACT)
+            blanks = (len(columns) + 4) if wide else 2 + len(catalogue.TABLE_COMPACT)
             table.add_row(*first, label, *(["-"] * blanks), quality)
             continue
         m = result.metrics
@@ -112,7 +115,7 @@ def results_table(runs: list[RunResult],
             mde = effects.get((result.series_id, metric))
             table.add_row(*first, label, result.resolved_task.value if result.resolved_task
                           else result.spec.task.value,
-                          *(_cell(m, shown) for shown in catalogue.columns().values()),
+                          *(_cell(m, shown) for shown in columns.values()),
                           reading.uncertainty_text, str(max(len(result.repetitions), 1)),
                           catalogue.Format.PERCENT.render(mde), quality)
             continue

@@ -33,7 +33,7 @@ import collector.adapters.measure.quiet_imports  # noqa: F401 - before transform
 import transformers
 
 from collector.adapters.host import NoiseMeter
-from collector.adapters.measure import attention, backends, protocol, serving
+from collector.adapters.measure import attention, backends, protocol
 from collector.adapters.measure.backends.base import Context, Prepared
 from collector.adapters.measure.callgrind import CallgrindError, InstructionCounter
 from collector.adapters.measure.energy import EnergyMeter
@@ -317,6 +317,9 @@ def run(conn: Connection, payload: dict[str, Any]) -> None:
         # A cold compile every time: a fresh Inductor cache per benchmark.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(workdir / "inductor"))
         if spec.serving is not None:  # a server (or an endpoint) under load
+            # Imported here: the load generator's HTTP stack (~0.4 s) only where it runs.
+            from collector.adapters.measure import serving
+
             body = serving.run(spec, workdir, lambda: _checkpoint(spec, workdir), progress,
                                api_key=payload.get("api_key"))
             _send_result(conn, spec, device, body, payload)
