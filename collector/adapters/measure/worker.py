@@ -39,7 +39,7 @@ from collector.adapters.measure.callgrind import CallgrindError, InstructionCoun
 from collector.adapters.measure.energy import EnergyMeter
 from collector.adapters.measure.extra_compute import Cost, ExtraCompute
 from collector.adapters.measure.isolation import WorkerFailure
-from collector.adapters.measure.measure import measure
+from collector.adapters.measure.measure import Measured, measure
 from collector.adapters.measure.numerics import outputs_fingerprint
 from collector.adapters.measure.quantize import int8_matmul, quantize
 from collector.adapters.measure.quantize import load_kwargs as quantization_load_kwargs
@@ -57,6 +57,7 @@ from collector.domain.model import (
     LocalSource,
     MeasurementInfo,
     MeasurementMode,
+    NoiseProbe,
     SyntheticSource,
     Task,
 )
@@ -449,6 +450,19 @@ def _count_instructions(spec: BenchmarkSpec, model: Any, step: Callable[[], Any]
     return metrics, {"instructions": [float(c) for c in counts]}, info
 
 
+def _body(task: Task, device: torch.device, metrics: dict[str, float],
+          samples: dict[str, list[float]], *, measured: Measured,
+          noise: NoiseProbe) -> dict[str, Any]:
+    """A timed measurement's result body, with the device's memory peaks on CUDA."""
+    if device.type == "cuda":
+        metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
+        metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
+    assert measured.info is not None
+    return {"resolved_task": task.value, "metrics": metrics, "samples": samples,
+            "measurement": measured.info.model_dump(mode="json"),
+            "noise": noise.model_dump(mode="json")}
+
+
 def _timed_metrics(summary: Summary, first_call_s: float) -> dict[str, float]:
     """The timed iterations' figures (a forward, a generate() call, a batch) and the memory
     they took."""
@@ -562,17 +576,7 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
             measured.payloads, spec.batch_size, prompt_tokens)
         metrics.update(token_metrics)
         samples.update(token_samples)
-    if device.type == "cuda":
-        metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
-        metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
-    assert measured.info is not None
-    return {
-        "resolved_task": task.value,
-        "metrics": metrics,
-        "samples": samples,
-        "measurement": measured.info.model_dump(mode="json"),
-        "noise": noise.model_dump(mode="json"),
-    }
+    return _body(task, device, metrics, samples, measured=measured, noise=noise)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,14 +643,5 @@ def _measure_batching(spec: BenchmarkSpec, model: Any, task: Task, device: torch
     if peaks and all(p is not None for p in peaks):
         metrics["kv_cache_peak_usage_ratio"] = max(p for p in peaks if p is not None)
     metrics.update(_energy_metrics(energy.joules, len(latencies), tokens_per_batch))
-    if device.type == "cuda":
-        metrics["cuda_max_allocated_bytes"] = float(torch.cuda.max_memory_allocated(device))
-        metrics["cuda_max_reserved_bytes"] = float(torch.cuda.max_memory_reserved(device))
-    assert measured.info is not None
-    return {
-        "resolved_task": task.value,
-        "metrics": metrics,
-        "samples": {"latency_seconds": latencies, **run.samples},
-        "measurement": measured.info.model_dump(mode="json"),
-        "noise": noise.model_dump(mode="json"),
-    }
+    return _body(task, device, metrics, {"latency_seconds": latencies, **run.samples},
+                 measured=measured, noise=noise)
