@@ -24,6 +24,13 @@ from tests.integration.test_serve import bench, write
 ROOT = Path(__file__).parents[2]
 
 
+def _hangup_as_a_terminal_sends_it() -> None:
+    """In the child: SIGHUP at its default, whatever this suite was started under (nohup
+    makes it ignored, and serve keeps an ignored hangup ignored, on purpose): what a serve
+    started from a terminal gets. The nohup test puts nohup back in front."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 class Served:
     """A `collector serve` subprocess on port 0 (the port read from its log), in a session
     of its own so that a hangup can go to its whole process group, as a terminal's does."""
@@ -34,7 +41,8 @@ class Served:
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "collector", "serve", "--config", str(config),
              "--port", "0", "--local-store", str(self.store), *extra], cwd=ROOT,
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_hangup_as_a_terminal_sends_it)  # noqa: PLW1509 - one signal() call, no lock
         self.url = ""
         deadline = time.monotonic() + 60
         while not self.url:
