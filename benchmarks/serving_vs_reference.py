@@ -208,7 +208,7 @@ def build_model(directory: Path) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from collector.adapters.measure.tokenizer import save_tokenizer
+    from collector.adapters.measure.tokenizer import make_servable
 
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
@@ -216,11 +216,7 @@ def build_model(directory: Path) -> None:
                          pad_token_id=0, bos_token_id=1, eos_token_id=2,
                          max_position_embeddings=2048)
     LlamaForCausalLM(config).save_pretrained(str(directory))
-    save_tokenizer(directory, config)
-    generation = directory / "generation_config.json"
-    document = json.loads(generation.read_text())
-    document["eos_token_id"] = None
-    generation.write_text(json.dumps(document))
+    make_servable(directory, config)
 
 
 def reference_command(reference: str) -> list[str]:

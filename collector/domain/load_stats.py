@@ -99,10 +99,11 @@ def _spread(name: str, values: Sequence[float], metrics: dict[str, float]) -> No
         metrics[f"{name}_{label}_seconds"] = percentile(ordered, q)
 
 
-def summarise(records: Sequence[RequestRecord], *, duration_s: float, slos: SLOs,
-              target_rate: float | None = None) -> RunSummary:
+def summarise(records: Sequence[RequestRecord], *, duration_s: float,
+              slos: SLOs) -> RunSummary:
     """A run's metrics (catalogue names) and raw samples from its requests. `duration_s`:
-    from the first send to the last end; `target_rate`: an open-loop profile's rate."""
+    from the first send to the last end. Records that were due at a time (`scheduled_s`:
+    an open-loop profile's) also give the rate they were sent at against their schedule's."""
     if duration_s <= 0:
         raise ValueError("a run's duration must be positive")
     ok = [r for r in records if r.outcome == "ok"]
@@ -135,7 +136,7 @@ def summarise(records: Sequence[RequestRecord], *, duration_s: float, slos: SLOs
     if records:
         metrics["client_overhead_seconds"] = mean([r.client_overhead_s for r in records])
     due = [(r.scheduled_s, r.sent_s) for r in records if r.scheduled_s is not None]
-    if target_rate is not None and len(due) > 1:
+    if len(due) > 1:
         # The sends' rate over the schedule's own (a Poisson schedule of n requests is off
         # its nominal rate by chance: ~1/sqrt(n)); 1 when the generator kept its schedule.
         due_span = max(d for d, _ in due) - min(d for d, _ in due)

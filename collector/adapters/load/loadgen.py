@@ -321,18 +321,14 @@ async def _open_loop(session: aiohttp.ClientSession, *, target: Target, serving:
     return _Outcome(records, sent, reason, detail, cancelled)
 
 
-def _check(records: list[RequestRecord], cpu_s: float, wall_s: float,
+def _check(records: list[RequestRecord], summary: RunSummary, cpu_s: float, wall_s: float,
            monitor: _LoopMonitor) -> ClientCheck:
-    scheduled = [(r.scheduled_s, r.sent_s) for r in records if r.scheduled_s is not None]
-    ratio = lag50 = lag99 = None
-    if scheduled:
-        lags = sorted(sent - due for due, sent in scheduled)
-        lag50, lag99 = percentile(lags, 50), percentile(lags, 99)
-        if len(scheduled) > 1:
-            due_span = max(d for d, _ in scheduled) - min(d for d, _ in scheduled)
-            sent_span = max(s for _, s in scheduled) - min(s for _, s in scheduled)
-            if due_span > 0 and sent_span > 0:
-                ratio = due_span / sent_span
+    """How the client kept its schedule: the sends' rate against the schedule's (the
+    summary's achieved_rate_ratio) and how late they went."""
+    lags = sorted(r.sent_s - r.scheduled_s for r in records if r.scheduled_s is not None)
+    lag50 = percentile(lags, 50) if lags else None
+    lag99 = percentile(lags, 99) if lags else None
+    ratio = summary.metrics.get("achieved_rate_ratio")
     return ClientCheck(ratio, lag50, lag99, cpu_s, wall_s, monitor.p99())
 
 
@@ -369,14 +365,15 @@ async def run_load_async(target: Target, serving: Serving, *,
     duration = (max(r.end_s for r in records) - min(r.sent_s for r in records)
                 if records else 0.0)
     summary = summarise(records, duration_s=max(duration, _MIN_DURATION_S),
-                        slos=serving.slos, target_rate=profile.rate)
+                        slos=serving.slos)
     run = LoadRun(profile=profile.text, records=tuple(records), summary=summary,
                   target_rate=profile.rate,
                   concurrency=profile.concurrency if profile.kind is not
                   ProfileKind.SYNCHRONOUS else 1,
                   sent=outcome.sent, warmup=serving.warmup_requests, duration_s=duration,
                   stop_reason=outcome.reason, stop_detail=outcome.detail,
-                  cancelled=outcome.cancelled, check=_check(records, cpu_s, wall_s, monitor))
+                  cancelled=outcome.cancelled, check=_check(records, summary, cpu_s, wall_s,
+                                               monitor))
     if check_client and run.check.client_bound:
         raise ClientBound(run)
     return run

@@ -209,24 +209,17 @@ def _served_name(spec: BenchmarkSpec, endpoint: Endpoint) -> str:
 
 
 def _ensure_tokenizer(spec: BenchmarkSpec, path: Path) -> None:
-    """A synthetic model gets a tokenizer built offline (collector/adapters/measure/
-    tokenizer.py) and no end-of-sequence token in its generation config: random weights
-    would end some answers early, and every request is to produce the output tokens it asks
-    for (as min_new_tokens does for the generate() benchmarks). A local model must bring its
-    own tokenizer."""
+    """A synthetic model is made servable (collector/adapters/measure/tokenizer.py: a
+    tokenizer built offline, no end-of-sequence token); a local model must bring its own
+    tokenizer."""
     if not isinstance(spec.model, SyntheticSource):
         return
-    generation = path / "generation_config.json"
-    if generation.is_file():
-        document = json.loads(generation.read_text())
-        document["eos_token_id"] = None
-        generation.write_text(json.dumps(document))
     from transformers import AutoConfig
 
-    from collector.adapters.measure.tokenizer import save_tokenizer
+    from collector.adapters.measure.tokenizer import make_servable
 
     try:
-        save_tokenizer(path, AutoConfig.from_pretrained(str(path)))
+        make_servable(path, AutoConfig.from_pretrained(str(path)))
     except (OSError, ValueError) as exc:
         raise WorkerFailure(FailureKind.MODEL_UNAVAILABLE,
                             f"no tokenizer for {spec.name}'s model: {exc}") from None

@@ -16,6 +16,7 @@ lets the chat endpoint work too.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,16 @@ def save_tokenizer(path: Path, config: Any) -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(str(path))
+
+
+def make_servable(path: Path, config: Any) -> None:
+    """A synthetic checkpoint in `path` made ready for a server: its tokenizer, and no
+    end-of-sequence token in its generation config (random weights would end some answers
+    early; every request is to produce the output tokens it asks for, as min_new_tokens
+    does for the generate() benchmarks)."""
+    generation = path / "generation_config.json"
+    if generation.is_file():
+        document = json.loads(generation.read_text())
+        document["eos_token_id"] = None
+        generation.write_text(json.dumps(document))
+    save_tokenizer(path, config)
