@@ -54,7 +54,7 @@ DEFAULT_RUN_NOISE = 0.05
 
 _BOOTSTRAP = 2000
 _SUFFIX = {Format.MS: " ms", Format.SECONDS: " s", Format.RATE: "", Format.MIB: " MiB",
-           Format.PERCENT: " %", Format.MEGA: "", Format.MAX_RATE: ""}
+           Format.PERCENT: " %", Format.MEGA: "", Format.MAX_RATE: "", Format.SIGNIFICANT: ""}
 _BY_UNIT = {"seconds": Format.MS, "bytes": Format.MIB}
 
 
@@ -289,7 +289,9 @@ def _quality(results: Sequence[BenchmarkResult], metric: str) -> str:
     if len(readings) == 1:
         return readings[0].quality_text
     bad = [r for r in readings if r.quality != "clean"]
-    return "clean" if not bad else f"{len(bad)} of {len(readings)} not clean"
+    if bad:
+        return f"{len(bad)} of {len(readings)} not clean"
+    return "imported" if readings and all(r.imported for r in readings) else "clean"
 
 
 def _make_row(result: BenchmarkResult, metric: str, side_a: Sequence[BenchmarkResult],

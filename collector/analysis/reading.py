@@ -10,7 +10,9 @@ report, the JSON documents, /metrics and the dashboards' SQL say the same of one
 - quality: `clean`, `disturbed` (other processes used at least BUSY_CPU_FRACTION of the
   machine's CPU while it was measured: its times are another machine's) or `unconverged`
   (the median did not settle within the benchmark's CI target). A disturbed result is both
-  marked and set aside by the detector.
+  marked and set aside by the detector. An imported result (`collector import`) reads
+  `imported` where it would read clean: its tool recorded neither the machine's other load
+  nor how well its median settled, so nothing vouches for it being clean.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Reading:
     converged: bool  # the median settled within the target (exact metrics: True)
     other_cpu: float | None  # other processes' share of the CPU while it was measured
     busy_fraction: float = BUSY_CPU_FRACTION
+    imported: bool = False  # measured by another tool (collector import): conditions unknown
 
     @property
     def disturbed(self) -> bool:
@@ -53,6 +56,8 @@ class Reading:
             return f"busy {self.other_cpu:.0%}"
         if not self.converged and self.rel_ci is not None and self.target_rel_ci is not None:
             return f"±{_pct(self.rel_ci)} > ±{_pct(self.target_rel_ci)}"
+        if self.imported and self.converged:
+            return "imported"
         return "clean" if self.converged else "unconverged"
 
     @property
@@ -99,4 +104,5 @@ def read(result: BenchmarkResult, metric: str, *,
         rel_ci=None if is_exact or info is None else info.achieved_rel_ci,
         target_rel_ci=None if info is None else info.target_rel_ci,
         converged=is_exact or info is None or info.converged,
-        other_cpu=other, busy_fraction=busy_fraction)
+        other_cpu=other, busy_fraction=busy_fraction,
+        imported=result.spec.origin is not None)

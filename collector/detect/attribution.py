@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collector.domain.packages import Pin
 
 # Fields of the environment worth naming, in the order a reader wants them.
-_FIELDS = ("transformers_version", "torch_version", "cuda_version", "cudnn_version",
+_FIELDS = ("commit", "transformers_version", "torch_version", "cuda_version", "cudnn_version",
            "gpu_driver", "python_version", "collector_version", "torch_threads", "kernel",
            "os", "cpu_model", "cpu_logical_cores", "memory_total_bytes", "gpu_name",
            "gpu_count", "int8_matmul", "server")

@@ -204,6 +204,11 @@ class Store(Protocol):
         stored (same run id): nothing is written twice."""
         ...
 
+    def record_runs(self, runs: Sequence[RunResult]) -> int:
+        """Store runs in one transaction, all or none (an import); runs already stored
+        are left as they are. Returns how many were new."""
+        ...
+
     def history(self, series_id: str, metric: str, start: datetime | None = None,
                 end: datetime | None = None) -> list[Point]:
         """A series' metric over [start, end), oldest first."""

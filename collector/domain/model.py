@@ -33,6 +33,7 @@ from collector.domain.workload import (
     Attention,
     Dtype,
     MeasurementMode,
+    Origin,
     Quantization,
     SdpaBackend,
     Task,
@@ -43,8 +44,8 @@ from collector.domain.workload import (
 __all__ = ["DEVICE_PATTERN", "GENERATION_TASKS", "NAME_PATTERN", "Attention",
            "BenchmarkResult", "BenchmarkSpec", "Dtype", "Environment", "Failure", "FailureKind",
            "HubSource", "LocalSource", "MeasurementInfo", "MeasurementMode",
-           "MeasurementSettings", "ModelSource", "NoiseProbe", "Quantization", "Repetition",
-           "RunResult", "SdpaBackend", "SyntheticSource", "Task"]
+           "MeasurementSettings", "ModelSource", "NoiseProbe", "Origin", "Quantization",
+           "Repetition", "RunResult", "SdpaBackend", "SyntheticSource", "Task"]
 
 S = TypeVar("S", bound=BackendSettings)
 
@@ -164,6 +165,9 @@ class _BenchmarkSpecFields(Frozen):
     # batching in the worker, or a load generator against a server. At most one of them.
     batching: Batching | None = None
     serving: Serving | None = None
+    # An imported result's tool (`collector import`): its own series, never merged with the
+    # collector's (another tool measures another way); None for what the collector ran.
+    origin: Origin | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -256,6 +260,8 @@ class _BenchmarkSpecFields(Frozen):
             ident["batching"] = self.batching.model_dump(mode="json")
         if self.serving is not None:
             ident["serving"] = self.serving.identity()
+        if self.origin is not None:
+            ident["origin"] = self.origin.value
         return ident
 
     def series_id(self, host: str) -> str:
@@ -271,7 +277,8 @@ class _BenchmarkSpecFields(Frozen):
                 "attn_implementation": self.attention,
                 "device": self.device, "batch_size": self.batch_size,
                 "sequence_length": self.sequence_length, "new_tokens": self.new_tokens,
-                "task": self.task.value, "load": self.load}
+                "task": self.task.value, "load": self.load,
+                "origin": self.origin.value if self.origin is not None else None}
 
     @property
     def attention(self) -> str | None:
@@ -373,9 +380,18 @@ class Environment(Frozen):
     # /version), `transformers serve 5.24.0` (one the collector started), else its `Server`
     # header.
     server: str | None = None
+    # The source tree a result was measured at, where known: an imported result's commit
+    # (the transformers commit the benchmark module ran at), `abc1234` or `branch@abc1234`.
+    commit: str | None = None
     # Installed versions of the packages asked to be recorded (an environment's pins, torch,
     # transformers), as the worker's interpreter sees them; missing ones are omitted.
     packages: dict[str, str] = {}
+    # The rates its cost and carbon metrics were derived with (config `cost`,
+    # collector/analysis/cost.py), None where it has none: the currency its costs are in
+    # (a label), the host's price per hour in it, the grid's grams CO2e per kWh.
+    cost_currency: str | None = None
+    hourly_price: float | None = None
+    grid_carbon_g_per_kwh: float | None = None
 
 
 class MeasurementInfo(Frozen):

@@ -19,6 +19,9 @@ What the words mean:
 - `load`: the load a benchmark runs under (BenchmarkSpec.load: `cb 16 req` for continuous
   batching in the worker, the profile for serving, `poisson 4/s`); empty for a benchmark of
   one call at a time;
+- `origin`: for a series `collector import` brought in, the tool that measured it
+  (`optimum-benchmark`, `vllm-bench-serve`: collector.domain.workload.Origin); empty for the
+  collector's own;
 - `attn_implementation`: the attention as BenchmarkSpec.attention writes it: the spec's
   attn_implementation, its SDPA kernel after a slash and `+kernels` for Hub kernels
   (`sdpa/math`, `auto+kernels`), `auto` for the model's own default; one dimension, so the
@@ -75,6 +78,7 @@ SERIES_DIMENSIONS = (
     Dimension("quantization", "Quantization"),
     Dimension("attn_implementation", "Attention"),
     Dimension("load", "Load"),
+    Dimension("origin", "Origin"),
 )
 DIMENSIONS_BY_NAME = {d.name: d for d in SERIES_DIMENSIONS}
 
@@ -103,6 +107,7 @@ class SeriesInfo:
     attn_implementation: str = "auto"
     architecture: str = ""
     load: str = ""  # '' for a benchmark of one call at a time (BenchmarkSpec.load None)
+    origin: str = ""  # '' for the collector's own; the tool of an imported series
 
 
 SERIES_FIELDS = tuple(f.name for f in fields(SeriesInfo))
@@ -156,7 +161,8 @@ def series_info(result: BenchmarkResult) -> SeriesInfo:
                       sequence_length=spec.sequence_length, new_tokens=spec.new_tokens,
                       quantization=spec.quantization.value,
                       attn_implementation=spec.attention or "auto",
-                      architecture=architecture_of(model), load=spec.load or "")
+                      architecture=architecture_of(model), load=spec.load or "",
+                      origin=spec.origin.value if spec.origin is not None else "")
 
 
 def dimension_value(result: BenchmarkResult, dimension: str) -> str:

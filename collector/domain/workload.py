@@ -93,6 +93,18 @@ class MeasurementMode(str, Enum):
     INSTRUCTIONS = "instructions"
 
 
+class Origin(str, Enum):
+    """Where an imported result was measured: the tool whose history `collector import`
+    brought in (collector/adapters/imports/). A benchmark the collector ran has none."""
+
+    # The transformers `benchmark/` module: its PostgreSQL tables or their CSV exports.
+    TRANSFORMERS_BENCHMARK = "transformers-benchmark"
+    OPTIMUM_BENCHMARK = "optimum-benchmark"
+    BENCHMARK_V2 = "benchmark_v2"  # transformers' benchmark_v2 result files
+    VLLM_BENCH_SERVE = "vllm-bench-serve"
+    GUIDELLM = "guidellm"
+
+
 class Dtype(str, Enum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"
@@ -136,6 +148,9 @@ LABEL_PARTS = (
     # Under load (continuous batching, serving): the load, `cb 16 req` or `poisson 4/s`;
     # the stores keep '' for none (collector.domain.series.SeriesInfo.load).
     LabelPart("load", "[{}]", skip=""),
+    # An imported result: the tool that measured it (Origin), `from optimum-benchmark`; the
+    # stores keep '' for the collector's own (collector.domain.series.SeriesInfo.origin).
+    LabelPart("origin", "from {}", skip=""),
 )
 
 

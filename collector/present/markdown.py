@@ -11,8 +11,17 @@ from collector.domain.catalogue import METRICS, REPORT_COLUMNS, headline
 from collector.domain.model import BenchmarkResult
 from collector.domain.series import workload_label
 from collector.present.documents import verdict_counts
-from collector.present.report_data import HEADLINE_MEANING, ReportData, latest, run_name
-from collector.present.text import visible
+from collector.present.report_data import (
+    COST_MEANING,
+    HEADLINE_MEANING,
+    ReportData,
+    cost_text,
+    costed,
+    latest,
+    rates_text,
+    run_name,
+)
+from collector.present.text import conditions_line, environment_words, visible
 
 
 def cell(value: object) -> str:
@@ -30,11 +39,7 @@ def _versions(results: Sequence[BenchmarkResult]) -> list[str]:
     lines = []
     for host in sorted({r.environment.host for r in results}):
         env = next(r.environment for r in results if r.environment.host == host)
-        parts = [f"torch {env.torch_version}", f"transformers {env.transformers_version}",
-                 f"Python {env.python_version}", f"{env.cpu_model or 'CPU ?'} "
-                 f"({env.cpu_logical_cores} logical cores)"]
-        if env.gpu_name:
-            parts.append(f"{env.gpu_name} (driver {env.gpu_driver}, CUDA {env.cuda_version})")
+        parts = environment_words(env) or ["nothing recorded"]
         lines.append(f"- {cell(host)}: " + cell(", ".join(parts)))
     return lines
 
@@ -66,8 +71,15 @@ def _summary(data: ReportData) -> list[str]:
             f"{_plural(len({workload_label(r) for r in results}), 'workload')} in "
             f"{_plural(len(data.runs), 'run')} from {cell(', '.join(data.sides))}, "
             f"{times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC: "
-            + (f"{len(marked)} to read with care (measured on a busy host or not settled)."
-               if marked else "every result clean (a quiet host, settled)."), ""]
+            + _conditions(data, marked), ""]
+
+
+def _conditions(data: ReportData, marked: Sequence[object]) -> str:
+    imported = sum(r.spec.origin is not None for r in data.results)
+    return conditions_line(
+        len(data.results), len(marked), imported,
+        f"{len(marked)} to read with care (measured on a busy host or not settled)",
+        "clean (a quiet host, settled)") + "."
 
 
 def _changed(data: ReportData) -> list[str]:
@@ -140,6 +152,17 @@ def _findings(data: ReportData) -> list[str]:
     return lines
 
 
+def _costs(data: ReportData) -> list[str]:
+    """Cost and carbon (collector/analysis/cost.py), only where some result has them."""
+    shown, having = costed(data.results)
+    if not having:
+        return []
+    rows = [[cell(label), *(cell(cost_text(result, m)) for m in shown),
+             cell(rates_text(result))] for label, result in having.items()]
+    return ["## Cost and carbon", "", cell(COST_MEANING), "",
+            *_rows(("workload", *(cell(METRICS[m].title) for m in shown), "rates"), rows), ""]
+
+
 def _results(data: ReportData) -> list[str]:
     rows = []
     for label, result in latest(data.results).items():
@@ -158,7 +181,7 @@ def _results(data: ReportData) -> list[str]:
 def report(data: ReportData) -> str:
     """`collector report --format markdown`: the HTML report's sections without charts."""
     return "\n".join([*_summary(data), *_changed(data), *_wrong(data), *_variants(data),
-                      *_findings(data), *_results(data)]) + "\n"
+                      *_findings(data), *_costs(data), *_results(data)]) + "\n"
 
 
 def comparison(result: Comparison, names: tuple[str, str]) -> str:

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from collector.domain.history import Regression
+from collector.domain.model import Environment
 
 
 def ab_line(ab: dict[str, Any] | None) -> str | None:
@@ -51,3 +52,38 @@ def visible(text: str) -> str:
     terminal or a page shows as it is: each invisible character written as its escape
     (`\\x1b`, `\\u202e`)."""
     return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def environment_words(env: Environment) -> list[str]:
+    """A host's software and hardware in a few words, only what is known: an imported
+    result's tool may have recorded no Python, CPU or driver (never `Python None`)."""
+    words = [f"{name} {value}" for name, value in (
+        ("torch", env.torch_version), ("transformers", env.transformers_version),
+        ("Python", env.python_version), ("commit", env.commit)) if value]
+    if env.cpu_model or env.cpu_logical_cores:
+        cores = f" ({env.cpu_logical_cores} logical cores)" if env.cpu_logical_cores else ""
+        words.append(f"{env.cpu_model or 'CPU'}{cores}")
+    if env.gpu_name:
+        extra = ", ".join(f"{name} {value}" for name, value in (
+            ("driver", env.gpu_driver), ("CUDA", env.cuda_version)) if value)
+        words.append(env.gpu_name + (f" ({extra})" if extra else ""))
+    return words
+
+
+IMPORTED_CONDITIONS = ("their tools recorded neither the host's other load nor how well the "
+                       "median settled")
+
+
+def conditions_line(total: int, marked: int, imported: int, marked_text: str,
+                    clean_text: str) -> str:
+    """What a report says of its results' conditions: `marked_text` when some are marked
+    (busy, unsettled), else `clean_text`, with the imported ones apart (nothing vouches
+    for them being clean)."""
+    if marked:
+        return marked_text + (f"; {imported} imported ({IMPORTED_CONDITIONS})"
+                              if imported else "")
+    if imported == total:
+        return f"every result imported ({IMPORTED_CONDITIONS})"
+    if imported:
+        return f"{imported} imported ({IMPORTED_CONDITIONS}), the rest {clean_text}"
+    return f"every result {clean_text}"

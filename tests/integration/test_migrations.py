@@ -33,7 +33,9 @@ def test_postgres_fresh_database_gets_every_migration_recorded(pg_url: str) -> N
                                                             (10, "series_architecture"),
                                                             (11, "annotation_dimensions"),
                                                             (12, "series_load"),
-                                                            (13, "annotation_load")]
+                                                            (13, "annotation_load"),
+                                                            (14, "series_origin"),
+                                                            (15, "annotation_origin")]
     # No TimescaleDB here: its migration is optional, reported, not applied.
     assert [(m.version, m.requires) for m in state.unavailable] == [(3, "timescaledb"),
                                                                    (6, "timescaledb")]
@@ -67,11 +69,11 @@ def test_timescaledb_migration_is_applied_where_the_extension_is_available(
 def test_migrating_twice_is_a_no_op(pg_url: str, tmp_path: Path) -> None:
     PostgresStore(pg_url).close()
     again = PostgresStore(pg_url)
-    assert len(plan(again).applied) == 11
+    assert len(plan(again).applied) == 13
     again.close()
     SQLiteStore(tmp_path / "l.db").close()
     local = SQLiteStore(tmp_path / "l.db")
-    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert [a.version for a in plan(local).applied] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     local.close()
 
 
@@ -86,7 +88,8 @@ def test_older_schema_is_migrated_or_refused_by_policy(pg_url: str) -> None:
                                           r"0007_outputs_changed, 0008_series_variants, "
                                           r"0009_regression_ab, 0010_series_architecture, "
                                           r"0011_annotation_dimensions, 0012_series_load, "
-                                          r"0013_annotation_load\)"):
+                                          r"0013_annotation_load, 0014_series_origin, "
+                                              r"0015_annotation_origin\)"):
         PostgresStore(pg_url, schema="refuse")
     store = PostgresStore(pg_url, schema="migrate")
     assert plan(store).current
@@ -116,7 +119,7 @@ def test_a_failing_migration_is_never_half_applied(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('half_done')").fetchone() == (None,)
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_migrations")]
-    assert versions == [1, 2, 4, 5, 7, 8, 9, 10, 11, 12, 13]
+    assert versions == [1, 2, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 15]
 
 
 def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
@@ -138,7 +141,7 @@ def test_concurrent_migrators_apply_each_migration_once(pg_url: str) -> None:
         rows = conn.execute("SELECT version, count(*) FROM schema_migrations "
                             "GROUP BY version ORDER BY version").fetchall()
     assert rows == [(1, 1), (2, 1), (4, 1), (5, 1), (7, 1), (8, 1), (9, 1), (10, 1),
-                    (11, 1), (12, 1), (13, 1)]
+                    (11, 1), (12, 1), (13, 1), (14, 1), (15, 1)]
 
 
 def test_readonly_role_can_select_and_nothing_else(pg_url: str) -> None:
@@ -174,7 +177,7 @@ def test_the_outputs_changed_kind_keeps_the_regressions_of_an_older_schema(
     # the annotations views that read it come after it.
     older = [m for m in load_migrations(dialect)
              if m.name not in ("outputs_changed", "regression_ab", "annotation_dimensions",
-                               "annotation_load")
+                               "annotation_load", "annotation_origin")
              and m.requires is None]
 
     def open_store(migrations: list[Migration] | None = None) -> SQLiteStore | PostgresStore:

@@ -430,27 +430,38 @@ class PostgresStore:
     # -- writes ----------------------------------------------------------------------------
 
     def record_run(self, run: RunResult) -> bool:
-        try:
-            rows = run_rows(run)
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise RejectedDataError(
-                f"run {run.run_id} cannot be written to {self.redacted_url}: "
-                f"{type(exc).__name__}: {scrub(str(exc))}") from None
-        with self._guard():
+        return self.record_runs([run]) == 1
+
+    def record_runs(self, runs: Sequence[RunResult], *, bound_s: float | None = None) -> int:
+        """Store runs in one transaction, all of them or none; a run already stored (same
+        run id) is left as it is. Returns how many were new. `bound_s` bounds the whole
+        write (default: one statement's timeout), for a large import."""
+        prepared = []
+        for run in runs:
+            try:
+                prepared.append((run, run_rows(run)))
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
+                raise RejectedDataError(
+                    f"run {run.run_id} cannot be written to {self.redacted_url}: "
+                    f"{type(exc).__name__}: {scrub(str(exc))}") from None
+        added = 0
+        with self._guard(bound_s):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(_insert("runs", RUN_COLUMNS,
-                                    "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
-                            rows.run)
-                if cur.fetchone() is None:
-                    return False
-                cur.executemany(_insert("series", SERIES_COLUMNS, _RELABEL), rows.series)
-                cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
-                self._bulk_write(cur, measurement_table(run), MEASUREMENT_COLUMNS,
-                                 rows.measurements)
-                self._bulk_write(cur, "samples", SAMPLE_COLUMNS, rows.samples)
-                cur.executemany(_insert("failures", FAILURE_COLUMNS), rows.failures)
-        return True
+                for run, rows in prepared:
+                    cur.execute(_insert("runs", RUN_COLUMNS,
+                                        "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
+                                rows.run)
+                    if cur.fetchone() is None:
+                        continue
+                    added += 1
+                    cur.executemany(_insert("series", SERIES_COLUMNS, _RELABEL), rows.series)
+                    cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
+                    self._bulk_write(cur, measurement_table(run), MEASUREMENT_COLUMNS,
+                                     rows.measurements)
+                    self._bulk_write(cur, "samples", SAMPLE_COLUMNS, rows.samples)
+                    cur.executemany(_insert("failures", FAILURE_COLUMNS), rows.failures)
+        return added
 
     def _bulk_write(self, cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
                     rows: list[tuple[Any, ...]]) -> None:

@@ -241,28 +241,37 @@ class SQLiteStore:
     # -- writes ----------------------------------------------------------------------------
 
     def record_run(self, run: RunResult) -> bool:
-        rows = run_rows(run)
-        document = run.model_dump_json()
+        return self.record_runs([run]) == 1
 
-        def write() -> bool:
-            cur = self._conn.execute(_insert("runs", RUN_COLUMNS, "OR IGNORE"),
-                                     _sql_values(rows.run))
-            if cur.rowcount == 0:
-                return False
-            self._conn.executemany(
-                _insert("series", SERIES_COLUMNS) + " ON CONFLICT (series_id) DO UPDATE SET "
-                + ", ".join(f"{c} = excluded.{c}" for c in SERIES_RELABELLED),
-                [_sql_values(r) for r in rows.series])
-            for table, columns, values in (
-                ("results", RESULT_COLUMNS, rows.results),
-                (measurement_table(run), MEASUREMENT_COLUMNS, rows.measurements),
-                ("samples", SAMPLE_COLUMNS, rows.samples),
-                ("failures", FAILURE_COLUMNS, rows.failures),
-            ):
-                self._conn.executemany(_insert(table, columns), [_sql_values(r) for r in values])
-            self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
-                               (run.run_id, document))
-            return True
+    def record_runs(self, runs: Sequence[RunResult]) -> int:
+        """Store runs (each with its outbox document) in one transaction, all of them or
+        none; a run already stored (same run id) is left as it is. Returns how many were
+        new."""
+        prepared = [(run, run_rows(run), run.model_dump_json()) for run in runs]
+
+        def write() -> int:
+            added = 0
+            for run, rows, document in prepared:
+                cur = self._conn.execute(_insert("runs", RUN_COLUMNS, "OR IGNORE"),
+                                         _sql_values(rows.run))
+                if cur.rowcount == 0:
+                    continue
+                added += 1
+                self._conn.executemany(
+                    _insert("series", SERIES_COLUMNS) + " ON CONFLICT (series_id) DO UPDATE "
+                    "SET " + ", ".join(f"{c} = excluded.{c}" for c in SERIES_RELABELLED),
+                    [_sql_values(r) for r in rows.series])
+                for table, columns, values in (
+                    ("results", RESULT_COLUMNS, rows.results),
+                    (measurement_table(run), MEASUREMENT_COLUMNS, rows.measurements),
+                    ("samples", SAMPLE_COLUMNS, rows.samples),
+                    ("failures", FAILURE_COLUMNS, rows.failures),
+                ):
+                    self._conn.executemany(_insert(table, columns),
+                                           [_sql_values(r) for r in values])
+                self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
+                                   (run.run_id, document))
+            return added
 
         return self._write(write)
 
