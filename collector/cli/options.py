@@ -39,12 +39,12 @@ def output_format(parser: argparse.ArgumentParser, choices: tuple[str, ...] = FO
 
 
 def host(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", type=_host_name,
+    parser.add_argument("--host", type=host_name,
                         help="host name recorded in results (default: this machine's; at "
                              "most 200 characters)")
 
 
-def _host_name(value: str) -> str:
+def host_name(value: str) -> str:
     """--host, bounded like the config's names: it is part of every series' identity and
     an indexed column of the history database."""
     from collector.adapters.config.bounds import MAX_NAME_CHARS, identifier_problem
