@@ -66,6 +66,10 @@ def metrics() -> str:
     labels = ", ".join(f"`{d.name}`" for d in SERIES_DIMENSIONS)
     lines += [
         "",
+        "The cost and carbon metrics are derived, not measured: from the rates of the "
+        "config's `cost` section in force when the result was made, and only where every "
+        "input is there ([configuration.md](configuration.md#cost-and-carbon)).",
+        "",
         "Every exported series carries the series' dimensions as labels "
         f"(`collector/domain/series.py`): {labels} and `series_id`.",
         "",

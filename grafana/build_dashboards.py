@@ -34,6 +34,7 @@ sys.path.insert(0, str(HERE.parent))  # run as a script from anywhere: find the 
 from collector.domain.catalogue import (  # noqa: E402  (needs the path set above)
     BUILD_INFO,
     BUSY_CPU_FRACTION,
+    COST_METRICS,
     DEFAULT_SELECTION,
     FAILURES,
     LAST_SUCCESS,
@@ -354,11 +355,19 @@ def series_filter(alias: str = "s", upto: int | None = None) -> str:
 def human_value(value: str, unit: str) -> str:
     """A SQL expression that renders a measurement with its unit for a table cell (one column
     holds metrics of different units, so Grafana's per-field unit cannot do it)."""
+    # Cost and carbon span orders of magnitude (a tiny CPU model's cost per 1M tokens is a
+    # few thousandths): three significant digits, as the collector's table shows them, so a
+    # small figure never reads 0.00.
+    significant = (f"CASE WHEN {value} = 0 THEN '0' ELSE round({value}::numeric, greatest(0, "
+                   f"2 - floor(log(abs({value}::numeric)))::int))::text END || ' ' || {unit}")
+    derived = "".join(f"WHEN '{METRICS[name].unit}' THEN {significant} "
+                      for name in COST_METRICS)
     return (f"CASE {unit} "
             f"WHEN 'seconds' THEN CASE WHEN {value} < 1 "
             f"THEN round(({value} * 1000)::numeric, 3) || ' ms' "
             f"ELSE round({value}::numeric, 3) || ' s' END "
             f"WHEN 'bytes' THEN pg_size_pretty({value}::bigint) "
+            f"{derived}"
             f"ELSE round({value}::numeric, 2) || ' ' || {unit} END")
 
 

@@ -15,6 +15,7 @@ here too (`STATE_FAMILIES`). The labels every series carries are the series voca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -68,9 +69,20 @@ class Format(str, Enum):
     PERCENT = "%"  # a ratio shown as a percentage, 1 decimal
     MEGA = "M"  # an instruction count shown in millions, 3 decimals
     MAX_RATE = "req/s"  # a sweep's highest request rate, with its unit: it heads no column
+    # Three significant digits, never an exponent (0.000123, 1.23, 12.3, 1,234): a cost or a
+    # mass per million tokens spans orders of magnitude from a tiny CPU model to a large one.
+    SIGNIFICANT = "sig"
 
     def render(self, value: float | None) -> str:
         return "-" if value is None else _RENDER[self](value)
+
+
+def _significant(value: float) -> str:
+    """`value` to three significant digits in fixed notation."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
 
 
 _RENDER = {
@@ -81,6 +93,7 @@ _RENDER = {
     Format.PERCENT: lambda v: f"{v * 100:.1f}",
     Format.MEGA: lambda v: f"{v / 1e6:,.3f} M instr",
     Format.MAX_RATE: lambda v: f"{v:,.1f} req/s max",
+    Format.SIGNIFICANT: _significant,
 }
 
 
@@ -148,6 +161,10 @@ class MetricDef:
         return self.direction is not Direction.NEUTRAL and self.profile is not Profile.NONE
 
 
+# The unit of costs, before its denominator: the currency of the config's cost section, a
+# label the collector never converts (environment.cost_currency says which).
+CURRENCY = "currency"
+
 _L = Direction.LOWER_IS_BETTER
 _H = Direction.HIGHER_IS_BETTER
 _N = Direction.NEUTRAL
@@ -179,6 +196,19 @@ ENERGY = Family("energy_joules", "Energy over the timed iterations (NVML on CUDA
                 "CPU where exposed), per iteration or per generated token.", "per")
 TOKENS_PER_JOULE = Family("tokens_per_joule", "Generated tokens per joule of the timed "
                           "iterations.")
+GENERATED = Family("generated_tokens_per_second", "Generation: new tokens over the batch per "
+                   "second of generate() calls, prefill included.")
+# Derived from the config's cost section (collector/analysis/cost.py): the currency is the
+# one that section names (a label; recorded with each result as environment.cost_currency).
+COST_TOKENS = Family("cost_per_million_output_tokens", "What a million output tokens cost at "
+                     "the host's hourly price (config cost, in its currency): generation "
+                     "counts every sequence of the batch; under load, completed requests.")
+COST_REQUESTS = Family("cost_per_thousand_requests", "Under load: what a thousand completed "
+                       "requests cost at the host's hourly price (config cost, in its "
+                       "currency), at the benchmark's load.")
+CARBON = Family("co2e_grams_per_million_output_tokens", "Grams CO2e per million generated "
+                "tokens: the measured energy per token at the grid's carbon intensity "
+                "(config cost).")
 NUMERICS = Family("output_drift", "How far the outputs are from the reference (the same "
                   "workload's eager float32 result in the same run, else the series' previous "
                   "run), by measure (max_abs, max_rel, top1_agreement, token_agreement).",
@@ -360,12 +390,33 @@ P_ERRORS = Panel("Request errors", "Under load: the share of requests that faile
                  "or ran out of time (timeout); never folded into the latency figures.",
                  "percentunit")
 
+# Cost and carbon, derived (collector/analysis/cost.py): a line only where the host has a
+# price (or a grid intensity) in its config's cost section and the result a rate (or
+# measured energy) to divide it by.
+_NO_LINE = ("No line: no {} configured for that host when it ran, or {}; never a zero.")
+P_COST_TOKENS = Panel("Cost per 1M output tokens", "The host's hourly price over its output "
+                      "tokens per second: generate() calls as a whole (every sequence of the "
+                      "batch, prefill included), or completed requests under load. In the "
+                      "currency of the hosts' cost section (recorded with each result as "
+                      "environment.cost_currency): one database, one currency. "
+                      + _NO_LINE.format("price", "no token rate"), "short")
+P_COST_REQUESTS = Panel("Cost per 1k requests", "Under load: the host's hourly price over its "
+                        "completed requests per second, at the benchmark's load (an open-loop "
+                        "rate below capacity pays for idle time). In the currency of the "
+                        "hosts' cost section. " + _NO_LINE.format("price", "no request rate"),
+                        "short")
+P_CARBON = Panel("CO2e per 1M output tokens", "Grams CO2e per million generated tokens: the "
+                 "measured energy per token (kWh) at the grid's carbon intensity (g/kWh, "
+                 "config cost). " + _NO_LINE.format("grid carbon intensity",
+                                                    "no energy counter"), "massg")
+
 # The order of the trend panels on the dashboard.
 PANELS = (P_LATENCY, P_THROUGHPUT, P_TOKENS, P_DECODE, P_TTFT, P_ITL, P_TPOT, P_E2E,
           P_LOAD_RATE, P_OUTPUT_RATE, P_ERRORS, P_COLD, P_RSS, P_CUDA,
-          P_INSTRUCTIONS, P_ENERGY, P_NUMERICS)
+          P_INSTRUCTIONS, P_ENERGY, P_COST_TOKENS, P_COST_REQUESTS, P_CARBON, P_NUMERICS)
 # The Serving dashboard's trend panels (grafana/build_dashboards.py).
-SERVING_PANELS = (P_LOAD_RATE, P_TTFT, P_TPOT, P_ITL, P_E2E, P_OUTPUT_RATE, P_ERRORS)
+SERVING_PANELS = (P_LOAD_RATE, P_TTFT, P_TPOT, P_ITL, P_E2E, P_OUTPUT_RATE, P_ERRORS,
+                  P_COST_TOKENS, P_COST_REQUESTS)
 
 _S, _C, _M, _I, _X = (Profile.STEADY, Profile.COLD, Profile.MEMORY, Profile.INSTRUCTIONS,
                       Profile.NONE)
@@ -475,6 +526,10 @@ _DEFS = [
     MetricDef("decode_tokens_per_second", "tokens/s", _H,
               "new tokens after the first, over the batch, per second of decoding (median)",
               _S, DECODE, column=Column("decode tok/s", Format.RATE), panel=P_DECODE),
+    # Restates the median generate() latency (judged) as a rate: not judged again.
+    MetricDef("generated_tokens_per_second", "tokens/s", _H,
+              "generation: new tokens over the batch / median generate() latency (prefill "
+              "included)", _X, GENERATED),
     MetricDef("prefill_tokens_per_second", "tokens/s", _H,
               "prompt tokens over the batch / median time to first token", _S, PREFILL,
               panel=P_TOKENS, legend="prefill"),
@@ -521,6 +576,23 @@ _DEFS = [
     MetricDef("tokens_per_joule", "tokens/J", _H,
               "generated tokens over the batch per joule of the timed iterations", _S,
               TOKENS_PER_JOULE),
+    # Cost and carbon (collector/analysis/cost.py): derived in the parent from the rates of
+    # the config's cost section in force when the result was made, never measured. Not
+    # judged (profile none): they restate throughput and energy, which the detector judges
+    # already (a change would be flagged twice), and a step in them may be a new price, a
+    # change of the config rather than of what was measured.
+    MetricDef("cost_per_million_output_tokens", f"{CURRENCY}/1M tokens", _L,
+              "hourly price / 3600 / output tokens per second x 1e6: generated_tokens_per_"
+              "second (generation), output_throughput_tokens_per_second (under load); in the "
+              "currency of the config's cost section", _X, COST_TOKENS,
+              column=Column("cost/1M tok", Format.SIGNIFICANT), panel=P_COST_TOKENS),
+    MetricDef("cost_per_thousand_requests", f"{CURRENCY}/1k requests", _L,
+              "under load: hourly price / 3600 / request_throughput_per_second x 1000, at "
+              "the benchmark's load", _X, COST_REQUESTS,
+              column=Column("cost/1k req", Format.SIGNIFICANT), panel=P_COST_REQUESTS),
+    MetricDef("co2e_grams_per_million_output_tokens", "gCO2e/1M tokens", _L,
+              "energy_per_token_joules x 1e6 / 3.6e6 (kWh) x the grid's grams CO2e per kWh",
+              _X, CARBON, column=Column("gCO2e/1M tok", Format.SIGNIFICANT), panel=P_CARBON),
     # Numerics (collector/analysis/numerics.py): judged as "outputs changed" (collector/detect/
     # outputs.py), not by the step detector: drift on fixed inputs is deterministic and is
     # often exactly 0, which has no log. The absolute difference depends on the model's
@@ -562,6 +634,11 @@ _TITLES = {
     "request_throughput_per_second": "request throughput (requests/s)",
     "output_throughput_tokens_per_second": "output rate (tokens/s)",
     "instructions_per_iteration": "instructions per iteration (millions)",
+    "generated_tokens_per_second": "generation rate (tokens/s)",
+    # Costs are in the currency of the config's cost section: said beside each value.
+    "cost_per_million_output_tokens": "cost per 1M output tokens",
+    "cost_per_thousand_requests": "cost per 1k requests",
+    "co2e_grams_per_million_output_tokens": "CO2e per 1M output tokens (g)",
 }
 
 # The unit a value is shown in (collector.analysis.compare.value_text, the charts' scale).
@@ -589,6 +666,11 @@ COMPARE_SELECTION = ("instructions_per_iteration", "latency_p50_seconds",
                      "output_max_rel_diff_ratio", "output_top1_agreement_ratio",
                      "output_token_agreement_ratio")
 # run-once's compact table: after each result's headline metric, these (those it has).
+# Cost and carbon, derived from the config's cost section (collector/analysis/cost.py): the
+# report's cost section shows these (those a result has), each cost in its result's
+# currency (units starting with CURRENCY).
+COST_METRICS = ("cost_per_million_output_tokens", "cost_per_thousand_requests",
+                "co2e_grams_per_million_output_tokens")
 TABLE_COMPACT = ("throughput_samples_per_second", "peak_rss_bytes")
 # The report's results table: after each result's headline metric, these (those it has).
 REPORT_COLUMNS = ("throughput_samples_per_second", "decode_tokens_per_second", "peak_rss_bytes")

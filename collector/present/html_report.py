@@ -39,14 +39,18 @@ from collector.domain.series import PIVOT_DIMENSIONS, series_info, workload_labe
 from collector.domain.serving import SWEEP_SAMPLES
 from collector.present.charts import Charts
 from collector.present.report_data import (
+    COST_MEANING,
     HEADLINE_MEANING,
     ReportData,
+    cost_text,
+    costed,
     latest,
+    rates_text,
     run_name,
     trend_metrics,
     trend_series,
 )
-from collector.present.text import ab_line
+from collector.present.text import ab_line, conditions_line, environment_words
 from collector.version import __version__
 
 if TYPE_CHECKING:
@@ -98,13 +102,12 @@ def _summary(data: ReportData) -> str:
     readings = [read(r, headline(r.metrics), busy_fraction=data.busy_fraction) for r in results]
     busy = sum(r.disturbed for r in readings)
     unsettled = sum(r.quality == "unconverged" for r in readings)
-    conditions = (f"{_count(busy, 'result')} measured on a busy host, "
-                  f"{unsettled} not settled within their target" if busy or unsettled
-                  else "every result clean (measured on a quiet host, settled)")
+    conditions = conditions_line(
+        len(readings), busy + unsettled, sum(r.imported for r in readings),
+        f"{_count(busy, 'result')} measured on a busy host, {unsettled} not settled within "
+        "their target", "clean (measured on a quiet host, settled)")
     versions = "; ".join(
-        f"{host}: torch {env.torch_version or '?'}, transformers "
-        f"{env.transformers_version or '?'}, {env.cpu_model or 'CPU ?'}"
-        + (f", {env.gpu_name}" if env.gpu_name else "")
+        f"{host}: " + (", ".join(environment_words(env)) or "nothing recorded")
         for host, env in ((h, max((r for r in results if r.environment.host == h),
                                    key=lambda r: r.finished_at).environment) for h in hosts))
     return "\n".join([
@@ -420,6 +423,20 @@ def _results(data: ReportData) -> str:
                rows, numeric=(2, 3, 5, 6, 7))])
 
 
+def _costs(data: ReportData) -> str:
+    """Cost and carbon (collector/analysis/cost.py): nothing where no result has them."""
+    shown, having = costed(data.results)
+    if not having:
+        return ""
+    rows = [[_e(label), *(_e(cost_text(result, m)) for m in shown), _e(rates_text(result))]
+            for label, result in having.items()]
+    return "\n".join([
+        "<h2 id=\"costs\">Cost and carbon</h2>",
+        f"<p class=\"muted\">{_e(COST_MEANING)}</p>",
+        _table(("workload", *(METRICS[m].title for m in shown), "rates"), rows,
+               numeric=tuple(range(1, len(shown) + 1)))])
+
+
 def _regressions(data: ReportData) -> str:
     parts = ["<h2 id=\"regressions\">Regressions</h2>"]
     if not data.regressions:
@@ -479,6 +496,7 @@ def render(data: ReportData) -> str:
                                                            _charts(charts, data)),
                 ("trends", "Trends", _trends(charts, data)),
                 ("regressions", "Regressions", _regressions(data)),
+                ("costs", "Cost and carbon", _costs(data)),
                 ("results", "Results", _results(data)),
                 ("environment", "Environment", _environment(data.results))]
     shown = [(anchor, title, body) for anchor, title, body in sections if body]

@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from collector.analysis.compare import value_text
 from collector.analysis.reading import Reading, read
-from collector.domain.catalogue import BUSY_CPU_FRACTION, CHART_MEMORY, headline
+from collector.domain.catalogue import (
+    BUSY_CPU_FRACTION,
+    CHART_MEMORY,
+    COST_METRICS,
+    CURRENCY,
+    METRICS,
+    headline,
+)
 from collector.domain.history import ResultsOfRun, flatten
 from collector.domain.series import workload_label
 
@@ -27,6 +35,14 @@ MAX_TREND_POINTS = 400  # per series: the newest, so one busy series cannot swel
 HEADLINE_MEANING = ("its headline value (the best of its fresh-process repetitions), that "
                     "value's 95% uncertainty within its run, and its quality.")
 ACTIVE = ("suspected", "open", "acknowledged")  # regression statuses that need a look
+# What the cost section's figures are (collector/analysis/cost.py), said above them.
+COST_MEANING = ("The latest result of each workload that has them, at the rates of the "
+                "config's cost section when it ran (recorded with it): the host's price per "
+                "hour over its output tokens (generation: every sequence of the batch, "
+                "prefill included; under load: completed requests) or requests per second, "
+                "and its measured energy per token at the grid's carbon intensity. A "
+                "workload without a price for its host, a token or request rate or an energy "
+                "counter has no figure.")
 
 
 @dataclass(frozen=True)
@@ -132,3 +148,36 @@ def trend_metrics(series: dict[str, list[BenchmarkResult]]) -> list[str]:
             if metric not in metrics:
                 metrics.append(metric)
     return metrics
+
+
+def costed(results: Sequence[BenchmarkResult]) -> tuple[list[str], dict[str, BenchmarkResult]]:
+    """The cost section: the cost and carbon metrics some latest result has (catalogue
+    order), and the newest result of each workload that has any, by label ([] and {} when
+    none has: the section is not shown)."""
+    having = {label: r for label, r in latest(results).items()
+              if any(m in r.metrics for m in COST_METRICS)}
+    shown = [m for m in COST_METRICS if any(m in r.metrics for r in having.values())]
+    return shown, having
+
+
+def cost_text(result: BenchmarkResult, metric: str) -> str:
+    """A cost or carbon figure with its unit: `0.693 USD` (a cost, in the currency its
+    result recorded), `55.6 g` (grams CO2e); `-` where the result has none."""
+    if metric not in result.metrics:
+        return "-"
+    value = value_text(metric, result.metrics[metric])
+    if METRICS[metric].unit.startswith(CURRENCY):
+        currency = result.environment.cost_currency
+        return f"{value} {currency}" if currency else f"{value} (currency not recorded)"
+    return f"{value} g"
+
+
+def rates_text(result: BenchmarkResult) -> str:
+    """The rates a result's figures were derived with: `2.5 USD/h, 400 gCO2e/kWh`."""
+    env = result.environment
+    parts = []
+    if env.hourly_price is not None:
+        parts.append(f"{env.hourly_price:g} {env.cost_currency or '(currency not recorded)'}/h")
+    if env.grid_carbon_g_per_kwh is not None:
+        parts.append(f"{env.grid_carbon_g_per_kwh:g} gCO2e/kWh")
+    return ", ".join(parts) or "-"

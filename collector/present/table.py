@@ -129,8 +129,25 @@ def results_table(runs: list[RunResult],
         "the detector sets it aside); ±a > ±b = the median did not settle within its "
         "target." + (" MDE %: the smallest change of the headline the detector pages on "
                      "within one cycle, learnt from this series' noise (- before 20 runs)."
-                     if wide else " --wide: every metric."))
+                     + _cost_caption(ok, columns) if wide else " --wide: every metric."))
     return table
+
+
+def _cost_caption(ok: list[BenchmarkResult],
+                  columns: dict[str, list[catalogue.MetricDef]]) -> str:
+    """What the wide table's cost and carbon columns are in, where it shows them."""
+    shown = [d for members in columns.values() for d in members
+             if d.name in catalogue.COST_METRICS]
+    parts = []
+    if any(d.unit.startswith(catalogue.CURRENCY) for d in shown):
+        currencies = sorted({r.environment.cost_currency for r in ok
+                             if r.environment.cost_currency})
+        parts.append(f"cost: in {_shown(', '.join(currencies)) or 'the cost section currency'}"
+                     " at the host's hourly price (config cost), per 1M output tokens and "
+                     "per 1k requests")
+    if any(not d.unit.startswith(catalogue.CURRENCY) for d in shown):
+        parts.append("gCO2e: grams CO2e per 1M output tokens at the grid's carbon intensity")
+    return " " + "; ".join(parts) + "." if parts else ""
 
 
 def failures_text(runs: list[RunResult]) -> list[str]:

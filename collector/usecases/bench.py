@@ -21,6 +21,7 @@ from collector.adapters.measure import WorkerPool, run_benchmark
 from collector.adapters.measure.isolation import Target
 from collector.adapters.store import SQLiteStore
 from collector.analysis.combine import combine
+from collector.analysis.cost import Pricing, with_costs
 from collector.analysis.numerics import FINGERPRINT_KEYS, with_drift
 from collector.domain.errors import StoreError
 from collector.domain.model import (
@@ -113,6 +114,9 @@ class Bench:
     target: Target | None = None
     kill: threading.Event | None = None
     packages: tuple[str, ...] = ()  # whose versions every result records
+    # The config's cost section: each combined result's cost and carbon metrics, at the
+    # rates in force now (collector.analysis.cost); None: none.
+    pricing: Pricing | None = None
     counter: itertools.count[int] = dataclasses.field(default_factory=itertools.count)
 
     def one(self, spec: BenchmarkSpec, journal: Journal, position: int,
@@ -154,7 +158,7 @@ class Bench:
                         started_at=started, finished_at=clock(),
                         collector_version=__version__, results=tuple(results),
                         aborted=ran < len(planned) or _any_aborted(done))
-        return with_drift(run, self.previous_fingerprint), log_run
+        return with_costs(with_drift(run, self.previous_fingerprint), self.pricing), log_run
 
     def previous_fingerprint(self, series_id: str) -> dict[str, list[float]]:
         """The series' previous stored fingerprint: the numerics reference of a result

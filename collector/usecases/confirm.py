@@ -11,6 +11,7 @@ import threading
 from collector.adapters.config import Config
 from collector.adapters.store import Stores, SyncReport
 from collector.analysis.combine import combine
+from collector.analysis.cost import priced
 from collector.domain.errors import StoreError
 from collector.domain.history import Regression
 from collector.domain.model import BenchmarkSpec, MeasurementMode, RunResult
@@ -92,8 +93,9 @@ def confirm(config: Config, stores: Stores, outcome: Outcome, bench: Bench,
             started = clock()
             log_run = bench.journal(spec.suite, clock, "confirmation")
             reps = spec.measurement.repetitions
-            point = combine([bench.one(spec, log_run, 0, clock, (rep + 1, reps))
-                             for rep in range(reps)])
+            # Stored and forwarded like a scheduled run's result: priced alike.
+            point = priced(combine([bench.one(spec, log_run, 0, clock, (rep + 1, reps))
+                                    for rep in range(reps)]), bench.pricing, host)
             run = RunResult(run_id=log_run.run_id, suite=spec.suite, host=host,
                             started_at=started, finished_at=clock(),
                             collector_version=__version__, results=(point,),

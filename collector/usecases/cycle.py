@@ -68,7 +68,8 @@ def run_once(config: Config, *, selection: Selection | None = None,
     store_error: str | None = None
     workers = pool or WorkerPool(start_method)
     bench = Bench(workers, env, report, stores.local if stores is not None else None,
-                   target=target, kill=kill, packages=recorded_packages(config))
+                   target=target, kill=kill, packages=recorded_packages(config),
+                   pricing=config.pricing)
     try:
         for suite in suites:
             if stop is not None and stop.is_set():
@@ -112,7 +113,7 @@ def detect_and_confirm(config: Config, stores: Stores, runs: list[RunResult],
     and forwarded: what run_once does after its sync, for serve, whose database thread
     forwards."""
     bench = Bench(pool, environment(host), SilentReporter(), stores.local, kill=kill,
-                   packages=recorded_packages(config))
+                   packages=recorded_packages(config), pricing=config.pricing)
     detection, detection_error = confirmation.detect_changes(config, stores, runs, sync)
     outcome = Outcome(runs, None, sync, detection, detection_error)
     if confirm and detection is not None and config.detection.confirmation.enabled:

@@ -34,6 +34,7 @@ from collector.adapters.host import capture_host
 from collector.adapters.http import serve_metrics
 from collector.adapters.store import SQLiteStore
 from collector.adapters.store.postgres import PostgresStore
+from collector.analysis.cost import Pricing, Rates, with_costs
 from collector.domain.catalogue import METRICS, P_COLD
 from collector.domain.history import Baseline, DetectionState, Regression
 from collector.domain.model import (
@@ -441,6 +442,7 @@ def metrics_for(model: str, spec: BenchmarkSpec, latency: float) -> dict[str, fl
                    "inter_token_latency_mean_seconds": 0.05 * latency,
                    "inter_token_latency_p90_seconds": 0.06 * latency,
                    "decode_tokens_per_second": (spec.new_tokens - 1) * batch / (0.8 * latency),
+                   "generated_tokens_per_second": spec.new_tokens * batch / latency,
                    "prefill_tokens_per_second": seq * batch / (0.2 * latency)}
     if spec.device.startswith("cuda"):
         values |= {"cuda_max_allocated_bytes": 1.2e9, "cuda_max_reserved_bytes": 1.5e9,
@@ -579,6 +581,12 @@ def build_serving_run(host: str, when: datetime, env: Environment, index: int, *
                      collector_version="0.1.0", results=tuple(results))
 
 
+# The seed's cost section: host-a and gpu-1 priced, gpu-1's grid known (its energy is
+# measured: carbon too); lab's-box has no price (no default): none of its series has a cost.
+SEED_PRICING = Pricing(currency="USD", hosts={"host-a": Rates(hourly_price=2.5),
+                                              "gpu-1": Rates(4.1, 400.0)})
+
+
 def seed(store: PostgresStore, pg_url: str) -> Seeded:
     """Three hosts over ten days: host-a (bert, gpt2; transformers upgraded halfway, 20%
     slower from then and 10% more in the latest run; one run where everything failed; two
@@ -590,6 +598,7 @@ def seed(store: PostgresStore, pg_url: str) -> Seeded:
     seeded = Seeded()
 
     def record(run: RunResult, index: int) -> None:
+        run = with_costs(run, SEED_PRICING)  # as the cycle does, from the config's rates
         assert store.record_run(run)
         seeded.run_ids[(run.host, index)] = run.run_id
         seeded.run_times[(run.host, index)] = run.started_at
@@ -899,6 +908,13 @@ def test_overview_sql_runs_as_the_reader_and_returns_rows(
     assert throughput["change %"] < 0 and throughput["worse by %"] == -throughput["change %"]
     cuda = [r for r in table if r["metric"] == "cuda_max_reserved_bytes"]
     assert [r["host"] for r in cuda] == ["gpu-1"] and cuda[0]["latest"] == "1431 MB"
+    # Costs with three significant digits (a small one never reads 0.00), only where the
+    # seed priced the host: 2.5/h over 3.9 requests/s is 0.178 per 1k requests.
+    per_request = [r for r in table if r["metric"] == "cost_per_thousand_requests"]
+    assert {(r["host"], r["latest"]) for r in per_request} == {
+        ("host-a", "0.178 currency/1k requests")}
+    assert {r["host"] for r in table if r["metric"] == "cost_per_million_output_tokens"} == {
+        "host-a", "gpu-1"}
     worse = [r["worse by %"] for r in table if r["worse by %"] is not None]
     assert worse == sorted(worse, reverse=True) and len(set(worse)) > 2  # worst first
 

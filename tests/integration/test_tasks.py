@@ -21,7 +21,7 @@ FORWARD_METRICS = {
 GENERATION_METRICS = FORWARD_METRICS | {
     "time_to_first_token_p50_seconds", "time_to_first_token_mean_seconds",
     "inter_token_latency_mean_seconds", "inter_token_latency_p90_seconds",
-    "decode_tokens_per_second",
+    "decode_tokens_per_second", "generated_tokens_per_second",
 }
 
 
@@ -52,6 +52,8 @@ def test_task_end_to_end(pool: WorkerPool, host_env: Environment, *, model: str,
     assert m["latency_min_seconds"] <= m["latency_p50_seconds"] <= m["latency_p90_seconds"]
     assert m["latency_p90_seconds"] <= m["latency_p99_seconds"]
     assert m["throughput_samples_per_second"] == pytest.approx(2 / m["latency_p50_seconds"])
+    if "generated_tokens_per_second" in expected:  # both sequences' 4 new tokens per call
+        assert m["generated_tokens_per_second"] == pytest.approx(2 * 4 / m["latency_p50_seconds"])
     if tokens and task is not Task.TEXT_GENERATION:
         assert m["throughput_input_tokens_per_second"] == pytest.approx(
             2 * 8 / m["latency_p50_seconds"])

@@ -108,8 +108,8 @@ MALFORMED = [
     ("not a mapping", "- a\n- b\n", [(1, "", "expected a mapping with a 'suites' key, got a")]),
     ("empty file", "", [(1, "", "got an empty file")]),
     ("unknown top-level key", BENCH + "colour: red\n",
-     [(8, "colour", "unknown key; expected one of: defaults, detection, environment, "
-                    "report, serve, storage, suites, version")]),
+     [(8, "colour", "unknown key; expected one of: cost, defaults, detection, "
+                    "environment, report, serve, storage, suites, version")]),
     ("unknown benchmark key", BENCH + "        batchsize: 4\n",
      [(8, "suites.s.benchmarks[0].batchsize", "unknown key; expected one of: attn_implementation, "
        "backend, batch_size")]),

@@ -19,6 +19,7 @@ from collector.adapters.config.bounds import (
     Seconds,
 )
 from collector.adapters.config.settings import (
+    CostSettings,
     DetectionSettings,
     EnvironmentSettings,
     ReportSettings,
@@ -123,4 +124,5 @@ class ConfigFile(Strict):
     detection: DetectionSettings = DetectionSettings()
     environment: EnvironmentSettings = EnvironmentSettings()
     report: ReportSettings = ReportSettings()
+    cost: CostSettings | None = None
     suites: Annotated[dict[Name, SuiteEntry], Field(min_length=1)]

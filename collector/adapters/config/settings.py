@@ -1,5 +1,5 @@
 """The configuration's sections besides the benchmarks (storage, serve, detection,
-environment, report), and the loaded configuration itself (Config, Suite)."""
+environment, report, cost), and the loaded configuration itself (Config, Suite)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,7 +21,14 @@ from pydantic import (
     model_validator,
 )
 
-from collector.adapters.config.bounds import DAY_S, INTERVAL, YEAR_S, Seconds
+from collector.adapters.config.bounds import (
+    DAY_S,
+    INTERVAL,
+    YEAR_S,
+    Seconds,
+    identifier_problem,
+)
+from collector.analysis.cost import Pricing, Rates
 from collector.domain.catalogue import BUSY_CPU_FRACTION, METRICS
 from collector.domain.model import (
     BenchmarkSpec,
@@ -234,6 +242,85 @@ class ReportSettings(Strict):
     low_throughput: Annotated[StrictFloat, Field(gt=0, le=1e12)] = 10.0
 
 
+def _grams_per_kwh(value: float) -> float:
+    if value < 1:
+        raise ValueError("expected grams CO2e per kWh, at least 1 (grids emit about 10 to "
+                         "1,200): kilograms per kWh times 1000 (0.4 kg/kWh is 400)")
+    return value
+
+
+_CURRENCY = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,15}")
+# A price per hour: more than a million an hour is a slip of the keyboard.
+HourlyPrice = Annotated[StrictFloat, Field(gt=0, le=1e6)]
+GridCarbon = Annotated[StrictFloat, Field(le=5000), AfterValidator(_grams_per_kwh)]
+
+
+class HostCost(Strict):
+    """One host's rates (config `cost.hosts.NAME`): each one set here replaces the
+    section's default for that host."""
+
+    hourly_price: HourlyPrice | None = None
+    grid_carbon_g_per_kwh: GridCarbon | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> HostCost:
+        if self.hourly_price is None and self.grid_carbon_g_per_kwh is None:
+            raise ValueError("set hourly_price, grid_carbon_g_per_kwh or both for this host")
+        return self
+
+
+class CostSettings(Strict):
+    """Cost and carbon, derived from every result's throughput and energy
+    (collector/analysis/cost.py): the price of an hour of a host, in `currency` (a label,
+    never converted), and the carbon intensity of the grid it draws from. The top-level
+    values are the default for any host not listed under `hosts` (by the name results
+    carry: `--host`, else the machine's name); a listed host's own values replace them
+    field by field. Prices are not secrets."""
+
+    hourly_price: HourlyPrice | None = None
+    grid_carbon_g_per_kwh: GridCarbon | None = None
+    hosts: Annotated[dict[str, HostCost], Field(max_length=10_000)] = Field(
+        default_factory=dict)
+    currency: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is not None and not _CURRENCY.fullmatch(value):
+            raise ValueError("expected a currency code such as USD or EUR: a letter, then up "
+                             "to 15 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_names(cls, value: dict[str, HostCost]) -> dict[str, HostCost]:
+        for name in value:
+            problem = identifier_problem(name)
+            if problem is not None:
+                raise ValueError(f"host name {name!r}: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> CostSettings:
+        if (self.hourly_price is None and self.grid_carbon_g_per_kwh is None
+                and not self.hosts):
+            raise ValueError("set hourly_price or grid_carbon_g_per_kwh (the default of "
+                             "every host) or hosts (per host), or leave the section out")
+        priced = self.hourly_price is not None or any(
+            h.hourly_price is not None for h in self.hosts.values())
+        if priced and self.currency is None:
+            raise ValueError("a price needs its currency: set cost.currency (e.g. USD, EUR), "
+                             "the label of every cost")
+        return self
+
+    def pricing(self) -> Pricing:
+        """The rates as collector.analysis.cost takes them."""
+        return Pricing(currency=self.currency, hourly_price=self.hourly_price,
+                       grid_carbon_g_per_kwh=self.grid_carbon_g_per_kwh,
+                       hosts={name: Rates(h.hourly_price, h.grid_carbon_g_per_kwh)
+                              for name, h in self.hosts.items()})
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -252,6 +339,12 @@ class Config:
     detection: DetectionSettings = dataclasses.field(default_factory=DetectionSettings)
     environment: EnvironmentSettings = dataclasses.field(default_factory=EnvironmentSettings)
     report: ReportSettings = dataclasses.field(default_factory=ReportSettings)
+    cost: CostSettings | None = None  # None: no cost section, no cost metrics
+
+    @property
+    def pricing(self) -> Pricing | None:
+        """The cost section's rates (collector.analysis.cost), None without one."""
+        return self.cost.pricing() if self.cost is not None else None
 
     def suite(self, name: str) -> Suite | None:
         return next((s for s in self.suites if s.name == name), None)

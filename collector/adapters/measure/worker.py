@@ -566,6 +566,9 @@ def _measure_model(spec: BenchmarkSpec, model: Any, task: Task, device: torch.de
     if prompt_tokens and not generating:
         metrics["throughput_input_tokens_per_second"] = (spec.batch_size * prompt_tokens
                                                          / summary.p50)
+    if generating:  # exactly new_tokens per sequence (generation.make_step), prefill included
+        metrics["generated_tokens_per_second"] = (spec.batch_size * spec.new_tokens
+                                                  / summary.p50)
     metrics.update(_energy_metrics(energy.joules, len(latencies),
                                    spec.new_tokens * spec.batch_size if generating else 0))
     samples = {"latency_seconds": latencies}
