@@ -10,15 +10,18 @@ transformers is absent.
 The parts: `bounds` (limits of what a config may hold), `yaml_source` (YAML with
 positions), `schema` (the file's benchmark settings), `settings` (the other sections and
 the loaded Config), `problems` (validation errors as file:line:field), `expand` (suites'
-benchmarks into specs).
+benchmarks into specs), `legacy` (the transformers benchmark module's format, translated).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
+from collector.adapters.config import legacy
 from collector.adapters.config.bounds import MAX_FILE_BYTES
 from collector.adapters.config.expand import (
     ArchitectureCheck,
@@ -32,6 +35,7 @@ from collector.adapters.config.settings import (
     AbSettings,
     Config,
     ConfirmationSettings,
+    CostSettings,
     DetectionSettings,
     EnvironmentSettings,
     ReportSettings,
@@ -45,9 +49,10 @@ from collector.adapters.config.yaml_source import plain, yaml_load
 from collector.adapters.files import ReadFailure, decode, read_bounded
 from collector.domain.errors import ConfigError, ConfigProblem
 
-__all__ = ["AbSettings", "Config", "ConfirmationSettings", "DetectionSettings",
+__all__ = ["AbSettings", "Config", "ConfirmationSettings", "CostSettings", "DetectionSettings",
            "EnvironmentSettings", "ReportSettings", "Schedule", "ServeSettings",
-           "StorageSettings", "Suite", "TimescaleSettings", "load_config"]
+           "StorageSettings", "Suite", "TimescaleSettings", "load_config", "load_document",
+           "parse_config"]
 
 
 def _read(path: str | Path, file: str) -> str:
@@ -61,11 +66,34 @@ def _read(path: str | Path, file: str) -> str:
         raise ConfigError([ConfigProblem(file, failure.line, "", reason)]) from None
 
 
+def parse_config(path: str | Path) -> Any:
+    """The file's YAML tree (ruamel's round-trip nodes: each knows its line)."""
+    return yaml_load(_read(path, str(path)), str(path))
+
+
 def load_config(path: str | Path, *,
                 architecture_known: ArchitectureCheck = transformers_architecture_known) -> Config:
     """Read, validate and expand a configuration file. Raises ConfigError with every problem."""
-    file = str(path)
-    root = yaml_load(_read(path, file), file)
+    return load_document(parse_config(path), str(path), architecture_known=architecture_known)
+
+
+def load_document(root: Any, file: str, *,
+                  architecture_known: ArchitectureCheck = transformers_architecture_known,
+                  ) -> Config:
+    """Validate and expand a parsed document (plain data has no lines). One in the
+    transformers benchmark module's format is translated first (`legacy`); its problems name
+    the old file's lines and fields, and a note says it was translated."""
+    translation = legacy.translate(root, file)
+    if translation is None:
+        return _load_native(root, file, architecture_known)
+    try:
+        config = _load_native(translation.document, file, architecture_known)
+    except ConfigError as exc:
+        raise ConfigError(translation.located(exc.problems)) from None
+    return dataclasses.replace(config, notes=(*translation.notes, *config.notes))
+
+
+def _load_native(root: Any, file: str, architecture_known: ArchitectureCheck) -> Config:
     if not isinstance(root, dict):
         got = "an empty file" if root is None else f"a {type(root).__name__}"
         raise ConfigError([ConfigProblem(file, 1, "", f"expected a mapping with a 'suites' "
@@ -83,4 +111,4 @@ def load_config(path: str | Path, *,
     if check.problems:
         raise ConfigError(sorted(check.problems, key=lambda p: (p.line or 0, p.field)))
     return Config(file, suites, tuple(check.notes), parsed.storage, parsed.serve,
-                  parsed.detection, parsed.environment, parsed.report)
+                  parsed.detection, parsed.environment, parsed.report, cost=parsed.cost)

@@ -11,9 +11,11 @@ from collector.cli.commands import (
     bisect,
     check_config,
     compare,
+    convert_config,
     db,
     detect,
     envs,
+    import_history,
     regressions,
     report,
     rerun,
@@ -22,5 +24,6 @@ from collector.cli.commands import (
     serve,
 )
 
-COMMANDS: tuple[ModuleType, ...] = (run_once, db, serve, schedule, check_config, regressions,
-                                    detect, compare, report, ab, bisect, rerun, envs)
+COMMANDS: tuple[ModuleType, ...] = (run_once, db, serve, schedule, check_config, convert_config,
+                                    regressions, detect, compare, report, ab, bisect, rerun,
+                                    envs, import_history)
