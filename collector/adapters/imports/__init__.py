@@ -19,13 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from collector.adapters.imports.common import ImportedPoint, build_runs, read_source
 from collector.domain.errors import InputError
 from collector.domain.workload import Origin
 
-__all__ = ["FORMATS", "FORMAT_NAMES", "Format", "ImportedPoint", "build_runs", "read_all",
-           "read_points"]
+if TYPE_CHECKING:  # the readers load pydantic's models: not for `collector --help`
+    from collector.adapters.imports.common import ImportedPoint
+
+__all__ = ["FORMATS", "FORMAT_NAMES", "Format", "read_all", "read_points"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ def _by_name(name: str) -> Format:
 
 def read_points(path: Path, format_name: str | None = None) -> list[ImportedPoint]:
     """The points of one source file (or, for the module's CSV exports, directory)."""
+    from collector.adapters.imports.common import read_source
+
     text = "" if path.is_dir() else read_source(path)
     if format_name is not None:
         fmt = _by_name(format_name)

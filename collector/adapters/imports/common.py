@@ -92,6 +92,8 @@ def parse_time(value: Any, where: str, what: str = "time") -> datetime:
 
 def number(value: Any, where: str, what: str) -> float:
     """A finite number (a numeric string too, as CSV gives them)."""
+    if type(value) is float and math.isfinite(value):
+        return value
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value)
@@ -212,7 +214,8 @@ def _problem(where: str, exc: ValidationError) -> InputError:
 def build_runs(points: Sequence[ImportedPoint]) -> list[RunResult]:
     """The collector's runs of these points: one run per source run (`group`) and host,
     its id and every series id from what the source says. Two points of one series in one
-    source run go to runs of their own (a run holds one result per series). InputError
+    source run go to runs of their own (a run holds one result per series), unless they are
+one measurement given twice (two forms of one file, a copy): that is kept once. InputError
     naming the record for a point that is not a valid result."""
     runs: dict[str, list[tuple[ImportedPoint, BenchmarkResult]]] = {}
     specs: dict[str, BenchmarkSpec] = {}  # a year of a series repeats one spec
@@ -244,10 +247,13 @@ def build_runs(points: Sequence[ImportedPoint]) -> list[RunResult]:
             raise _problem(point.where, exc) from None
         base = digest(point.origin.value, point.group, environment.host)
         key, copy = base, 0
-        while any(r.series_id == series_id for _, r in runs.get(key, ())):
+        while (same := [r for _, r in runs.get(key, ()) if r.series_id == series_id]):
+            if same[0].metrics == result.metrics:
+                break  # one measurement given twice (a copy, two forms of one file): once
             copy += 1
             key = digest(base, copy)
-        runs.setdefault(key, []).append((point, result))
+        else:
+            runs.setdefault(key, []).append((point, result))
     out = []
     for key, members in runs.items():
         first = members[0][0]

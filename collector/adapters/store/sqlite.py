@@ -264,11 +264,12 @@ class SQLiteStore:
                 for table, columns, values in (
                     ("results", RESULT_COLUMNS, rows.results),
                     (measurement_table(run), MEASUREMENT_COLUMNS, rows.measurements),
-                    ("samples", SAMPLE_COLUMNS, rows.samples),
                     ("failures", FAILURE_COLUMNS, rows.failures),
                 ):
                     self._conn.executemany(_insert(table, columns),
                                            [_sql_values(r) for r in values])
+                # Samples hold no time to convert (the most rows of a run, by far).
+                self._conn.executemany(_insert("samples", SAMPLE_COLUMNS), rows.samples)
                 self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
                                    (run.run_id, document))
             return added
