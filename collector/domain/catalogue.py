@@ -711,8 +711,14 @@ def metric(name: str) -> MetricDef:
 
 
 def headline(metrics: Mapping[str, float]) -> str:
-    """The metric a result with these values is read by."""
-    return next((name for name in HEADLINES if name in metrics), _FALLBACK_HEADLINE)
+    """The metric a result with these values is read by: the first of HEADLINES it has;
+    for a result with none of them (an imported one: an older `vllm bench serve` recorded
+    no request latency), its first metric in catalogue order that the table shows."""
+    found = next((name for name in HEADLINES if name in metrics), None)
+    if found is not None:
+        return found
+    return next((d.name for d in _DEFS if d.name in metrics and d.column is not None),
+                _FALLBACK_HEADLINE)
 
 
 def families() -> dict[str, Family]:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from collector.adapters.imports import ImportedPoint, build_runs, read_all
-from collector.adapters.imports.common import UNKNOWN_HOST
+from collector.adapters.imports import read_all
+from collector.adapters.imports.common import UNKNOWN_HOST, ImportedPoint, build_runs
+from collector.analysis.cost import Pricing, with_costs
 from collector.domain.history import Regression, Store
 from collector.domain.model import RunResult
 from collector.usecases.scan import ScanSettings, scan
@@ -49,9 +50,12 @@ def read_sources(paths: Sequence[Path], *, format_name: str | None = None,
 
 
 def import_runs(store: Store, runs: Sequence[RunResult], *,
-                scan_settings: ScanSettings | None = None,
-                detect: bool = True) -> ImportReport:
-    """Write the runs in one transaction, then scan the series they belong to."""
+                scan_settings: ScanSettings | None = None, detect: bool = True,
+                pricing: Pricing | None = None) -> ImportReport:
+    """Write the runs in one transaction, then scan the series they belong to. With
+    `pricing` (the config's cost section), each result gets its cost and carbon figures at
+    today's rates, the only ones known for past runs (recorded with it, as for a run)."""
+    runs = [with_costs(run, pricing) for run in runs]
     added = store.record_runs(runs) if runs else 0
     series = {r.series_id for run in runs for r in run.results}
     changes: list[Regression] = []

@@ -60,7 +60,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         opened = PostgresStore(request.getfixturevalue("pg_url"))
     yield opened
-    opened.close()  # type: ignore[attr-defined]  # both stores close; the protocol does not say
+    opened.close()
 
 
 def _counts(store: Store) -> tuple[int, int]:
@@ -129,7 +129,7 @@ def test_a_bad_record_keeps_nothing_of_the_import(tmp_path: Path) -> None:
         build_runs(points)
     unknown = ImportedPoint(bad.origin, "results.jsonl:9", "g", bad.spec, bad.time,
                             {"latency_p50_ms": 3.0})
-    with pytest.raises(InputError, match="results.jsonl:9: metric.* latency_p50_ms"):
+    with pytest.raises(InputError, match=r"results\.jsonl:9: metric.* latency_p50_ms"):
         build_runs([unknown])
 
 
@@ -148,3 +148,44 @@ def test_a_write_the_database_refuses_keeps_nothing(pg_url: str) -> None:
         store.close()
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone() == (4,)
+
+
+def test_imported_history_is_drawn_by_the_trends_dashboard(pg_url: str) -> None:
+    """As Grafana would query it: the origin is a variable, the imported series a line
+    labelled with its tool, the regression an annotation, all over the import's year."""
+    from tests.grafana_queries import TimeRange
+    from tests.integration.test_grafana import (
+        READER,
+        SqlRunner,
+        by_uid,
+        resolve_sql_variables,
+        sql_targets,
+    )
+
+    store = PostgresStore(pg_url)
+    try:
+        report = import_runs(store, build_runs(history()))
+        [step] = report.changes
+        store.create_reader(READER, "reader-pw")
+    finally:
+        store.close()
+    reader_url = pg_url.replace("postgres@", f"{READER}:reader-pw@", 1)
+    window = TimeRange(T0 - timedelta(days=1), T0 + timedelta(days=45))
+    with psycopg.connect(reader_url, autocommit=True) as conn:
+        runner = SqlRunner(conn, window)
+        board = by_uid("collector-trends")
+        defs, selections, options = resolve_sql_variables(board, runner)
+        assert options["origin"] == ["benchmark_v2"]
+        [latency] = [t for title, t in sql_targets(board) if title == "Latency"]
+        rows = runner.rows(latency["rawSql"], defs, selections, timedelta(hours=1))
+        [annotations] = [a for a in board["annotations"]["list"]
+                         if "regression_annotations" in a.get("target", {}).get("rawSql", "")]
+        marks = runner.rows(annotations["target"]["rawSql"], defs, selections,
+                            timedelta(hours=1))
+    names = {name for _, name, _ in rows}
+    label = ("model-0 bfloat16 eager cuda bs=1 seq=128 new=32 from benchmark_v2 "
+             "@ gpu-box-1")
+    assert any(name.startswith(label) for name in names), names
+    assert len([1 for _, name, _ in rows if name.startswith(label)]) >= 40
+    [mark] = [m for m in marks if "commit 1a2b3c4 -> 9f8e7d6" in str(m)]
+    assert step.metric in str(mark)

@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,7 +37,9 @@ from collector.version import __version__
 # A source file: a year of a hundred series in one CSV export is tens of MiB.
 MAX_IMPORT_BYTES = 256 << 20
 MAX_DEPTH = 64  # JSON nesting: optimum-benchmark's reports are about 8 levels deep
-UNKNOWN_HOST = "imported"  # a source that does not say which machine measured it
+UNKNOWN_HOST = "imported"
+
+log = logging.getLogger(__name__)  # a source that does not say which machine measured it
 
 
 @dataclass(frozen=True)
@@ -214,9 +217,9 @@ def _problem(where: str, exc: ValidationError) -> InputError:
 def build_runs(points: Sequence[ImportedPoint]) -> list[RunResult]:
     """The collector's runs of these points: one run per source run (`group`) and host,
     its id and every series id from what the source says. Two points of one series in one
-    source run go to runs of their own (a run holds one result per series), unless they are
-one measurement given twice (two forms of one file, a copy): that is kept once. InputError
-    naming the record for a point that is not a valid result."""
+    source run are one measurement given twice (a copy, two forms of one file): kept once,
+    the first read. InputError naming the record for a point that is not a valid
+    result."""
     runs: dict[str, list[tuple[ImportedPoint, BenchmarkResult]]] = {}
     specs: dict[str, BenchmarkSpec] = {}  # a year of a series repeats one spec
     environments: dict[str, Environment] = {}
@@ -245,15 +248,17 @@ one measurement given twice (two forms of one file, a copy): that is kept once. 
                 samples={k: [float(v) for v in values] for k, values in point.samples.items()})
         except ValidationError as exc:
             raise _problem(point.where, exc) from None
-        base = digest(point.origin.value, point.group, environment.host)
-        key, copy = base, 0
-        while (same := [r for _, r in runs.get(key, ()) if r.series_id == series_id]):
-            if same[0].metrics == result.metrics:
-                break  # one measurement given twice (a copy, two forms of one file): once
-            copy += 1
-            key = digest(base, copy)
-        else:
-            runs.setdefault(key, []).append((point, result))
+        key = digest(point.origin.value, point.group, environment.host)
+        kept = next((p for p, r in runs.get(key, ()) if r.series_id == series_id), None)
+        if kept is not None:
+            # One source run measures a series once: this is the same measurement given
+            # again (a copy of a file, or another form of it, such as benchmark_v2's full
+            # and summarized results), kept once: the first read.
+            if kept.metrics != point.metrics:
+                log.warning("%s: the same run and workload as %s, read first: kept once",
+                            point.where, kept.where)
+            continue
+        runs.setdefault(key, []).append((point, result))
     out = []
     for key, members in runs.items():
         first = members[0][0]

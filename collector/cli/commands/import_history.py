@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         store = stores.primary()
         detection = config.detection if config else DetectionSettings()
         report = import_runs(store, runs, scan_settings=ScanSettings.from_config(detection),
-                             detect=not args.no_detect)
+                             detect=not args.no_detect,
+                             pricing=config.pricing if config else None)
     finally:
         stores.close()
     tools = ", ".join(f"{n} from {origin}" for origin, n in report.by_origin.items())
