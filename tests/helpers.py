@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,18 @@ def run_collector(*args: str, cwd: Path = ROOT,
     env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "collector", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def save_tiny_model(directory: Path, model_class: str, config_class: str,
+                    **config: Any) -> Path:
+    """A tiny model with random weights saved with save_pretrained into `directory` (a
+    user's own checkpoint), built in a child process: the test process never imports torch
+    (tests/integration/test_tasks.py holds the parent to that)."""
+    script = ("import json, sys, transformers\n"
+              "model, config, kwargs, out = sys.argv[1:]\n"
+              "cfg = getattr(transformers, config)(**json.loads(kwargs))\n"
+              "getattr(transformers, model)(cfg).save_pretrained(out)\n")
+    subprocess.run([sys.executable, "-c", script, model_class, config_class,
+                    json.dumps(config), str(directory)], check=True, timeout=300,
+                   capture_output=True)
+    return directory

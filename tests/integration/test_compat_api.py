@@ -22,7 +22,7 @@ from collector.compat.transformers_benchmark import (
 )
 from collector.domain.errors import ConfigError
 from collector.domain.model import LocalSource, Task
-from tests.helpers import ROOT
+from tests.helpers import ROOT, save_tiny_model
 
 FAST: dict[str, Any] = {"num_iterations": 5, "warmup_iterations": 1, "device": "cpu"}
 
@@ -30,14 +30,13 @@ FAST: dict[str, Any] = {"num_iterations": 5, "warmup_iterations": 1, "device": "
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny models saved as a user's own checkpoints are (a directory with config.json)."""
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel
-
     root = tmp_path_factory.mktemp("models")
-    BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                         intermediate_size=64, vocab_size=512)).save_pretrained(root / "bert")
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=128,
-                               vocab_size=512, bos_token_id=1, eos_token_id=2)
-                    ).save_pretrained(root / "gpt2")
+    save_tiny_model(root / "bert", "BertModel", "BertConfig", num_hidden_layers=1,
+                    hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                    vocab_size=512)
+    save_tiny_model(root / "gpt2", "GPT2LMHeadModel", "GPT2Config", n_layer=1, n_embd=32,
+                    n_head=2, n_positions=128, vocab_size=512, bos_token_id=1,
+                    eos_token_id=2)
     return {name: str(root / name) for name in ("bert", "gpt2")}
 
 

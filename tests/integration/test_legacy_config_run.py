@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_collector
+from tests.helpers import run_collector, save_tiny_model
 from tests.unit.test_legacy_config import DEFAULT_YML, EXPECTED
 
 
@@ -48,11 +48,9 @@ def test_the_modules_example_runs_offline_on_synthetic_equivalents(tmp_path: Pat
 def test_run_once_reads_the_modules_format_as_it_is(tmp_path: Path) -> None:
     """A local model (saved with save_pretrained) named by path, on the CPU: run-once says
     it translated the file, runs it, and keeps the module's iteration count."""
-    from transformers import BertConfig, BertModel
-
-    model = tmp_path / "tiny-bert"
-    BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
-                         intermediate_size=64, vocab_size=512)).save_pretrained(model)
+    model = save_tiny_model(tmp_path / "tiny-bert", "BertModel", "BertConfig",
+                            num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                            intermediate_size=64, vocab_size=512)
     old = tmp_path / "default.yml"
     old.write_text(f"benchmarks:\n  - model_name_or_path: {model}\n    sequence_length: 16\n"
                    "    num_iterations: 7\n    device: cpu\nglobal_settings:\n"

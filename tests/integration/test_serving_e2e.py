@@ -162,9 +162,11 @@ def _check_the_serving_dashboard(stores: Stores, pg_url: str, reg: Regression) -
                    for title, target in sql_targets(board)}
         [annotations] = board["annotations"]["list"]
         marks = runner.rows(annotations["target"]["rawSql"], defs, selections, PIXEL)
-    # Every panel draws this series, except the sweep's (no sweep ran).
+    # Every panel draws this series, except the sweep's (no sweep ran) and the costs' (no
+    # cost section: never a zero where no price was given).
     sweep = {"p99 TTFT against throughput", "Goodput against offered rate",
-             "Points of the latest sweep"}
+             "Points of the latest sweep", "Cost per 1M output tokens",
+             "Cost per 1k requests"}
     assert sorted(t for t, rows in results.items() if not rows) == sorted(sweep)
     label = "fault-serve float32 eager cpu bs=1 seq=8 new=4 [concurrent 2] @ "
     p50 = sorted((t, v) for t, name, v in results["Time per output token"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import threading
@@ -98,6 +99,9 @@ _CLIENT_MARGIN_S = 5.0
 MIGRATION_TIMEOUT_S = 1800.0
 
 log = logging.getLogger("collector.store.postgres")
+
+
+_RUNS_PER_BOUND = 100  # runs record_runs writes within one statement timeout, at least
 
 
 def _insert(table: str, columns: Sequence[str], suffix: str = "") -> sql.Composed:
@@ -435,7 +439,10 @@ class PostgresStore:
     def record_runs(self, runs: Sequence[RunResult], *, bound_s: float | None = None) -> int:
         """Store runs in one transaction, all of them or none; a run already stored (same
         run id) is left as it is. Returns how many were new. `bound_s` bounds the whole
-        write (default: one statement's timeout), for a large import."""
+        write; by default one statement's timeout per 100 runs (an import of a year is
+        thousands of runs in one transaction: each statement stays bounded on its own)."""
+        if bound_s is None and len(runs) > _RUNS_PER_BOUND:
+            bound_s = self._statement_timeout * math.ceil(len(runs) / _RUNS_PER_BOUND)
         prepared = []
         for run in runs:
             try:
