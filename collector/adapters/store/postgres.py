@@ -443,6 +443,14 @@ class PostgresStore:
         thousands of runs in one transaction: each statement stays bounded on its own)."""
         if bound_s is None and len(runs) > _RUNS_PER_BOUND:
             bound_s = self._statement_timeout * math.ceil(len(runs) / _RUNS_PER_BOUND)
+        if len(runs) > 1:  # an import again: what is stored already is not even flattened
+            with self._guard():
+                present = {row[0].hex for row in self._connection().execute(
+                    "SELECT run_id FROM runs WHERE run_id = ANY(%s)",
+                    ([uuid.UUID(run.run_id) for run in runs],))}
+            runs = [run for run in runs if run.run_id not in present]
+        if not runs:
+            return 0
         prepared = []
         for run in runs:
             try:
@@ -451,24 +459,39 @@ class PostgresStore:
                 raise RejectedDataError(
                     f"run {run.run_id} cannot be written to {self.redacted_url}: "
                     f"{type(exc).__name__}: {scrub(str(exc))}") from None
-        added = 0
         with self._guard(bound_s):
             conn = self._connection()
             with conn.transaction(), conn.cursor() as cur:
-                for run, rows in prepared:
-                    cur.execute(_insert("runs", RUN_COLUMNS,
+                # One statement per table for all the runs (pipelined inserts, one COPY
+                # each for values and samples): a year's import is tens of thousands of
+                # runs, and a round trip per statement per run would be most of its time.
+                cur.executemany(_insert("runs", RUN_COLUMNS,
                                         "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"),
-                                rows.run)
-                    if cur.fetchone() is None:
-                        continue
-                    added += 1
-                    cur.executemany(_insert("series", SERIES_COLUMNS, _RELABEL), rows.series)
-                    cur.executemany(_insert("results", RESULT_COLUMNS), rows.results)
-                    self._bulk_write(cur, measurement_table(run), MEASUREMENT_COLUMNS,
-                                     rows.measurements)
-                    self._bulk_write(cur, "samples", SAMPLE_COLUMNS, rows.samples)
-                    cur.executemany(_insert("failures", FAILURE_COLUMNS), rows.failures)
-        return added
+                                [rows.run for _, rows in prepared], returning=True)
+                new: set[str] = set()
+                while True:
+                    new.update(row[0].hex if isinstance(row[0], uuid.UUID) else str(row[0])
+                               for row in cur.fetchall())
+                    if not cur.nextset():
+                        break
+                fresh = [(run, rows) for run, rows in prepared if run.run_id in new]
+                series: dict[str, tuple[Any, ...]] = {}
+                for _, rows in fresh:  # oldest first: a series' latest labels win
+                    series.update((row[0], row) for row in rows.series)
+                cur.executemany(_insert("series", SERIES_COLUMNS, _RELABEL),
+                                [series[k] for k in sorted(series)])
+                cur.executemany(_insert("results", RESULT_COLUMNS),
+                                [r for _, rows in fresh for r in rows.results])
+                for table in ("measurements", "confirmation_measurements"):
+                    self._bulk_write(cur, table, MEASUREMENT_COLUMNS,
+                                     [m for run, rows in fresh
+                                      if measurement_table(run) == table
+                                      for m in rows.measurements])
+                self._bulk_write(cur, "samples", SAMPLE_COLUMNS,
+                                 [x for _, rows in fresh for x in rows.samples])
+                cur.executemany(_insert("failures", FAILURE_COLUMNS),
+                                [f for _, rows in fresh for f in rows.failures])
+        return len(fresh)
 
     def _bulk_write(self, cur: psycopg.Cursor[Any], table: str, columns: Sequence[str],
                     rows: list[tuple[Any, ...]]) -> None:

@@ -97,6 +97,9 @@ def default_local_path() -> Path:
     return root / "collector" / "collector.db"
 
 
+_IN_CHUNK = 500  # ids per `IN (...)` (SQLite allows 32,766 variables; smaller is plenty)
+
+
 def _ts(value: datetime) -> str:
     """One textual form for every time, so text order is time order."""
     return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
@@ -245,16 +248,19 @@ class SQLiteStore:
 
     def record_runs(self, runs: Sequence[RunResult]) -> int:
         """Store runs (each with its outbox document) in one transaction, all of them or
-        none; a run already stored (same run id) is left as it is. Returns how many were
+        none; a run already stored (same run id) is left as it is, and not even flattened
+        (importing a year again reads it all, writes nothing). Returns how many were
         new."""
-        prepared = [(run, run_rows(run), run.model_dump_json()) for run in runs]
-
         def write() -> int:
+            present = self._stored_run_ids([run.run_id for run in runs])
             added = 0
-            for run, rows, document in prepared:
+            for run in runs:
+                if run.run_id in present:
+                    continue
+                rows = run_rows(run)
                 cur = self._conn.execute(_insert("runs", RUN_COLUMNS, "OR IGNORE"),
                                          _sql_values(rows.run))
-                if cur.rowcount == 0:
+                if cur.rowcount == 0:  # the same run twice in `runs`
                     continue
                 added += 1
                 self._conn.executemany(
@@ -271,10 +277,19 @@ class SQLiteStore:
                 # Samples hold no time to convert (the most rows of a run, by far).
                 self._conn.executemany(_insert("samples", SAMPLE_COLUMNS), rows.samples)
                 self._conn.execute("INSERT INTO outbox (run_id, document) VALUES (?, ?)",
-                                   (run.run_id, document))
+                                   (run.run_id, run.model_dump_json()))
             return added
 
         return self._write(write)
+
+    def _stored_run_ids(self, run_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(run_ids), _IN_CHUNK):
+            chunk = run_ids[start:start + _IN_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            found.update(row[0] for row in self._conn.execute(
+                f"SELECT run_id FROM runs WHERE run_id IN ({marks})", chunk))  # noqa: S608 - placeholders only
+        return found
 
     # -- outbox ----------------------------------------------------------------------------
 
