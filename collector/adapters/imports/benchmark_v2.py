@@ -47,9 +47,12 @@ from collector.adapters.imports.common import (
     ImportedPoint,
     benchmark_name,
     digest,
+    name_field,
     number,
     parse_json,
     parse_time,
+    required_field,
+    text_field,
 )
 from collector.domain import stats
 from collector.domain.catalogue import SAMPLE_MEDIANS
@@ -131,8 +134,8 @@ def _point(record: Mapping[str, Any], key: str | None, where: str) -> ImportedPo
         return None
     config = _object(record.get("config"), where, "config")
     measurements = _object(record.get("measurements"), where, "measurements")
-    model = _name(metadata, "model_id", where, "metadata.")
-    time = parse_time(_required(metadata, "timestamp", where, "metadata."), where,
+    model = name_field(metadata, "model_id", where, "metadata.")
+    time = parse_time(required_field(metadata, "timestamp", where, "metadata."), where,
                       "metadata.timestamp")
     spec = _spec(config, model, where)
     metrics, samples, duration = _metrics(measurements, config, where)
@@ -151,10 +154,10 @@ def _spec(config: Mapping[str, Any], model: str, where: str) -> dict[str, Any]:
     batch = _integer(config, "batch_size", where, "config.")
     sequence = _integer(config, "sequence_length", where, "config.")
     new = _integer(config, "num_tokens_to_generate", where, "config.")
-    device = _text(config, "device", where, "config.") or "cuda"
+    device = text_field(config, "device", where, "config.") or "cuda"
     if device not in ("cpu", "cuda"):
         raise InputError(f"{where}: config.device: {device!r}: only cpu and cuda are imported")
-    dtype = (_text(config, "dtype", where, "config.") or "bfloat16").removeprefix("torch.")
+    dtype = (text_field(config, "dtype", where, "config.") or "bfloat16").removeprefix("torch.")
     if dtype not in _DTYPES:
         raise InputError(f"{where}: config.dtype: {dtype!r} has no counterpart "
                          f"({', '.join(_DTYPES)})")
@@ -176,13 +179,13 @@ def _spec(config: Mapping[str, Any], model: str, where: str) -> dict[str, Any]:
 
 
 def _attention(config: Mapping[str, Any], where: str) -> dict[str, Any]:
-    attention = (_text(config, "attn_implementation", where, "config.") or "eager")
+    attention = (text_field(config, "attn_implementation", where, "config.") or "eager")
     attention = attention.removeprefix("paged|")  # continuous batching's paged cache
     if attention not in _ATTENTION:
         raise InputError(f"{where}: config.attn_implementation: {attention!r} has no "
                          f"counterpart ({', '.join(_ATTENTION)})")
     out: dict[str, Any] = {"attn_implementation": attention}
-    kernel = _text(config, "sdpa_backend", where, "config.")
+    kernel = text_field(config, "sdpa_backend", where, "config.")
     if kernel is not None and attention == "sdpa":
         if kernel not in _SDPA:
             raise InputError(f"{where}: config.sdpa_backend: {kernel!r} has no counterpart "
@@ -204,7 +207,7 @@ def _compile(config: Mapping[str, Any], where: str) -> dict[str, Any]:
         # CompileConfig's default mode; the runner makes fullgraph True unless told.
         return {"backend": "compile",
                 "compile": {"mode": "reduce-overhead", "fullgraph": True, **settings}}
-    mode = _text(config, "compile_mode", where, "config.")
+    mode = text_field(config, "compile_mode", where, "config.")
     if mode is not None:
         return {"backend": "compile", "compile": {"mode": mode}}
     return {"backend": "eager"}
@@ -288,12 +291,12 @@ def _gaps(timestamps: Any, new_tokens: int, where: str) -> list[float]:
 
 def _environment(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if (commit := _text(metadata, "commit_id", where, "metadata.")) is not None:
+    if (commit := text_field(metadata, "commit_id", where, "metadata.")) is not None:
         out["commit"] = commit
     hardware = _object(metadata.get("hardware_info") or {}, where, "metadata.hardware_info")
     at = "metadata.hardware_info."
     for key in ("gpu_name", "python_version", "torch_version", "cuda_version"):
-        if (value := _text(hardware, key, where, at)) is not None:
+        if (value := text_field(hardware, key, where, at)) is not None:
             out[key] = value
     if hardware.get("cpu_count") is not None:
         out["cpu_logical_cores"] = _integer(hardware, "cpu_count", where, at)
@@ -312,24 +315,10 @@ def _object(value: Any, where: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _required(mapping: Mapping[str, Any], key: str, where: str, at: str) -> Any:
-    if mapping.get(key) is None:
-        raise InputError(f"{where}: {at}{key}: missing")
-    return mapping[key]
 
 
-def _text(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str | None:
-    value = mapping.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InputError(f"{where}: {at}{key}: expected a string, got {value!r:.60}")
-    return value
 
 
-def _name(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str:
-    value = _text(mapping, key, where, at)
-    if value is None or not value.strip():
-        raise InputError(f"{where}: {at}{key}: missing")
-    return value
 
 
 def _numbers(values: list[Any], where: str, what: str) -> list[float]:
@@ -354,7 +343,7 @@ def _number(value: Any, where: str, what: str) -> float:
 
 
 def _integer(mapping: Mapping[str, Any], key: str, where: str, at: str) -> int:
-    value = _required(mapping, key, where, at)
+    value = required_field(mapping, key, where, at)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{where}: {at}{key}: expected a positive integer, got {value!r:.60}")
     return value

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from collector.adapters.files import MAX_DOCUMENT_BYTES, ReadFailure, decode, read_bounded
+from collector.adapters.files import MAX_DOCUMENT_BYTES, read_text
 from collector.domain.catalogue import METRICS
 from collector.domain.errors import InputError
 from collector.domain.model import BenchmarkResult, BenchmarkSpec, Environment, RunResult
@@ -105,6 +105,29 @@ def number(value: Any, where: str, what: str) -> float:
     return float(value)
 
 
+def required_field(mapping: Mapping[str, Any], key: str, where: str, at: str) -> Any:
+    """`mapping[key]`, which must be there and not null (`at`: the mapping's path)."""
+    if mapping.get(key) is None:
+        raise InputError(f"{where}: {at}{key}: missing")
+    return mapping[key]
+
+
+def text_field(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str | None:
+    """`mapping[key]` as a string, None where it is absent or null."""
+    value = mapping.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{where}: {at}{key}: expected a string, got {value!r:.60}")
+    return value
+
+
+def name_field(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str:
+    """`mapping[key]`, a string that is not blank."""
+    value = text_field(mapping, key, where, at)
+    if value is None or not value.strip():
+        raise InputError(f"{where}: {at}{key}: missing")
+    return value
+
+
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
@@ -128,14 +151,7 @@ _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 def read_source(path: str | Path) -> str:
     """A source file's text: bounded, UTF-8; InputError naming the file otherwise."""
-    try:
-        return decode(read_bounded(path, MAX_IMPORT_BYTES))
-    except ReadFailure as failure:
-        where = f"{path}:{failure.line}" if failure.line is not None else str(path)
-        reason = failure.reason
-        if reason == "file not found":
-            reason = "cannot read: file not found"
-        raise InputError(f"{where}: {reason}") from None
+    return read_text(path, limit=MAX_IMPORT_BYTES, what="benchmark result file")
 
 
 def _check_depth(where: str, text: str, first_line: int = 1) -> None:

@@ -58,9 +58,12 @@ from collector.adapters.imports.common import (
     ImportedPoint,
     benchmark_name,
     digest,
+    name_field,
     number,
     parse_json,
     read_json,
+    required_field,
+    text_field,
 )
 from collector.domain import stats
 from collector.domain.catalogue import SAMPLE_MEDIANS
@@ -158,31 +161,31 @@ def _spec(config: Mapping[str, Any], where: str, at: str) -> tuple[dict[str, Any
     backend = _object(config.get("backend"), where, f"{at}backend")
     scenario = _object(config.get("scenario"), where, f"{at}scenario")
     b_at, s_at = f"{at}backend.", f"{at}scenario."
-    kind = _name(backend, "name", where, b_at)
-    if (scenario_name := _name(scenario, "name", where, s_at)) != "inference":
+    kind = name_field(backend, "name", where, b_at)
+    if (scenario_name := name_field(scenario, "name", where, s_at)) != "inference":
         raise InputError(f"{where}: {s_at}name: {scenario_name!r}: only the inference "
                          "scenario is imported")
-    model = _name(backend, "model", where, b_at)
-    task_name = _name(backend, "task", where, b_at)
+    model = name_field(backend, "model", where, b_at)
+    task_name = name_field(backend, "task", where, b_at)
     task = _TASKS.get(task_name)
     if task is None:
         raise InputError(f"{where}: {b_at}task: {task_name!r} has no counterpart in the "
                          f"collector's tasks ({', '.join(_TASKS)})")
-    device = _text(backend, "device", where, b_at) or "cpu"
+    device = text_field(backend, "device", where, b_at) or "cpu"
     if device not in ("cpu", "cuda"):
         raise InputError(f"{where}: {b_at}device: {device!r}: only cpu and cuda are imported")
     for backend_name, key, words in _REFUSED:
         if kind == backend_name and backend.get(key):
             raise InputError(f"{where}: {b_at}{key}: {words} has no counterpart in the "
                              "collector's backends")
-    name = _text(config, "name", where, at) or model
+    name = text_field(config, "name", where, at) or model
     spec: dict[str, Any] = {"name": benchmark_name(name), "model": _model(model),
                             "task": task.value, "device": device,
                             "dtype": _dtype(backend, where, b_at)}
     spec.update(_backend(kind, backend, where, b_at))
     if backend.get("intra_op_num_threads") is not None:
         spec["threads"] = _integer(backend, "intra_op_num_threads", where, b_at)
-    attention = _text(backend, "attn_implementation", where, b_at)
+    attention = text_field(backend, "attn_implementation", where, b_at)
     if attention is not None:
         if attention not in _ATTENTION:
             raise InputError(f"{where}: {b_at}attn_implementation: {attention!r} has no "
@@ -223,7 +226,7 @@ def _dtype(backend: Mapping[str, Any], where: str, at: str) -> str:
     if backend.get("half"):  # openvino's
         return "float16"
     key = "dtype" if backend.get("dtype") is not None else "torch_dtype"
-    value = _text(backend, key, where, at)
+    value = text_field(backend, key, where, at)
     if value is None:
         return "float32"
     value = value.removeprefix("torch.")
@@ -285,7 +288,7 @@ def _environment(config: Mapping[str, Any], where: str, at: str) -> dict[str, An
     backend = _object(config.get("backend"), where, f"{at}backend")
     e_at = f"{at}environment."
     out: dict[str, Any] = {}
-    if (cpu := _text(env, "cpu", where, e_at)) is not None:
+    if (cpu := text_field(env, "cpu", where, e_at)) is not None:
         out["cpu_model"] = cpu.strip()
     if env.get("cpu_count") is not None:
         out["cpu_logical_cores"] = _integer(env, "cpu_count", where, e_at)
@@ -295,12 +298,12 @@ def _environment(config: Mapping[str, Any], where: str, at: str) -> dict[str, An
     for key, field in (("platform", "os"), ("python_version", "python_version"),
                        ("transformers_version", "transformers_version"),
                        ("transformers_commit", "commit")):
-        if (value := _text(env, key, where, e_at)) is not None:
+        if (value := text_field(env, key, where, e_at)) is not None:
             out[field] = value
     out.update(_gpus(env, where, e_at))
     packages = {name: env[key] for key, name in _LIBRARIES.items()
                 if isinstance(env.get(key), str)}
-    if (version := _text(backend, "version", where, f"{at}backend.")) is not None:
+    if (version := text_field(backend, "version", where, f"{at}backend.")) is not None:
         if backend.get("name") == "pytorch":
             out["torch_version"] = version
         else:
@@ -387,7 +390,7 @@ def _latency(target: Mapping[str, Any], names: Mapping[str, str], where: str,
     latency = _object(target["latency"], where, f"{at}latency")
     l_at = f"{at}latency."
     _unit(latency, "s", where, l_at)
-    metrics = {metric: _number(_required(latency, key, where, l_at), where, f"{l_at}{key}")
+    metrics = {metric: _number(required_field(latency, key, where, l_at), where, f"{l_at}{key}")
                for key, metric in names.items()}
     values = latency.get("values", [])
     if not isinstance(values, list):
@@ -408,7 +411,7 @@ def _once(target: Mapping[str, Any], where: str, at: str) -> float | None:
         return None
     latency = _object(target["latency"], where, f"{at}latency")
     _unit(latency, "s", where, f"{at}latency.")
-    return _number(_required(latency, "mean", where, f"{at}latency."), where,
+    return _number(required_field(latency, "mean", where, f"{at}latency."), where,
                    f"{at}latency.mean")
 
 
@@ -417,7 +420,7 @@ def _rate(target: Mapping[str, Any], unit: str, where: str, at: str) -> float | 
         return None
     throughput = _object(target["throughput"], where, f"{at}throughput")
     _unit(throughput, unit, where, f"{at}throughput.")
-    return _number(_required(throughput, "value", where, f"{at}throughput."), where,
+    return _number(required_field(throughput, "value", where, f"{at}throughput."), where,
                    f"{at}throughput.value")
 
 
@@ -446,7 +449,7 @@ def _energy(target: Mapping[str, Any], where: str, at: str) -> float | None:
         return None
     energy = _object(target["energy"], where, f"{at}energy")
     _unit(energy, "kWh", where, f"{at}energy.")
-    return _number(_required(energy, "total", where, f"{at}energy."), where,
+    return _number(required_field(energy, "total", where, f"{at}energy."), where,
                    f"{at}energy.total") * _KWH
 
 
@@ -476,10 +479,6 @@ def _kind(value: Any) -> str:
     return {str: "a string", list: "a list", bool: "a boolean"}.get(type(value), "a number")
 
 
-def _required(mapping: Mapping[str, Any], key: str, where: str, at: str) -> Any:
-    if mapping.get(key) is None:
-        raise InputError(f"{where}: {at}{key}: missing")
-    return mapping[key]
 
 
 def _unit(mapping: Mapping[str, Any], unit: str, where: str, at: str) -> None:
@@ -487,18 +486,8 @@ def _unit(mapping: Mapping[str, Any], unit: str, where: str, at: str) -> None:
         raise InputError(f"{where}: {at}unit: expected {unit!r}, got {mapping.get('unit')!r:.40}")
 
 
-def _text(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str | None:
-    value = mapping.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InputError(f"{where}: {at}{key}: expected a string, got {value!r:.60}")
-    return value
 
 
-def _name(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str:
-    value = _text(mapping, key, where, at)
-    if value is None or not value.strip():
-        raise InputError(f"{where}: {at}{key}: missing")
-    return value
 
 
 def _number(value: Any, where: str, what: str) -> float:
@@ -509,7 +498,7 @@ def _number(value: Any, where: str, what: str) -> float:
 
 
 def _integer(mapping: Mapping[str, Any], key: str, where: str, at: str) -> int:
-    value = _required(mapping, key, where, at)
+    value = required_field(mapping, key, where, at)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{where}: {at}{key}: expected a positive integer, got {value!r:.60}")
     return value
