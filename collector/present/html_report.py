@@ -50,7 +50,12 @@ from collector.present.report_data import (
     trend_metrics,
     trend_series,
 )
-from collector.present.text import ab_line, conditions_line, environment_words
+from collector.present.text import (
+    ab_line,
+    all_well_text,
+    conditions_line,
+    environment_words,
+)
 from collector.version import __version__
 
 if TYPE_CHECKING:
@@ -181,9 +186,11 @@ def _wrong(data: ReportData) -> str:
                   "not settle within its target.</p>",
                   _table(("workload", "run", "quality"), marked)]
     if len(parts) == 1:
-        parts.append("<p class=\"ok\">Nothing: every benchmark succeeded and was measured "
-                     "clean" + (", and no stored regression is active" if data.store_read
-                                else "") + ".</p>")
+        imported = sum(r.spec.origin is not None for r in data.results)
+        parts.append("<p class=\"ok\">Nothing: "
+                     + _e(all_well_text(len(data.results), imported))
+                     + (", and no stored regression is active" if data.store_read else "")
+                     + ".</p>")
     return "\n".join(parts)
 
 

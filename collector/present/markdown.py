@@ -21,7 +21,12 @@ from collector.present.report_data import (
     rates_text,
     run_name,
 )
-from collector.present.text import conditions_line, environment_words, visible
+from collector.present.text import (
+    all_well_text,
+    conditions_line,
+    environment_words,
+    visible,
+)
 
 
 def cell(value: object) -> str:
@@ -111,8 +116,9 @@ def _wrong(data: ReportData) -> list[str]:
               f"{cell(r.attribution or 'no attribution')}" for r in data.active_regressions]
     lines += [f"- {cell(workload_label(result, host=True))} in {cell(names[run.run_id])}: "
               f"{cell(reading.quality_text)}" for run, result, reading in data.marked()]
+    imported = sum(r.spec.origin is not None for r in data.results)
     return ["## What needs a look", "", *(lines or [
-        "Nothing: every benchmark succeeded and was measured clean."]), ""]
+        f"Nothing: {all_well_text(len(data.results), imported)}."]), ""]
 
 
 def _variants(data: ReportData) -> list[str]:

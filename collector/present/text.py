@@ -87,3 +87,14 @@ def conditions_line(total: int, marked: int, imported: int, marked_text: str,
     if imported:
         return f"{imported} imported ({IMPORTED_CONDITIONS}), the rest {clean_text}"
     return f"every result {clean_text}"
+
+
+def all_well_text(total: int, imported: int) -> str:
+    """`Nothing: ...` of a report's "what needs a look": measured clean, except what was
+    imported (its conditions unknown, so not called clean)."""
+    if not imported:
+        return "every benchmark succeeded and was measured clean"
+    if imported == total:
+        return f"every benchmark succeeded; all were imported ({IMPORTED_CONDITIONS})"
+    return (f"every benchmark succeeded; the collector's own were measured clean, {imported} "
+            f"imported ({IMPORTED_CONDITIONS})")

@@ -68,6 +68,8 @@ def test_every_format_imports_with_nothing_lost_or_duplicated(tmp_path: Path) ->
                          "--format", "markdown", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "every result imported (their tools recorded neither" in proc.stdout
+    assert "Nothing: every benchmark succeeded; all were imported (" in proc.stdout
+    assert "measured clean" not in proc.stdout
     results = proc.stdout.split("## Results", 1)[1]
     rows = [line for line in results.splitlines() if line.startswith("| ") and "@" in line]
     assert rows and all("from vllm-bench-serve @ imported" in row for row in rows), rows
