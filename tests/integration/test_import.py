@@ -4,7 +4,6 @@ judged like the collector's own (a step found and attributed to the commit behin
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import psycopg
 import pytest
 
 from collector.adapters.imports.common import ImportedPoint, build_runs
-from collector.adapters.store import SQLiteStore
 from collector.adapters.store.postgres import PostgresStore
 from collector.domain.errors import InputError, StoreError
 from collector.domain.history import Store
@@ -50,17 +48,6 @@ def history(days: int = 40, *, step_day: int | None = 28, step: float = 0.25,
                              "gpu_count": 1, "transformers_version": "5.1.0"},
                 duration_s=30))
     return points
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "local.db")
-    else:
-        opened = PostgresStore(request.getfixturevalue("pg_url"))
-    yield opened
-    opened.close()
 
 
 def _counts(store: Store) -> tuple[int, int]:

@@ -47,10 +47,11 @@ from collector.adapters.imports.common import (
     ImportedPoint,
     benchmark_name,
     digest,
+    json_number,
     name_field,
-    number,
     parse_json,
     parse_time,
+    positive_field,
     required_field,
     text_field,
 )
@@ -151,9 +152,9 @@ def _point(record: Mapping[str, Any], key: str | None, where: str) -> ImportedPo
 
 
 def _spec(config: Mapping[str, Any], model: str, where: str) -> dict[str, Any]:
-    batch = _integer(config, "batch_size", where, "config.")
-    sequence = _integer(config, "sequence_length", where, "config.")
-    new = _integer(config, "num_tokens_to_generate", where, "config.")
+    batch = positive_field(config, "batch_size", where, "config.")
+    sequence = positive_field(config, "sequence_length", where, "config.")
+    new = positive_field(config, "num_tokens_to_generate", where, "config.")
     device = text_field(config, "device", where, "config.") or "cuda"
     if device not in ("cpu", "cuda"):
         raise InputError(f"{where}: config.device: {device!r}: only cpu and cuda are imported")
@@ -253,7 +254,7 @@ def _times(mapping: Mapping[str, Any], key: str, where: str, at: str, *,
     if not isinstance(value, list) or (required and not value):
         problem = "missing" if value is None else "expected a non-empty list of seconds"
         raise InputError(f"{where}: {at}{key}: {problem}")
-    times = [_number(v, where, f"{at}{key}[{i}]") for i, v in enumerate(value)]
+    times = [json_number(v, where, f"{at}{key}[{i}]") for i, v in enumerate(value)]
     for index, seconds in enumerate(times):
         if seconds < 0:
             raise InputError(f"{where}: {at}{key}[{index}]: a negative time ({seconds})")
@@ -299,9 +300,9 @@ def _environment(metadata: Mapping[str, Any], where: str) -> dict[str, Any]:
         if (value := text_field(hardware, key, where, at)) is not None:
             out[key] = value
     if hardware.get("cpu_count") is not None:
-        out["cpu_logical_cores"] = _integer(hardware, "cpu_count", where, at)
+        out["cpu_logical_cores"] = positive_field(hardware, "cpu_count", where, at)
     if hardware.get("memory_total_mb") is not None:  # MiB: psutil's total / 1024**2
-        out["memory_total_bytes"] = _integer(hardware, "memory_total_mb", where, at) << 20
+        out["memory_total_bytes"] = positive_field(hardware, "memory_total_mb", where, at) << 20
     return out
 
 
@@ -315,12 +316,6 @@ def _object(value: Any, where: str, what: str) -> dict[str, Any]:
     return value
 
 
-
-
-
-
-
-
 def _numbers(values: list[Any], where: str, what: str) -> list[float]:
     """A list of finite JSON numbers; the first that is not one named by its index. (A
     year of full results holds millions of token times: the common case is checked in
@@ -332,18 +327,6 @@ def _numbers(values: list[Any], where: str, what: str) -> list[float]:
             floats = []
         if len(floats) == len(values) and all(map(math.isfinite, floats)):
             return floats
-    return [_number(v, where, f"{what}[{i}]") for i, v in enumerate(values)]
+    return [json_number(v, where, f"{what}[{i}]") for i, v in enumerate(values)]
 
 
-def _number(value: Any, where: str, what: str) -> float:
-    """A finite JSON number (a string is not one here, whatever it spells)."""
-    if isinstance(value, str):
-        raise InputError(f"{where}: {what}: expected a finite number, got {value!r:.60}")
-    return number(value, where, what)
-
-
-def _integer(mapping: Mapping[str, Any], key: str, where: str, at: str) -> int:
-    value = required_field(mapping, key, where, at)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{where}: {at}{key}: expected a positive integer, got {value!r:.60}")
-    return value

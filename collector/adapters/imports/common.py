@@ -128,6 +128,21 @@ def name_field(mapping: Mapping[str, Any], key: str, where: str, at: str) -> str
     return value
 
 
+def json_number(value: Any, where: str, what: str) -> float:
+    """A finite JSON number (a string is not one here, whatever it spells)."""
+    if isinstance(value, str):
+        raise InputError(f"{where}: {what}: expected a finite number, got {value!r:.60}")
+    return number(value, where, what)
+
+
+def positive_field(mapping: Mapping[str, Any], key: str, where: str, at: str) -> int:
+    """`mapping[key]`, a positive integer."""
+    value = required_field(mapping, key, where, at)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{where}: {at}{key}: expected a positive integer, got {value!r:.60}")
+    return value
+
+
 _NAME_INVALID = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 

@@ -58,9 +58,10 @@ from collector.adapters.imports.common import (
     ImportedPoint,
     benchmark_name,
     digest,
+    json_number,
     name_field,
-    number,
     parse_json,
+    positive_field,
     read_json,
     required_field,
     text_field,
@@ -184,7 +185,7 @@ def _spec(config: Mapping[str, Any], where: str, at: str) -> tuple[dict[str, Any
                             "dtype": _dtype(backend, where, b_at)}
     spec.update(_backend(kind, backend, where, b_at))
     if backend.get("intra_op_num_threads") is not None:
-        spec["threads"] = _integer(backend, "intra_op_num_threads", where, b_at)
+        spec["threads"] = positive_field(backend, "intra_op_num_threads", where, b_at)
     attention = text_field(backend, "attn_implementation", where, b_at)
     if attention is not None:
         if attention not in _ATTENTION:
@@ -199,18 +200,18 @@ def _shapes(scenario: Mapping[str, Any], task: Task, where: str, at: str) -> dic
     """Batch size, sequence length and new tokens from the scenario's input shapes and
     generate kwargs (the tool's defaults where it has them: batch 2, 100 new tokens)."""
     shapes = _object(scenario.get("input_shapes", {}), where, f"{at}input_shapes")
-    out = {"batch_size": _integer({"batch_size": 2, **shapes}, "batch_size", where,
+    out = {"batch_size": positive_field({"batch_size": 2, **shapes}, "batch_size", where,
                                   f"{at}input_shapes.")}
     if task.value not in NO_SEQUENCE_TASKS:
-        out["sequence_length"] = _integer(shapes, "sequence_length", where,
+        out["sequence_length"] = positive_field(shapes, "sequence_length", where,
                                           f"{at}input_shapes.")
     if task in GENERATION_TASKS:
         generate = _object(scenario.get("generate_kwargs", {}), where, f"{at}generate_kwargs")
         if generate.get("max_new_tokens") is not None:
-            out["new_tokens"] = _integer(generate, "max_new_tokens", where,
+            out["new_tokens"] = positive_field(generate, "max_new_tokens", where,
                                          f"{at}generate_kwargs.")
         elif scenario.get("new_tokens") is not None:
-            out["new_tokens"] = _integer(scenario, "new_tokens", where, at)
+            out["new_tokens"] = positive_field(scenario, "new_tokens", where, at)
         else:
             out["new_tokens"] = 100
     return out
@@ -291,9 +292,9 @@ def _environment(config: Mapping[str, Any], where: str, at: str) -> dict[str, An
     if (cpu := text_field(env, "cpu", where, e_at)) is not None:
         out["cpu_model"] = cpu.strip()
     if env.get("cpu_count") is not None:
-        out["cpu_logical_cores"] = _integer(env, "cpu_count", where, e_at)
+        out["cpu_logical_cores"] = positive_field(env, "cpu_count", where, e_at)
     if env.get("cpu_ram_mb") is not None:
-        out["memory_total_bytes"] = round(_number(env["cpu_ram_mb"], where,
+        out["memory_total_bytes"] = round(json_number(env["cpu_ram_mb"], where,
                                                   f"{e_at}cpu_ram_mb") * _MB)
     for key, field in (("platform", "os"), ("python_version", "python_version"),
                        ("transformers_version", "transformers_version"),
@@ -322,7 +323,7 @@ def _gpus(env: Mapping[str, Any], where: str, at: str) -> dict[str, Any]:
         if gpus:
             out = {"gpu_name": " + ".join(dict.fromkeys(gpus)), "gpu_count": len(gpus)}
     if env.get("gpu_count") is not None:
-        out["gpu_count"] = _integer(env, "gpu_count", where, at)
+        out["gpu_count"] = positive_field(env, "gpu_count", where, at)
     return out
 
 
@@ -390,12 +391,12 @@ def _latency(target: Mapping[str, Any], names: Mapping[str, str], where: str,
     latency = _object(target["latency"], where, f"{at}latency")
     l_at = f"{at}latency."
     _unit(latency, "s", where, l_at)
-    metrics = {metric: _number(required_field(latency, key, where, l_at), where, f"{l_at}{key}")
+    metrics = {metric: json_number(required_field(latency, key, where, l_at), where, f"{l_at}{key}")
                for key, metric in names.items()}
     values = latency.get("values", [])
     if not isinstance(values, list):
         raise InputError(f"{where}: {l_at}values: expected a list of numbers")
-    times = [_number(v, where, f"{l_at}values[{i}]") for i, v in enumerate(values)]
+    times = [json_number(v, where, f"{l_at}values[{i}]") for i, v in enumerate(values)]
     if any(v < 0 for v in times):
         raise InputError(f"{where}: {l_at}values: a negative time")
     if times and names is _LATENCY:
@@ -411,7 +412,7 @@ def _once(target: Mapping[str, Any], where: str, at: str) -> float | None:
         return None
     latency = _object(target["latency"], where, f"{at}latency")
     _unit(latency, "s", where, f"{at}latency.")
-    return _number(required_field(latency, "mean", where, f"{at}latency."), where,
+    return json_number(required_field(latency, "mean", where, f"{at}latency."), where,
                    f"{at}latency.mean")
 
 
@@ -420,7 +421,7 @@ def _rate(target: Mapping[str, Any], unit: str, where: str, at: str) -> float | 
         return None
     throughput = _object(target["throughput"], where, f"{at}throughput")
     _unit(throughput, unit, where, f"{at}throughput.")
-    return _number(required_field(throughput, "value", where, f"{at}throughput."), where,
+    return json_number(required_field(throughput, "value", where, f"{at}throughput."), where,
                    f"{at}throughput.value")
 
 
@@ -439,7 +440,7 @@ def _memory(targets: Mapping[str, Mapping[str, Any]], where: str, at: str) -> di
                             ("max_reserved", "cuda_max_reserved_bytes")):
             if memory.get(key) is not None:
                 peaks.setdefault(metric, []).append(
-                    _number(memory[key], where, f"{m_at}{key}") * _MB)
+                    json_number(memory[key], where, f"{m_at}{key}") * _MB)
     return {metric: max(values) for metric, values in peaks.items()}
 
 
@@ -449,7 +450,7 @@ def _energy(target: Mapping[str, Any], where: str, at: str) -> float | None:
         return None
     energy = _object(target["energy"], where, f"{at}energy")
     _unit(energy, "kWh", where, f"{at}energy.")
-    return _number(required_field(energy, "total", where, f"{at}energy."), where,
+    return json_number(required_field(energy, "total", where, f"{at}energy."), where,
                    f"{at}energy.total") * _KWH
 
 
@@ -479,26 +480,8 @@ def _kind(value: Any) -> str:
     return {str: "a string", list: "a list", bool: "a boolean"}.get(type(value), "a number")
 
 
-
-
 def _unit(mapping: Mapping[str, Any], unit: str, where: str, at: str) -> None:
     if mapping.get("unit") != unit:
         raise InputError(f"{where}: {at}unit: expected {unit!r}, got {mapping.get('unit')!r:.40}")
 
 
-
-
-
-
-def _number(value: Any, where: str, what: str) -> float:
-    """A finite JSON number (a string is not one here, whatever it spells)."""
-    if isinstance(value, str):
-        raise InputError(f"{where}: {what}: expected a finite number, got {value!r:.60}")
-    return number(value, where, what)
-
-
-def _integer(mapping: Mapping[str, Any], key: str, where: str, at: str) -> int:
-    value = required_field(mapping, key, where, at)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{where}: {at}{key}: expected a positive integer, got {value!r:.60}")
-    return value
