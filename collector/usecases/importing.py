@@ -32,7 +32,6 @@ class ImportReport:
     by_origin: dict[str, int]  # points per tool
     first: datetime | None
     last: datetime | None
-    hosts: tuple[str, ...]
     changes: list[Regression] = field(default_factory=list)  # what the scan found anew
 
 
@@ -67,5 +66,4 @@ def import_runs(store: Store, runs: Sequence[RunResult], *,
         points=sum(len(run.results) for run in runs), runs=len(runs), added=added,
         series=len(series), by_origin=dict(sorted(origins.items())),
         first=min((run.started_at for run in runs), default=None),
-        last=max((run.finished_at for run in runs), default=None),
-        hosts=tuple(sorted({run.host for run in runs})), changes=changes)
+        last=max((run.finished_at for run in runs), default=None), changes=changes)
